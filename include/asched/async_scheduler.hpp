@@ -1,0 +1,245 @@
+// AsyncScheduler: the scheduler on an Asio executor, with an awaitable API.
+#pragma once
+
+#include <asched/clock.hpp>
+#include <asched/data_store.hpp>
+#include <asched/event_broker.hpp>
+#include <asched/events.hpp>
+#include <asched/logger.hpp>
+#include <asched/model.hpp>
+#include <asched/task_function.hpp>
+#include <asched/trigger.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace asio {
+class io_context;
+}
+
+namespace asched {
+
+/// Construction options of AsyncScheduler (and Scheduler).
+struct AsyncSchedulerOptions {
+    std::shared_ptr<DataStore> data_store;     ///< default: a new MemoryDataStore
+    std::shared_ptr<EventBroker> event_broker; ///< default: a new LocalEventBroker
+    std::string identity;                      ///< lease owner; default "host-pid-n"
+    SchedulerRole role = SchedulerRole::both;
+    std::size_t max_concurrent_jobs = 100;
+    duration lease_duration = std::chrono::seconds(30);
+    /// How often cleanup() runs (also once at start); nullopt disables it.
+    std::optional<duration> cleanup_interval = std::chrono::minutes(15);
+    /// The longest the loops sleep without a wake-up event (real time): the safety net when a
+    /// broker message is lost.
+    duration poll_interval = std::chrono::seconds(5);
+    /// stop(): how long running jobs may finish before they are cancelled (real time).
+    duration stop_grace_period = std::chrono::seconds(30);
+    TaskDefaults task_defaults;
+    std::size_t thread_pool_size = 8; ///< threads for blocking tasks
+    Logger logger;
+    std::shared_ptr<Clock> clock; ///< default: SystemClock
+};
+
+/// For TaskOptions::max_running_jobs: no limit on a task's running jobs.
+inline constexpr std::optional<int> unlimited = std::nullopt;
+
+/// Registration options of a task; unset members keep the stored value or the defaults.
+struct TaskOptions {
+    std::optional<std::optional<int>> max_running_jobs; ///< inner nullopt: unlimited
+    std::optional<std::optional<duration>> misfire_grace_time;
+    std::optional<nlohmann::json> metadata;
+};
+
+/// Options of add_schedule.
+struct ScheduleOptions {
+    std::string id;                       ///< default: a random UUID
+    nlohmann::json args = nlohmann::json::array();
+    bool paused = false;
+    CoalescePolicy coalesce = CoalescePolicy::latest;
+    std::optional<std::optional<duration>> misfire_grace_time; ///< unset: the task's
+    std::optional<duration> max_jitter;
+    duration job_result_expiration_time{0};
+    nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
+    ConflictPolicy conflict_policy = ConflictPolicy::do_nothing;
+};
+
+/// Options of add_job.
+struct JobOptions {
+    nlohmann::json args = nlohmann::json::array();
+    duration result_expiration_time{0}; ///< 0: no result is kept
+    nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
+};
+
+/// Where unpause_schedule resumes.
+struct ResumeFrom {
+    enum class Kind { stored, now, time } kind = Kind::stored;
+    time_point at{};
+    static ResumeFrom stored() { return {}; }
+    static ResumeFrom now() { return {Kind::now, {}}; }
+    static ResumeFrom time(time_point t) { return {Kind::time, t}; }
+};
+
+namespace detail {
+struct SchedulerState;
+}
+
+/// Schedules tasks and runs jobs on an Asio executor.
+///
+/// A handle to shared state: background coroutines keep what they use alive, so destroying
+/// the handle while the scheduler runs is safe (it asks the scheduler to stop gracefully).
+/// Move-only.
+///
+/// Arguments: member functions returning an awaitable are not coroutines themselves; they copy
+/// their arguments into the operation before returning it, so `std::string_view` and `const&`
+/// parameters never dangle. Ids are string views and options have overloads without them so
+/// that `co_await s.run_job("id")` builds no temporary with a destructor: GCC 12 destroys such
+/// temporaries twice when the awaited operation throws. For the same reason, name option
+/// structs before awaiting (`JobOptions o{.args = {1, 2}}; co_await s.run_job("add", o);`).
+///
+/// Executor: every member function that returns an awaitable runs its work on the scheduler's
+/// internal strand and resumes the caller on the caller's own executor. Member functions may
+/// be called from any thread and any executor. Exceptions: asched::Error with the code named
+/// per function; errc::store_failure when the store fails. Cancellation: awaiting callers may
+/// be cancelled with Asio's terminal cancellation; the scheduler's own state is unaffected.
+class AsyncScheduler {
+public:
+    explicit AsyncScheduler(asio::any_io_executor executor, AsyncSchedulerOptions options = {});
+    explicit AsyncScheduler(asio::io_context& context, AsyncSchedulerOptions options = {});
+    AsyncScheduler(AsyncScheduler&&) noexcept;
+    AsyncScheduler& operator=(AsyncScheduler&&) noexcept;
+    ~AsyncScheduler();
+
+    const std::string& identity() const noexcept;
+    RunState state() const noexcept;
+    asio::any_io_executor get_executor() const noexcept;
+    std::shared_ptr<DataStore> data_store() const noexcept;
+    std::shared_ptr<EventBroker> event_broker() const noexcept;
+    std::shared_ptr<Clock> clock() const noexcept;
+
+    // ---- the scope (the C++ form of `async with`) ------------------------------------------
+
+    /// Starts the broker and the store, runs `body`, then, whether `body` returned or threw,
+    /// stops gracefully, waits until stopped and closes the store and broker; rethrows what
+    /// `body` threw. `body` is kept alive until it completes, so it may capture.
+    asio::awaitable<void> scoped(std::function<asio::awaitable<void>(AsyncScheduler&)> body);
+    /// Starts the broker and the store (scoped() and the start functions do this for you).
+    asio::awaitable<void> open();
+    /// Stops the store and the broker; the scheduler must be stopped.
+    asio::awaitable<void> close();
+
+    // ---- tasks ---------------------------------------------------------------------------
+
+    /// Registers `f` under `id` in this process and stores the task (TaskAdded/TaskUpdated).
+    /// See make_task_function for how its signature is used.
+    template <class F> asio::awaitable<Task> add_task(std::string_view id, F f) {
+        return add_task_function(id, make_task_function(std::move(f)), TaskOptions());
+    }
+    template <class F>
+    asio::awaitable<Task> add_task(std::string_view id, F f, const TaskOptions& options) {
+        return add_task_function(id, make_task_function(std::move(f)), options);
+    }
+    asio::awaitable<Task> add_task_function(std::string_view id,
+                                            std::shared_ptr<const TaskFunction> function,
+                                            const TaskOptions& options);
+    /// Changes a stored task's settings. Throws Error(task_lookup).
+    asio::awaitable<Task> configure_task(std::string_view id, const TaskOptions& options);
+    /// Sorted by id.
+    asio::awaitable<std::vector<Task>> get_tasks();
+
+    // ---- schedules -----------------------------------------------------------------------
+
+    /// Stores a schedule of the task `task_id`; returns its id. Throws Error(task_lookup) for
+    /// an unknown task, Error(conflicting_id) under ConflictPolicy::exception,
+    /// Error(invalid_argument) naming a bad option.
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, TriggerPtr trigger,
+                                              const ScheduleOptions& options);
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, TriggerPtr trigger) {
+        return add_schedule(task_id, std::move(trigger), ScheduleOptions());
+    }
+    template <std::derived_from<Trigger> T>
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, const T& trigger,
+                                              const ScheduleOptions& options) {
+        return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)), options);
+    }
+    template <std::derived_from<Trigger> T>
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, const T& trigger) {
+        return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)), ScheduleOptions());
+    }
+    /// Throws Error(schedule_lookup).
+    asio::awaitable<Schedule> get_schedule(std::string_view id);
+    asio::awaitable<std::optional<Schedule>> try_get_schedule(std::string_view id);
+    asio::awaitable<std::vector<Schedule>> get_schedules();
+    /// Throws Error(schedule_lookup).
+    asio::awaitable<void> pause_schedule(std::string_view id);
+    /// Throws Error(schedule_lookup). ResumeFrom::stored() keeps the stored next fire time
+    /// (missed fires are then caught up under the coalesce and misfire policies).
+    asio::awaitable<void> unpause_schedule(std::string_view id, ResumeFrom resume_from = {});
+    /// Unknown ids are ignored. Jobs already created are kept.
+    asio::awaitable<void> remove_schedule(std::string_view id);
+
+    // ---- jobs ----------------------------------------------------------------------------
+
+    /// Queues one run of `task_id`; returns the job id. Throws Error(task_lookup).
+    asio::awaitable<std::string> add_job(std::string_view task_id, const JobOptions& options);
+    asio::awaitable<std::string> add_job(std::string_view task_id) {
+        return add_job(task_id, JobOptions());
+    }
+    /// add_job (keeping the result 15 minutes), then waits for the result: returns the value,
+    /// or throws Error(job_failed | job_cancelled | job_deadline_missed | job_abandoned).
+    asio::awaitable<nlohmann::json> run_job(std::string_view task_id, const JobOptions& options);
+    asio::awaitable<nlohmann::json> run_job(std::string_view task_id) {
+        return run_job(task_id, JobOptions());
+    }
+    /// With `wait`, waits until the job has a result. Reading does not delete it. Throws
+    /// Error(job_lookup) when neither the job nor its result exists (or it expired), or with
+    /// `wait == false` when the job has not finished; nullopt when the job ended without a
+    /// kept result.
+    asio::awaitable<std::optional<JobResult>> get_job_result(std::string_view job_id,
+                                                             bool wait = true);
+    /// Queued and running jobs.
+    asio::awaitable<std::vector<Job>> get_jobs();
+
+    // ---- events --------------------------------------------------------------------------
+
+    /// Calls `callback` for each event in `mask`, in order, on a strand over the scheduler's
+    /// executor. Ends when the Subscription is destroyed.
+    Subscription subscribe(EventCallback callback, EventMask mask = all_events,
+                           bool one_shot = false);
+    /// Waits for the next event in `mask`.
+    asio::awaitable<Event> next_event(EventMask mask = all_events);
+
+    // ---- running -------------------------------------------------------------------------
+
+    /// Starts the loops and returns once the scheduler is started. Throws Error(not_running)
+    /// unless stopped.
+    asio::awaitable<void> start_in_background();
+    /// Starts (if stopped) and returns when the scheduler has stopped. Stopping is not an
+    /// error: it returns normally.
+    asio::awaitable<void> run_until_stopped();
+    /// Asks the scheduler to stop: no new acquisitions, running jobs get stop_grace_period to
+    /// finish and are then cancelled, every lease is released. Returns at once.
+    asio::awaitable<void> stop();
+    /// Returns once the scheduler is stopped.
+    asio::awaitable<void> wait_until_stopped();
+    /// Runs the store's cleanup now.
+    asio::awaitable<void> cleanup();
+
+private:
+    std::shared_ptr<detail::SchedulerState> state_;
+};
+
+/// Waits for the next event of type T.
+template <class T> asio::awaitable<T> next_event(AsyncScheduler& scheduler) {
+    Event e = co_await scheduler.next_event(event_mask<T>());
+    co_return std::get<T>(std::move(e));
+}
+
+} // namespace asched

@@ -1,0 +1,118 @@
+// The DataStore port: where tasks, schedules, jobs and results live.
+#pragma once
+
+#include <asched/clock.hpp>
+#include <asched/event_broker.hpp>
+#include <asched/logger.hpp>
+#include <asched/model.hpp>
+
+#include <asio/awaitable.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace asched {
+
+/// What a store is given when it starts.
+struct StoreContext {
+    std::shared_ptr<EventBroker> broker;
+    std::shared_ptr<const Clock> clock; ///< stores without a time of their own decide with it
+    Logger logger;
+};
+
+/// The outcome of processing one acquired schedule, applied by release_schedules() as one
+/// atomic step: insert `jobs` (unique per (schedule id, scheduled fire time), so a retry or a
+/// crash never creates a second job for one fire), set the fire times, free the lease. A
+/// release whose lease_token is no longer the schedule's (replaced, paused, lease lost) is
+/// refused as a whole.
+struct ScheduleRelease {
+    std::string schedule_id;
+    std::uint64_t lease_token = 0;
+    std::optional<time_point> last_fire_time;
+    std::optional<time_point> next_fire_time;
+    std::vector<Job> jobs;
+};
+
+/// What acquire_jobs() hands out.
+struct JobAcquisition {
+    std::vector<Job> jobs;
+    /// The earliest start of a queued job that was not yet startable (jitter), if any.
+    std::optional<time_point> next_ready_time;
+};
+
+/// A store of tasks, schedules, jobs and results, shared by one or many schedulers. Each
+/// method is one atomic step and publishes its events through the broker after the change.
+/// Methods throw Error(store_failure) when the backend fails, and the lookup errors named
+/// below. Thread safety: implementations are safe to call from any thread and executor.
+class DataStore {
+public:
+    virtual ~DataStore() = default;
+
+    virtual asio::awaitable<void> start(StoreContext context) = 0;
+    virtual asio::awaitable<void> stop() = 0;
+
+    /// Inserts or replaces (keeping running_jobs); publishes TaskAdded or TaskUpdated.
+    virtual asio::awaitable<void> add_task(Task task) = 0;
+    /// Throws Error(task_lookup). Publishes TaskRemoved.
+    virtual asio::awaitable<void> remove_task(std::string task_id) = 0;
+    /// Throws Error(task_lookup).
+    virtual asio::awaitable<Task> get_task(std::string task_id) = 0;
+    /// Sorted by id.
+    virtual asio::awaitable<std::vector<Task>> get_tasks() = 0;
+
+    /// nullopt: all schedules; otherwise those of `ids` that exist. Sorted by id.
+    virtual asio::awaitable<std::vector<Schedule>>
+    get_schedules(std::optional<std::vector<std::string>> ids) = 0;
+    /// Stores `schedule` under the conflict policy; returns whether it was stored. Throws
+    /// Error(conflicting_id) under ConflictPolicy::exception. A replace starts a new lease
+    /// token. Publishes ScheduleAdded, or ScheduleUpdated on replace.
+    virtual asio::awaitable<bool> add_schedule(Schedule schedule, ConflictPolicy policy) = 0;
+    /// Unknown ids are ignored. Publishes ScheduleRemoved(finished = false) for each.
+    virtual asio::awaitable<void> remove_schedules(std::vector<std::string> ids) = 0;
+    /// Leases up to `limit` due, unpaused schedules whose lease is free or expired, earliest
+    /// next_fire_time first.
+    virtual asio::awaitable<std::vector<Schedule>>
+    acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) = 0;
+    /// Applies each release atomically (see ScheduleRelease); publishes JobAdded for every
+    /// new job and ScheduleUpdated for every schedule.
+    virtual asio::awaitable<void> release_schedules(std::string scheduler_id,
+                                                    std::vector<ScheduleRelease> releases) = 0;
+    /// The earliest instant a schedule may become due (next fire time or lease expiry).
+    virtual asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() = 0;
+
+    /// Throws Error(task_lookup) for an unknown task. Publishes JobAdded.
+    virtual asio::awaitable<void> add_job(Job job) = 0;
+    /// Queued and running jobs; nullopt: all. In creation order.
+    virtual asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) = 0;
+    /// Leases up to `limit` startable jobs of the tasks in `task_ids`, oldest first, within
+    /// each task's max_running_jobs. Jobs past their start deadline are released as
+    /// missed_start_deadline; jobs whose lease expired are released as abandoned. Publishes
+    /// JobAcquired and JobReleased.
+    virtual asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
+                                                         std::size_t limit,
+                                                         std::vector<std::string> task_ids) = 0;
+    /// Stores `result` (if its expiry is after its finish), frees the task slot, deletes the
+    /// job, publishes JobReleased. Refused (returns false) when `job` is no longer leased to
+    /// this scheduler with this token.
+    virtual asio::awaitable<bool> release_job(std::string scheduler_id, Job job,
+                                              JobResult result) = 0;
+    /// Reading does not delete: results live until they expire.
+    virtual asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) = 0;
+
+    virtual asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
+                                                                  std::vector<std::string> ids,
+                                                                  duration lease) = 0;
+    virtual asio::awaitable<void> extend_acquired_job_leases(std::string scheduler_id,
+                                                             std::vector<std::string> ids,
+                                                             duration lease) = 0;
+    /// Releases every job still leased to `scheduler_id` as abandoned (a restart after a
+    /// crash under the same identity).
+    virtual asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) = 0;
+    /// Removes expired results, releases jobs with expired leases as abandoned, removes
+    /// exhausted schedules that no job refers to (ScheduleRemoved(finished = true)).
+    virtual asio::awaitable<void> cleanup() = 0;
+};
+
+} // namespace asched

@@ -1,0 +1,55 @@
+// MemoryDataStore: the default in-process store with ordered indexes.
+#pragma once
+
+#include <asched/data_store.hpp>
+
+#include <memory>
+
+namespace asched {
+
+/// Keeps everything in memory, in ordered indexes: the next due schedule and the next
+/// startable job cost O(log n), never a scan. Values are stored as they are (no JSON). May be
+/// shared by several schedulers in one process. Thread safety: each method holds an internal
+/// mutex for a short, non-suspending critical section; events are published after it.
+class MemoryDataStore final : public DataStore {
+public:
+    MemoryDataStore();
+    ~MemoryDataStore() override;
+
+    asio::awaitable<void> start(StoreContext context) override;
+    asio::awaitable<void> stop() override;
+    asio::awaitable<void> add_task(Task task) override;
+    asio::awaitable<void> remove_task(std::string task_id) override;
+    asio::awaitable<Task> get_task(std::string task_id) override;
+    asio::awaitable<std::vector<Task>> get_tasks() override;
+    asio::awaitable<std::vector<Schedule>>
+    get_schedules(std::optional<std::vector<std::string>> ids) override;
+    asio::awaitable<bool> add_schedule(Schedule schedule, ConflictPolicy policy) override;
+    asio::awaitable<void> remove_schedules(std::vector<std::string> ids) override;
+    asio::awaitable<std::vector<Schedule>>
+    acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) override;
+    asio::awaitable<void> release_schedules(std::string scheduler_id,
+                                            std::vector<ScheduleRelease> releases) override;
+    asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override;
+    asio::awaitable<void> add_job(Job job) override;
+    asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) override;
+    asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
+                                                 std::size_t limit,
+                                                 std::vector<std::string> task_ids) override;
+    asio::awaitable<bool> release_job(std::string scheduler_id, Job job, JobResult result) override;
+    asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) override;
+    asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
+                                                          std::vector<std::string> ids,
+                                                          duration lease) override;
+    asio::awaitable<void> extend_acquired_job_leases(std::string scheduler_id,
+                                                     std::vector<std::string> ids,
+                                                     duration lease) override;
+    asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
+    asio::awaitable<void> cleanup() override;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+} // namespace asched

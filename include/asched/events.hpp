@@ -1,0 +1,122 @@
+// The event catalogue: one closed std::variant of small structs, each with a timestamp.
+#pragma once
+
+#include <asched/model.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace asched {
+
+struct SchedulerStarted {
+    time_point timestamp{};
+};
+struct SchedulerStopped {
+    time_point timestamp{};
+    std::optional<std::string> exception; ///< why it stopped, when it crashed
+};
+struct TaskAdded {
+    time_point timestamp{};
+    std::string task_id;
+};
+struct TaskUpdated {
+    time_point timestamp{};
+    std::string task_id;
+};
+struct TaskRemoved {
+    time_point timestamp{};
+    std::string task_id;
+};
+struct ScheduleAdded {
+    time_point timestamp{};
+    std::string schedule_id;
+    std::string task_id;
+    std::optional<time_point> next_fire_time;
+};
+struct ScheduleUpdated {
+    time_point timestamp{};
+    std::string schedule_id;
+    std::string task_id;
+    std::optional<time_point> next_fire_time;
+};
+struct ScheduleRemoved {
+    time_point timestamp{};
+    std::string schedule_id;
+    std::string task_id;
+    bool finished = false; ///< removed by cleanup because its trigger is exhausted
+};
+struct JobAdded {
+    time_point timestamp{};
+    std::string job_id;
+    std::string task_id;
+    std::optional<std::string> schedule_id;
+};
+struct JobRemoved {
+    time_point timestamp{};
+    std::string job_id;
+    std::string task_id;
+};
+struct JobAcquired {
+    time_point timestamp{};
+    std::string job_id;
+    std::string scheduler_id;
+    std::string task_id;
+    std::optional<std::string> schedule_id;
+    std::optional<time_point> scheduled_start;
+};
+struct JobReleased {
+    time_point timestamp{};
+    std::string job_id;
+    std::string scheduler_id;
+    std::string task_id;
+    std::optional<std::string> schedule_id;
+    std::optional<time_point> scheduled_start;
+    std::optional<time_point> started_at;
+    JobOutcome outcome = JobOutcome::success;
+    std::optional<std::string> exception_type;
+    std::optional<std::string> exception_message;
+};
+
+using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated,
+                           TaskRemoved, ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded,
+                           JobRemoved, JobAcquired, JobReleased>;
+
+/// A set of event types, one bit per alternative of Event.
+using EventMask = std::uint32_t;
+inline constexpr EventMask all_events = ~EventMask{0};
+
+namespace detail {
+template <class T, class V> struct variant_index;
+template <class T, class... Ts> struct variant_index<T, std::variant<Ts...>> {
+    static constexpr std::size_t value = [] {
+        std::size_t i = 0;
+        ((std::is_same_v<T, Ts> ? false : (++i, true)) && ...);
+        return i;
+    }();
+};
+} // namespace detail
+
+/// The mask that selects the event types `Ts...`.
+template <class... Ts> constexpr EventMask event_mask() {
+    static_assert(sizeof...(Ts) > 0);
+    static_assert((... && (detail::variant_index<Ts, Event>::value < std::variant_size_v<Event>)),
+                  "not an asched event type");
+    return (EventMask{0} | ... | (EventMask{1} << detail::variant_index<Ts, Event>::value));
+}
+
+inline bool matches(EventMask mask, const Event& e) noexcept {
+    return (mask >> e.index()) & 1U;
+}
+
+time_point event_timestamp(const Event& e) noexcept;
+/// The event's class name, e.g. "JobReleased".
+std::string_view event_name(const Event& e) noexcept;
+
+/// {"type": "JobReleased", "version": 1, ...fields}; the wire form brokers send.
+void to_json(nlohmann::json& j, const Event& e);
+/// Throws Error(deserialization) naming the type or field that is wrong.
+void from_json(const nlohmann::json& j, Event& e);
+
+} // namespace asched

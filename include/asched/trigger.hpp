@@ -1,0 +1,43 @@
+// The Trigger port: an immutable value that says when a schedule fires.
+#pragma once
+
+#include <asched/time.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace asched {
+
+/// Decides a schedule's fire times. Immutable: the last fire time lives in the Schedule, so a
+/// trigger is shared, serialised and tested freely. Fire times must strictly increase.
+class Trigger {
+public:
+    virtual ~Trigger() = default;
+
+    /// The first fire time after `previous`, or the first of all when `previous` is nullopt;
+    /// nullopt once exhausted. Exceptions: Error(max_iterations) from combining triggers.
+    virtual std::optional<time_point> next(std::optional<time_point> previous) const = 0;
+    /// The versioned JSON form, with a "type" member; trigger_from_json reads it back.
+    virtual nlohmann::json to_json() const = 0;
+    /// A short description for logs, e.g. "interval[every 5s from 2025-01-01T00:00:00Z]".
+    virtual std::string describe() const = 0;
+    /// The zone fire times are shown in (for logs and formatting).
+    virtual TimeZone timezone() const { return TimeZone::utc(); }
+    /// A copy whose defaults that depend on "now" (a start time) are fixed, or nullptr when
+    /// there are none. add_schedule calls it with the scheduler clock's now().
+    virtual std::shared_ptr<const Trigger> with_start(time_point now) const {
+        (void)now;
+        return nullptr;
+    }
+};
+
+using TriggerPtr = std::shared_ptr<const Trigger>;
+
+/// Rebuilds a built-in trigger from its JSON form. Throws Error(deserialization) naming the
+/// type or field that is wrong (an unknown "type", a newer "version", a bad value).
+TriggerPtr trigger_from_json(const nlohmann::json& j);
+
+} // namespace asched

@@ -1,0 +1,81 @@
+// Pure scheduling decisions: catch-up, coalescing, jitter and misfire deadlines.
+#include <asched/policies.hpp>
+#include <asched/trigger.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace asched {
+
+FirePlan plan_fires(const Schedule& schedule, time_point now,
+                    const std::function<double()>& uniform01,
+                    const std::function<std::string()>& make_id) {
+    FirePlan plan;
+    std::vector<time_point> fires;
+    std::optional<time_point> t = schedule.next_fire_time;
+    std::size_t steps = 0;
+    while (t && *t <= now && steps < max_catch_up_steps) {
+        switch (schedule.coalesce) {
+        case CoalescePolicy::all: fires.push_back(*t); break;
+        case CoalescePolicy::latest: fires.assign(1, *t); break;
+        case CoalescePolicy::earliest:
+            if (fires.empty())
+                fires.push_back(*t);
+            break;
+        }
+        plan.last_fire_time = t;
+        t = schedule.trigger->next(*t);
+        ++steps;
+    }
+    plan.next_fire_time = t;
+
+    // Jitter never pushes a job's start past the fire time that follows it.
+    std::optional<duration> jitter_cap = schedule.max_jitter;
+    for (std::size_t i = 0; i < fires.size(); ++i) {
+        const time_point fire = fires[i];
+        duration jitter{0};
+        if (jitter_cap && *jitter_cap > duration(0)) {
+            const std::optional<time_point> following =
+                i + 1 < fires.size() ? std::optional(fires[i + 1]) : plan.next_fire_time;
+            if (following)
+                jitter_cap = std::min(*jitter_cap, *following - fire - duration(1));
+            if (*jitter_cap > duration(0)) {
+                const double u = std::clamp(uniform01(), 0.0, 1.0);
+                jitter = duration(static_cast<std::int64_t>(
+                    std::floor(u * static_cast<double>(jitter_cap->count()))));
+            }
+        }
+        Job job;
+        job.id = make_id();
+        job.task_id = schedule.task_id;
+        job.args = schedule.args;
+        job.schedule_id = schedule.id;
+        job.scheduled_fire_time = fire;
+        job.jitter = jitter;
+        if (schedule.misfire_grace_time)
+            job.start_deadline = fire + jitter + *schedule.misfire_grace_time;
+        job.result_expiration_time = schedule.job_result_expiration_time;
+        job.metadata = schedule.metadata;
+        job.created_at = now;
+        plan.jobs.push_back(std::move(job));
+    }
+    return plan;
+}
+
+std::optional<time_point> first_fire_at_or_after(const Trigger& trigger,
+                                                 std::optional<time_point> next_fire_time,
+                                                 time_point resume_from) {
+    std::optional<time_point> t = next_fire_time;
+    std::size_t steps = 0;
+    while (t && *t < resume_from && steps++ < max_catch_up_steps)
+        t = trigger.next(*t);
+    return t;
+}
+
+duration backoff_delay(unsigned attempt, duration cap) noexcept {
+    const auto base = std::chrono::milliseconds(500);
+    const unsigned shift = std::min(attempt, 16U);
+    return std::min<duration>(cap, base * (1LL << shift));
+}
+
+} // namespace asched

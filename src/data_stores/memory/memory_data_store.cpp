@@ -1,0 +1,600 @@
+// MemoryDataStore: ordered indexes so due schedules and startable jobs are found in O(log n).
+#include "../../core/json_util.hpp"
+
+#include <asched/data_stores/memory_data_store.hpp>
+#include <asched/policies.hpp>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace asched {
+
+using QueueKey = std::tuple<time_point, std::uint64_t, std::string>;
+using TimeKey = std::pair<time_point, std::string>;
+
+struct MemoryDataStore::State {
+    std::mutex mutex;
+    StoreContext context;
+    std::uint64_t seq = 0;
+    std::uint64_t token = 0;
+
+    std::map<std::string, Task> tasks;
+    std::unordered_map<std::string, Schedule> schedules;
+    std::set<TimeKey> due;             // unpaused, unleased schedules with a next fire time
+    std::set<TimeKey> schedule_leases; // (acquired_until, id)
+
+    struct JobEntry {
+        Job job;
+        std::uint64_t seq;
+    };
+    std::unordered_map<std::string, JobEntry> jobs;
+    std::map<std::uint64_t, std::string> job_order;                // creation order
+    std::unordered_map<std::string, std::set<QueueKey>> queued;    // per task: unleased jobs
+    std::set<TimeKey> job_leases;                                  // (acquired_until, id)
+    std::set<std::pair<std::string, time_point>> fire_keys;        // (schedule, fire time)
+    std::unordered_map<std::string, std::size_t> jobs_per_schedule;
+
+    std::unordered_map<std::string, JobResult> results;
+    std::set<TimeKey> result_expiry;
+
+    std::vector<Event> events; // published after the lock is released
+
+    time_point now() const { return context.clock->now(); }
+
+    void index_schedule(const Schedule& s) {
+        if (s.acquired_until) {
+            schedule_leases.emplace(*s.acquired_until, s.id);
+        } else if (!s.paused && s.next_fire_time) {
+            due.emplace(*s.next_fire_time, s.id);
+        }
+    }
+
+    void unindex_schedule(const Schedule& s) {
+        if (s.next_fire_time)
+            due.erase({*s.next_fire_time, s.id});
+        if (s.acquired_until)
+            schedule_leases.erase({*s.acquired_until, s.id});
+    }
+
+    const Task& require_task(const std::string& id) const {
+        auto it = tasks.find(id);
+        if (it == tasks.end())
+            throw Error(errc::task_lookup, fmt::format("task '{}' not found", id));
+        return it->second;
+    }
+
+    // Returns false for a second job of one (schedule, fire time): the unique key.
+    bool insert_job(Job job) {
+        require_task(job.task_id);
+        if (job.schedule_id && job.scheduled_fire_time &&
+            !fire_keys.emplace(*job.schedule_id, *job.scheduled_fire_time).second)
+            return false;
+        if (jobs.contains(job.id))
+            throw Error(errc::conflicting_id, fmt::format("job '{}' already exists", job.id));
+        const auto s = ++seq;
+        if (job.schedule_id)
+            ++jobs_per_schedule[*job.schedule_id];
+        queued[job.task_id].emplace(job.earliest_start(), s, job.id);
+        job_order.emplace(s, job.id);
+        events.push_back(JobAdded{now(), job.id, job.task_id, job.schedule_id});
+        const auto id = job.id;
+        jobs.emplace(id, JobEntry{std::move(job), s});
+        return true;
+    }
+
+    void erase_job(std::unordered_map<std::string, JobEntry>::iterator it) {
+        const Job& job = it->second.job;
+        if (job.acquired_until)
+            job_leases.erase({*job.acquired_until, job.id});
+        else if (auto q = queued.find(job.task_id); q != queued.end())
+            q->second.erase({job.earliest_start(), it->second.seq, job.id});
+        job_order.erase(it->second.seq);
+        if (job.schedule_id) {
+            if (job.scheduled_fire_time)
+                fire_keys.erase({*job.schedule_id, *job.scheduled_fire_time});
+            if (auto c = jobs_per_schedule.find(*job.schedule_id);
+                c != jobs_per_schedule.end() && --c->second == 0)
+                jobs_per_schedule.erase(c);
+        }
+        jobs.erase(it);
+    }
+
+    void finish_job(std::unordered_map<std::string, JobEntry>::iterator it, JobResult result,
+                    const std::string& scheduler_id) {
+        const Job& job = it->second.job;
+        if (job.acquired_by)
+            if (auto t = tasks.find(job.task_id); t != tasks.end() && t->second.running_jobs > 0)
+                --t->second.running_jobs;
+        events.push_back(JobReleased{result.finished_at, job.id, scheduler_id, job.task_id,
+                                     job.schedule_id, job.scheduled_fire_time, result.started_at,
+                                     result.outcome, result.exception_type,
+                                     result.exception_message});
+        if (result.expires_at > result.finished_at) {
+            if (auto old = results.find(result.job_id); old != results.end())
+                result_expiry.erase({old->second.expires_at, old->first});
+            result_expiry.emplace(result.expires_at, result.job_id);
+            results.insert_or_assign(result.job_id, std::move(result));
+        }
+        erase_job(it);
+    }
+
+    JobResult make_result(const Job& job, JobOutcome outcome, time_point at,
+                          std::optional<std::string> message) {
+        JobResult r;
+        r.job_id = job.id;
+        r.task_id = job.task_id;
+        r.schedule_id = job.schedule_id;
+        r.outcome = outcome;
+        r.finished_at = at;
+        r.expires_at = at + job.result_expiration_time;
+        r.exception_message = std::move(message);
+        return r;
+    }
+
+    void abandon_expired_job_leases(time_point at) {
+        while (!job_leases.empty() && job_leases.begin()->first <= at) {
+            auto it = jobs.find(job_leases.begin()->second);
+            const std::string holder = it->second.job.acquired_by.value_or("");
+            finish_job(it,
+                       make_result(it->second.job, JobOutcome::abandoned, at,
+                                   fmt::format("the lease of worker '{}' expired", holder)),
+                       holder);
+        }
+    }
+
+    std::vector<Event> take_events() { return std::exchange(events, {}); }
+};
+
+namespace {
+
+asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker, std::vector<Event> events) {
+    if (!broker)
+        co_return;
+    for (auto& e : events)
+        co_await broker->publish(std::move(e));
+}
+
+} // namespace
+
+MemoryDataStore::MemoryDataStore() : state_(std::make_unique<State>()) {
+    state_->context.clock = std::make_shared<SystemClock>();
+}
+
+MemoryDataStore::~MemoryDataStore() = default;
+
+asio::awaitable<void> MemoryDataStore::start(StoreContext context) {
+    std::lock_guard lock(state_->mutex);
+    if (!context.clock)
+        context.clock = std::make_shared<SystemClock>();
+    state_->context = std::move(context);
+    co_return;
+}
+
+asio::awaitable<void> MemoryDataStore::stop() { co_return; }
+
+asio::awaitable<void> MemoryDataStore::add_task(Task task) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        if (auto it = s.tasks.find(task.id); it != s.tasks.end()) {
+            task.running_jobs = it->second.running_jobs;
+            it->second = std::move(task);
+            s.events.push_back(TaskUpdated{s.now(), it->first});
+        } else {
+            const auto id = task.id;
+            task.running_jobs = 0;
+            s.tasks.emplace(id, std::move(task));
+            s.events.push_back(TaskAdded{s.now(), id});
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+asio::awaitable<void> MemoryDataStore::remove_task(std::string task_id) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        s.require_task(task_id);
+        s.tasks.erase(task_id);
+        s.events.push_back(TaskRemoved{s.now(), task_id});
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+asio::awaitable<Task> MemoryDataStore::get_task(std::string task_id) {
+    std::lock_guard lock(state_->mutex);
+    co_return state_->require_task(task_id);
+}
+
+asio::awaitable<std::vector<Task>> MemoryDataStore::get_tasks() {
+    std::lock_guard lock(state_->mutex);
+    std::vector<Task> out;
+    for (auto& [id, t] : state_->tasks)
+        out.push_back(t);
+    co_return out;
+}
+
+asio::awaitable<std::vector<Schedule>>
+MemoryDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
+    std::lock_guard lock(state_->mutex);
+    std::vector<Schedule> out;
+    if (ids) {
+        for (auto& id : *ids)
+            if (auto it = state_->schedules.find(id); it != state_->schedules.end())
+                out.push_back(it->second);
+    } else {
+        for (auto& [id, s] : state_->schedules)
+            out.push_back(s);
+    }
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
+    out.erase(std::unique(out.begin(), out.end(), [](auto& a, auto& b) { return a.id == b.id; }),
+              out.end());
+    co_return out;
+}
+
+asio::awaitable<bool> MemoryDataStore::add_schedule(Schedule schedule, ConflictPolicy policy) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        s.require_task(schedule.task_id);
+        schedule.acquired_by.reset();
+        schedule.acquired_until.reset();
+        // A new token refuses the release of whoever holds the old definition's lease.
+        schedule.lease_token = ++s.token;
+        auto it = s.schedules.find(schedule.id);
+        if (it != s.schedules.end()) {
+            if (policy == ConflictPolicy::do_nothing)
+                co_return false;
+            if (policy == ConflictPolicy::exception)
+                throw Error(errc::conflicting_id,
+                            fmt::format("schedule '{}' already exists", schedule.id));
+            s.unindex_schedule(it->second);
+            it->second = std::move(schedule);
+            s.index_schedule(it->second);
+            s.events.push_back(ScheduleUpdated{s.now(), it->second.id, it->second.task_id,
+                                               it->second.next_fire_time});
+        } else {
+            const auto id = schedule.id;
+            auto [ins, _] = s.schedules.emplace(id, std::move(schedule));
+            s.index_schedule(ins->second);
+            s.events.push_back(
+                ScheduleAdded{s.now(), id, ins->second.task_id, ins->second.next_fire_time});
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+    co_return true;
+}
+
+asio::awaitable<void> MemoryDataStore::remove_schedules(std::vector<std::string> ids) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        for (auto& id : ids) {
+            auto it = s.schedules.find(id);
+            if (it == s.schedules.end())
+                continue;
+            s.unindex_schedule(it->second);
+            s.events.push_back(ScheduleRemoved{s.now(), id, it->second.task_id, false});
+            s.schedules.erase(it);
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+asio::awaitable<std::vector<Schedule>>
+MemoryDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    const auto now = s.now();
+    // Expired leases make their schedules available again.
+    while (!s.schedule_leases.empty() && s.schedule_leases.begin()->first <= now) {
+        auto& sched = s.schedules.at(s.schedule_leases.begin()->second);
+        s.schedule_leases.erase(s.schedule_leases.begin());
+        sched.acquired_by.reset();
+        sched.acquired_until.reset();
+        s.index_schedule(sched);
+    }
+    std::vector<Schedule> out;
+    while (out.size() < limit && !s.due.empty() && s.due.begin()->first <= now) {
+        auto& sched = s.schedules.at(s.due.begin()->second);
+        s.due.erase(s.due.begin());
+        sched.acquired_by = scheduler_id;
+        sched.acquired_until = now + lease;
+        sched.lease_token = ++s.token;
+        s.index_schedule(sched);
+        out.push_back(sched);
+    }
+    co_return out;
+}
+
+asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_id,
+                                                         std::vector<ScheduleRelease> releases) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        for (auto& r : releases) {
+            auto it = s.schedules.find(r.schedule_id);
+            if (it == s.schedules.end())
+                continue; // removed while it was processed: its fires go with it
+            Schedule& sched = it->second;
+            if (sched.acquired_by != scheduler_id || sched.lease_token != r.lease_token) {
+                s.context.logger.log(
+                    LogLevel::info,
+                    fmt::format("schedule '{}': release by '{}' refused (lease lost or schedule "
+                                "changed meanwhile)",
+                                r.schedule_id, scheduler_id));
+                continue;
+            }
+            for (auto& job : r.jobs) {
+                try {
+                    s.insert_job(std::move(job));
+                } catch (const Error& e) {
+                    s.context.logger.log(LogLevel::error,
+                                         fmt::format("schedule '{}': job not created: {}",
+                                                     r.schedule_id, e.what()));
+                }
+            }
+            s.unindex_schedule(sched);
+            sched.acquired_by.reset();
+            sched.acquired_until.reset();
+            if (r.last_fire_time)
+                sched.last_fire_time = r.last_fire_time;
+            sched.next_fire_time = r.next_fire_time;
+            s.index_schedule(sched);
+            s.events.push_back(
+                ScheduleUpdated{s.now(), sched.id, sched.task_id, sched.next_fire_time});
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+asio::awaitable<std::optional<time_point>> MemoryDataStore::get_next_schedule_run_time() {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    std::optional<time_point> t;
+    if (!s.due.empty())
+        t = s.due.begin()->first;
+    if (!s.schedule_leases.empty() && (!t || s.schedule_leases.begin()->first < *t))
+        t = s.schedule_leases.begin()->first;
+    co_return t;
+}
+
+asio::awaitable<void> MemoryDataStore::add_job(Job job) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        job.acquired_by.reset();
+        job.acquired_until.reset();
+        if (!state_->insert_job(std::move(job)))
+            throw Error(errc::conflicting_id, "a job for this schedule and fire time exists");
+        events = state_->take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+asio::awaitable<std::vector<Job>> MemoryDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    std::vector<Job> out;
+    if (ids) {
+        std::vector<std::pair<std::uint64_t, const Job*>> found;
+        for (auto& id : *ids)
+            if (auto it = s.jobs.find(id); it != s.jobs.end())
+                found.emplace_back(it->second.seq, &it->second.job);
+        std::sort(found.begin(), found.end());
+        found.erase(std::unique(found.begin(), found.end()), found.end());
+        for (auto& [seq, job] : found)
+            out.push_back(*job);
+    } else {
+        for (auto& [seq, id] : s.job_order)
+            out.push_back(s.jobs.at(id).job);
+    }
+    co_return out;
+}
+
+asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string scheduler_id,
+                                                              duration lease, std::size_t limit,
+                                                              std::vector<std::string> task_ids) {
+    JobAcquisition out;
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        const auto now = s.now();
+        s.abandon_expired_job_leases(now);
+
+        // Merge the heads of each eligible task's queue, oldest first: O(T + k log n).
+        using Head = std::pair<QueueKey, std::string>; // (queue key, task id)
+        std::priority_queue<Head, std::vector<Head>, std::greater<>> heads;
+        std::unordered_map<std::string, std::size_t> slots;
+        auto push_head = [&](const std::string& task_id) {
+            auto q = s.queued.find(task_id);
+            if (q == s.queued.end() || q->second.empty())
+                return;
+            const QueueKey& head = *q->second.begin();
+            if (std::get<0>(head) > now) {
+                if (!out.next_ready_time || std::get<0>(head) < *out.next_ready_time)
+                    out.next_ready_time = std::get<0>(head);
+                return;
+            }
+            heads.emplace(head, task_id);
+        };
+        std::sort(task_ids.begin(), task_ids.end());
+        task_ids.erase(std::unique(task_ids.begin(), task_ids.end()), task_ids.end());
+        for (auto& id : task_ids) {
+            auto t = s.tasks.find(id);
+            if (t == s.tasks.end())
+                continue;
+            const Task& task = t->second;
+            const std::size_t free =
+                task.max_running_jobs
+                    ? static_cast<std::size_t>(std::max(0, *task.max_running_jobs - task.running_jobs))
+                    : std::numeric_limits<std::size_t>::max();
+            if (free == 0)
+                continue;
+            slots[id] = free;
+            push_head(id);
+        }
+        while (out.jobs.size() < limit && !heads.empty()) {
+            auto [key, task_id] = heads.top();
+            heads.pop();
+            auto it = s.jobs.find(std::get<2>(key));
+            s.queued[task_id].erase(key);
+            Job& job = it->second.job;
+            if (missed_deadline(job, now)) {
+                s.finish_job(it,
+                             s.make_result(job, JobOutcome::missed_start_deadline, now,
+                                           fmt::format("start deadline {} passed",
+                                                       format_time(*job.start_deadline))),
+                             scheduler_id);
+                push_head(task_id);
+                continue;
+            }
+            job.acquired_by = scheduler_id;
+            job.acquired_until = now + lease;
+            job.lease_token = ++s.token;
+            s.job_leases.emplace(*job.acquired_until, job.id);
+            ++s.tasks.at(task_id).running_jobs;
+            s.events.push_back(JobAcquired{now, job.id, scheduler_id, job.task_id, job.schedule_id,
+                                           job.scheduled_fire_time});
+            out.jobs.push_back(job);
+            if (--slots[task_id] > 0)
+                push_head(task_id);
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+    co_return out;
+}
+
+asio::awaitable<bool> MemoryDataStore::release_job(std::string scheduler_id, Job job,
+                                                   JobResult result) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        auto it = s.jobs.find(job.id);
+        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id ||
+            it->second.job.lease_token != job.lease_token) {
+            s.context.logger.log(LogLevel::warning,
+                                 fmt::format("job '{}': release by '{}' refused (its lease "
+                                             "expired or passed to another worker)",
+                                             job.id, scheduler_id));
+            co_return false;
+        }
+        s.finish_job(it, std::move(result), scheduler_id);
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+    co_return true;
+}
+
+asio::awaitable<std::optional<JobResult>> MemoryDataStore::get_job_result(std::string job_id) {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    auto it = s.results.find(job_id);
+    if (it == s.results.end() || it->second.expires_at <= s.now())
+        co_return std::nullopt;
+    co_return it->second;
+}
+
+asio::awaitable<void> MemoryDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
+                                                                       std::vector<std::string> ids,
+                                                                       duration lease) {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    const auto until = s.now() + lease;
+    for (auto& id : ids) {
+        auto it = s.schedules.find(id);
+        if (it == s.schedules.end() || it->second.acquired_by != scheduler_id)
+            continue;
+        s.unindex_schedule(it->second);
+        it->second.acquired_until = until;
+        s.index_schedule(it->second);
+    }
+    co_return;
+}
+
+asio::awaitable<void> MemoryDataStore::extend_acquired_job_leases(std::string scheduler_id,
+                                                                  std::vector<std::string> ids,
+                                                                  duration lease) {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    const auto until = s.now() + lease;
+    for (auto& id : ids) {
+        auto it = s.jobs.find(id);
+        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id)
+            continue;
+        Job& job = it->second.job;
+        s.job_leases.erase({*job.acquired_until, id});
+        job.acquired_until = until;
+        s.job_leases.emplace(until, id);
+    }
+    co_return;
+}
+
+asio::awaitable<void> MemoryDataStore::reap_abandoned_jobs(std::string scheduler_id) {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        const auto now = s.now();
+        std::vector<std::string> mine;
+        for (auto& [until, id] : s.job_leases)
+            if (s.jobs.at(id).job.acquired_by == scheduler_id)
+                mine.push_back(id);
+        for (auto& id : mine) {
+            auto it = s.jobs.find(id);
+            s.finish_job(it,
+                         s.make_result(it->second.job, JobOutcome::abandoned, now,
+                                       fmt::format("worker '{}' restarted while the job ran",
+                                                   scheduler_id)),
+                         scheduler_id);
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+asio::awaitable<void> MemoryDataStore::cleanup() {
+    std::vector<Event> events;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto& s = *state_;
+        const auto now = s.now();
+        while (!s.result_expiry.empty() && s.result_expiry.begin()->first <= now) {
+            s.results.erase(s.result_expiry.begin()->second);
+            s.result_expiry.erase(s.result_expiry.begin());
+        }
+        s.abandon_expired_job_leases(now);
+        std::vector<std::string> finished;
+        for (auto& [id, sched] : s.schedules)
+            if (!sched.next_fire_time && !sched.acquired_by && !s.jobs_per_schedule.contains(id))
+                finished.push_back(id);
+        for (auto& id : finished) {
+            auto it = s.schedules.find(id);
+            s.events.push_back(ScheduleRemoved{now, id, it->second.task_id, true});
+            s.unindex_schedule(it->second);
+            s.schedules.erase(it);
+        }
+        events = s.take_events();
+    }
+    co_await publish_all(state_->context.broker, std::move(events));
+}
+
+} // namespace asched

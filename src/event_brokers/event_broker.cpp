@@ -1,0 +1,134 @@
+// Local delivery shared by every broker: ordered, per-subscription strands.
+#include <asched/event_brokers/local_event_broker.hpp>
+
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace asched {
+namespace detail {
+
+struct SubscriberEntry {
+    SubscriberEntry(EventCallback cb, EventMask m, asio::any_io_executor ex, bool once)
+        : callback(std::move(cb)), mask(m), strand(asio::make_strand(std::move(ex))),
+          one_shot(once) {}
+    EventCallback callback;
+    EventMask mask;
+    asio::strand<asio::any_io_executor> strand;
+    bool one_shot;
+    std::atomic<bool> active{true};
+};
+
+struct SubscriberRegistry {
+    std::mutex mutex;
+    std::uint64_t next_key = 1;
+    std::map<std::uint64_t, std::shared_ptr<SubscriberEntry>> entries;
+    Logger logger;
+
+    void remove(std::uint64_t key) {
+        std::lock_guard lock(mutex);
+        if (auto it = entries.find(key); it != entries.end()) {
+            it->second->active = false;
+            entries.erase(it);
+        }
+    }
+};
+
+} // namespace detail
+
+Subscription::Subscription(std::weak_ptr<detail::SubscriberRegistry> registry, std::uint64_t key)
+    : registry_(std::move(registry)), key_(key) {}
+
+Subscription::Subscription(Subscription&& other) noexcept
+    : registry_(std::move(other.registry_)), key_(std::exchange(other.key_, 0)) {}
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+    if (this != &other) {
+        unsubscribe();
+        registry_ = std::move(other.registry_);
+        key_ = std::exchange(other.key_, 0);
+    }
+    return *this;
+}
+
+Subscription::~Subscription() { unsubscribe(); }
+
+void Subscription::unsubscribe() noexcept {
+    if (key_ == 0)
+        return;
+    if (auto registry = registry_.lock())
+        registry->remove(key_);
+    key_ = 0;
+}
+
+EventBroker::EventBroker() : registry_(std::make_shared<detail::SubscriberRegistry>()) {}
+EventBroker::~EventBroker() = default;
+
+asio::awaitable<void> EventBroker::start(asio::any_io_executor, Logger logger) {
+    logger_ = logger;
+    std::lock_guard lock(registry_->mutex);
+    registry_->logger = std::move(logger);
+    co_return;
+}
+
+asio::awaitable<void> EventBroker::stop() { co_return; }
+
+void EventBroker::publish_local(const Event& event) {
+    std::vector<std::shared_ptr<detail::SubscriberEntry>> targets;
+    Logger logger;
+    {
+        std::lock_guard lock(registry_->mutex);
+        logger = registry_->logger;
+        for (auto it = registry_->entries.begin(); it != registry_->entries.end();) {
+            if (matches(it->second->mask, event)) {
+                targets.push_back(it->second);
+                if (it->second->one_shot) {
+                    it = registry_->entries.erase(it);
+                    continue;
+                }
+            }
+            ++it;
+        }
+    }
+    if (targets.empty())
+        return;
+    auto shared_event = std::make_shared<const Event>(event);
+    for (auto& entry : targets) {
+        asio::post(entry->strand, [entry, shared_event, logger] {
+            // A subscription ended after this delivery was posted must not be called.
+            if (!entry->active)
+                return;
+            try {
+                entry->callback(*shared_event);
+            } catch (const std::exception& e) {
+                logger.log(LogLevel::error, fmt::format("error delivering {} event: {}",
+                                                        event_name(*shared_event), e.what()));
+            } catch (...) {
+                logger.log(LogLevel::error, fmt::format("error delivering {} event",
+                                                        event_name(*shared_event)));
+            }
+        });
+    }
+}
+
+Subscription EventBroker::subscribe(EventCallback callback, EventMask mask,
+                                    asio::any_io_executor executor, bool one_shot) {
+    auto entry = std::make_shared<detail::SubscriberEntry>(std::move(callback), mask,
+                                                          std::move(executor), one_shot);
+    std::lock_guard lock(registry_->mutex);
+    const auto key = registry_->next_key++;
+    registry_->entries.emplace(key, std::move(entry));
+    return Subscription(registry_, key);
+}
+
+asio::awaitable<void> LocalEventBroker::publish(Event event) {
+    publish_local(event);
+    co_return;
+}
+
+} // namespace asched

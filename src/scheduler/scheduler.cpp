@@ -1,0 +1,103 @@
+// Scheduler: runs an AsyncScheduler on a private io_context thread and blocks on futures.
+#include <asched/scheduler.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
+
+#include <thread>
+
+namespace asched {
+
+struct Scheduler::Impl {
+    asio::io_context context;
+    asio::executor_work_guard<asio::io_context::executor_type> work{context.get_executor()};
+    std::thread thread;
+    std::optional<AsyncScheduler> scheduler;
+
+    template <class T> T call(asio::awaitable<T> op) {
+        if (context.get_executor().running_in_this_thread())
+            throw Error(errc::not_running,
+                        "Scheduler: a blocking call from the scheduler's own thread would deadlock");
+        return asio::co_spawn(context, std::move(op), asio::use_future).get();
+    }
+};
+
+Scheduler::Scheduler(AsyncSchedulerOptions options) : impl_(std::make_unique<Impl>()) {
+    impl_->scheduler.emplace(impl_->context.get_executor(), options);
+    impl_->thread = std::thread([this] { impl_->context.run(); });
+}
+
+Scheduler::~Scheduler() {
+    try {
+        if (impl_->scheduler->state() != RunState::stopped) {
+            impl_->call(impl_->scheduler->stop());
+            impl_->call(impl_->scheduler->wait_until_stopped());
+        }
+        impl_->call(impl_->scheduler->close());
+    } catch (const std::exception&) {
+        // Keep going: the thread must be joined whatever the store said.
+    }
+    impl_->work.reset();
+    impl_->context.stop();
+    impl_->thread.join();
+}
+
+AsyncScheduler& Scheduler::async() noexcept { return *impl_->scheduler; }
+RunState Scheduler::state() const noexcept { return impl_->scheduler->state(); }
+
+Task Scheduler::add_task_function(std::string_view id, std::shared_ptr<const TaskFunction> function,
+                                  const TaskOptions& options) {
+    return impl_->call(
+        impl_->scheduler->add_task_function(id, std::move(function), options));
+}
+Task Scheduler::configure_task(std::string_view id, const TaskOptions& options) {
+    return impl_->call(impl_->scheduler->configure_task(id, options));
+}
+std::vector<Task> Scheduler::get_tasks() { return impl_->call(impl_->scheduler->get_tasks()); }
+
+std::string Scheduler::add_schedule(std::string_view task_id, TriggerPtr trigger, const ScheduleOptions& options) {
+    return impl_->call(
+        impl_->scheduler->add_schedule(task_id, std::move(trigger), options));
+}
+Schedule Scheduler::get_schedule(std::string_view id) {
+    return impl_->call(impl_->scheduler->get_schedule(id));
+}
+std::optional<Schedule> Scheduler::try_get_schedule(std::string_view id) {
+    return impl_->call(impl_->scheduler->try_get_schedule(id));
+}
+std::vector<Schedule> Scheduler::get_schedules() { return impl_->call(impl_->scheduler->get_schedules()); }
+void Scheduler::pause_schedule(std::string_view id) {
+    impl_->call(impl_->scheduler->pause_schedule(id));
+}
+void Scheduler::unpause_schedule(std::string_view id, ResumeFrom resume_from) {
+    impl_->call(impl_->scheduler->unpause_schedule(id, resume_from));
+}
+void Scheduler::remove_schedule(std::string_view id) {
+    impl_->call(impl_->scheduler->remove_schedule(id));
+}
+
+std::string Scheduler::add_job(std::string_view task_id, const JobOptions& options) {
+    return impl_->call(impl_->scheduler->add_job(task_id, options));
+}
+nlohmann::json Scheduler::run_job(std::string_view task_id, const JobOptions& options) {
+    return impl_->call(impl_->scheduler->run_job(task_id, options));
+}
+std::optional<JobResult> Scheduler::get_job_result(std::string_view job_id, bool wait) {
+    return impl_->call(impl_->scheduler->get_job_result(job_id, wait));
+}
+std::vector<Job> Scheduler::get_jobs() { return impl_->call(impl_->scheduler->get_jobs()); }
+
+Subscription Scheduler::subscribe(EventCallback callback, EventMask mask, bool one_shot) {
+    return impl_->scheduler->subscribe(std::move(callback), mask, one_shot);
+}
+Event Scheduler::next_event(EventMask mask) { return impl_->call(impl_->scheduler->next_event(mask)); }
+
+void Scheduler::start_in_background() { impl_->call(impl_->scheduler->start_in_background()); }
+void Scheduler::run_until_stopped() { impl_->call(impl_->scheduler->run_until_stopped()); }
+void Scheduler::stop() { impl_->call(impl_->scheduler->stop()); }
+void Scheduler::wait_until_stopped() { impl_->call(impl_->scheduler->wait_until_stopped()); }
+void Scheduler::cleanup() { impl_->call(impl_->scheduler->cleanup()); }
+
+} // namespace asched

@@ -1,0 +1,58 @@
+// The blocking Scheduler facade.
+#include "fixture.hpp"
+
+using namespace asched;
+using namespace std::chrono_literals;
+
+BOOST_AUTO_TEST_SUITE(facade)
+
+BOOST_AUTO_TEST_CASE(blocking_operations) {
+    auto clock = std::make_shared<ManualClock>(test::t0);
+    auto o = test::SchedulerFixture::base_options();
+    o.clock = clock;
+    Scheduler s(o);
+    s.add_task("mul", [](int a, int b) { return a * b; });
+    s.add_task("fail", []() -> int { throw std::invalid_argument("nope"); });
+    s.start_in_background();
+    BOOST_TEST(s.state() == RunState::started);
+    BOOST_TEST(s.run_job("mul", {.args = {6, 7}}) == 42);
+    BOOST_CHECK_THROW(s.run_job("fail"), Error);
+
+    std::atomic<int> released{0};
+    auto sub = s.subscribe([&](const Event&) { ++released; }, event_mask<JobReleased>());
+    IntervalTrigger every_minute({.minutes = 1, .start_time = test::t0 + 1min});
+    ScheduleOptions so;
+    so.id = "m";
+    so.args = {2, 2};
+    s.add_schedule("mul", every_minute, so);
+    BOOST_TEST(s.get_schedules().size() == 1u);
+    clock->advance(1min);
+    auto e = s.next_event(event_mask<JobReleased>());
+    BOOST_TEST(std::get<JobReleased>(e).schedule_id == std::optional<std::string>("m"));
+    s.pause_schedule("m");
+    BOOST_TEST(s.get_schedule("m").paused);
+    s.unpause_schedule("m", ResumeFrom::time(test::t0 + 10min));
+    BOOST_TEST((s.get_schedule("m").next_fire_time == test::t0 + 10min));
+    s.remove_schedule("m");
+    BOOST_TEST(!s.try_get_schedule("m"));
+    BOOST_TEST(s.get_tasks().size() == 2u);
+    s.stop();
+    s.wait_until_stopped();
+    BOOST_TEST(s.state() == RunState::stopped);
+    BOOST_TEST(released == 1); // subscribed after the two run_job calls
+}
+
+BOOST_AUTO_TEST_CASE(destructor_stops_a_running_scheduler) {
+    auto o = test::SchedulerFixture::base_options();
+    o.stop_grace_period = 50ms;
+    Scheduler s(o);
+    s.add_task("t", [](JobContext& job) {
+        while (!job.cancelled())
+            std::this_thread::yield();
+    });
+    s.start_in_background();
+    s.add_job("t");
+    // Leaves scope with the job running: the destructor drains, cancels and joins.
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,81 @@
+// A scheduler on a manual clock, with every event recorded.
+#pragma once
+
+#include "test_support.hpp"
+
+#include <atomic>
+#include <mutex>
+
+namespace asched::test {
+
+struct Recorder {
+    std::mutex mutex;
+    std::vector<Event> events;
+
+    void operator()(const Event& e) {
+        std::lock_guard lock(mutex);
+        events.push_back(e);
+    }
+    template <class T> std::vector<T> of() {
+        std::lock_guard lock(mutex);
+        std::vector<T> out;
+        for (auto& e : events)
+            if (auto* p = std::get_if<T>(&e))
+                out.push_back(*p);
+        return out;
+    }
+    template <class T> std::size_t count() { return of<T>().size(); }
+};
+
+struct SchedulerFixture {
+    asio::io_context ioc;
+    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(t0);
+    std::shared_ptr<Recorder> recorder = std::make_shared<Recorder>();
+    std::optional<AsyncScheduler> scheduler;
+    Subscription subscription;
+
+    explicit SchedulerFixture(AsyncSchedulerOptions options = base_options()) {
+        if (!options.clock)
+            options.clock = clock;
+        scheduler.emplace(ioc.get_executor(), std::move(options));
+        subscription = scheduler->subscribe([r = recorder](const Event& e) { (*r)(e); });
+    }
+
+    static AsyncSchedulerOptions base_options() {
+        AsyncSchedulerOptions o;
+        o.identity = "test-node";
+        o.stop_grace_period = std::chrono::seconds(5);
+        o.thread_pool_size = 4;
+        o.logger.level = LogLevel::error;
+        return o;
+    }
+
+    AsyncScheduler& s() { return *scheduler; }
+
+    template <class T> T run(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
+
+    /// Released jobs whose outcome is recorded, by outcome.
+    std::size_t released(JobOutcome outcome) {
+        std::size_t n = 0;
+        for (auto& r : recorder->of<JobReleased>())
+            n += r.outcome == outcome;
+        return n;
+    }
+
+    ~SchedulerFixture() {
+        if (scheduler && scheduler->state() != RunState::stopped) {
+            try {
+                auto& sc = *scheduler;
+                run(stop_and_wait(sc));
+            } catch (...) {
+            }
+        }
+    }
+
+    static asio::awaitable<void> stop_and_wait(AsyncScheduler& sc) {
+        co_await sc.stop();
+        co_await sc.wait_until_stopped();
+    }
+};
+
+} // namespace asched::test

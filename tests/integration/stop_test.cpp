@@ -1,0 +1,185 @@
+// Stopping: graceful drain, cancellation after the grace period, destruction while running,
+// the scope-bound form, and a multi-threaded io_context.
+#include "fixture.hpp"
+
+using namespace asched;
+using namespace std::chrono_literals;
+using test::SchedulerFixture;
+using test::eventually;
+
+namespace {
+
+AsyncSchedulerOptions with_grace(duration grace) {
+    auto o = SchedulerFixture::base_options();
+    o.stop_grace_period = grace;
+    return o;
+}
+
+asio::awaitable<void> sleep_for(duration d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<void> stop_waits_for_running_jobs(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto started = std::make_shared<std::atomic<int>>(0);
+    auto short_fn = [started]() -> asio::awaitable<int> {
+        ++*started;
+        co_await sleep_for(50ms);
+        co_return 1;
+    };
+    co_await s.add_task("short", short_fn);
+    co_await s.start_in_background();
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto id = co_await s.add_job("short", keep);
+    co_await eventually([&] { return *started == 1; }, "job started");
+    co_await s.stop();
+    BOOST_TEST(s.state() == RunState::stopping);
+    co_await s.wait_until_stopped();
+    BOOST_TEST(s.state() == RunState::stopped);
+    auto r = co_await s.get_job_result(id, false);
+    BOOST_TEST(r->outcome == JobOutcome::success); // drained, not cancelled
+    BOOST_TEST((co_await s.get_jobs()).empty());    // every lease released
+}
+
+asio::awaitable<void> stop_cancels_after_the_grace_period(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto started = std::make_shared<std::atomic<int>>(0);
+    auto forever_fn = [started]() -> asio::awaitable<void> {
+        ++*started;
+        co_await sleep_for(1h);
+    };
+    co_await s.add_task("forever", forever_fn);
+    auto cooperative_fn = [started](JobContext& job) {
+        ++*started;
+        // A blocking task sees the cancellation through its stop token.
+        while (!job.cancelled())
+            std::this_thread::yield();
+        throw std::runtime_error("cancelled by request");
+    };
+    co_await s.add_task("cooperative", cooperative_fn);
+    co_await s.start_in_background();
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto a = co_await s.add_job("forever", keep);
+    const auto b = co_await s.add_job("cooperative", keep);
+    co_await eventually([&] { return *started == 2; }, "both started");
+    co_await s.stop();
+    co_await s.wait_until_stopped();
+    BOOST_TEST((co_await s.get_job_result(a, false))->outcome == JobOutcome::cancelled);
+    BOOST_TEST((co_await s.get_job_result(b, false))->outcome == JobOutcome::cancelled);
+    BOOST_TEST((co_await s.get_jobs()).empty());
+    BOOST_TEST(f->released(JobOutcome::cancelled) == 2u);
+    // It can start again after a stop.
+    co_await s.start_in_background();
+    co_await s.add_task("quick", []() -> asio::awaitable<int> { co_return 3; });
+    BOOST_TEST((co_await s.run_job("quick")) == 3);
+}
+
+asio::awaitable<void> scoped_body(AsyncScheduler& s) {
+    co_await s.add_task("t", [](int x) { return x; });
+    co_await s.start_in_background();
+    JobOptions five{.args = {5}};
+    BOOST_TEST((co_await s.run_job("t", five)) == 5);
+    throw std::runtime_error("leaving the scope by exception");
+}
+
+asio::awaitable<void> scope_stops_on_exception(SchedulerFixture* f) {
+    try {
+        std::function<asio::awaitable<void>(AsyncScheduler&)> body = scoped_body;
+        co_await f->s().scoped(body);
+        BOOST_FAIL("the body's exception was swallowed");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(std::string(e.what()) == "leaving the scope by exception");
+    }
+    BOOST_TEST(f->s().state() == RunState::stopped);
+}
+
+asio::awaitable<void> run_until_stopped_returns_normally(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto stopper_fn = [f]() -> asio::awaitable<void> {
+        co_await f->s().stop();
+    };
+    co_await s.add_task("stopper", stopper_fn);
+    co_await s.add_job("stopper");
+    co_await s.run_until_stopped();
+    BOOST_TEST(s.state() == RunState::stopped);
+    BOOST_TEST(f->released(JobOutcome::success) <= 1u);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(stopping)
+
+BOOST_FIXTURE_TEST_CASE(graceful_drain, SchedulerFixture) { run(stop_waits_for_running_jobs(this)); }
+
+BOOST_AUTO_TEST_CASE(cancel_after_grace) {
+    SchedulerFixture f(with_grace(100ms));
+    f.run(stop_cancels_after_the_grace_period(&f));
+}
+
+BOOST_FIXTURE_TEST_CASE(scope_bound_form, SchedulerFixture) { run(scope_stops_on_exception(this)); }
+
+BOOST_FIXTURE_TEST_CASE(run_until_stopped, SchedulerFixture) {
+    run(run_until_stopped_returns_normally(this));
+}
+
+BOOST_AUTO_TEST_CASE(destroying_a_running_scheduler_is_safe) {
+    asio::io_context ioc;
+    auto ran = std::make_shared<std::atomic<int>>(0);
+    {
+        auto o = SchedulerFixture::base_options();
+        o.stop_grace_period = 50ms;
+        AsyncScheduler s(ioc, o);
+        test::run(ioc, s.add_task("long", [ran]() -> asio::awaitable<void> {
+            ++*ran;
+            co_await sleep_for(1h);
+        }));
+        test::run(ioc, s.start_in_background());
+        test::run(ioc, s.add_job("long"));
+        test::run(ioc, eventually([ran] { return *ran == 1; }, "started"));
+        // The handle goes away while a job runs and the loops wait.
+    }
+    // Everything unwinds on its own: the io_context runs out of work.
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!ioc.stopped() && std::chrono::steady_clock::now() < deadline)
+        ioc.run_for(10ms);
+    BOOST_TEST(ioc.stopped());
+}
+
+BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
+    asio::io_context ioc(4);
+    auto o = SchedulerFixture::base_options();
+    o.clock = std::make_shared<SystemClock>();
+    AsyncScheduler s(ioc, o);
+    auto recorder = std::make_shared<test::Recorder>();
+    auto sub = s.subscribe([recorder](const Event& e) { (*recorder)(e); }, event_mask<JobReleased>());
+    auto work = asio::make_work_guard(ioc);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i)
+        threads.emplace_back([&] { ioc.run(); });
+    auto call = [&](auto op) { return asio::co_spawn(ioc, std::move(op), asio::use_future).get(); };
+    call(s.add_task("square", [](int x) { return x * x; }, {.max_running_jobs = unlimited}));
+    call(s.add_task("half", [](int x) -> asio::awaitable<int> { co_return x / 2; },
+                    {.max_running_jobs = 4}));
+    call(s.start_in_background());
+    std::vector<std::future<nlohmann::json>> results;
+    for (int i = 0; i < 200; ++i)
+        results.push_back(asio::co_spawn(
+            ioc, s.run_job(i % 2 ? "square" : "half", {.args = {i}}), asio::use_future));
+    long sum = 0;
+    for (auto& r : results)
+        sum += r.get().get<long>();
+    long expected = 0;
+    for (int i = 0; i < 200; ++i)
+        expected += i % 2 ? i * i : i / 2;
+    BOOST_TEST(sum == expected);
+    call(s.stop());
+    call(s.wait_until_stopped());
+    BOOST_TEST(recorder->count<JobReleased>() == 200u);
+    work.reset();
+    ioc.stop();
+    for (auto& t : threads)
+        t.join();
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,86 @@
+// Test helpers: fixed instants, running awaitables to completion with a bound, bounded polling.
+#pragma once
+
+#include <asched/asched.hpp>
+
+#include <asio.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <functional>
+#include <future>
+
+namespace asched::test {
+
+inline time_point at(std::string_view iso) { return parse_time(iso); }
+inline const time_point t0 = parse_time("2025-01-01T00:00:00Z");
+
+/// Drives `ioc` until `op` completes, failing the test after `limit` of real time.
+template <class T>
+T run(asio::io_context& ioc, asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    auto fut = asio::co_spawn(ioc, std::move(op), asio::use_future);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        if (std::chrono::steady_clock::now() > deadline)
+            throw std::runtime_error("test timed out: the operation did not complete");
+        if (ioc.stopped())
+            ioc.restart();
+        ioc.run_for(std::chrono::milliseconds(2));
+    }
+    return fut.get();
+}
+
+/// Runs a store coroutine on a private io_context (stores never need one to be running
+/// elsewhere).
+template <class T> T sync(asio::awaitable<T> op) {
+    asio::io_context ioc;
+    return run(ioc, std::move(op));
+}
+
+/// Polls `done` every millisecond of real time; throws after `limit`. Never sleeps blindly:
+/// it returns as soon as the condition holds. Takes a predicate and a C string so that
+/// `co_await eventually([&] {...}, "...")` creates no temporary with a destructor.
+template <class Pred>
+asio::awaitable<void> eventually(Pred done, const char* what,
+                                 std::chrono::seconds limit = std::chrono::seconds(20)) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline)
+            throw std::runtime_error(std::string("condition never held: ") + what);
+        timer.expires_after(std::chrono::milliseconds(1));
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
+} // namespace asched::test
+
+// How Boost.Test prints asched's values in failure messages.
+namespace boost::test_tools::tt_detail {
+template <> struct print_log_value<asched::time_point> {
+    void operator()(std::ostream& os, const asched::time_point& t) { os << asched::format_time(t); }
+};
+template <> struct print_log_value<asched::duration> {
+    void operator()(std::ostream& os, const asched::duration& d) { os << asched::format_duration(d); }
+};
+template <> struct print_log_value<asched::TimeZone> {
+    void operator()(std::ostream& os, const asched::TimeZone& z) { os << z.name(); }
+};
+template <> struct print_log_value<asched::JobOutcome> {
+    void operator()(std::ostream& os, asched::JobOutcome v) { os << asched::to_string(v); }
+};
+template <> struct print_log_value<asched::RunState> {
+    void operator()(std::ostream& os, asched::RunState v) { os << asched::to_string(v); }
+};
+template <> struct print_log_value<asched::errc> {
+    void operator()(std::ostream& os, asched::errc v) { os << asched::make_error_code(v).message(); }
+};
+template <class T> struct print_log_value<std::optional<T>> {
+    void operator()(std::ostream& os, const std::optional<T>& v) {
+        if (v)
+            print_log_value<T>()(os, *v);
+        else
+            os << "nullopt";
+    }
+};
+} // namespace boost::test_tools::tt_detail

@@ -1,0 +1,338 @@
+// The data-store contract, run against MemoryDataStore on a manual clock.
+#include "test_support.hpp"
+
+using namespace asched;
+using namespace std::chrono_literals;
+using test::sync;
+
+namespace {
+
+struct StoreFixture {
+    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
+    std::shared_ptr<LocalEventBroker> broker = std::make_shared<LocalEventBroker>();
+    std::shared_ptr<DataStore> store = std::make_shared<MemoryDataStore>();
+    asio::io_context events_ioc;
+    std::vector<Event> events;
+    Subscription sub;
+
+    StoreFixture() {
+        sync(store->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}));
+        sub = broker->subscribe([this](const Event& e) { events.push_back(e); }, all_events,
+                                events_ioc.get_executor());
+        add_task("t", 1);
+        event_names(); // each test sees only its own events
+    }
+
+    std::vector<std::string> event_names() {
+        events_ioc.restart();
+        events_ioc.poll();
+        std::vector<std::string> out;
+        for (auto& e : events)
+            out.emplace_back(event_name(e));
+        events.clear();
+        return out;
+    }
+
+    void add_task(std::string id, std::optional<int> cap) {
+        Task t;
+        t.id = std::move(id);
+        t.max_running_jobs = cap;
+        sync(store->add_task(t));
+    }
+
+    Schedule schedule(std::string id, duration every = 10s) {
+        Schedule s;
+        s.id = std::move(id);
+        s.task_id = "t";
+        s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{
+            .seconds = to_seconds(every), .start_time = clock->now()});
+        s.next_fire_time = clock->now();
+        return s;
+    }
+
+    Job job(std::string task = "t") {
+        Job j;
+        j.id = make_uuid();
+        j.task_id = std::move(task);
+        j.created_at = clock->now();
+        return j;
+    }
+
+    JobResult result(const Job& j, JobOutcome outcome, duration keep = 1h) {
+        JobResult r;
+        r.job_id = j.id;
+        r.task_id = j.task_id;
+        r.outcome = outcome;
+        r.started_at = clock->now();
+        r.finished_at = clock->now();
+        r.expires_at = clock->now() + keep;
+        return r;
+    }
+
+    JobAcquisition acquire(std::size_t limit, std::vector<std::string> tasks = {"t"},
+                           std::string who = "w1") {
+        return sync(store->acquire_jobs(who, 30s, limit, tasks));
+    }
+};
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(memory_data_store, StoreFixture)
+
+BOOST_AUTO_TEST_CASE(tasks_upsert_keeps_running_jobs) {
+    BOOST_TEST(event_names() == std::vector<std::string>{});
+    add_task("t", 3);
+    BOOST_TEST(event_names() == std::vector<std::string>{"TaskUpdated"});
+    BOOST_TEST(sync(store->get_task("t")).max_running_jobs == 3);
+    BOOST_CHECK_THROW(sync(store->get_task("nope")), Error);
+    add_task("a", 1);
+    auto tasks = sync(store->get_tasks());
+    BOOST_TEST(tasks.size() == 2u);
+    BOOST_TEST(tasks[0].id == "a");
+    sync(store->remove_task("a"));
+    BOOST_TEST(event_names() == (std::vector<std::string>{"TaskAdded", "TaskRemoved"}));
+}
+
+BOOST_AUTO_TEST_CASE(conflict_policies) {
+    BOOST_TEST(sync(store->add_schedule(schedule("s"), ConflictPolicy::do_nothing)));
+    auto changed = schedule("s", 20s);
+    BOOST_TEST(!sync(store->add_schedule(changed, ConflictPolicy::do_nothing)));
+    BOOST_CHECK_THROW(sync(store->add_schedule(changed, ConflictPolicy::exception)), Error);
+    try {
+        sync(store->add_schedule(changed, ConflictPolicy::exception));
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::conflicting_id);
+    }
+    BOOST_TEST(sync(store->add_schedule(changed, ConflictPolicy::replace)));
+    auto stored = sync(store->get_schedules(std::nullopt));
+    BOOST_TEST(stored.size() == 1u);
+    BOOST_TEST(stored[0].trigger->to_json() == changed.trigger->to_json());
+    BOOST_TEST(event_names() == (std::vector<std::string>{"ScheduleAdded", "ScheduleUpdated"}));
+    Schedule orphan = schedule("o");
+    orphan.task_id = "missing";
+    BOOST_CHECK_THROW(sync(store->add_schedule(orphan, ConflictPolicy::do_nothing)), Error);
+}
+
+BOOST_AUTO_TEST_CASE(due_schedules_are_leased_in_fire_time_order) {
+    auto late = schedule("late");
+    late.next_fire_time = test::t0 + 5s;
+    sync(store->add_schedule(late, ConflictPolicy::exception));
+    auto early = schedule("early");
+    sync(store->add_schedule(early, ConflictPolicy::exception));
+    auto paused = schedule("paused");
+    paused.paused = true;
+    sync(store->add_schedule(paused, ConflictPolicy::exception));
+
+    BOOST_TEST((sync(store->get_next_schedule_run_time()) == test::t0));
+    auto got = sync(store->acquire_schedules("a", 30s, 10));
+    BOOST_REQUIRE(got.size() == 1u);
+    BOOST_TEST(got[0].id == "early");
+    BOOST_TEST(sync(store->acquire_schedules("b", 30s, 10)).empty()); // leased
+    clock->advance(10s);
+    auto both = sync(store->acquire_schedules("b", 30s, 10));
+    BOOST_TEST(both.size() == 1u); // "late"; "early" is still leased to a
+    clock->advance(30s);
+    auto retaken = sync(store->acquire_schedules("b", 30s, 10));
+    BOOST_TEST(retaken.size() == 2u); // both leases expired
+}
+
+BOOST_AUTO_TEST_CASE(release_creates_jobs_once_per_fire_and_checks_the_token) {
+    sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
+    auto got = sync(store->acquire_schedules("a", 30s, 1));
+    BOOST_REQUIRE(got.size() == 1u);
+    auto make = [&](time_point fire) {
+        Job j = job();
+        j.schedule_id = "s";
+        j.scheduled_fire_time = fire;
+        return j;
+    };
+    std::vector<ScheduleRelease> wrong{{"s", got[0].lease_token + 1, test::t0, test::t0 + 10s, {make(test::t0)}}};
+    sync(store->release_schedules("a", wrong));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty()); // refused: stale token
+    std::vector<ScheduleRelease> right{
+        {"s", got[0].lease_token, test::t0, test::t0 + 10s, {make(test::t0), make(test::t0)}}};
+    sync(store->release_schedules("a", right));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 1u); // unique (schedule, fire)
+    auto s = sync(store->get_schedules(std::nullopt)).at(0);
+    BOOST_TEST(!s.acquired_by);
+    BOOST_TEST((s.next_fire_time == test::t0 + 10s));
+    BOOST_TEST((s.last_fire_time == test::t0));
+    // The same fire again (a retry after a crash) creates nothing.
+    clock->advance(10s);
+    auto again = sync(store->acquire_schedules("a", 30s, 1));
+    std::vector<ScheduleRelease> dup{{"s", again.at(0).lease_token, test::t0, test::t0 + 20s, {make(test::t0)}}};
+    sync(store->release_schedules("a", dup));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(replacing_a_leased_schedule_refuses_the_old_release) {
+    sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
+    auto got = sync(store->acquire_schedules("a", 30s, 1));
+    auto paused = got.at(0);
+    paused.paused = true;
+    sync(store->add_schedule(paused, ConflictPolicy::replace));
+    Job j = job();
+    j.schedule_id = "s";
+    j.scheduled_fire_time = test::t0;
+    std::vector<ScheduleRelease> rel{{"s", got[0].lease_token, test::t0, test::t0 + 10s, {j}}};
+    sync(store->release_schedules("a", rel));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty());
+    BOOST_TEST(sync(store->get_schedules(std::nullopt)).at(0).paused);
+}
+
+BOOST_AUTO_TEST_CASE(jobs_respect_the_per_task_cap_and_registered_tasks) {
+    add_task("other", std::nullopt);
+    for (int i = 0; i < 3; ++i)
+        sync(store->add_job(job()));
+    for (int i = 0; i < 3; ++i)
+        sync(store->add_job(job("other")));
+    BOOST_TEST(acquire(10, {"nobody"}).jobs.empty());
+    auto first = acquire(10, {"t", "other"});
+    BOOST_TEST(first.jobs.size() == 4u); // 1 of "t" (cap 1) + 3 of "other"
+    BOOST_TEST(acquire(10, {"t"}).jobs.empty());
+    BOOST_TEST(sync(store->get_task("t")).running_jobs == 1);
+    const Job& running = *std::find_if(first.jobs.begin(), first.jobs.end(),
+                                       [](const Job& j) { return j.task_id == "t"; });
+    BOOST_TEST(sync(store->release_job("w1", running, result(running, JobOutcome::success))));
+    BOOST_TEST(sync(store->get_task("t")).running_jobs == 0);
+    BOOST_TEST(acquire(10, {"t"}).jobs.size() == 1u);
+    // Unknown task for a job.
+    BOOST_CHECK_THROW(sync(store->add_job(job("ghost"))), Error);
+}
+
+BOOST_AUTO_TEST_CASE(jobs_are_handed_out_oldest_first) {
+    add_task("u", std::nullopt);
+    add_task("t", std::nullopt);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 6; ++i) {
+        Job j = job(i % 2 ? "t" : "u");
+        ids.push_back(j.id);
+        sync(store->add_job(j));
+    }
+    auto got = acquire(6, {"t", "u"});
+    std::vector<std::string> order;
+    for (auto& j : got.jobs)
+        order.push_back(j.id);
+    BOOST_TEST(order == ids);
+}
+
+BOOST_AUTO_TEST_CASE(release_checks_holder_and_token) {
+    sync(store->add_job(job()));
+    auto got = acquire(1).jobs.at(0);
+    BOOST_TEST(!sync(store->release_job("intruder", got, result(got, JobOutcome::success))));
+    Job stale = got;
+    stale.lease_token += 1;
+    BOOST_TEST(!sync(store->release_job("w1", stale, result(got, JobOutcome::success))));
+    BOOST_TEST(sync(store->release_job("w1", got, result(got, JobOutcome::success))));
+    auto r = sync(store->get_job_result(got.id));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::success);
+    BOOST_TEST(sync(store->get_job_result(got.id)).has_value()); // reading does not delete
+}
+
+BOOST_AUTO_TEST_CASE(results_expire) {
+    sync(store->add_job(job()));
+    auto got = acquire(1).jobs.at(0);
+    sync(store->release_job("w1", got, result(got, JobOutcome::success, 10s)));
+    BOOST_TEST(sync(store->get_job_result(got.id)).has_value());
+    clock->advance(10s);
+    BOOST_TEST(!sync(store->get_job_result(got.id)).has_value());
+    sync(store->cleanup());
+    // A result whose expiry is not after its finish is never kept.
+    sync(store->add_job(job()));
+    auto second = acquire(1).jobs.at(0);
+    sync(store->release_job("w1", second, result(second, JobOutcome::success, 0s)));
+    BOOST_TEST(!sync(store->get_job_result(second.id)).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(missed_deadlines_are_released_at_acquisition) {
+    Job j = job();
+    j.start_deadline = test::t0 + 1s;
+    j.result_expiration_time = 1h;
+    sync(store->add_job(j));
+    clock->advance(2s);
+    BOOST_TEST(acquire(5).jobs.empty());
+    auto r = sync(store->get_job_result(j.id));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::missed_start_deadline);
+    BOOST_TEST(!r->started_at);
+    event_names();
+}
+
+BOOST_AUTO_TEST_CASE(jittered_jobs_wait_for_their_start) {
+    Job j = job();
+    j.schedule_id = "s";
+    j.scheduled_fire_time = test::t0;
+    j.jitter = 3s;
+    sync(store->add_job(j));
+    auto none = acquire(5);
+    BOOST_TEST(none.jobs.empty());
+    BOOST_TEST((none.next_ready_time == test::t0 + 3s));
+    clock->advance(3s);
+    BOOST_TEST(acquire(5).jobs.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(expired_job_leases_end_abandoned) {
+    Job j = job();
+    j.result_expiration_time = 1h;
+    sync(store->add_job(j));
+    auto got = acquire(1).jobs.at(0);
+    clock->advance(20s);
+    sync(store->extend_acquired_job_leases("w1", {got.id}, 30s));
+    clock->advance(20s);
+    sync(store->cleanup());
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 1u); // renewed: still running
+    clock->advance(11s);
+    sync(store->cleanup());
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty());
+    auto r = sync(store->get_job_result(got.id));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::abandoned);
+    BOOST_TEST(sync(store->get_task("t")).running_jobs == 0);
+    BOOST_TEST(!sync(store->release_job("w1", got, result(got, JobOutcome::success))));
+}
+
+BOOST_AUTO_TEST_CASE(reaping_abandons_only_the_callers_jobs) {
+    add_task("t", std::nullopt);
+    for (int i = 0; i < 2; ++i) {
+        Job j = job();
+        j.result_expiration_time = 1h;
+        sync(store->add_job(j));
+    }
+    auto mine = acquire(1, {"t"}, "me").jobs.at(0);
+    auto theirs = acquire(1, {"t"}, "them").jobs.at(0);
+    sync(store->reap_abandoned_jobs("me"));
+    BOOST_TEST(sync(store->get_job_result(mine.id))->outcome == JobOutcome::abandoned);
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).at(0).id == theirs.id);
+}
+
+BOOST_AUTO_TEST_CASE(cleanup_removes_finished_schedules_without_jobs) {
+    Schedule once = schedule("once");
+    once.trigger = std::make_shared<DateTrigger>(test::t0);
+    sync(store->add_schedule(once, ConflictPolicy::exception));
+    auto got = sync(store->acquire_schedules("a", 30s, 1));
+    Job j = job();
+    j.schedule_id = "once";
+    j.scheduled_fire_time = test::t0;
+    std::vector<ScheduleRelease> rel{{"once", got.at(0).lease_token, test::t0, std::nullopt, {j}}};
+    sync(store->release_schedules("a", rel));
+    sync(store->cleanup());
+    BOOST_TEST(sync(store->get_schedules(std::nullopt)).size() == 1u); // its job still exists
+    auto running = acquire(1).jobs.at(0);
+    sync(store->release_job("w1", running, result(running, JobOutcome::success)));
+    event_names();
+    sync(store->cleanup());
+    BOOST_TEST(sync(store->get_schedules(std::nullopt)).empty());
+    auto names = event_names();
+    BOOST_TEST(names == std::vector<std::string>{"ScheduleRemoved"});
+}
+
+BOOST_AUTO_TEST_CASE(events_of_a_job_lifecycle) {
+    event_names();
+    sync(store->add_job(job()));
+    auto got = acquire(1).jobs.at(0);
+    sync(store->release_job("w1", got, result(got, JobOutcome::success)));
+    BOOST_TEST(event_names() == (std::vector<std::string>{"JobAdded", "JobAcquired", "JobReleased"}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

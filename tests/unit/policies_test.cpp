@@ -1,0 +1,113 @@
+// Catch-up, coalescing, jitter and misfire deadlines as pure functions of `now`.
+#include "test_support.hpp"
+
+using namespace asched;
+using namespace std::chrono_literals;
+
+namespace {
+
+Schedule every_second(CoalescePolicy coalesce) {
+    Schedule s;
+    s.id = "s";
+    s.task_id = "t";
+    s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{.seconds = 1, .start_time = test::t0});
+    s.coalesce = coalesce;
+    s.next_fire_time = test::t0;
+    return s;
+}
+
+int counter = 0;
+std::string next_id() { return "job-" + std::to_string(++counter); }
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(policies)
+
+BOOST_AUTO_TEST_CASE(coalesce_latest_earliest_all_over_100_missed_fires) {
+    const auto now = test::t0 + 99s + 500ms; // fires at 0..99 s are due
+    auto half = [] { return 0.5; };
+
+    auto all = plan_fires(every_second(CoalescePolicy::all), now, half, next_id);
+    BOOST_TEST(all.jobs.size() == 100u);
+    BOOST_TEST((all.jobs.front().scheduled_fire_time == test::t0));
+    BOOST_TEST((all.jobs.back().scheduled_fire_time == test::t0 + 99s));
+    BOOST_TEST((all.next_fire_time == test::t0 + 100s));
+    BOOST_TEST((all.last_fire_time == test::t0 + 99s));
+
+    auto latest = plan_fires(every_second(CoalescePolicy::latest), now, half, next_id);
+    BOOST_TEST(latest.jobs.size() == 1u);
+    BOOST_TEST((latest.jobs[0].scheduled_fire_time == test::t0 + 99s));
+    BOOST_TEST((latest.next_fire_time == test::t0 + 100s));
+
+    auto earliest = plan_fires(every_second(CoalescePolicy::earliest), now, half, next_id);
+    BOOST_TEST(earliest.jobs.size() == 1u);
+    BOOST_TEST((earliest.jobs[0].scheduled_fire_time == test::t0));
+    BOOST_TEST((earliest.last_fire_time == test::t0 + 99s));
+}
+
+BOOST_AUTO_TEST_CASE(jobs_carry_the_schedule_settings) {
+    auto s = every_second(CoalescePolicy::latest);
+    s.args = {1, 2};
+    s.metadata = {{"k", "v"}};
+    s.job_result_expiration_time = 5min;
+    auto plan = plan_fires(s, test::t0, [] { return 0.0; }, next_id);
+    BOOST_REQUIRE(plan.jobs.size() == 1u);
+    const Job& j = plan.jobs[0];
+    BOOST_TEST(j.args == s.args);
+    BOOST_TEST(j.metadata == s.metadata);
+    BOOST_TEST((j.schedule_id == std::optional<std::string>("s")));
+    BOOST_TEST((j.result_expiration_time == 5min));
+    BOOST_TEST((j.created_at == test::t0));
+    BOOST_TEST(!j.start_deadline);
+}
+
+BOOST_AUTO_TEST_CASE(misfire_deadline_is_fire_plus_jitter_plus_grace) {
+    auto s = every_second(CoalescePolicy::latest);
+    s.misfire_grace_time = 300ms;
+    s.max_jitter = 200ms;
+    auto plan = plan_fires(s, test::t0, [] { return 0.5; }, next_id);
+    BOOST_REQUIRE(plan.jobs.size() == 1u);
+    BOOST_TEST((plan.jobs[0].jitter == 100ms));
+    BOOST_TEST((plan.jobs[0].start_deadline == test::t0 + 400ms));
+    BOOST_TEST((plan.jobs[0].earliest_start() == test::t0 + 100ms));
+    BOOST_TEST(missed_deadline(plan.jobs[0], test::t0 + 401ms));
+    BOOST_TEST(!missed_deadline(plan.jobs[0], test::t0 + 400ms));
+}
+
+BOOST_AUTO_TEST_CASE(jitter_never_reaches_the_following_fire) {
+    auto s = every_second(CoalescePolicy::all);
+    s.max_jitter = 10s;
+    auto plan = plan_fires(s, test::t0 + 2s, [] { return 1.0; }, next_id);
+    BOOST_REQUIRE(plan.jobs.size() == 3u);
+    for (const auto& j : plan.jobs)
+        BOOST_TEST((j.jitter == 1s - 1us));
+}
+
+BOOST_AUTO_TEST_CASE(not_due_and_exhausted) {
+    auto s = every_second(CoalescePolicy::latest);
+    s.next_fire_time = test::t0 + 5s;
+    auto plan = plan_fires(s, test::t0, [] { return 0.0; }, next_id);
+    BOOST_TEST(plan.jobs.empty());
+    BOOST_TEST((plan.next_fire_time == test::t0 + 5s));
+
+    Schedule once = s;
+    once.trigger = std::make_shared<DateTrigger>(test::t0);
+    once.next_fire_time = test::t0;
+    auto done = plan_fires(once, test::t0 + 1h, [] { return 0.0; }, next_id);
+    BOOST_TEST(done.jobs.size() == 1u);
+    BOOST_TEST(!done.next_fire_time);
+}
+
+BOOST_AUTO_TEST_CASE(resume_from_skips_to_the_first_fire_at_or_after) {
+    IntervalTrigger t({.seconds = 10, .start_time = test::t0});
+    BOOST_TEST((first_fire_at_or_after(t, test::t0, test::t0 + 25s) == test::t0 + 30s));
+    BOOST_TEST((first_fire_at_or_after(t, test::t0 + 40s, test::t0 + 25s) == test::t0 + 40s));
+}
+
+BOOST_AUTO_TEST_CASE(backoff_is_capped) {
+    BOOST_TEST((backoff_delay(0) == 500ms));
+    BOOST_TEST((backoff_delay(1) == 1s));
+    BOOST_TEST((backoff_delay(30) == 20s));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
