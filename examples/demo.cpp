@@ -1,0 +1,86 @@
+// The main demo: a heartbeat schedule, a coroutine task and a blocking task side by side.
+#include <asched/asched.hpp>
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+asio::awaitable<std::string> fetch_status(std::string service) {
+    // A coroutine task: it waits without holding a thread.
+    asio::steady_timer t(co_await asio::this_coro::executor, 150ms);
+    co_await t.async_wait(asio::use_awaitable);
+    co_return service + ": ok";
+}
+
+long long sum_of_squares(int n) {
+    // A blocking task: it runs on the thread pool, never on the scheduler's executor.
+    long long total = 0;
+    for (int i = 1; i <= n; ++i)
+        total += 1LL * i * i;
+    std::this_thread::sleep_for(100ms);
+    return total;
+}
+
+asio::awaitable<void> body(asched::AsyncScheduler& s) {
+    int beats = 0;
+    auto heartbeat = [&beats]() -> asio::awaitable<void> {
+        std::printf("  heartbeat %d\n", ++beats);
+        co_return;
+    };
+    co_await s.add_task("heartbeat", heartbeat);
+    co_await s.add_task("fetch_status", fetch_status);
+    co_await s.add_task("sum_of_squares", sum_of_squares);
+
+    asched::IntervalTrigger every_250ms({.seconds = 0.25});
+    asched::ScheduleOptions options;
+    options.id = "heartbeat";
+    co_await s.add_schedule("heartbeat", every_250ms, options);
+    co_await s.start_in_background();
+    std::printf("asched demo: scheduler '%s' started\n", s.identity().c_str());
+
+    // Both jobs run at once: the coroutine on the executor, the blocking one on the pool.
+    asched::JobOptions web{.args = {"web"}, .result_expiration_time = 1min};
+    asched::JobOptions squares{.args = {1000}, .result_expiration_time = 1min};
+    const auto a = co_await s.add_job("fetch_status", web);
+    const auto b = co_await s.add_job("sum_of_squares", squares);
+    const auto ra = co_await s.get_job_result(a);
+    const auto rb = co_await s.get_job_result(b);
+    std::printf("  fetch_status   -> %s (%s)\n", ra->return_value.dump().c_str(),
+                std::string(asched::to_string(ra->outcome)).c_str());
+    std::printf("  sum_of_squares -> %s (%s)\n", rb->return_value.dump().c_str(),
+                std::string(asched::to_string(rb->outcome)).c_str());
+
+    asio::steady_timer pause(co_await asio::this_coro::executor, 800ms);
+    co_await pause.async_wait(asio::use_awaitable);
+    const auto schedule = co_await s.get_schedule("heartbeat");
+    std::printf("asched demo: %d heartbeats, next at %s; stopping\n", beats,
+                asched::format_time(*schedule.next_fire_time).c_str());
+}
+
+} // namespace
+
+int main() {
+    asio::io_context ioc;
+    asched::AsyncScheduler scheduler(ioc);
+    std::exception_ptr failure;
+    // scoped() is the C++ form of `async with`: it stops and closes whatever happens in body.
+    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
+    asio::co_spawn(ioc, scheduler.scoped(run), [&](std::exception_ptr e) { failure = e; });
+    ioc.run();
+    if (failure) {
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "asched demo failed: %s\n", e.what());
+            return 1;
+        }
+    }
+    std::printf("asched demo: stopped cleanly\n");
+    return 0;
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# asched's one entry point on a fresh Debian 12 machine:
+#   scripts/run.sh demo   install what is missing, build, run the main demo
+#   scripts/run.sh test   install what is missing, build, run every test (what CI runs)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+jobs="${ASCHED_JOBS:-2}"
+
+build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
+                libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
+                libboost-test-dev)
+
+install_missing() {
+    local missing=()
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing: ${missing[*]}"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+configure() { # dir, extra cmake args...
+    local dir="$1"; shift
+    cmake -S "$here" -B "$dir" -G Ninja "$@" > "$dir.configure.log" 2>&1 || {
+        cat "$dir.configure.log"; return 1; }
+}
+
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+
+case "${1:-}" in
+demo)
+    install_missing "${build_packages[@]}"
+    configure build/release -DCMAKE_BUILD_TYPE=Release -DASCHED_BUILD_TESTS=OFF -DASCHED_BUILD_BENCH=OFF
+    cmake --build build/release -j "$jobs" --target example_demo
+    exec build/release/examples/demo
+    ;;
+test)
+    install_missing "${build_packages[@]}"
+    start=$(date +%s)
+    total=0
+    run_ctest() { # dir, ctest args...
+        local dir="$1"; shift
+        local log="$dir.ctest.log"
+        (cd "$dir" && ctest --output-on-failure -j "$jobs" "$@") 2>&1 | tee "$log"
+        local status=${PIPESTATUS[0]}
+        [ "$status" -eq 0 ] || { echo "== ctest failed in $dir"; exit "$status"; }
+        local n
+        n=$(grep -Eo 'tests passed, 0 tests failed out of [0-9]+' "$log" | grep -Eo '[0-9]+$' || echo 0)
+        total=$((total + n))
+    }
+
+    echo "== 1/3 RelWithDebInfo: library, tests, examples, benchmarks (-Werror)"
+    configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON
+    cmake --build build/ci -j "$jobs"
+    run_ctest build/ci
+
+    echo "== 2/3 AddressSanitizer + UndefinedBehaviorSanitizer: unit and integration tests"
+    configure build/asan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=address,undefined \
+        -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
+    cmake --build build/asan -j "$jobs" --target asched_unit_tests asched_integration_tests
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        run_ctest build/asan -R 'asched_(unit|integration)_tests'
+
+    echo "== 3/3 ThreadSanitizer: the multi-threaded integration tests"
+    configure build/tsan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=thread \
+        -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
+    cmake --build build/tsan -j "$jobs" --target asched_integration_tests
+    # Newer kernels randomise mmap beyond what TSan maps; run it without ASLR.
+    (cd build/tsan && TSAN_OPTIONS="halt_on_error=1" setarch "$(uname -m)" -R \
+        ./tests/asched_integration_tests --report_level=short) 2>&1 | tee build/tsan.log
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "== ThreadSanitizer run failed"; exit 1; }
+    total=$((total + 1))
+
+    echo "== all test runs passed in $(( $(date +%s) - start )) s"
+    echo "tests: ${total} passed, 0 failed"
+    ;;
+*)
+    echo "usage: scripts/run.sh demo|test" >&2
+    exit 2
+    ;;
+esac
