@@ -29,6 +29,7 @@ install_missing() {
 
 configure() { # dir, extra cmake args...
     local dir="$1"; shift
+    mkdir -p "$(dirname "$dir")"
     cmake -S "$here" -B "$dir" -G Ninja "$@" > "$dir.configure.log" 2>&1 || {
         cat "$dir.configure.log"; return 1; }
 }
@@ -36,6 +37,9 @@ configure() { # dir, extra cmake args...
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# A clone at another path still hits the cache.
+export CCACHE_BASEDIR="$here"
+export CCACHE_NOHASHDIR=1
 
 case "${1:-}" in
 demo)

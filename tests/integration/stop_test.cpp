@@ -183,3 +183,52 @@ BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+asio::awaitable<void> roles_split_the_work(AsyncScheduler* planner, AsyncScheduler* worker,
+                                           std::shared_ptr<ManualClock> clock,
+                                           std::shared_ptr<test::Recorder> recorder) {
+    // Only the worker registers the callable; the planner stores the task record.
+    auto record = [](JobContext& job) -> asio::awaitable<std::string> { co_return job.job_id; };
+    co_await worker->add_task("work", record);
+    co_await planner->start_in_background();
+    co_await worker->start_in_background();
+    IntervalTrigger every_10s({.seconds = 10, .start_time = test::t0});
+    co_await planner->add_schedule("work", every_10s);
+    co_await eventually([&] { return recorder->count<JobReleased>() == 1; }, "first fire ran");
+    clock->advance(std::chrono::seconds(10));
+    co_await eventually([&] { return recorder->count<JobReleased>() == 2; }, "second fire ran");
+    for (const auto& r : recorder->of<JobReleased>()) {
+        BOOST_TEST(r.scheduler_id == "worker-node");
+        BOOST_TEST(r.outcome == JobOutcome::success);
+    }
+    for (const auto& a : recorder->of<JobAcquired>())
+        BOOST_TEST(a.scheduler_id == "worker-node");
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(scheduler_and_worker_roles_share_a_store) {
+    asio::io_context ioc;
+    auto clock = std::make_shared<ManualClock>(test::t0);
+    auto store = std::make_shared<MemoryDataStore>();
+    auto broker = std::make_shared<LocalEventBroker>();
+    auto options = [&](const char* id, SchedulerRole role) {
+        auto o = SchedulerFixture::base_options();
+        o.identity = id;
+        o.role = role;
+        o.clock = clock;
+        o.data_store = store;
+        o.event_broker = broker;
+        return o;
+    };
+    AsyncScheduler planner(ioc, options("planner-node", SchedulerRole::scheduler));
+    AsyncScheduler worker(ioc, options("worker-node", SchedulerRole::worker));
+    auto recorder = std::make_shared<test::Recorder>();
+    auto sub = planner.subscribe([recorder](const Event& e) { (*recorder)(e); },
+                                 event_mask<JobAcquired, JobReleased>());
+    test::run(ioc, roles_split_the_work(&planner, &worker, clock, recorder));
+    test::run(ioc, SchedulerFixture::stop_and_wait(planner));
+    test::run(ioc, SchedulerFixture::stop_and_wait(worker));
+}

@@ -142,6 +142,26 @@ BOOST_AUTO_TEST_CASE(newer_versions_and_bad_fields_are_refused_by_name) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(enums_by_member_name) {
+    for (auto v : {SchedulerRole::scheduler, SchedulerRole::worker, SchedulerRole::both})
+        BOOST_TEST((enum_from_string<SchedulerRole>(to_string(v)) == v));
+    for (auto v : {RunState::starting, RunState::started, RunState::stopping, RunState::stopped})
+        BOOST_TEST((enum_from_string<RunState>(to_string(v)) == v));
+    for (auto v : {JobOutcome::success, JobOutcome::error, JobOutcome::missed_start_deadline,
+                   JobOutcome::cancelled, JobOutcome::abandoned})
+        BOOST_TEST((enum_from_string<JobOutcome>(to_string(v)) == v));
+    for (auto v : {ConflictPolicy::replace, ConflictPolicy::do_nothing, ConflictPolicy::exception})
+        BOOST_TEST((enum_from_string<ConflictPolicy>(to_string(v)) == v));
+    BOOST_TEST(to_string(CoalescePolicy::all) == "all");
+    try {
+        enum_from_string<SchedulerRole>("boss");
+        BOOST_FAIL("no error");
+    } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()) ==
+                   "SchedulerRole: unknown value \"boss\" (expected one of scheduler, worker, both)");
+    }
+}
+
 BOOST_AUTO_TEST_CASE(uuids_are_version_4_and_distinct) {
     auto a = make_uuid(), b = make_uuid();
     BOOST_TEST(a.size() == 36u);
