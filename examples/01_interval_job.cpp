@@ -3,24 +3,29 @@
 
 #include <asio.hpp>
 
+#include <atomic>
 #include <cstdio>
+#include <memory>
 
 using namespace std::chrono_literals;
 
+// A task's state must outlive the scheduler's stop (a job may still run then), so it is
+// shared with the task rather than a local of body().
+asio::awaitable<void> tick(std::shared_ptr<std::atomic<int>> ticks, asched::time_point fire) {
+    std::printf("tick %d, scheduled for %s\n", ++*ticks, asched::format_time(fire).c_str());
+    co_return;
+}
+
 asio::awaitable<void> body(asched::AsyncScheduler& s) {
-    int ticks = 0;
-    auto tick = [&ticks](asched::JobContext& job) -> asio::awaitable<void> {
-        std::printf("tick %d, scheduled for %s\n", ++ticks,
-                    asched::format_time(*job.scheduled_fire_time).c_str());
-        co_return;
-    };
-    co_await s.add_task("tick", tick);
+    auto ticks = std::make_shared<std::atomic<int>>(0);
+    auto task = [ticks](asched::JobContext& job) { return tick(ticks, *job.scheduled_fire_time); };
+    co_await s.add_task("tick", task);
     asched::IntervalTrigger every_200ms({.seconds = 0.2});
     co_await s.add_schedule("tick", every_200ms);
     co_await s.start_in_background();
     asio::steady_timer t(co_await asio::this_coro::executor, 1s);
     co_await t.async_wait(asio::use_awaitable);
-    std::printf("%d ticks in one second\n", ticks);
+    std::printf("%d ticks in one second\n", ticks->load());
 }
 
 int main() {

@@ -3,7 +3,9 @@
 
 #include <asio.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <thread>
 
@@ -27,12 +29,16 @@ long long sum_of_squares(int n) {
     return total;
 }
 
+asio::awaitable<void> beat(std::shared_ptr<std::atomic<int>> beats) {
+    std::printf("  heartbeat %d\n", ++*beats);
+    co_return;
+}
+
 asio::awaitable<void> body(asched::AsyncScheduler& s) {
-    int beats = 0;
-    auto heartbeat = [&beats]() -> asio::awaitable<void> {
-        std::printf("  heartbeat %d\n", ++beats);
-        co_return;
-    };
+    // Shared with the task: a heartbeat may still run while the scheduler stops, after body()
+    // has returned.
+    auto beats = std::make_shared<std::atomic<int>>(0);
+    auto heartbeat = [beats]() { return beat(beats); };
     co_await s.add_task("heartbeat", heartbeat);
     co_await s.add_task("fetch_status", fetch_status);
     co_await s.add_task("sum_of_squares", sum_of_squares);
@@ -59,7 +65,7 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     asio::steady_timer pause(co_await asio::this_coro::executor, 800ms);
     co_await pause.async_wait(asio::use_awaitable);
     const auto schedule = co_await s.get_schedule("heartbeat");
-    std::printf("asched demo: %d heartbeats, next at %s; stopping\n", beats,
+    std::printf("asched demo: %d heartbeats, next at %s; stopping\n", beats->load(),
                 asched::format_time(*schedule.next_fire_time).c_str());
 }
 
