@@ -15,6 +15,20 @@ namespace asched::test {
 inline time_point at(std::string_view iso) { return parse_time(iso); }
 inline const time_point t0 = parse_time("2025-01-01T00:00:00Z");
 
+/// The first `n` fire times of `t`, formatted in its zone.
+inline std::vector<std::string> fires(const Trigger& t, std::size_t n) {
+    std::vector<std::string> out;
+    std::optional<time_point> prev;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto next = t.next(prev);
+        if (!next)
+            break;
+        out.push_back(t.timezone().format(*next));
+        prev = next;
+    }
+    return out;
+}
+
 /// Drives `ioc` until `op` completes, failing the test after `limit` of real time.
 template <class T>
 T run(asio::io_context& ioc, asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::seconds(30)) {

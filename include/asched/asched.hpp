@@ -17,5 +17,6 @@
 #include <asched/task_function.hpp>
 #include <asched/time.hpp>
 #include <asched/trigger.hpp>
+#include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>

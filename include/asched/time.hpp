@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,23 @@ namespace asched {
 using duration = std::chrono::microseconds;
 /// Every instant in asched: UTC, microsecond resolution.
 using time_point = std::chrono::sys_time<std::chrono::microseconds>;
+
+/// A span of time over which a zone's UTC offset is constant: [begin, end).
+struct OffsetPeriod {
+    time_point begin;
+    time_point end;
+    std::chrono::seconds offset{0};
+};
+
+/// A local (wall-clock) time with microseconds, in no particular zone.
+using local_time = std::chrono::local_time<duration>;
+
+/// How a wall-clock time maps onto instants in a zone.
+struct LocalTimeInfo {
+    enum class Kind { unique, nonexistent, ambiguous } kind = Kind::unique;
+    time_point first{};  ///< unique: the instant; ambiguous: the earlier (DST) one
+    time_point second{}; ///< ambiguous: the later one
+};
 
 /// A time zone: an IANA zone ("Europe/Berlin", "UTC") read from the system tzdata, or a fixed
 /// UTC offset ("+05:30"). A cheap value: copying shares the zone database entry.
@@ -27,8 +45,15 @@ public:
     /// "UTC", "Europe/Berlin" or "+05:30".
     const std::string& name() const noexcept { return name_; }
     bool is_fixed() const noexcept { return zone_ == nullptr; }
-    /// The UTC offset in force at the instant `t`.
+    /// The UTC offset in force at the instant `t`. After the last transition stored in the
+    /// zone file (2037 on Debian) the file's POSIX-TZ footer rule applies.
     std::chrono::seconds offset_at(time_point t) const;
+    /// The period of constant offset that contains `t`.
+    OffsetPeriod period_at(time_point t) const;
+    /// Which instants show the wall time `local` (none in a gap, two in a repeated hour).
+    LocalTimeInfo resolve(local_time local) const;
+    /// The wall time at `t`.
+    local_time to_local(time_point t) const { return local_time((t + offset_at(t)).time_since_epoch()); }
     /// `t` as local ISO 8601 with its offset: 2025-03-31T09:00:00+02:00 (fraction only if any).
     std::string format(time_point t) const;
     /// The underlying date::time_zone (nullptr for fixed offsets); for asched's own sources.
@@ -42,6 +67,10 @@ private:
     std::string name_;
     std::chrono::seconds offset_{0};
     const void* zone_ = nullptr;
+    // The zone file's POSIX-TZ footer rule (a Posix::time_zone) and the instant from which it
+    // governs, when the rule has DST: date's OS-tzdb reader stops at the last stored transition.
+    std::shared_ptr<const void> footer_;
+    time_point footer_from_{};
 };
 
 /// An instant together with the zone it was written in.

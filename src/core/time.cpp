@@ -3,7 +3,20 @@
 #include <asched/time.hpp>
 
 #include <date/tz.h>
+// ptz.h names hh_mm_ss unqualified under both `using namespace date` and `using namespace
+// std::chrono`, which C++20 makes ambiguous; give it a name only date has for this include.
+namespace date {
+template <class Duration> using ptz_hh_mm_ss = hh_mm_ss<Duration>;
+}
+#define hh_mm_ss ptz_hh_mm_ss
+#include <date/ptz.h>
+#undef hh_mm_ss
 #include <fmt/format.h>
+
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
 
 #include <cfenv>
 #include <cmath>
@@ -65,6 +78,43 @@ std::string format_local(time_point t, seconds offset) {
     return out;
 }
 
+struct Footer {
+    std::shared_ptr<const void> rule; // Posix::time_zone
+    time_point from{};
+};
+
+// Reads the POSIX-TZ rule at the end of a TZif v2+ file; only rules with DST matter, as date
+// already keeps a constant offset after the last stored transition. Zone data is immutable, so
+// it is read once per process per zone.
+Footer load_footer(const std::string& name, const date::time_zone* zone) {
+    static std::mutex mutex;
+    static std::map<std::string, Footer> cache;
+    std::lock_guard lock(mutex);
+    if (auto it = cache.find(name); it != cache.end())
+        return it->second;
+    Footer footer;
+    std::ifstream in("/usr/share/zoneinfo/" + name, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    std::string data = buffer.str();
+    while (!data.empty() && data.back() == '\n')
+        data.pop_back();
+    const auto nl = data.rfind('\n');
+    const std::string rule = nl == std::string::npos ? "" : data.substr(nl + 1);
+    if (rule.find(',') != std::string::npos && rule.find('\0') == std::string::npos) {
+        try {
+            auto posix = std::make_shared<const Posix::time_zone>(rule);
+            const auto last = zone->get_info(date::sys_days(date::year(9000) / 1 / 1));
+            footer.rule = posix;
+            footer.from = time_point(last.begin);
+        } catch (const std::exception&) {
+            // An unreadable footer leaves date's own behaviour in place.
+        }
+    }
+    cache.emplace(name, footer);
+    return footer;
+}
+
 } // namespace
 
 TimeZone::TimeZone() : name_("UTC") {}
@@ -88,6 +138,9 @@ TimeZone::TimeZone(std::string_view text) {
                     fmt::format("time zone \"{}\": unknown IANA zone (not in the system tzdata)", text));
     }
     name_ = std::string(text);
+    auto footer = load_footer(name_, static_cast<const date::time_zone*>(zone_));
+    footer_ = std::move(footer.rule);
+    footer_from_ = footer.from;
 }
 
 TimeZone TimeZone::fixed(seconds offset) {
@@ -98,11 +151,51 @@ TimeZone TimeZone::fixed(seconds offset) {
 }
 
 seconds TimeZone::offset_at(time_point t) const {
+    return period_at(t).offset;
+}
+
+OffsetPeriod TimeZone::period_at(time_point t) const {
     if (!zone_)
-        return offset_;
-    auto info = static_cast<const date::time_zone*>(zone_)->get_info(
-        std::chrono::floor<seconds>(t));
-    return info.offset;
+        return {time_point::min(), time_point::max(), offset_};
+    const auto st = std::chrono::floor<seconds>(t);
+    auto to_period = [](const date::sys_info& info) {
+        const auto lo = info.begin <= date::sys_seconds::min() ? time_point::min() : time_point(info.begin);
+        const auto hi = info.end >= date::sys_seconds::max() ? time_point::max() : time_point(info.end);
+        return OffsetPeriod{lo, hi, info.offset};
+    };
+    if (footer_ && t >= footer_from_) {
+        auto p = to_period(static_cast<const Posix::time_zone*>(footer_.get())->get_info(st));
+        p.begin = std::max(p.begin, footer_from_);
+        return p;
+    }
+    auto p = to_period(static_cast<const date::time_zone*>(zone_)->get_info(st));
+    if (footer_)
+        p.end = std::min(p.end, footer_from_);
+    return p;
+}
+
+LocalTimeInfo TimeZone::resolve(local_time local) const {
+    if (!zone_)
+        return {LocalTimeInfo::Kind::unique, time_point(local.time_since_epoch()) - offset_, {}};
+    const auto whole = std::chrono::floor<seconds>(local);
+    const auto frac = local - whole;
+    date::local_info info;
+    // Beyond the stored transitions the footer rule decides (a day of margin for the offset).
+    const date::local_seconds lt(whole.time_since_epoch());
+    if (footer_ && time_point(local.time_since_epoch()) - std::chrono::hours(26) >= footer_from_)
+        info = static_cast<const Posix::time_zone*>(footer_.get())->get_info(lt);
+    else
+        info = static_cast<const date::time_zone*>(zone_)->get_info(lt);
+    const time_point as_utc(whole.time_since_epoch());
+    switch (info.result) {
+    case date::local_info::unique:
+        return {LocalTimeInfo::Kind::unique, as_utc - info.first.offset + frac, {}};
+    case date::local_info::nonexistent:
+        return {LocalTimeInfo::Kind::nonexistent, {}, {}};
+    default:
+        return {LocalTimeInfo::Kind::ambiguous, as_utc - info.first.offset + frac,
+                as_utc - info.second.offset + frac};
+    }
 }
 
 std::string TimeZone::format(time_point t) const {

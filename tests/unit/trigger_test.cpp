@@ -3,23 +3,7 @@
 
 using namespace asched;
 using namespace std::chrono_literals;
-
-namespace {
-
-std::vector<std::string> fires(const Trigger& t, std::size_t n) {
-    std::vector<std::string> out;
-    std::optional<time_point> prev;
-    for (std::size_t i = 0; i < n; ++i) {
-        auto next = t.next(prev);
-        if (!next)
-            break;
-        out.push_back(t.timezone().format(*next));
-        prev = next;
-    }
-    return out;
-}
-
-} // namespace
+using test::fires;
 
 BOOST_AUTO_TEST_SUITE(triggers)
 

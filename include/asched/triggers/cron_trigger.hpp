@@ -1,0 +1,59 @@
+// CronTrigger: fires when the wall-clock time in its zone matches every field.
+#pragma once
+
+#include <asched/trigger.hpp>
+
+#include <array>
+#include <memory>
+
+namespace asched {
+
+/// Cron fields as APScheduler writes them; unset fields follow its defaults (an unset field
+/// more significant than the least significant set one is `*`, a less significant one its
+/// minimum). Each is a comma list of `*`, `*/n`, `a`, `a-b`, `a-b/n`, `a/n`; month and weekday
+/// names (`jan`, `mon-fri`, wrapping `sat-mon`); in `day` also `last`, `1st`..`5th <weekday>`
+/// and `last <weekday>`. Numeric day_of_week counts crontab style: 0 and 7 are Sunday.
+struct CronTriggerOptions {
+    std::optional<std::string> year;
+    std::optional<std::string> month;
+    std::optional<std::string> day;
+    std::optional<std::string> week; ///< ISO week 1-53
+    std::optional<std::string> day_of_week;
+    std::optional<std::string> hour;
+    std::optional<std::string> minute;
+    std::optional<std::string> second;
+    std::optional<time_point> start_time; ///< inclusive; default: when scheduled
+    std::optional<time_point> end_time;   ///< inclusive
+    TimeZone timezone;
+};
+
+/// Fires at every instant whose wall time in `timezone` matches all fields (day and
+/// day_of_week must both match). A wall time that does not exist (a DST gap) is skipped; a
+/// repeated one fires at both occurrences. Resolution: whole seconds.
+class CronTrigger final : public Trigger {
+public:
+    /// Throws Error(invalid_argument) naming the field and the expression, e.g.
+    /// `cron field 'hour': 25 is out of range 0-23 in "25"`.
+    explicit CronTrigger(CronTriggerOptions options);
+    /// A standard 5-field crontab line: minute hour day month day_of_week (second 0).
+    /// Throws Error(invalid_argument) naming the field, its position and the line.
+    static CronTrigger from_crontab(std::string_view line, TimeZone timezone = TimeZone(),
+                                    std::optional<time_point> start_time = std::nullopt,
+                                    std::optional<time_point> end_time = std::nullopt);
+
+    std::optional<time_point> next(std::optional<time_point> previous) const override;
+    nlohmann::json to_json() const override;
+    std::string describe() const override;
+    TimeZone timezone() const override { return options_.timezone; }
+    std::shared_ptr<const Trigger> with_start(time_point now) const override;
+
+    static std::shared_ptr<const CronTrigger> from_json(const nlohmann::json& j);
+
+    struct Fields;
+
+private:
+    CronTriggerOptions options_;
+    std::shared_ptr<const Fields> fields_;
+};
+
+} // namespace asched
