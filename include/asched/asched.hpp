@@ -17,6 +17,7 @@
 #include <asched/task_function.hpp>
 #include <asched/time.hpp>
 #include <asched/trigger.hpp>
+#include <asched/triggers/calendar_interval_trigger.hpp>
 #include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>

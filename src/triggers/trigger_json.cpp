@@ -1,6 +1,7 @@
 // Rebuilds built-in triggers from their JSON form.
 #include "../core/json_util.hpp"
 
+#include <asched/triggers/calendar_interval_trigger.hpp>
 #include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>
@@ -16,6 +17,8 @@ TriggerPtr trigger_from_json(const nlohmann::json& j) {
         return IntervalTrigger::from_json(j);
     if (type == "cron")
         return CronTrigger::from_json(j);
+    if (type == "calendarinterval")
+        return CalendarIntervalTrigger::from_json(j);
     detail::bad_field("trigger", "type", fmt::format("unknown trigger type \"{}\"", type));
 }
 

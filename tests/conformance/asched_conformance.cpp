@@ -90,6 +90,18 @@ TriggerPtr build(const json& spec) {
         o.timezone = zone;
         return std::make_shared<CronTrigger>(o);
     }
+    if (type == "calendarinterval") {
+        // The corpus form is APScheduler's, the same field names as asched's JSON.
+        json j = spec;
+        j["version"] = 1;
+        if (!j.contains("timezone"))
+            j["timezone"] = "UTC";
+        try {
+            return CalendarIntervalTrigger::from_json(j);
+        } catch (const Error& e) {
+            throw Error(errc::invalid_argument, e.what());
+        }
+    }
     throw Unsupported("trigger type '" + type + "' is not implemented yet");
 }
 
