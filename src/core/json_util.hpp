@@ -114,4 +114,27 @@ E get_enum(const nlohmann::json& j, std::string_view what, const char* field, E 
     }
 }
 
+/// The optional "timezone" member (UTC when absent), with an error naming the field.
+inline TimeZone get_timezone(const nlohmann::json& j, std::string_view what) {
+    TimeZone zone;
+    if (auto name = get_opt<std::string>(j, what, "timezone")) {
+        try {
+            zone = TimeZone(*name);
+        } catch (const Error& e) {
+            bad_field(what, "timezone", e.what());
+        }
+    }
+    return zone;
+}
+
+/// Runs `make` (a constructor that validates), reporting its errors as stored data that
+/// cannot be read back.
+template <class F> auto deserializing(F make) -> decltype(make()) {
+    try {
+        return make();
+    } catch (const Error& e) {
+        throw Error(errc::deserialization, e.what());
+    }
+}
+
 } // namespace asched::detail

@@ -152,18 +152,8 @@ std::shared_ptr<const CalendarIntervalTrigger> CalendarIntervalTrigger::from_jso
     o.second = detail::get_or<int>(j, what, "second", 0);
     o.start_date = read_date(j, "start_date");
     o.end_date = read_date(j, "end_date");
-    if (auto name = detail::get_opt<std::string>(j, what, "timezone")) {
-        try {
-            o.timezone = TimeZone(*name);
-        } catch (const Error& e) {
-            detail::bad_field(what, "timezone", e.what());
-        }
-    }
-    try {
-        return std::make_shared<const CalendarIntervalTrigger>(std::move(o));
-    } catch (const Error& e) {
-        throw Error(errc::deserialization, e.what());
-    }
+    o.timezone = detail::get_timezone(j, what);
+    return detail::deserializing([&] { return std::make_shared<const CalendarIntervalTrigger>(std::move(o)); });
 }
 
 } // namespace asched

@@ -507,18 +507,8 @@ std::shared_ptr<const CronTrigger> CronTrigger::from_json(const nlohmann::json& 
     }
     o.start_time = detail::get_time(j, what, "start_time");
     o.end_time = detail::get_time(j, what, "end_time");
-    if (auto name = detail::get_opt<std::string>(j, what, "timezone")) {
-        try {
-            o.timezone = TimeZone(*name);
-        } catch (const Error& e) {
-            detail::bad_field(what, "timezone", e.what());
-        }
-    }
-    try {
-        return std::make_shared<const CronTrigger>(std::move(o));
-    } catch (const Error& e) {
-        throw Error(errc::deserialization, e.what());
-    }
+    o.timezone = detail::get_timezone(j, what);
+    return detail::deserializing([&] { return std::make_shared<const CronTrigger>(std::move(o)); });
 }
 
 } // namespace asched

@@ -37,14 +37,7 @@ std::shared_ptr<const DateTrigger> DateTrigger::from_json(const nlohmann::json& 
     const auto run_time = detail::get_time(j, what, "run_time");
     if (!run_time)
         detail::bad_field(what, "run_time", "missing");
-    TimeZone zone;
-    if (auto name = detail::get_opt<std::string>(j, what, "timezone")) {
-        try {
-            zone = TimeZone(*name);
-        } catch (const Error& e) {
-            detail::bad_field(what, "timezone", e.what());
-        }
-    }
+    const TimeZone zone = detail::get_timezone(j, what);
     return std::make_shared<const DateTrigger>(*run_time, zone);
 }
 

@@ -105,21 +105,12 @@ std::shared_ptr<const IntervalTrigger> IntervalTrigger::from_json(const nlohmann
     const auto interval = detail::get_duration(j, what, "interval");
     if (!interval)
         detail::bad_field(what, "interval", "missing");
-    TimeZone zone;
-    if (auto name = detail::get_opt<std::string>(j, what, "timezone")) {
-        try {
-            zone = TimeZone(*name);
-        } catch (const Error& e) {
-            detail::bad_field(what, "timezone", e.what());
-        }
-    }
-    try {
-        return std::shared_ptr<const IntervalTrigger>(
-            new IntervalTrigger(*interval, detail::get_time(j, what, "start_time"),
-                                detail::get_time(j, what, "end_time"), zone));
-    } catch (const Error& e) {
-        throw Error(errc::deserialization, e.what());
-    }
+    const TimeZone zone = detail::get_timezone(j, what);
+    const auto start = detail::get_time(j, what, "start_time");
+    const auto end = detail::get_time(j, what, "end_time");
+    return detail::deserializing([&] {
+        return std::shared_ptr<const IntervalTrigger>(new IntervalTrigger(*interval, start, end, zone));
+    });
 }
 
 } // namespace asched
