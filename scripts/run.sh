@@ -11,6 +11,7 @@ jobs="${ASCHED_JOBS:-2}"
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
                 libboost-test-dev)
+test_packages=(clang-14 libclang-rt-14-dev)
 
 install_missing() {
     local missing=()
@@ -49,7 +50,7 @@ demo)
     exec build/release/examples/demo
     ;;
 test)
-    install_missing "${build_packages[@]}"
+    install_missing "${build_packages[@]}" "${test_packages[@]}"
     start=$(date +%s)
     total=0
     run_ctest() { # dir, ctest args...
@@ -63,19 +64,19 @@ test)
         total=$((total + n))
     }
 
-    echo "== 1/3 RelWithDebInfo: library, tests, examples, benchmarks (-Werror)"
+    echo "== 1/4 RelWithDebInfo: library, tests, examples, benchmarks (-Werror)"
     configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON
     cmake --build build/ci -j "$jobs"
     run_ctest build/ci
 
-    echo "== 2/3 AddressSanitizer + UndefinedBehaviorSanitizer: unit and integration tests"
+    echo "== 2/4 AddressSanitizer + UndefinedBehaviorSanitizer: unit and integration tests"
     configure build/asan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=address,undefined \
         -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
     cmake --build build/asan -j "$jobs" --target asched_unit_tests asched_integration_tests
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
         run_ctest build/asan -R 'asched_(unit|integration)_tests'
 
-    echo "== 3/3 ThreadSanitizer: the multi-threaded integration tests"
+    echo "== 3/4 ThreadSanitizer: the multi-threaded integration tests"
     configure build/tsan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=thread \
         -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
     cmake --build build/tsan -j "$jobs" --target asched_integration_tests
@@ -83,6 +84,18 @@ test)
     (cd build/tsan && TSAN_OPTIONS="halt_on_error=1" setarch "$(uname -m)" -R \
         ./tests/asched_integration_tests --report_level=short) 2>&1 | tee build/tsan.log
     [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "== ThreadSanitizer run failed"; exit 1; }
+    total=$((total + 1))
+
+    echo "== 4/4 libFuzzer: the cron parser and crontab constructor, 60 s"
+    configure build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++-14 -DASCHED_FUZZ=ON \
+        -DASCHED_BUILD_TESTS=OFF -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
+    cmake --build build/fuzz -j "$jobs" --target asched_cron_fuzz
+    rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
+    # -timeout: a next() that does not terminate within 5 s is reported as a hang.
+    (cd build/fuzz && ./asched_cron_fuzz -max_total_time=60 -timeout=5 -max_len=256 \
+        -print_final_stats=1 corpus "$here/tests/fuzz/seeds") > build/fuzz.log 2>&1 \
+        || { tail -40 build/fuzz.log; echo "== the fuzzer found a problem"; exit 1; }
+    grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" build/fuzz.log || true
     total=$((total + 1))
 
     echo "== all test runs passed in $(( $(date +%s) - start )) s"
