@@ -77,8 +77,7 @@ std::optional<time_point> IntervalTrigger::next(std::optional<time_point> previo
 std::shared_ptr<const Trigger> IntervalTrigger::with_start(time_point now) const {
     if (start_)
         return nullptr;
-    auto end = end_;
-    return std::shared_ptr<const IntervalTrigger>(new IntervalTrigger(interval_, now, end, zone_));
+    return std::shared_ptr<const IntervalTrigger>(new IntervalTrigger(interval_, now, end_, zone_));
 }
 
 nlohmann::json IntervalTrigger::to_json() const {

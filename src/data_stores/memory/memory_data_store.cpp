@@ -10,7 +10,6 @@
 #include <queue>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace asched {
 
@@ -68,8 +67,9 @@ struct MemoryDataStore::State {
         return it->second;
     }
 
-    // Returns false for a second job of one (schedule, fire time): the unique key.
-    bool insert_job(Job job) {
+    // Returns false for a second job of one (schedule, fire time): the unique key. `at` is the
+    // operation's time, read once per store call rather than once per job.
+    bool insert_job(Job job, time_point at) {
         require_task(job.task_id);
         if (job.schedule_id && job.scheduled_fire_time &&
             !fire_keys.emplace(*job.schedule_id, *job.scheduled_fire_time).second)
@@ -81,7 +81,7 @@ struct MemoryDataStore::State {
             ++jobs_per_schedule[*job.schedule_id];
         queued[job.task_id].emplace(job.earliest_start(), s, job.id);
         job_order.emplace(s, job.id);
-        events.push_back(JobAdded{now(), job.id, job.task_id, job.schedule_id});
+        events.push_back(JobAdded{at, job.id, job.task_id, job.schedule_id});
         const auto id = job.id;
         jobs.emplace(id, JobEntry{std::move(job), s});
         return true;
@@ -281,12 +281,13 @@ asio::awaitable<void> MemoryDataStore::remove_schedules(std::vector<std::string>
     {
         std::lock_guard lock(state_->mutex);
         auto& s = *state_;
+        const auto now = s.now();
         for (auto& id : ids) {
             auto it = s.schedules.find(id);
             if (it == s.schedules.end())
                 continue;
             s.unindex_schedule(it->second);
-            s.events.push_back(ScheduleRemoved{s.now(), id, it->second.task_id, false});
+            s.events.push_back(ScheduleRemoved{now, id, it->second.task_id, false});
             s.schedules.erase(it);
         }
         events = s.take_events();
@@ -326,6 +327,7 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
     {
         std::lock_guard lock(state_->mutex);
         auto& s = *state_;
+        const auto now = s.now();
         for (auto& r : releases) {
             auto it = s.schedules.find(r.schedule_id);
             if (it == s.schedules.end())
@@ -341,7 +343,7 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
             }
             for (auto& job : r.jobs) {
                 try {
-                    s.insert_job(std::move(job));
+                    s.insert_job(std::move(job), now);
                 } catch (const Error& e) {
                     s.context.logger.log(LogLevel::error,
                                          fmt::format("schedule '{}': job not created: {}",
@@ -355,8 +357,7 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
                 sched.last_fire_time = r.last_fire_time;
             sched.next_fire_time = r.next_fire_time;
             s.index_schedule(sched);
-            s.events.push_back(
-                ScheduleUpdated{s.now(), sched.id, sched.task_id, sched.next_fire_time});
+            s.events.push_back(ScheduleUpdated{now, sched.id, sched.task_id, sched.next_fire_time});
         }
         events = s.take_events();
     }
@@ -380,7 +381,7 @@ asio::awaitable<void> MemoryDataStore::add_job(Job job) {
         std::lock_guard lock(state_->mutex);
         job.acquired_by.reset();
         job.acquired_until.reset();
-        if (!state_->insert_job(std::move(job)))
+        if (!state_->insert_job(std::move(job), state_->now()))
             throw Error(errc::conflicting_id, "a job for this schedule and fire time exists");
         events = state_->take_events();
     }
