@@ -19,11 +19,12 @@ inline const time_point t0 = parse_time("2025-01-01T00:00:00Z");
 inline std::vector<std::string> fires(const Trigger& t, std::size_t n) {
     std::vector<std::string> out;
     std::optional<time_point> prev;
+    nlohmann::json state;
     for (std::size_t i = 0; i < n; ++i) {
-        auto next = t.next(prev);
+        auto next = t.advance(prev, state);
         if (!next)
             break;
-        out.push_back(t.timezone().format(*next));
+        out.push_back(t.zone_of(state).format(*next));
         prev = next;
     }
     return out;

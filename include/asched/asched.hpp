@@ -18,6 +18,7 @@
 #include <asched/time.hpp>
 #include <asched/trigger.hpp>
 #include <asched/triggers/calendar_interval_trigger.hpp>
+#include <asched/triggers/combining_triggers.hpp>
 #include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>

@@ -33,6 +33,7 @@ struct ScheduleRelease {
     std::optional<time_point> last_fire_time;
     std::optional<time_point> next_fire_time;
     std::vector<Job> jobs;
+    nlohmann::json trigger_state; ///< what the trigger left with next_fire_time
 };
 
 /// What acquire_jobs() hands out.

@@ -74,6 +74,8 @@ struct Schedule {
     duration job_result_expiration_time{0};     ///< 0: results are not kept
     nlohmann::json metadata = nlohmann::json::object();
     std::optional<time_point> next_fire_time; ///< nullopt: the trigger is exhausted
+    /// What Trigger::advance() left when it produced next_fire_time (null for stateless triggers).
+    nlohmann::json trigger_state;
     std::optional<time_point> last_fire_time;
     std::optional<std::string> acquired_by;
     std::optional<time_point> acquired_until;

@@ -14,6 +14,7 @@ struct FirePlan {
     std::vector<Job> jobs;
     std::optional<time_point> last_fire_time; ///< the newest fire time processed (un-jittered)
     std::optional<time_point> next_fire_time; ///< the first fire time after now, or nullopt
+    nlohmann::json trigger_state;             ///< the trigger's state with next_fire_time
 };
 
 /// The upper bound on trigger steps in one plan_fires() call; a schedule further behind
@@ -29,11 +30,9 @@ FirePlan plan_fires(const Schedule& schedule, time_point now,
                     const std::function<double()>& uniform01,
                     const std::function<std::string()>& make_id);
 
-/// For unpause_schedule(resume_from): the first fire time at or after `resume_from`,
-/// starting from `next_fire_time`.
-std::optional<time_point> first_fire_at_or_after(const Trigger& trigger,
-                                                 std::optional<time_point> next_fire_time,
-                                                 time_point resume_from);
+/// For unpause_schedule(resume_from): moves `schedule`'s next_fire_time (and trigger_state)
+/// to its first fire time at or after `resume_from`.
+void skip_fires_before(Schedule& schedule, time_point resume_from);
 
 /// A misfire: the job would start after its deadline.
 inline bool missed_deadline(const Job& job, time_point now) noexcept {

@@ -11,15 +11,34 @@
 
 namespace asched {
 
-/// Decides a schedule's fire times. Immutable: the last fire time lives in the Schedule, so a
-/// trigger is shared, serialised and tested freely. Fire times must strictly increase.
+/// Decides a schedule's fire times. Immutable: the last fire time (and, for combining
+/// triggers, a small state) lives in the Schedule, so a trigger is shared, serialised and
+/// tested freely. Fire times must strictly increase.
 class Trigger {
 public:
     virtual ~Trigger() = default;
 
     /// The first fire time after `previous`, or the first of all when `previous` is nullopt;
-    /// nullopt once exhausted. Exceptions: Error(max_iterations) from combining triggers.
+    /// nullopt once exhausted. Combining triggers answer by replaying from their first fire
+    /// (O(fires so far)); schedulers use advance().
     virtual std::optional<time_point> next(std::optional<time_point> previous) const = 0;
+    /// The stateful step the scheduler uses: `previous` is the fire time this trigger returned
+    /// last (nullopt before the first call) and `state` what that call left in it (null
+    /// before the first call). Stateless triggers leave `state` alone and call next();
+    /// AndTrigger and OrTrigger keep their children's pending fire times in it. The state is
+    /// JSON so stores persist it beside the schedule.
+    /// Exceptions: Error(max_iterations) from AndTrigger.
+    virtual std::optional<time_point> advance(std::optional<time_point> previous,
+                                              nlohmann::json& state) const {
+        (void)state;
+        return next(previous);
+    }
+    /// The zone of the fire time advance() returned last, given the state it left: timezone()
+    /// unless a combining trigger took the value from a child in another zone.
+    virtual TimeZone zone_of(const nlohmann::json& state) const {
+        (void)state;
+        return timezone();
+    }
     /// The versioned JSON form, with a "type" member; trigger_from_json reads it back.
     virtual nlohmann::json to_json() const = 0;
     /// A short description for logs, e.g. "interval[every 5s from 2025-01-01T00:00:00Z]".

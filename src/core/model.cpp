@@ -133,7 +133,8 @@ bool Schedule::operator==(const Schedule& o) const {
            args == o.args && paused == o.paused && coalesce == o.coalesce &&
            misfire_grace_time == o.misfire_grace_time && max_jitter == o.max_jitter &&
            job_result_expiration_time == o.job_result_expiration_time && metadata == o.metadata &&
-           next_fire_time == o.next_fire_time && last_fire_time == o.last_fire_time &&
+           next_fire_time == o.next_fire_time && trigger_state == o.trigger_state &&
+           last_fire_time == o.last_fire_time &&
            acquired_by == o.acquired_by && acquired_until == o.acquired_until &&
            lease_token == o.lease_token;
 }
@@ -151,6 +152,7 @@ void to_json(json& j, const Schedule& v) {
              {"job_result_expiration_time", to_seconds(v.job_result_expiration_time)},
              {"metadata", v.metadata},
              {"next_fire_time", time_json(v.next_fire_time)},
+             {"trigger_state", v.trigger_state},
              {"last_fire_time", time_json(v.last_fire_time)},
              {"acquired_by", detail::opt_json(v.acquired_by)},
              {"acquired_until", time_json(v.acquired_until)},
@@ -179,6 +181,7 @@ void from_json(const json& j, Schedule& v) {
         get_duration(j, what, "job_result_expiration_time").value_or(duration(0));
     v.metadata = read_metadata(j, what);
     v.next_fire_time = get_time(j, what, "next_fire_time");
+    v.trigger_state = j.value("trigger_state", json());
     v.last_fire_time = get_time(j, what, "last_fire_time");
     v.acquired_by = get_opt<std::string>(j, what, "acquired_by");
     v.acquired_until = get_time(j, what, "acquired_until");

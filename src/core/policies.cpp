@@ -13,6 +13,7 @@ FirePlan plan_fires(const Schedule& schedule, time_point now,
     FirePlan plan;
     std::vector<time_point> fires;
     std::optional<time_point> t = schedule.next_fire_time;
+    plan.trigger_state = schedule.trigger_state;
     std::size_t steps = 0;
     while (t && *t <= now && steps < max_catch_up_steps) {
         switch (schedule.coalesce) {
@@ -24,7 +25,7 @@ FirePlan plan_fires(const Schedule& schedule, time_point now,
             break;
         }
         plan.last_fire_time = t;
-        t = schedule.trigger->next(*t);
+        t = schedule.trigger->advance(*t, plan.trigger_state);
         ++steps;
     }
     plan.next_fire_time = t;
@@ -62,14 +63,10 @@ FirePlan plan_fires(const Schedule& schedule, time_point now,
     return plan;
 }
 
-std::optional<time_point> first_fire_at_or_after(const Trigger& trigger,
-                                                 std::optional<time_point> next_fire_time,
-                                                 time_point resume_from) {
-    std::optional<time_point> t = next_fire_time;
+void skip_fires_before(Schedule& schedule, time_point resume_from) {
     std::size_t steps = 0;
-    while (t && *t < resume_from && steps++ < max_catch_up_steps)
-        t = trigger.next(*t);
-    return t;
+    while (schedule.next_fire_time && *schedule.next_fire_time < resume_from && steps++ < max_catch_up_steps)
+        schedule.next_fire_time = schedule.trigger->advance(schedule.next_fire_time, schedule.trigger_state);
 }
 
 duration backoff_delay(unsigned attempt, duration cap) noexcept {

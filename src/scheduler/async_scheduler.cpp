@@ -209,7 +209,7 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
     s.max_jitter = options.max_jitter;
     s.job_result_expiration_time = options.job_result_expiration_time;
     s.metadata = merged_metadata(task.metadata, options.metadata, what);
-    s.next_fire_time = trigger->next(std::nullopt);
+    s.next_fire_time = trigger->advance(std::nullopt, s.trigger_state);
     const bool stored = co_await self->store->add_schedule(s, options.conflict_policy);
     if (stored)
         self->log(LogLevel::info, "added schedule '{}' of task '{}': {}, next fire {}", s.id, task_id,
@@ -242,7 +242,7 @@ asio::awaitable<void> do_set_paused(std::shared_ptr<SchedulerState> self, std::s
     if (!paused && resume_from.kind != ResumeFrom::Kind::stored) {
         const auto from =
             resume_from.kind == ResumeFrom::Kind::now ? self->clock->now() : resume_from.at;
-        s.next_fire_time = first_fire_at_or_after(*s.trigger, s.next_fire_time, from);
+        skip_fires_before(s, from);
     }
     co_await self->store->add_schedule(std::move(s), ConflictPolicy::replace);
 }
@@ -457,7 +457,7 @@ void start_job(const std::shared_ptr<SchedulerState>& self, Job job) {
 // ---- loops ---------------------------------------------------------------------------------
 
 ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point now) {
-    ScheduleRelease r{s.id, s.lease_token, s.last_fire_time, s.next_fire_time, {}};
+    ScheduleRelease r{s.id, s.lease_token, s.last_fire_time, s.next_fire_time, {}, s.trigger_state};
     try {
         std::uniform_real_distribution<double> uniform(0.0, 1.0);
         auto plan = plan_fires(
@@ -465,6 +465,7 @@ ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point
         r.jobs = std::move(plan.jobs);
         r.last_fire_time = plan.last_fire_time ? plan.last_fire_time : s.last_fire_time;
         r.next_fire_time = plan.next_fire_time;
+        r.trigger_state = std::move(plan.trigger_state);
         self.log(LogLevel::debug, "schedule '{}': {} job(s), next fire {}", s.id, r.jobs.size(),
                  r.next_fire_time ? format_time(*r.next_fire_time) : "none");
     } catch (const std::exception& e) {

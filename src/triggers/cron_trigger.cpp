@@ -455,6 +455,13 @@ std::optional<time_point> CronTrigger::next(std::optional<time_point> previous) 
     }
 }
 
+bool CronTrigger::matches(time_point t) const {
+    const local_seconds local(std::chrono::floor<seconds>(t).time_since_epoch() +
+                              options_.timezone.offset_at(t));
+    const auto match = fields_->next_match(local);
+    return match && *match == local;
+}
+
 std::shared_ptr<const Trigger> CronTrigger::with_start(time_point now) const {
     if (options_.start_time)
         return nullptr;

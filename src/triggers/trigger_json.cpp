@@ -2,6 +2,7 @@
 #include "../core/json_util.hpp"
 
 #include <asched/triggers/calendar_interval_trigger.hpp>
+#include <asched/triggers/combining_triggers.hpp>
 #include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>
@@ -19,6 +20,10 @@ TriggerPtr trigger_from_json(const nlohmann::json& j) {
         return CronTrigger::from_json(j);
     if (type == "calendarinterval")
         return CalendarIntervalTrigger::from_json(j);
+    if (type == "and")
+        return AndTrigger::from_json(j);
+    if (type == "or")
+        return OrTrigger::from_json(j);
     detail::bad_field("trigger", "type", fmt::format("unknown trigger type \"{}\"", type));
 }
 

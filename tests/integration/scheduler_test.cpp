@@ -55,6 +55,35 @@ asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture* f) {
     BOOST_TEST((sched.last_fire_time == test::t0 + 15s));
 }
 
+asio::awaitable<void> combining_trigger_state_is_kept_by_the_store(SchedulerFixture* f) {
+    auto& s = f->s();
+    std::vector<time_point> fired;
+    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
+        fired.push_back(*job.scheduled_fire_time);
+        co_return;
+    });
+    // Fires at +5, +15, +20, +25, +35: which child is pending lives in the schedule's state.
+    auto from = [](int secs, int offset) {
+        return std::make_shared<IntervalTrigger>(
+            IntervalTriggerOptions{.seconds = double(secs), .start_time = test::t0 + std::chrono::seconds(offset)});
+    };
+    auto either = std::make_shared<OrTrigger>(std::vector<TriggerPtr>{from(10, 5), from(15, 5)});
+    ScheduleOptions options;
+    options.id = "either";
+    co_await s.add_schedule("tick", either, options);
+    co_await s.start_in_background();
+    const std::vector<int> steps{5, 10, 5, 5, 10};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        f->clock->advance(std::chrono::seconds(steps[i]));
+        co_await eventually([&] { return fired.size() == i + 1; }, "or trigger fire");
+    }
+    BOOST_TEST((fired == std::vector<time_point>{test::t0 + 5s, test::t0 + 15s, test::t0 + 20s, test::t0 + 25s,
+                                                 test::t0 + 35s}));
+    auto sched = co_await s.get_schedule("either");
+    BOOST_TEST((sched.next_fire_time == test::t0 + 45s));
+    BOOST_TEST(sched.trigger_state.is_object());
+}
+
 asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture* f) {
     auto& s = f->s();
     co_await s.add_task("add", [](int a, int b) { return a + b; });
@@ -437,6 +466,9 @@ AsyncSchedulerOptions with_lease(duration lease) {
 BOOST_AUTO_TEST_SUITE(scheduler)
 
 BOOST_FIXTURE_TEST_CASE(interval_fires, SchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(combining_trigger_state, SchedulerFixture) {
+    run(combining_trigger_state_is_kept_by_the_store(this));
+}
 BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, SchedulerFixture) { run(one_off_job_and_its_result(this)); }
 BOOST_FIXTURE_TEST_CASE(failing_tasks, SchedulerFixture) { run(failing_tasks_become_results(this)); }
 BOOST_FIXTURE_TEST_CASE(blocking_tasks, SchedulerFixture) { run(blocking_tasks_do_not_block_the_executor(this)); }

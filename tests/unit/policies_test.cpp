@@ -99,9 +99,41 @@ BOOST_AUTO_TEST_CASE(not_due_and_exhausted) {
 }
 
 BOOST_AUTO_TEST_CASE(resume_from_skips_to_the_first_fire_at_or_after) {
-    IntervalTrigger t({.seconds = 10, .start_time = test::t0});
-    BOOST_TEST((first_fire_at_or_after(t, test::t0, test::t0 + 25s) == test::t0 + 30s));
-    BOOST_TEST((first_fire_at_or_after(t, test::t0 + 40s, test::t0 + 25s) == test::t0 + 40s));
+    Schedule s;
+    s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{.seconds = 10, .start_time = test::t0});
+    s.next_fire_time = test::t0;
+    skip_fires_before(s, test::t0 + 25s);
+    BOOST_TEST((s.next_fire_time == test::t0 + 30s));
+    s.next_fire_time = test::t0 + 40s;
+    skip_fires_before(s, test::t0 + 25s);
+    BOOST_TEST((s.next_fire_time == test::t0 + 40s));
+}
+
+BOOST_AUTO_TEST_CASE(plan_fires_carries_a_combining_triggers_state) {
+    // or(every 10 s, every 15 s): 0, 10, 15, 20, 30, 40, 45 ...; the state says which child
+    // is pending, so the plan must continue from it rather than from the fire time alone.
+    auto every = [](int secs) {
+        return std::make_shared<IntervalTrigger>(IntervalTriggerOptions{.seconds = double(secs), .start_time = test::t0});
+    };
+    Schedule s = every_second(CoalescePolicy::all);
+    s.trigger = std::make_shared<OrTrigger>(std::vector<TriggerPtr>{every(10), every(15)});
+    s.next_fire_time = s.trigger->advance(std::nullopt, s.trigger_state);
+    BOOST_TEST((s.next_fire_time == test::t0));
+    int id = 0;
+    auto plan = plan_fires(s, test::t0 + 20s, [] { return 0.0; }, [&] { return std::to_string(++id); });
+    std::vector<time_point> fires;
+    for (const auto& j : plan.jobs)
+        fires.push_back(*j.scheduled_fire_time);
+    BOOST_TEST((fires == std::vector<time_point>{test::t0, test::t0 + 10s, test::t0 + 15s, test::t0 + 20s}));
+    BOOST_TEST((plan.next_fire_time == test::t0 + 30s));
+    s.next_fire_time = plan.next_fire_time;
+    s.trigger_state = plan.trigger_state;
+    // The state survives the schedule's JSON form, as a store keeps it.
+    Schedule back = nlohmann::json(s).get<Schedule>();
+    BOOST_TEST((back == s));
+    auto later = plan_fires(back, test::t0 + 45s, [] { return 0.0; }, [&] { return std::to_string(++id); });
+    BOOST_TEST(later.jobs.size() == 3u); // 30, 40, 45
+    BOOST_TEST((later.next_fire_time == test::t0 + 50s));
 }
 
 BOOST_AUTO_TEST_CASE(backoff_is_capped) {

@@ -42,6 +42,9 @@ public:
                                     std::optional<time_point> end_time = std::nullopt);
 
     std::optional<time_point> next(std::optional<time_point> previous) const override;
+    /// Whether the wall time (whole seconds) that `t` reads in the trigger's zone matches every
+    /// field. start_time and end_time are not consulted.
+    bool matches(time_point t) const;
     nlohmann::json to_json() const override;
     std::string describe() const override;
     TimeZone timezone() const override { return options_.timezone; }

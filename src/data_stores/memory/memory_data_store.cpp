@@ -356,6 +356,7 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
             if (r.last_fire_time)
                 sched.last_fire_time = r.last_fire_time;
             sched.next_fire_time = r.next_fire_time;
+            sched.trigger_state = r.trigger_state;
             s.index_schedule(sched);
             s.events.push_back(ScheduleUpdated{now, sched.id, sched.task_id, sched.next_fire_time});
         }
