@@ -6,9 +6,13 @@
 #include <asio.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <stdlib.h>
+
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <future>
+#include <system_error>
 
 namespace asched::test {
 
@@ -47,6 +51,27 @@ T run(asio::io_context& ioc, asio::awaitable<T> op, std::chrono::seconds limit =
 
 /// Runs a store coroutine on a private io_context (stores never need one to be running
 /// elsewhere).
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class TempDir {
+public:
+    TempDir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "asched-test-XXXXXX").string();
+        if (!::mkdtemp(pattern.data()))
+            throw std::runtime_error("mkdtemp failed");
+        path_ = pattern;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string path(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    std::filesystem::path path_;
+};
+
 template <class T> T sync(asio::awaitable<T> op) {
     asio::io_context ioc;
     return run(ioc, std::move(op));

@@ -79,9 +79,18 @@ struct JobReleased {
     std::optional<std::string> exception_message;
 };
 
+/// A stored record that could not be decoded (corrupt JSON, an unknown trigger type) was moved
+/// out of the way, into the store's quarantine; the scheduler goes on without it.
+struct RecordQuarantined {
+    time_point timestamp{};
+    std::string kind; ///< "task", "schedule", "job" or "result"
+    std::string record_id;
+    std::string error;
+};
+
 using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated,
                            TaskRemoved, ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded,
-                           JobRemoved, JobAcquired, JobReleased>;
+                           JobRemoved, JobAcquired, JobReleased, RecordQuarantined>;
 
 /// A set of event types, one bit per alternative of Event.
 using EventMask = std::uint32_t;

@@ -58,10 +58,17 @@ template <class V> void fields(V& v, JobReleased& e) {
     v("exception_message", e.exception_message);
 }
 
+template <class V> void fields(V& v, RecordQuarantined& e) {
+    v("kind", e.kind);
+    v("record_id", e.record_id);
+    v("error", e.error);
+}
+
 constexpr std::array<std::string_view, std::variant_size_v<Event>> names{
     "SchedulerStarted", "SchedulerStopped", "TaskAdded",       "TaskUpdated",
     "TaskRemoved",      "ScheduleAdded",    "ScheduleUpdated", "ScheduleRemoved",
-    "JobAdded",         "JobRemoved",       "JobAcquired",     "JobReleased"};
+    "JobAdded",         "JobRemoved",       "JobAcquired",     "JobReleased",
+    "RecordQuarantined"};
 
 struct Writer {
     json& j;

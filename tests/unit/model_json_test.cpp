@@ -99,6 +99,7 @@ BOOST_AUTO_TEST_CASE(every_event_type) {
         JobAcquired{test::t0, "j", "node", "t", std::nullopt, test::t0},
         JobReleased{test::t0, "j", "node", "t", "s", test::t0, test::t0 + 1s, JobOutcome::abandoned,
                     std::nullopt, "lease expired"},
+        RecordQuarantined{test::t0, "schedule", "s", "unknown trigger type \"lunar\""},
     };
     BOOST_TEST(events.size() == std::variant_size_v<Event>);
     for (const auto& e : events) {

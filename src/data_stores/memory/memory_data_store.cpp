@@ -1,5 +1,6 @@
 // MemoryDataStore: ordered indexes so due schedules and startable jobs are found in O(log n).
 #include "../../core/json_util.hpp"
+#include "../store_util.hpp"
 
 #include <asched/data_stores/memory_data_store.hpp>
 #include <asched/policies.hpp>
@@ -123,25 +124,13 @@ struct MemoryDataStore::State {
         erase_job(it);
     }
 
-    JobResult make_result(const Job& job, JobOutcome outcome, time_point at,
-                          std::optional<std::string> message) {
-        JobResult r;
-        r.job_id = job.id;
-        r.task_id = job.task_id;
-        r.schedule_id = job.schedule_id;
-        r.outcome = outcome;
-        r.finished_at = at;
-        r.expires_at = at + job.result_expiration_time;
-        r.exception_message = std::move(message);
-        return r;
-    }
 
     void abandon_expired_job_leases(time_point at) {
         while (!job_leases.empty() && job_leases.begin()->first <= at) {
             auto it = jobs.find(job_leases.begin()->second);
             const std::string holder = it->second.job.acquired_by.value_or("");
             finish_job(it,
-                       make_result(it->second.job, JobOutcome::abandoned, at,
+                       detail::store_result(it->second.job, JobOutcome::abandoned, at,
                                    fmt::format("the lease of worker '{}' expired", holder)),
                        holder);
         }
@@ -149,17 +138,6 @@ struct MemoryDataStore::State {
 
     std::vector<Event> take_events() { return std::exchange(events, {}); }
 };
-
-namespace {
-
-asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker, std::vector<Event> events) {
-    if (!broker)
-        co_return;
-    for (auto& e : events)
-        co_await broker->publish(std::move(e));
-}
-
-} // namespace
 
 MemoryDataStore::MemoryDataStore() : state_(std::make_unique<State>()) {
     state_->context.clock = std::make_shared<SystemClock>();
@@ -194,7 +172,7 @@ asio::awaitable<void> MemoryDataStore::add_task(Task task) {
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 asio::awaitable<void> MemoryDataStore::remove_task(std::string task_id) {
@@ -207,7 +185,7 @@ asio::awaitable<void> MemoryDataStore::remove_task(std::string task_id) {
         s.events.push_back(TaskRemoved{s.now(), task_id});
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 asio::awaitable<Task> MemoryDataStore::get_task(std::string task_id) {
@@ -272,7 +250,7 @@ asio::awaitable<bool> MemoryDataStore::add_schedule(Schedule schedule, ConflictP
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
     co_return true;
 }
 
@@ -292,7 +270,7 @@ asio::awaitable<void> MemoryDataStore::remove_schedules(std::vector<std::string>
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 asio::awaitable<std::vector<Schedule>>
@@ -362,7 +340,7 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 asio::awaitable<std::optional<time_point>> MemoryDataStore::get_next_schedule_run_time() {
@@ -386,7 +364,7 @@ asio::awaitable<void> MemoryDataStore::add_job(Job job) {
             throw Error(errc::conflicting_id, "a job for this schedule and fire time exists");
         events = state_->take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 asio::awaitable<std::vector<Job>> MemoryDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
@@ -460,7 +438,7 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
             Job& job = it->second.job;
             if (missed_deadline(job, now)) {
                 s.finish_job(it,
-                             s.make_result(job, JobOutcome::missed_start_deadline, now,
+                             detail::store_result(job, JobOutcome::missed_start_deadline, now,
                                            fmt::format("start deadline {} passed",
                                                        format_time(*job.start_deadline))),
                              scheduler_id);
@@ -480,7 +458,7 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
     co_return out;
 }
 
@@ -502,7 +480,7 @@ asio::awaitable<bool> MemoryDataStore::release_job(std::string scheduler_id, Job
         s.finish_job(it, std::move(result), scheduler_id);
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
     co_return true;
 }
 
@@ -563,14 +541,14 @@ asio::awaitable<void> MemoryDataStore::reap_abandoned_jobs(std::string scheduler
         for (auto& id : mine) {
             auto it = s.jobs.find(id);
             s.finish_job(it,
-                         s.make_result(it->second.job, JobOutcome::abandoned, now,
+                         detail::store_result(it->second.job, JobOutcome::abandoned, now,
                                        fmt::format("worker '{}' restarted while the job ran",
                                                    scheduler_id)),
                          scheduler_id);
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 asio::awaitable<void> MemoryDataStore::cleanup() {
@@ -596,7 +574,7 @@ asio::awaitable<void> MemoryDataStore::cleanup() {
         }
         events = s.take_events();
     }
-    co_await publish_all(state_->context.broker, std::move(events));
+    co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
 } // namespace asched

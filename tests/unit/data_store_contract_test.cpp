@@ -1,5 +1,11 @@
-// The data-store contract, run against MemoryDataStore on a manual clock.
+// The data-store contract: one suite, run against every store (MemoryDataStore and
+// SqliteDataStore on a temporary file), on a manual clock. A new store joins `stores` below.
 #include "test_support.hpp"
+
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+
+#include <filesystem>
 
 using namespace asched;
 using namespace std::chrono_literals;
@@ -7,15 +13,23 @@ using test::sync;
 
 namespace {
 
+const char* const store_kinds[] = {"memory", "sqlite"};
+const auto stores = boost::unit_test::data::make(store_kinds);
+
 struct StoreFixture {
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
     std::shared_ptr<LocalEventBroker> broker = std::make_shared<LocalEventBroker>();
-    std::shared_ptr<DataStore> store = std::make_shared<MemoryDataStore>();
+    test::TempDir dir;
+    std::shared_ptr<DataStore> store;
     asio::io_context events_ioc;
     std::vector<Event> events;
     Subscription sub;
 
-    StoreFixture() {
+    void open(const std::string& kind) {
+        if (kind == "memory")
+            store = std::make_shared<MemoryDataStore>();
+        else
+            store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = dir.path("store.db")});
         sync(store->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}));
         sub = broker->subscribe([this](const Event& e) { events.push_back(e); }, all_events,
                                 events_ioc.get_executor());
@@ -77,9 +91,10 @@ struct StoreFixture {
 
 } // namespace
 
-BOOST_FIXTURE_TEST_SUITE(memory_data_store, StoreFixture)
+BOOST_AUTO_TEST_SUITE(data_store_contract)
 
-BOOST_AUTO_TEST_CASE(tasks_upsert_keeps_running_jobs) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, tasks_upsert_keeps_running_jobs, stores, kind) {
+    open(kind);
     BOOST_TEST(event_names() == std::vector<std::string>{});
     add_task("t", 3);
     BOOST_TEST(event_names() == std::vector<std::string>{"TaskUpdated"});
@@ -93,7 +108,8 @@ BOOST_AUTO_TEST_CASE(tasks_upsert_keeps_running_jobs) {
     BOOST_TEST(event_names() == (std::vector<std::string>{"TaskAdded", "TaskRemoved"}));
 }
 
-BOOST_AUTO_TEST_CASE(conflict_policies) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, conflict_policies, stores, kind) {
+    open(kind);
     BOOST_TEST(sync(store->add_schedule(schedule("s"), ConflictPolicy::do_nothing)));
     auto changed = schedule("s", 20s);
     BOOST_TEST(!sync(store->add_schedule(changed, ConflictPolicy::do_nothing)));
@@ -113,7 +129,8 @@ BOOST_AUTO_TEST_CASE(conflict_policies) {
     BOOST_CHECK_THROW(sync(store->add_schedule(orphan, ConflictPolicy::do_nothing)), Error);
 }
 
-BOOST_AUTO_TEST_CASE(due_schedules_are_leased_in_fire_time_order) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, due_schedules_are_leased_in_fire_time_order, stores, kind) {
+    open(kind);
     auto late = schedule("late");
     late.next_fire_time = test::t0 + 5s;
     sync(store->add_schedule(late, ConflictPolicy::exception));
@@ -136,7 +153,8 @@ BOOST_AUTO_TEST_CASE(due_schedules_are_leased_in_fire_time_order) {
     BOOST_TEST(retaken.size() == 2u); // both leases expired
 }
 
-BOOST_AUTO_TEST_CASE(release_creates_jobs_once_per_fire_and_checks_the_token) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, release_creates_jobs_once_per_fire_and_checks_the_token, stores, kind) {
+    open(kind);
     sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
     auto got = sync(store->acquire_schedules("a", 30s, 1));
     BOOST_REQUIRE(got.size() == 1u);
@@ -165,7 +183,8 @@ BOOST_AUTO_TEST_CASE(release_creates_jobs_once_per_fire_and_checks_the_token) {
     BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 1u);
 }
 
-BOOST_AUTO_TEST_CASE(replacing_a_leased_schedule_refuses_the_old_release) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, replacing_a_leased_schedule_refuses_the_old_release, stores, kind) {
+    open(kind);
     sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
     auto got = sync(store->acquire_schedules("a", 30s, 1));
     auto paused = got.at(0);
@@ -180,7 +199,8 @@ BOOST_AUTO_TEST_CASE(replacing_a_leased_schedule_refuses_the_old_release) {
     BOOST_TEST(sync(store->get_schedules(std::nullopt)).at(0).paused);
 }
 
-BOOST_AUTO_TEST_CASE(jobs_respect_the_per_task_cap_and_registered_tasks) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, jobs_respect_the_per_task_cap_and_registered_tasks, stores, kind) {
+    open(kind);
     add_task("other", std::nullopt);
     for (int i = 0; i < 3; ++i)
         sync(store->add_job(job()));
@@ -200,7 +220,8 @@ BOOST_AUTO_TEST_CASE(jobs_respect_the_per_task_cap_and_registered_tasks) {
     BOOST_CHECK_THROW(sync(store->add_job(job("ghost"))), Error);
 }
 
-BOOST_AUTO_TEST_CASE(jobs_are_handed_out_oldest_first) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, jobs_are_handed_out_oldest_first, stores, kind) {
+    open(kind);
     add_task("u", std::nullopt);
     add_task("t", std::nullopt);
     std::vector<std::string> ids;
@@ -216,7 +237,8 @@ BOOST_AUTO_TEST_CASE(jobs_are_handed_out_oldest_first) {
     BOOST_TEST(order == ids);
 }
 
-BOOST_AUTO_TEST_CASE(release_checks_holder_and_token) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, release_checks_holder_and_token, stores, kind) {
+    open(kind);
     sync(store->add_job(job()));
     auto got = acquire(1).jobs.at(0);
     BOOST_TEST(!sync(store->release_job("intruder", got, result(got, JobOutcome::success))));
@@ -230,7 +252,8 @@ BOOST_AUTO_TEST_CASE(release_checks_holder_and_token) {
     BOOST_TEST(sync(store->get_job_result(got.id)).has_value()); // reading does not delete
 }
 
-BOOST_AUTO_TEST_CASE(results_expire) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, results_expire, stores, kind) {
+    open(kind);
     sync(store->add_job(job()));
     auto got = acquire(1).jobs.at(0);
     sync(store->release_job("w1", got, result(got, JobOutcome::success, 10s)));
@@ -245,7 +268,8 @@ BOOST_AUTO_TEST_CASE(results_expire) {
     BOOST_TEST(!sync(store->get_job_result(second.id)).has_value());
 }
 
-BOOST_AUTO_TEST_CASE(missed_deadlines_are_released_at_acquisition) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, missed_deadlines_are_released_at_acquisition, stores, kind) {
+    open(kind);
     Job j = job();
     j.start_deadline = test::t0 + 1s;
     j.result_expiration_time = 1h;
@@ -259,7 +283,8 @@ BOOST_AUTO_TEST_CASE(missed_deadlines_are_released_at_acquisition) {
     event_names();
 }
 
-BOOST_AUTO_TEST_CASE(jittered_jobs_wait_for_their_start) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, jittered_jobs_wait_for_their_start, stores, kind) {
+    open(kind);
     Job j = job();
     j.schedule_id = "s";
     j.scheduled_fire_time = test::t0;
@@ -272,7 +297,8 @@ BOOST_AUTO_TEST_CASE(jittered_jobs_wait_for_their_start) {
     BOOST_TEST(acquire(5).jobs.size() == 1u);
 }
 
-BOOST_AUTO_TEST_CASE(expired_job_leases_end_abandoned) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, expired_job_leases_end_abandoned, stores, kind) {
+    open(kind);
     Job j = job();
     j.result_expiration_time = 1h;
     sync(store->add_job(j));
@@ -292,7 +318,8 @@ BOOST_AUTO_TEST_CASE(expired_job_leases_end_abandoned) {
     BOOST_TEST(!sync(store->release_job("w1", got, result(got, JobOutcome::success))));
 }
 
-BOOST_AUTO_TEST_CASE(reaping_abandons_only_the_callers_jobs) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, reaping_abandons_only_the_callers_jobs, stores, kind) {
+    open(kind);
     add_task("t", std::nullopt);
     for (int i = 0; i < 2; ++i) {
         Job j = job();
@@ -306,7 +333,8 @@ BOOST_AUTO_TEST_CASE(reaping_abandons_only_the_callers_jobs) {
     BOOST_TEST(sync(store->get_jobs(std::nullopt)).at(0).id == theirs.id);
 }
 
-BOOST_AUTO_TEST_CASE(cleanup_removes_finished_schedules_without_jobs) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, cleanup_removes_finished_schedules_without_jobs, stores, kind) {
+    open(kind);
     Schedule once = schedule("once");
     once.trigger = std::make_shared<DateTrigger>(test::t0);
     sync(store->add_schedule(once, ConflictPolicy::exception));
@@ -327,7 +355,8 @@ BOOST_AUTO_TEST_CASE(cleanup_removes_finished_schedules_without_jobs) {
     BOOST_TEST(names == std::vector<std::string>{"ScheduleRemoved"});
 }
 
-BOOST_AUTO_TEST_CASE(events_of_a_job_lifecycle) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, events_of_a_job_lifecycle, stores, kind) {
+    open(kind);
     event_names();
     sync(store->add_job(job()));
     auto got = acquire(1).jobs.at(0);

@@ -1,0 +1,1011 @@
+// SqliteDataStore: every operation is one transaction on the store's own thread.
+#include "sqlite.hpp"
+
+#include "../store_util.hpp"
+
+#include "../../core/json_util.hpp"
+
+#include <asched/data_stores/sqlite_data_store.hpp>
+#include <asched/policies.hpp>
+
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <set>
+
+namespace asched {
+
+using nlohmann::json;
+using sqlite::Connection;
+using sqlite::Statement;
+using sqlite::Transaction;
+
+namespace {
+
+constexpr std::int64_t application_id = 0x61736368; // "asch"
+
+// Migration k (1-based) brings the schema from version k-1 to k. Never edit one that shipped.
+constexpr const char* migrations[] = {
+    // 1: the first schema.
+    R"sql(
+CREATE TABLE asched_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO asched_meta VALUES ('lease_token', 0);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    max_running_jobs INTEGER,
+    running_jobs INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    paused INTEGER NOT NULL,
+    next_fire_time INTEGER,
+    last_fire_time INTEGER,
+    trigger_state TEXT,
+    acquired_by TEXT,
+    acquired_until INTEGER,
+    lease_token INTEGER NOT NULL
+);
+CREATE INDEX schedules_due ON schedules (next_fire_time)
+    WHERE acquired_by IS NULL AND paused = 0 AND next_fire_time IS NOT NULL;
+CREATE INDEX schedules_leased ON schedules (acquired_until) WHERE acquired_until IS NOT NULL;
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    task_id TEXT NOT NULL,
+    schedule_id TEXT,
+    scheduled_fire_time INTEGER,
+    earliest_start INTEGER NOT NULL,
+    start_deadline INTEGER,
+    data TEXT NOT NULL,
+    acquired_by TEXT,
+    acquired_until INTEGER,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (schedule_id, scheduled_fire_time)
+);
+CREATE INDEX jobs_queue ON jobs (task_id, earliest_start, seq) WHERE acquired_by IS NULL;
+CREATE INDEX jobs_leased ON jobs (acquired_until) WHERE acquired_until IS NOT NULL;
+CREATE INDEX jobs_holder ON jobs (acquired_by) WHERE acquired_by IS NOT NULL;
+CREATE TABLE results (
+    job_id TEXT PRIMARY KEY,
+    schedule_id TEXT,
+    scheduled_fire_time INTEGER,
+    expires_at INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX results_expiry ON results (expires_at);
+CREATE TABLE quarantine (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT,
+    error TEXT NOT NULL,
+    quarantined_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+)sql",
+};
+constexpr int known_version = int(std::size(migrations));
+static_assert(known_version == SqliteDataStore::schema_version);
+
+} // namespace
+
+struct SqliteDataStore::Impl {
+    SqliteDataStoreOptions options;
+    asio::thread_pool thread{1}; // every SQLite call runs here, in order
+    std::unique_ptr<Connection> db;
+    StoreContext context;
+    std::vector<Event> events; // collected by an operation, published after it
+
+    time_point now() const { return context.clock->now(); }
+
+    void log(LogLevel level, std::string message) const { context.logger.log(level, std::move(message)); }
+
+    // ---- opening and migrating -----------------------------------------------------------
+
+    void open() {
+        if (db)
+            return;
+        auto conn = std::make_unique<Connection>(options.path, options.busy_timeout);
+        const auto where = fmt::format("'{}'", options.path);
+        std::int64_t app = 0, tables = 0;
+        try {
+            auto q = conn->prepare("PRAGMA application_id");
+            if (q.step())
+                app = q.int64(0);
+            q.reset();
+            auto t = conn->prepare("SELECT count(*) FROM sqlite_master");
+            if (t.step())
+                tables = t.int64(0);
+            t.reset();
+        } catch (const Error& e) {
+            throw Error(errc::store_failure, fmt::format("{} is not an asched database: {}", where, e.what()));
+        }
+        if (app != application_id && (app != 0 || tables != 0))
+            throw Error(errc::store_failure,
+                        fmt::format("{} is not an asched database (application_id {}, {} tables)", where, app,
+                                    tables));
+        conn->exec("PRAGMA journal_mode = WAL");
+        conn->exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+        Transaction tx(*conn, Transaction::Kind::immediate);
+        int version = 0;
+        {
+            auto has_meta = conn->prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'asched_meta'");
+            if (has_meta.step()) {
+                has_meta.reset();
+                auto v = conn->prepare("SELECT value FROM asched_meta WHERE key = 'schema_version'");
+                if (v.step())
+                    version = int(v.int64(0));
+                v.reset();
+            }
+        }
+        if (version > known_version)
+            throw Error(errc::store_failure,
+                        fmt::format("{} has asched schema version {}, newer than this build knows ({}); "
+                                    "upgrade asched",
+                                    where, version, known_version));
+        for (int v = version; v < known_version; ++v) {
+            conn->exec(migrations[v]);
+            conn->prepare("INSERT INTO asched_meta (key, value) VALUES ('schema_version', ?1) "
+                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(1, std::int64_t(v + 1))
+                .exec();
+        }
+        conn->exec(fmt::format("PRAGMA application_id = {}", application_id).c_str());
+        tx.commit();
+        db = std::move(conn);
+    }
+
+    Connection& conn() {
+        if (!db)
+            throw Error(errc::store_failure, fmt::format("sqlite store '{}' is not started", options.path));
+        return *db;
+    }
+
+    std::uint64_t next_token() {
+        auto s = conn().prepare("UPDATE asched_meta SET value = value + 1 WHERE key = 'lease_token' RETURNING value");
+        if (!s.step())
+            throw Error(errc::store_failure, "sqlite: the lease token counter is missing");
+        const auto v = std::uint64_t(s.int64(0));
+        s.reset();
+        return v;
+    }
+
+    // ---- decoding rows, quarantining the ones that cannot be decoded ----------------------
+
+    void quarantine(const char* kind, const std::string& id, const std::optional<std::string>& data,
+                    const std::string& error) {
+        conn()
+            .prepare("INSERT OR REPLACE INTO quarantine (kind, id, data, error, quarantined_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(1, kind)
+            .bind(2, id)
+            .bind(3, data)
+            .bind(4, error)
+            .bind(5, now())
+            .exec();
+        const std::string table = std::string(kind) + "s";
+        if (table == "tasks")
+            conn().prepare("DELETE FROM tasks WHERE id = ?1").bind(1, id).exec();
+        else if (table == "schedules")
+            conn().prepare("DELETE FROM schedules WHERE id = ?1").bind(1, id).exec();
+        else if (table == "jobs")
+            conn().prepare("DELETE FROM jobs WHERE id = ?1").bind(1, id).exec();
+        else
+            conn().prepare("DELETE FROM results WHERE job_id = ?1").bind(1, id).exec();
+        log(LogLevel::error, fmt::format("sqlite store: {} '{}' cannot be decoded and was moved to the "
+                                         "quarantine table: {}",
+                                         kind, id, error));
+        events.push_back(RecordQuarantined{now(), kind, id, error});
+    }
+
+    struct Bad {
+        const char* kind;
+        std::string id;
+        std::string data;
+        std::string error;
+    };
+
+    template <class T> static std::optional<T> decode(const std::string& data, std::string& error) {
+        try {
+            return json::parse(data).get<T>();
+        } catch (const std::exception& e) {
+            error = e.what();
+            return std::nullopt;
+        }
+    }
+
+    static constexpr const char* task_columns = "id, data, max_running_jobs, running_jobs";
+    std::optional<Task> task_row(const Statement& s, std::vector<Bad>& bad) {
+        std::string error;
+        auto t = decode<Task>(s.text(1), error);
+        if (!t) {
+            bad.push_back({"task", s.text(0), s.text(1), error});
+            return std::nullopt;
+        }
+        t->running_jobs = int(s.int64(3));
+        return t;
+    }
+
+    // Columns: id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by,
+    // acquired_until, lease_token.
+    std::optional<Schedule> schedule_row(const Statement& s, std::vector<Bad>& bad) {
+        std::string error;
+        auto sched = decode<Schedule>(s.text(1), error);
+        if (sched && !s.is_null(5)) {
+            try {
+                sched->trigger_state = json::parse(s.text(5));
+            } catch (const std::exception& e) {
+                error = std::string("trigger_state: ") + e.what();
+                sched.reset();
+            }
+        }
+        if (!sched) {
+            bad.push_back({"schedule", s.text(0), s.text(1), error});
+            return std::nullopt;
+        }
+        sched->paused = s.int64(2) != 0;
+        sched->next_fire_time = s.opt_time(3);
+        sched->last_fire_time = s.opt_time(4);
+        sched->acquired_by = s.opt_text(6);
+        sched->acquired_until = s.opt_time(7);
+        sched->lease_token = std::uint64_t(s.int64(8));
+        return sched;
+    }
+
+    // Columns: id, data, acquired_by, acquired_until, lease_token.
+    std::optional<Job> job_row(const Statement& s, std::vector<Bad>& bad) {
+        std::string error;
+        auto job = decode<Job>(s.text(1), error);
+        if (!job) {
+            bad.push_back({"job", s.text(0), s.text(1), error});
+            return std::nullopt;
+        }
+        job->acquired_by = s.opt_text(2);
+        job->acquired_until = s.opt_time(3);
+        job->lease_token = std::uint64_t(s.int64(4));
+        return job;
+    }
+
+    // Moves the rows found undecodable to the quarantine, in a write transaction of its own
+    // when the caller only read.
+    void quarantine_all(const std::vector<Bad>& bad, bool in_write_transaction) {
+        if (bad.empty())
+            return;
+        std::optional<Transaction> tx;
+        if (!in_write_transaction)
+            tx.emplace(conn(), Transaction::Kind::immediate);
+        for (const auto& b : bad)
+            quarantine(b.kind, b.id, b.data, b.error);
+        if (tx)
+            tx->commit();
+    }
+
+    // ---- shared steps ---------------------------------------------------------------------
+
+    bool task_exists(const std::string& id) {
+        auto s = conn().prepare("SELECT 1 FROM tasks WHERE id = ?1").bind(1, id);
+        const bool found = s.step();
+        s.reset();
+        return found;
+    }
+
+    void require_task(const std::string& id) {
+        if (!task_exists(id))
+            throw Error(errc::task_lookup, fmt::format("task '{}' not found", id));
+    }
+
+    // false: a job for this (schedule, fire time) or with this id exists already.
+    bool insert_job(const Job& job, time_point at) {
+        const int n = conn()
+                          .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, scheduled_fire_time, "
+                                   "earliest_start, start_deadline, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                          .bind(1, job.id)
+                          .bind(2, job.task_id)
+                          .bind(3, job.schedule_id)
+                          .bind(4, job.scheduled_fire_time)
+                          .bind(5, job.earliest_start())
+                          .bind(6, job.start_deadline)
+                          .bind(7, json(job).dump())
+                          .exec();
+        if (n == 0)
+            return false;
+        events.push_back(JobAdded{at, job.id, job.task_id, job.schedule_id});
+        return true;
+    }
+
+
+    // Frees the task slot, stores the result (if it outlives its finish), deletes the job.
+    void finish_job(const Job& job, JobResult result, const std::string& scheduler_id) {
+        if (job.acquired_by)
+            conn()
+                .prepare("UPDATE tasks SET running_jobs = running_jobs - 1 WHERE id = ?1 AND running_jobs > 0")
+                .bind(1, job.task_id)
+                .exec();
+        events.push_back(JobReleased{result.finished_at, job.id, scheduler_id, job.task_id, job.schedule_id,
+                                     job.scheduled_fire_time, result.started_at, result.outcome,
+                                     result.exception_type, result.exception_message});
+        if (result.expires_at > result.finished_at)
+            conn()
+                .prepare("INSERT OR REPLACE INTO results (job_id, schedule_id, scheduled_fire_time, expires_at, "
+                         "data) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(1, result.job_id)
+                .bind(2, job.schedule_id)
+                .bind(3, job.scheduled_fire_time)
+                .bind(4, result.expires_at)
+                .bind(5, json(result).dump())
+                .exec();
+        conn().prepare("DELETE FROM jobs WHERE id = ?1").bind(1, job.id).exec();
+    }
+
+    // Jobs matching `where` (a job_row query), finished as abandoned.
+    void abandon(Statement query, const std::function<std::string(const Job&)>& why, time_point at) {
+        std::vector<Job> found;
+        std::vector<Bad> bad;
+        while (query.step())
+            if (auto j = job_row(query, bad))
+                found.push_back(std::move(*j));
+        quarantine_all(bad, true);
+        for (auto& j : found) {
+            const std::string holder = j.acquired_by.value_or("");
+            finish_job(j, detail::store_result(j, JobOutcome::abandoned, at, why(j)), holder);
+        }
+    }
+
+    void abandon_expired_job_leases(time_point at) {
+        abandon(conn()
+                    .prepare("SELECT id, data, acquired_by, acquired_until, lease_token FROM jobs "
+                             "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1 ORDER BY acquired_until")
+                    .bind(1, at),
+                [](const Job& j) {
+                    return fmt::format("the lease of worker '{}' expired", j.acquired_by.value_or(""));
+                },
+                at);
+    }
+
+    std::vector<Event> take_events() { return std::exchange(events, {}); }
+};
+
+namespace {
+
+// Runs `f(impl)` on the store's thread and resumes the caller on its own executor with the
+// result (or the exception). The caller's executor keeps outstanding work meanwhile.
+template <class R, class F>
+asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDataStore::Impl> impl, F f) {
+    using Out = std::pair<R, std::vector<Event>>;
+    auto initiate = [impl, f = std::move(f)](auto handler) mutable {
+        auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+        asio::post(impl->thread, [impl, f = std::move(f), handler = std::move(handler),
+                                  work = std::move(work)]() mutable {
+            std::exception_ptr error;
+            Out out{};
+            try {
+                out.first = f(*impl);
+                out.second = impl->take_events();
+            } catch (...) {
+                impl->events.clear();
+                error = std::current_exception();
+            }
+            auto ex = work.get_executor();
+            asio::dispatch(ex, [handler = std::move(handler), error, out = std::move(out)]() mutable {
+                handler(error, std::move(out));
+            });
+        });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Out)>(
+        std::move(initiate), asio::use_awaitable);
+}
+
+struct Unit {};
+
+} // namespace
+
+SqliteDataStore::SqliteDataStore(SqliteDataStoreOptions options) : impl_(std::make_shared<Impl>()) {
+    impl_->options = std::move(options);
+    impl_->context.clock = std::make_shared<SystemClock>();
+}
+
+SqliteDataStore::~SqliteDataStore() {
+    impl_->thread.join();
+}
+
+asio::awaitable<void> SqliteDataStore::start(StoreContext context) {
+    if (!context.clock)
+        context.clock = std::make_shared<SystemClock>();
+    auto ctx = std::make_shared<StoreContext>(std::move(context));
+    auto op = [ctx](Impl& s) {
+        s.context = *ctx;
+        s.open();
+        return Unit{};
+    };
+    co_await on_db<Unit>(impl_, std::move(op));
+}
+
+asio::awaitable<void> SqliteDataStore::stop() {
+    auto op = [](Impl& s) {
+        s.db.reset();
+        return Unit{};
+    };
+    co_await on_db<Unit>(impl_, std::move(op));
+}
+
+asio::awaitable<void> SqliteDataStore::add_task(Task task) {
+    auto op = [task = std::move(task)](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        // max_running_jobs is a column too: acquire_jobs reads it without decoding the task.
+        auto bind = [&](Statement st) {
+            st.bind(1, task.id).bind(2, json(task).dump());
+            if (task.max_running_jobs)
+                st.bind(3, std::int64_t(*task.max_running_jobs));
+            return st.exec();
+        };
+        const int updated = bind(s.conn().prepare("UPDATE tasks SET data = ?2, max_running_jobs = ?3 WHERE id = ?1"));
+        if (!updated)
+            bind(s.conn().prepare("INSERT INTO tasks (id, data, max_running_jobs) VALUES (?1, ?2, ?3)"));
+        if (updated)
+            s.events.push_back(TaskUpdated{s.now(), task.id});
+        else
+            s.events.push_back(TaskAdded{s.now(), task.id});
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+asio::awaitable<void> SqliteDataStore::remove_task(std::string task_id) {
+    auto op = [task_id](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        if (s.conn().prepare("DELETE FROM tasks WHERE id = ?1").bind(1, task_id).exec() == 0)
+            throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
+        s.events.push_back(TaskRemoved{s.now(), task_id});
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+asio::awaitable<Task> SqliteDataStore::get_task(std::string task_id) {
+    auto op = [task_id](Impl& s) {
+        std::vector<Impl::Bad> bad;
+        std::optional<Task> out;
+        {
+            Transaction tx(s.conn(), Transaction::Kind::deferred);
+            auto q = s.conn()
+                         .prepare("SELECT id, data, max_running_jobs, running_jobs FROM tasks WHERE id = ?1")
+                         .bind(1, task_id);
+            if (q.step())
+                out = s.task_row(q, bad);
+            q.reset();
+            tx.commit();
+        }
+        s.quarantine_all(bad, false);
+        return out;
+    };
+    auto [task, events] = co_await on_db<std::optional<Task>>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    if (!task)
+        throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
+    co_return std::move(*task);
+}
+
+asio::awaitable<std::vector<Task>> SqliteDataStore::get_tasks() {
+    auto op = [](Impl& s) {
+        std::vector<Impl::Bad> bad;
+        std::vector<Task> out;
+        {
+            Transaction tx(s.conn(), Transaction::Kind::deferred);
+            auto q = s.conn().prepare("SELECT id, data, max_running_jobs, running_jobs FROM tasks ORDER BY id");
+            while (q.step())
+                if (auto t = s.task_row(q, bad))
+                    out.push_back(std::move(*t));
+            tx.commit();
+        }
+        s.quarantine_all(bad, false);
+        return out;
+    };
+    auto [tasks, events] = co_await on_db<std::vector<Task>>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(tasks);
+}
+
+#define ASCHED_SCHEDULE_COLUMNS                                                                 \
+    "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, acquired_until, " \
+    "lease_token"
+
+asio::awaitable<std::vector<Schedule>>
+SqliteDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
+    auto op = [ids = std::move(ids)](Impl& s) {
+        std::vector<Impl::Bad> bad;
+        std::vector<Schedule> out;
+        {
+            Transaction tx(s.conn(), Transaction::Kind::deferred);
+            if (ids) {
+                std::set<std::string> unique(ids->begin(), ids->end());
+                for (const auto& id : unique) {
+                    auto q = s.conn()
+                                 .prepare("SELECT " ASCHED_SCHEDULE_COLUMNS " FROM schedules WHERE id = ?1")
+                                 .bind(1, id);
+                    if (q.step())
+                        if (auto sched = s.schedule_row(q, bad))
+                            out.push_back(std::move(*sched));
+                    q.reset();
+                }
+            } else {
+                auto q = s.conn().prepare("SELECT " ASCHED_SCHEDULE_COLUMNS " FROM schedules ORDER BY id");
+                while (q.step())
+                    if (auto sched = s.schedule_row(q, bad))
+                        out.push_back(std::move(*sched));
+            }
+            tx.commit();
+        }
+        s.quarantine_all(bad, false);
+        return out;
+    };
+    auto [schedules, events] = co_await on_db<std::vector<Schedule>>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(schedules);
+}
+
+asio::awaitable<bool> SqliteDataStore::add_schedule(Schedule schedule, ConflictPolicy policy) {
+    auto op = [schedule = std::move(schedule), policy](Impl& s) mutable {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        s.require_task(schedule.task_id);
+        auto exists = s.conn().prepare("SELECT 1 FROM schedules WHERE id = ?1").bind(1, schedule.id);
+        const bool found = exists.step();
+        exists.reset();
+        if (found && policy == ConflictPolicy::do_nothing)
+            return false;
+        if (found && policy == ConflictPolicy::exception)
+            throw Error(errc::conflicting_id, fmt::format("schedule '{}' already exists", schedule.id));
+        schedule.acquired_by.reset();
+        schedule.acquired_until.reset();
+        // A new token refuses the release of whoever holds the old definition's lease.
+        schedule.lease_token = s.next_token();
+        s.conn()
+            .prepare("INSERT OR REPLACE INTO schedules (id, task_id, data, paused, next_fire_time, last_fire_time, "
+                     "trigger_state, acquired_by, acquired_until, lease_token) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8)")
+            .bind(1, schedule.id)
+            .bind(2, schedule.task_id)
+            .bind(3, json(schedule).dump())
+            .bind(4, std::int64_t(schedule.paused))
+            .bind(5, schedule.next_fire_time)
+            .bind(6, schedule.last_fire_time)
+            .bind(7, schedule.trigger_state.is_null() ? std::optional<std::string>()
+                                                      : std::optional(schedule.trigger_state.dump()))
+            .bind(8, std::int64_t(schedule.lease_token))
+            .exec();
+        if (found)
+            s.events.push_back(ScheduleUpdated{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
+        else
+            s.events.push_back(ScheduleAdded{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
+        tx.commit();
+        return true;
+    };
+    auto [stored, events] = co_await on_db<bool>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return stored;
+}
+
+asio::awaitable<void> SqliteDataStore::remove_schedules(std::vector<std::string> ids) {
+    auto op = [ids = std::move(ids)](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        for (const auto& id : ids) {
+            auto q = s.conn().prepare("DELETE FROM schedules WHERE id = ?1 RETURNING task_id").bind(1, id);
+            if (q.step()) {
+                s.events.push_back(ScheduleRemoved{now, id, q.text(0), false});
+                q.exec();
+            }
+        }
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+asio::awaitable<std::vector<Schedule>>
+SqliteDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
+    auto op = [scheduler_id, lease, limit](Impl& s) {
+            Transaction tx(s.conn(), Transaction::Kind::immediate);
+            const auto now = s.now();
+            // Expired leases make their schedules available again.
+            s.conn()
+                .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL "
+                         "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1")
+                .bind(1, now)
+                .exec();
+            std::vector<Impl::Bad> bad;
+            std::vector<Schedule> out;
+            std::vector<std::string> ids;
+            {
+                auto q = s.conn()
+                             .prepare("SELECT id FROM schedules WHERE acquired_by IS NULL AND paused = 0 AND "
+                                      "next_fire_time IS NOT NULL AND next_fire_time <= ?1 "
+                                      "ORDER BY next_fire_time LIMIT ?2")
+                             .bind(1, now)
+                             .bind(2, std::int64_t(limit));
+                while (q.step())
+                    ids.push_back(q.text(0));
+            }
+            for (const auto& id : ids) {
+                auto q = s.conn()
+                             .prepare("UPDATE schedules SET acquired_by = ?2, acquired_until = ?3, lease_token = ?4 "
+                                      "WHERE id = ?1 RETURNING " ASCHED_SCHEDULE_COLUMNS)
+                             .bind(1, id)
+                             .bind(2, scheduler_id)
+                             .bind(3, now + lease)
+                             .bind(4, std::int64_t(s.next_token()));
+                if (q.step())
+                    if (auto sched = s.schedule_row(q, bad))
+                        out.push_back(std::move(*sched));
+                q.exec();
+            }
+            s.quarantine_all(bad, true);
+            tx.commit();
+            return out;
+        };
+    auto [schedules, events] = co_await on_db<std::vector<Schedule>>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(schedules);
+}
+
+asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_id,
+                                                         std::vector<ScheduleRelease> releases) {
+    auto op = [scheduler_id, releases = std::move(releases)](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        for (const auto& r : releases) {
+            std::optional<std::string> holder, task_id;
+            std::uint64_t token = 0;
+            {
+                auto q = s.conn()
+                             .prepare("SELECT acquired_by, lease_token, task_id FROM schedules WHERE id = ?1")
+                             .bind(1, r.schedule_id);
+                if (!q.step())
+                    continue; // removed while it was processed: its fires go with it
+                holder = q.opt_text(0);
+                token = std::uint64_t(q.int64(1));
+                task_id = q.text(2);
+                q.reset();
+            }
+            if (holder != scheduler_id || token != r.lease_token) {
+                s.log(LogLevel::info, fmt::format("schedule '{}': release by '{}' refused (lease lost or "
+                                                  "schedule changed meanwhile)",
+                                                  r.schedule_id, scheduler_id));
+                continue;
+            }
+            for (const auto& job : r.jobs) {
+                if (!s.task_exists(job.task_id))
+                    s.log(LogLevel::error, fmt::format("schedule '{}': job not created: task '{}' not found",
+                                                       r.schedule_id, job.task_id));
+                else
+                    s.insert_job(job, now);
+            }
+            s.conn()
+                .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL, "
+                         "last_fire_time = coalesce(?2, last_fire_time), next_fire_time = ?3, trigger_state = ?4 "
+                         "WHERE id = ?1")
+                .bind(1, r.schedule_id)
+                .bind(2, r.last_fire_time)
+                .bind(3, r.next_fire_time)
+                .bind(4, r.trigger_state.is_null() ? std::optional<std::string>()
+                                                   : std::optional(r.trigger_state.dump()))
+                .exec();
+            s.events.push_back(ScheduleUpdated{now, r.schedule_id, *task_id, r.next_fire_time});
+        }
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_run_time() {
+    auto op = [](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::deferred);
+        std::optional<time_point> out;
+        auto due = s.conn().prepare("SELECT min(next_fire_time) FROM schedules WHERE acquired_by IS NULL AND "
+                                    "paused = 0 AND next_fire_time IS NOT NULL");
+        if (due.step())
+            out = due.opt_time(0);
+        due.reset();
+        auto leased = s.conn().prepare("SELECT min(acquired_until) FROM schedules WHERE acquired_until IS NOT NULL");
+        if (leased.step())
+            if (auto l = leased.opt_time(0); l && (!out || *l < *out))
+                out = l;
+        leased.reset();
+        tx.commit();
+        return out;
+    };
+    auto [t, events] = co_await on_db<std::optional<time_point>>(impl_, std::move(op));
+    co_return t;
+}
+
+asio::awaitable<void> SqliteDataStore::add_job(Job job) {
+    auto op = [job = std::move(job)](Impl& s) mutable {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        s.require_task(job.task_id);
+        job.acquired_by.reset();
+        job.acquired_until.reset();
+        if (!s.insert_job(job, s.now()))
+            throw Error(errc::conflicting_id,
+                        fmt::format("job '{}': a job with this id, or for this schedule and fire time, exists",
+                                    job.id));
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+#define ASCHED_JOB_COLUMNS "id, data, acquired_by, acquired_until, lease_token"
+
+asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
+    auto op = [ids = std::move(ids)](Impl& s) {
+        std::vector<Impl::Bad> bad;
+        std::vector<std::pair<std::int64_t, Job>> found;
+        {
+            Transaction tx(s.conn(), Transaction::Kind::deferred);
+            if (ids) {
+                std::set<std::string> unique(ids->begin(), ids->end());
+                for (const auto& id : unique) {
+                    auto q = s.conn()
+                                 .prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs WHERE id = ?1")
+                                 .bind(1, id);
+                    if (q.step())
+                        if (auto j = s.job_row(q, bad))
+                            found.emplace_back(q.int64(5), std::move(*j));
+                    q.reset();
+                }
+                std::sort(found.begin(), found.end(), [](auto& a, auto& b) { return a.first < b.first; });
+            } else {
+                auto q = s.conn().prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs ORDER BY seq");
+                while (q.step())
+                    if (auto j = s.job_row(q, bad))
+                        found.emplace_back(q.int64(5), std::move(*j));
+            }
+            tx.commit();
+        }
+        s.quarantine_all(bad, false);
+        std::vector<Job> out;
+        for (auto& [seq, j] : found)
+            out.push_back(std::move(j));
+        return out;
+    };
+    auto [jobs, events] = co_await on_db<std::vector<Job>>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(jobs);
+}
+
+asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string scheduler_id, duration lease,
+                                                              std::size_t limit,
+                                                              std::vector<std::string> task_ids) {
+    auto op = [scheduler_id, lease, limit,
+                                                               task_ids = std::move(task_ids)](Impl& s) mutable {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        s.abandon_expired_job_leases(now);
+        JobAcquisition out;
+        std::sort(task_ids.begin(), task_ids.end());
+        task_ids.erase(std::unique(task_ids.begin(), task_ids.end()), task_ids.end());
+        // Free slots per task (within max_running_jobs).
+        std::vector<std::pair<std::string, std::int64_t>> slots;
+        for (const auto& id : task_ids) {
+            auto q = s.conn().prepare("SELECT max_running_jobs, running_jobs FROM tasks WHERE id = ?1").bind(1, id);
+            if (!q.step())
+                continue;
+            const std::int64_t free =
+                q.is_null(0) ? std::int64_t(limit) : std::max<std::int64_t>(0, q.int64(0) - q.int64(1));
+            q.reset();
+            if (free > 0)
+                slots.emplace_back(id, std::min<std::int64_t>(free, std::int64_t(limit)));
+        }
+        // Rounds: each takes the oldest startable candidates of every task with free slots,
+        // merged oldest first; jobs past their deadline are released and the round repeats.
+        for (bool again = true; again && out.jobs.size() < limit;) {
+            again = false;
+            struct Candidate {
+                time_point earliest;
+                std::int64_t seq;
+                std::size_t slot;
+                Job job;
+            };
+            std::vector<Candidate> candidates;
+            std::vector<Impl::Bad> bad;
+            for (std::size_t i = 0; i < slots.size(); ++i) {
+                if (slots[i].second == 0)
+                    continue;
+                auto q = s.conn()
+                             .prepare("SELECT " ASCHED_JOB_COLUMNS ", seq, earliest_start FROM jobs "
+                                      "WHERE task_id = ?1 AND acquired_by IS NULL AND earliest_start <= ?2 "
+                                      "ORDER BY earliest_start, seq LIMIT ?3")
+                             .bind(1, slots[i].first)
+                             .bind(2, now)
+                             .bind(3, slots[i].second);
+                while (q.step())
+                    if (auto j = s.job_row(q, bad))
+                        candidates.push_back({q.time(6), q.int64(5), i, std::move(*j)});
+            }
+            s.quarantine_all(bad, true);
+            again = !bad.empty();
+            std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+                return std::tie(a.earliest, a.seq) < std::tie(b.earliest, b.seq);
+            });
+            for (auto& c : candidates) {
+                if (out.jobs.size() >= limit || slots[c.slot].second == 0)
+                    break;
+                Job& job = c.job;
+                if (missed_deadline(job, now)) {
+                    s.finish_job(job,
+                                 detail::store_result(job, JobOutcome::missed_start_deadline, now,
+                                               fmt::format("start deadline {} passed", format_time(*job.start_deadline))),
+                                 scheduler_id);
+                    again = true;
+                    continue;
+                }
+                job.acquired_by = scheduler_id;
+                job.acquired_until = now + lease;
+                job.lease_token = s.next_token();
+                s.conn()
+                    .prepare("UPDATE jobs SET acquired_by = ?2, acquired_until = ?3, lease_token = ?4 WHERE seq = ?1")
+                    .bind(1, c.seq)
+                    .bind(2, scheduler_id)
+                    .bind(3, *job.acquired_until)
+                    .bind(4, std::int64_t(job.lease_token))
+                    .exec();
+                s.conn()
+                    .prepare("UPDATE tasks SET running_jobs = running_jobs + 1 WHERE id = ?1")
+                    .bind(1, job.task_id)
+                    .exec();
+                --slots[c.slot].second;
+                s.events.push_back(JobAcquired{now, job.id, scheduler_id, job.task_id, job.schedule_id,
+                                               job.scheduled_fire_time});
+                out.jobs.push_back(std::move(job));
+            }
+        }
+        for (const auto& [id, free] : slots) {
+            auto q = s.conn()
+                         .prepare("SELECT min(earliest_start) FROM jobs WHERE task_id = ?1 AND acquired_by IS NULL "
+                                  "AND earliest_start > ?2")
+                         .bind(1, id)
+                         .bind(2, now);
+            if (q.step())
+                if (auto t = q.opt_time(0); t && (!out.next_ready_time || *t < *out.next_ready_time))
+                    out.next_ready_time = t;
+            q.reset();
+        }
+        tx.commit();
+        return out;
+    };
+    auto [acq, events] = co_await on_db<JobAcquisition>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(acq);
+}
+
+asio::awaitable<bool> SqliteDataStore::release_job(std::string scheduler_id, Job job, JobResult result) {
+    auto op = [scheduler_id, job = std::move(job), result = std::move(result)](Impl& s) mutable {
+            Transaction tx(s.conn(), Transaction::Kind::immediate);
+            auto q = s.conn().prepare("SELECT acquired_by, lease_token FROM jobs WHERE id = ?1").bind(1, job.id);
+            const bool found = q.step();
+            const auto holder = found ? q.opt_text(0) : std::nullopt;
+            const auto token = found ? std::uint64_t(q.int64(1)) : 0;
+            q.reset();
+            if (!found || holder != scheduler_id || token != job.lease_token) {
+                s.log(LogLevel::warning, fmt::format("job '{}': release by '{}' refused (its lease expired or "
+                                                     "passed to another worker)",
+                                                     job.id, scheduler_id));
+                return false;
+            }
+            s.finish_job(job, std::move(result), scheduler_id);
+            tx.commit();
+            return true;
+        };
+    auto [released, events] = co_await on_db<bool>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return released;
+}
+
+asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::string job_id) {
+    auto op = [job_id](Impl& s) {
+        std::vector<Impl::Bad> bad;
+        std::optional<JobResult> out;
+        {
+            Transaction tx(s.conn(), Transaction::Kind::deferred);
+            auto q = s.conn()
+                         .prepare("SELECT data FROM results WHERE job_id = ?1 AND expires_at > ?2")
+                         .bind(1, job_id)
+                         .bind(2, s.now());
+            if (q.step()) {
+                std::string error;
+                out = Impl::decode<JobResult>(q.text(0), error);
+                if (!out)
+                    bad.push_back({"result", job_id, q.text(0), error});
+            }
+            q.reset();
+            tx.commit();
+        }
+        s.quarantine_all(bad, false);
+        return out;
+    };
+    auto [result, events] = co_await on_db<std::optional<JobResult>>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(result);
+}
+
+namespace {
+
+// `sql` sets acquired_until = ?3 for the row ?1 held by ?2.
+asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl, const char* sql,
+                                    std::string scheduler_id, std::vector<std::string> ids, duration lease) {
+    auto op = [sql, scheduler_id, ids = std::move(ids), lease](SqliteDataStore::Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto until = s.now() + lease;
+        for (const auto& id : ids)
+            s.conn().prepare(sql).bind(1, id).bind(2, scheduler_id).bind(3, until).exec();
+        tx.commit();
+        return Unit{};
+    };
+    co_await on_db<Unit>(std::move(impl), std::move(op));
+}
+
+} // namespace
+
+asio::awaitable<void> SqliteDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
+                                                                       std::vector<std::string> ids,
+                                                                       duration lease) {
+    co_await extend_leases(impl_, "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2",
+                           std::move(scheduler_id), std::move(ids), lease);
+}
+
+asio::awaitable<void> SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id,
+                                                                  std::vector<std::string> ids, duration lease) {
+    co_await extend_leases(impl_, "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2",
+                           std::move(scheduler_id), std::move(ids), lease);
+}
+
+asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler_id) {
+    auto op = [scheduler_id](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        s.abandon(s.conn()
+                      .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs WHERE acquired_by = ?1 ORDER BY seq")
+                      .bind(1, scheduler_id),
+                  [&](const Job&) { return fmt::format("worker '{}' restarted while the job ran", scheduler_id); },
+                  s.now());
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+asio::awaitable<void> SqliteDataStore::cleanup() {
+    auto op = [](Impl& s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        s.conn().prepare("DELETE FROM results WHERE expires_at <= ?1").bind(1, now).exec();
+        s.abandon_expired_job_leases(now);
+        auto q = s.conn().prepare(
+            "DELETE FROM schedules WHERE next_fire_time IS NULL AND acquired_by IS NULL AND "
+            "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.schedule_id = schedules.id) RETURNING id, task_id");
+        while (q.step())
+            s.events.push_back(ScheduleRemoved{now, q.text(0), q.text(1), true});
+        tx.commit();
+        return Unit{};
+    };
+    auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+}
+
+} // namespace asched
