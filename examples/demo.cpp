@@ -1,4 +1,8 @@
-// The main demo: a heartbeat schedule, a coroutine task and a blocking task side by side.
+// The main demo: a heartbeat schedule, a coroutine task and a blocking task side by side, on
+// the embedded persistent store. Run it twice: the second run finds the schedule (with its
+// last fire time) and the previous run's result in the database file.
+//
+// usage: demo [DATABASE]   (default: asched-demo.db in the current directory)
 #include <asched/asched.hpp>
 
 #include <asio.hpp>
@@ -34,6 +38,8 @@ asio::awaitable<void> beat(std::shared_ptr<std::atomic<int>> beats) {
     co_return;
 }
 
+std::string database = "asched-demo.db";
+
 asio::awaitable<void> body(asched::AsyncScheduler& s) {
     // Shared with the task: a heartbeat may still run while the scheduler stops, after body()
     // has returned.
@@ -43,6 +49,22 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     co_await s.add_task("fetch_status", fetch_status);
     co_await s.add_task("sum_of_squares", sum_of_squares);
 
+    // What an earlier run left in the database.
+    if (auto previous = co_await s.try_get_schedule("heartbeat")) {
+        std::printf("asched demo: %s holds schedule 'heartbeat' from an earlier run (last fired %s)\n",
+                    database.c_str(),
+                    previous->last_fire_time ? asched::format_time(*previous->last_fire_time).c_str() : "never");
+        try {
+            if (auto kept = co_await s.get_job_result("demo-squares", false))
+                std::printf("  result kept from that run: sum_of_squares -> %s\n", kept->return_value.dump().c_str());
+        } catch (const asched::Error&) {
+            std::printf("  its result has expired\n");
+        }
+    } else {
+        std::printf("asched demo: new database %s\n", database.c_str());
+    }
+
+    // do_nothing (the default conflict policy): a restart keeps the stored schedule.
     asched::IntervalTrigger every_250ms({.seconds = 0.25});
     asched::ScheduleOptions options;
     options.id = "heartbeat";
@@ -52,7 +74,7 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
 
     // Both jobs run at once: the coroutine on the executor, the blocking one on the pool.
     asched::JobOptions web{.args = {"web"}, .result_expiration_time = 1min};
-    asched::JobOptions squares{.args = {1000}, .result_expiration_time = 1min};
+    asched::JobOptions squares{.id = "demo-squares", .args = {1000}, .result_expiration_time = 24h};
     const auto a = co_await s.add_job("fetch_status", web);
     const auto b = co_await s.add_job("sum_of_squares", squares);
     const auto ra = co_await s.get_job_result(a);
@@ -71,9 +93,13 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
 
 } // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    if (argc > 1)
+        database = argv[1];
     asio::io_context ioc;
-    asched::AsyncScheduler scheduler(ioc);
+    asched::AsyncSchedulerOptions options;
+    options.data_store = std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = database});
+    asched::AsyncScheduler scheduler(ioc.get_executor(), std::move(options));
     std::exception_ptr failure;
     // scoped() is the C++ form of `async with`: it stops and closes whatever happens in body.
     std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;

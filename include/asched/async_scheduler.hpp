@@ -73,6 +73,9 @@ struct ScheduleOptions {
 
 /// Options of add_job.
 struct JobOptions {
+    /// A caller-chosen id (default: a random UUID); must not be that of a queued or running
+    /// job (Error(conflicting_id)). Reusing the id of a finished job replaces its result.
+    std::optional<std::string> id;
     nlohmann::json args = nlohmann::json::array();
     duration result_expiration_time{0}; ///< 0: no result is kept
     nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's

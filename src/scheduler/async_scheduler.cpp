@@ -257,7 +257,9 @@ asio::awaitable<std::string> do_add_job(std::shared_ptr<SchedulerState> self, st
     check_args(options.args, what);
     check_non_negative(options.result_expiration_time, what, "result_expiration_time");
     Job job;
-    job.id = make_uuid();
+    if (options.id && options.id->empty())
+        throw Error(errc::invalid_argument, fmt::format("{}: field 'id': must not be empty", what));
+    job.id = options.id ? *options.id : make_uuid();
     job.task_id = task_id;
     job.args = std::move(options.args);
     job.result_expiration_time = options.result_expiration_time;

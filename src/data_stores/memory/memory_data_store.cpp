@@ -361,7 +361,7 @@ asio::awaitable<void> MemoryDataStore::add_job(Job job) {
         job.acquired_by.reset();
         job.acquired_until.reset();
         if (!state_->insert_job(std::move(job), state_->now()))
-            throw Error(errc::conflicting_id, "a job for this schedule and fire time exists");
+            throw Error(errc::conflicting_id, "a job with this id, or for this schedule and fire time, exists");
         events = state_->take_events();
     }
     co_await detail::publish_all(state_->context.broker, std::move(events));
