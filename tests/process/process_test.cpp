@@ -1,0 +1,268 @@
+// Crash and restart with real processes on one SQLite file: SIGKILL a node while it runs jobs,
+// start it again (same identity, or another one), and two nodes sharing a file. Every wait
+// is bounded and polls for the condition.
+#define BOOST_TEST_MODULE asched_process_tests
+#include <boost/test/unit_test.hpp>
+
+#include <asched/asched.hpp>
+
+#include <sqlite3.h>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A child process running asched_test_node; killed if still running at scope exit.
+class Node {
+public:
+    explicit Node(std::vector<std::string> args) {
+        args.insert(args.begin(), ASCHED_TEST_NODE);
+        std::vector<char*> argv;
+        for (auto& a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        BOOST_REQUIRE(posix_spawn(&pid_, ASCHED_TEST_NODE, nullptr, nullptr, argv.data(), environ) == 0);
+    }
+    ~Node() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    void kill(int sig) const { ::kill(pid_, sig); }
+    /// The exit status (or 128 + signal); fails the test after `limit`.
+    int wait(std::chrono::seconds limit = 60s) {
+        const auto deadline = Clock::now() + limit;
+        for (;;) {
+            int status = 0;
+            const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+            if (r == pid_) {
+                pid_ = -1;
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            }
+            if (Clock::now() > deadline) {
+                BOOST_FAIL("node did not exit in time");
+            }
+            std::this_thread::sleep_for(10ms); // polling a child's exit, bounded above
+        }
+    }
+
+private:
+    pid_t pid_ = -1;
+};
+
+struct LedgerLine {
+    std::string job_id, schedule_id;
+    std::int64_t fire_us = 0;
+    std::string identity;
+    std::int64_t start_us = 0;
+};
+
+std::vector<LedgerLine> read_ledger(const std::string& path) {
+    std::vector<LedgerLine> out;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream ss(line);
+        LedgerLine l;
+        if (ss >> l.job_id >> l.schedule_id >> l.fire_us >> l.identity >> l.start_us)
+            out.push_back(l);
+    }
+    return out;
+}
+
+template <class Pred> void eventually(Pred done, const char* what, std::chrono::seconds limit = 30s) {
+    const auto deadline = Clock::now() + limit;
+    while (!done()) {
+        if (Clock::now() > deadline)
+            BOOST_FAIL(std::string("condition never held: ") + what);
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
+// Rows of a query on the database file, every column as text ("" for NULL).
+std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    BOOST_REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    BOOST_REQUIRE_MESSAGE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK, sqlite3_errmsg(db));
+    std::vector<std::vector<std::string>> rows;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        std::vector<std::string> row;
+        for (int i = 0; i < sqlite3_column_count(st); ++i) {
+            const auto* t = sqlite3_column_text(st, i);
+            row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+        }
+        rows.push_back(std::move(row));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rows;
+}
+
+struct Dir {
+    std::filesystem::path path;
+    Dir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "asched-proc-XXXXXX").string();
+        BOOST_REQUIRE(::mkdtemp(pattern.data()));
+        path = pattern;
+    }
+    ~Dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    std::string operator/(const char* name) const { return (path / name).string(); }
+};
+
+std::int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void check_no_fire_twice(const std::vector<LedgerLine>& ledger) {
+    std::set<std::pair<std::string, std::int64_t>> seen;
+    for (auto& l : ledger)
+        BOOST_TEST_CHECK(seen.emplace(l.schedule_id, l.fire_us).second,
+                         "fire " << l.schedule_id << "@" << l.fire_us << " ran twice");
+}
+
+void check_integrity(const std::string& db) {
+    auto rows = query(db, "PRAGMA integrity_check");
+    BOOST_REQUIRE(!rows.empty());
+    BOOST_TEST(rows[0][0] == "ok");
+}
+
+// A node holding 3 long jobs is killed; returns (ledger at the kill, kill time).
+std::pair<std::vector<LedgerLine>, std::int64_t> start_and_kill(const Dir& dir, const std::string& lease) {
+    Node n1({"--store", "sqlite:" + dir / "a.db", "--identity", "n1", "--schedules", "3", "--every", "1",
+             "--job-ms", "600000", "--lease", lease, "--poll", "100", "--ledger", dir / "ledger"});
+    eventually([&] { return read_ledger(dir / "ledger").size() >= 3; }, "3 jobs running on n1");
+    n1.kill(SIGKILL);
+    const auto killed_at = now_us();
+    BOOST_TEST(n1.wait() == 128 + SIGKILL);
+    return {read_ledger(dir / "ledger"), killed_at};
+}
+
+std::map<std::string, std::vector<std::string>> results_by_job(const std::string& db) {
+    std::map<std::string, std::vector<std::string>> out;
+    for (auto& row : query(db, "SELECT job_id, json_extract(data, '$.outcome'), json_extract(data, '$.finished_at'), "
+                               "json_extract(data, '$.exception_message') FROM results"))
+        out[row[0]] = {row[1], row[2], row[3]};
+    return out;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(sigkill_then_restart_with_the_same_identity_abandons_at_once) {
+    Dir dir;
+    auto [running, killed_at] = start_and_kill(dir, "20");
+    Node again({"--store", "sqlite:" + dir / "a.db", "--identity", "n1", "--schedules", "3", "--every", "1",
+                "--job-ms", "10", "--lease", "20", "--poll", "100", "--run-for", "1.5", "--ledger", dir / "ledger"});
+    BOOST_TEST(again.wait() == 0);
+
+    auto results = results_by_job(dir / "a.db");
+    for (auto& l : running) {
+        BOOST_REQUIRE_MESSAGE(results.count(l.job_id), "no result for killed job " << l.job_id);
+        const auto& r = results[l.job_id];
+        BOOST_TEST(r[0] == "abandoned");
+        BOOST_TEST(r[2].find("restarted") != std::string::npos);
+        // At once: long before the 20 s lease would have run out.
+        const auto finished = asched::parse_time(r[1]).time_since_epoch().count();
+        BOOST_TEST(finished - killed_at < 10'000'000);
+    }
+    check_no_fire_twice(read_ledger(dir / "ledger"));
+    BOOST_TEST(query(dir / "a.db", "SELECT count(*) FROM schedules")[0][0] == "3");
+    check_integrity(dir / "a.db");
+}
+
+BOOST_AUTO_TEST_CASE(sigkill_then_another_identity_abandons_after_the_lease) {
+    Dir dir;
+    auto [running, killed_at] = start_and_kill(dir, "3");
+    Node other({"--store", "sqlite:" + dir / "a.db", "--identity", "n2", "--schedules", "3", "--every", "1",
+                "--job-ms", "10", "--lease", "3", "--poll", "100", "--run-for", "6", "--ledger", dir / "ledger"});
+    BOOST_TEST(other.wait() == 0);
+
+    auto results = results_by_job(dir / "a.db");
+    for (auto& l : running) {
+        BOOST_REQUIRE_MESSAGE(results.count(l.job_id), "no result for killed job " << l.job_id);
+        const auto& r = results[l.job_id];
+        BOOST_TEST(r[0] == "abandoned");
+        BOOST_TEST(r[2].find("lease of worker 'n1' expired") != std::string::npos);
+        // Not before the lease: n1 renewed it every 1.5 s, so it ran out 1.5-3 s after the kill.
+        const auto finished = asched::parse_time(r[1]).time_since_epoch().count();
+        BOOST_TEST(finished - killed_at >= 1'400'000);
+    }
+    // n2 took the schedules over and kept firing them, each fire once.
+    auto ledger = read_ledger(dir / "ledger");
+    BOOST_TEST(std::count_if(ledger.begin(), ledger.end(), [](auto& l) { return l.identity == "n2"; }) >= 3);
+    check_no_fire_twice(ledger);
+    BOOST_TEST(query(dir / "a.db", "SELECT count(*) FROM schedules")[0][0] == "3");
+    check_integrity(dir / "a.db");
+}
+
+BOOST_AUTO_TEST_CASE(two_processes_on_one_file_run_every_fire_exactly_once) {
+    Dir dir;
+    // Both nodes define the same 200 schedules (the first definition wins), starting on a
+    // whole second a little ahead.
+    const auto start_us = (now_us() / 1'000'000 + 2) * 1'000'000;
+    const auto start = asched::format_time(asched::time_point(asched::duration(start_us)));
+    auto node = [&](const char* id) {
+        return std::vector<std::string>{"--store",  "sqlite:" + dir / "a.db", "--identity", id,
+                                        "--schedules", "200", "--every", "1", "--start-at", start,
+                                        "--job-ms", "5", "--lease", "10", "--poll", "200",
+                                        "--run-for", "7", "--ledger", dir / "ledger"};
+    };
+    Node a(node("n1"));
+    Node b(node("n2"));
+    BOOST_TEST(a.wait() == 0);
+    BOOST_TEST(b.wait() == 0);
+
+    const auto ledger = read_ledger(dir / "ledger");
+    check_no_fire_twice(ledger);
+    std::map<std::pair<std::string, std::int64_t>, int> ran;
+    for (auto& l : ledger)
+        ++ran[{l.schedule_id, l.fire_us}];
+    std::map<std::pair<std::string, std::int64_t>, int> results, queued;
+    for (auto& row : query(dir / "a.db", "SELECT schedule_id, scheduled_fire_time FROM results"))
+        ++results[{row[0], std::stoll(row[1])}];
+    for (auto& row : query(dir / "a.db", "SELECT schedule_id, scheduled_fire_time FROM jobs"))
+        ++queued[{row[0], std::stoll(row[1])}];
+    // Every fire from the start up to each schedule's last fire: exactly one job (finished
+    // with one result, or still queued when both nodes stopped), and a result iff it ran.
+    std::size_t fires = 0;
+    auto schedules = query(dir / "a.db", "SELECT id, last_fire_time FROM schedules");
+    BOOST_TEST(schedules.size() == 200u);
+    for (auto& row : schedules) {
+        BOOST_REQUIRE_MESSAGE(!row[1].empty(), "schedule " << row[0] << " never fired");
+        for (std::int64_t t = start_us; t <= std::stoll(row[1]); t += 1'000'000) {
+            const std::pair<std::string, std::int64_t> key{row[0], t};
+            ++fires;
+            BOOST_TEST_CHECK(results[key] + queued[key] == 1, row[0] << "@" << t << ": " << results[key]
+                                                                     << " results, " << queued[key] << " queued");
+            BOOST_TEST_CHECK(ran[key] == results[key], row[0] << "@" << t << " ran " << ran[key] << " times");
+        }
+    }
+    BOOST_TEST(fires >= 200u * 4);
+    std::set<std::string> who;
+    for (auto& l : ledger)
+        who.insert(l.identity);
+    BOOST_TEST_MESSAGE("fires: " << fires << ", ledger lines: " << ledger.size() << ", nodes that ran jobs: "
+                                 << who.size());
+    check_integrity(dir / "a.db");
+}
