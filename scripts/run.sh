@@ -10,7 +10,7 @@ jobs="${ASCHED_JOBS:-2}"
 
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
-                libboost-test-dev)
+                libboost-test-dev libsqlite3-dev)
 test_packages=(clang-14 libclang-rt-14-dev)
 
 install_missing() {

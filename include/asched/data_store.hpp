@@ -36,6 +36,12 @@ struct ScheduleRelease {
     nlohmann::json trigger_state; ///< what the trigger left with next_fire_time
 };
 
+/// One finished job for release_jobs().
+struct JobRelease {
+    Job job;
+    JobResult result;
+};
+
 /// What acquire_jobs() hands out.
 struct JobAcquisition {
     std::vector<Job> jobs;
@@ -83,8 +89,11 @@ public:
     /// The earliest instant a schedule may become due (next fire time or lease expiry).
     virtual asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() = 0;
 
-    /// Throws Error(task_lookup) for an unknown task. Publishes JobAdded.
+    /// Throws Error(task_lookup) for an unknown task, Error(conflicting_id) for a job id that
+    /// exists or a second job for one (schedule, fire time). Publishes JobAdded.
     virtual asio::awaitable<void> add_job(Job job) = 0;
+    /// add_job for several jobs as one atomic step: all are added or, on an error, none.
+    virtual asio::awaitable<void> add_jobs(std::vector<Job> jobs) = 0;
     /// Queued and running jobs; nullopt: all. In creation order.
     virtual asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) = 0;
     /// Leases up to `limit` startable jobs of the tasks in `task_ids`, oldest first, within
@@ -99,6 +108,10 @@ public:
     /// this scheduler with this token.
     virtual asio::awaitable<bool> release_job(std::string scheduler_id, Job job,
                                               JobResult result) = 0;
+    /// release_job for several jobs in one step (one transaction where the store has them);
+    /// returns, per release, whether it was applied.
+    virtual asio::awaitable<std::vector<bool>> release_jobs(std::string scheduler_id,
+                                                            std::vector<JobRelease> releases) = 0;
     /// Reading does not delete: results live until they expire.
     virtual asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) = 0;
 

@@ -252,6 +252,44 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, release_checks_holder_and_token, stores, ki
     BOOST_TEST(sync(store->get_job_result(got.id)).has_value()); // reading does not delete
 }
 
+BOOST_DATA_TEST_CASE_F(StoreFixture, batches_add_all_or_nothing_and_release_each, stores, kind) {
+    open(kind);
+    std::vector<Job> batch{job(), job(), job()};
+    sync(store->add_jobs(batch));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 3u);
+    // One bad job (a repeated id, an unknown task) and none of the batch is added.
+    std::vector<Job> repeated{job(), batch[0]};
+    BOOST_CHECK_THROW(sync(store->add_jobs(repeated)), Error);
+    std::vector<Job> orphan{job(), job("missing")};
+    BOOST_CHECK_THROW(sync(store->add_jobs(orphan)), Error);
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 3u);
+    Job keyed = job();
+    keyed.schedule_id = "s";
+    keyed.scheduled_fire_time = test::t0;
+    Job same_fire = keyed;
+    same_fire.id = make_uuid();
+    std::vector<Job> twice{keyed, same_fire};
+    BOOST_CHECK_THROW(sync(store->add_jobs(twice)), Error);
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 3u);
+    event_names();
+
+    add_task("t", 10);
+    auto got = acquire(10).jobs;
+    BOOST_REQUIRE(got.size() == 3u);
+    Job stale = got[1];
+    stale.lease_token += 1;
+    std::vector<JobRelease> releases{{got[0], result(got[0], JobOutcome::success)},
+                                     {stale, result(got[1], JobOutcome::success)},
+                                     {got[2], result(got[2], JobOutcome::error)}};
+    auto applied = sync(store->release_jobs("w1", releases));
+    BOOST_TEST((applied == std::vector<bool>{true, false, true}));
+    BOOST_TEST(sync(store->get_job_result(got[0].id))->outcome == JobOutcome::success);
+    BOOST_TEST(sync(store->get_job_result(got[2].id))->outcome == JobOutcome::error);
+    BOOST_TEST(!sync(store->get_job_result(got[1].id)).has_value());
+    // The refused one still holds its slot; the two released ones freed theirs.
+    BOOST_TEST(sync(store->get_task("t")).running_jobs == 1);
+}
+
 BOOST_DATA_TEST_CASE_F(StoreFixture, results_expire, stores, kind) {
     open(kind);
     sync(store->add_job(job()));

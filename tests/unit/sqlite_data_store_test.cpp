@@ -200,7 +200,7 @@ BOOST_AUTO_TEST_CASE(undecodable_rows_are_quarantined_and_the_rest_still_work) {
         j.task_id = "t";
         sync(store->add_job(j));
     }
-    raw_sql(path, "UPDATE jobs SET data = '[]' WHERE id = 'j-bad'");
+    raw_sql(path, "UPDATE jobs SET args = '{\"not\": \"an array\"}' WHERE id = 'j-bad'");
     auto got = sync(store->acquire_jobs("w", 30s, 10, {"t"}));
     BOOST_REQUIRE(got.jobs.size() == 1u);
     BOOST_TEST(got.jobs[0].id == "j-ok");

@@ -355,14 +355,38 @@ asio::awaitable<std::optional<time_point>> MemoryDataStore::get_next_schedule_ru
 }
 
 asio::awaitable<void> MemoryDataStore::add_job(Job job) {
+    std::vector<Job> one;
+    one.push_back(std::move(job));
+    co_await add_jobs(std::move(one));
+}
+
+asio::awaitable<void> MemoryDataStore::add_jobs(std::vector<Job> jobs) {
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        job.acquired_by.reset();
-        job.acquired_until.reset();
-        if (!state_->insert_job(std::move(job), state_->now()))
-            throw Error(errc::conflicting_id, "a job with this id, or for this schedule and fire time, exists");
-        events = state_->take_events();
+        auto& s = *state_;
+        // Check every job first: all are added or none.
+        std::set<std::string> ids;
+        std::set<std::pair<std::string, time_point>> keys;
+        for (const auto& job : jobs) {
+            s.require_task(job.task_id);
+            if (s.jobs.contains(job.id) || !ids.insert(job.id).second)
+                throw Error(errc::conflicting_id, fmt::format("job '{}' already exists", job.id));
+            if (job.schedule_id && job.scheduled_fire_time) {
+                const std::pair key{*job.schedule_id, *job.scheduled_fire_time};
+                if (s.fire_keys.contains(key) || !keys.insert(key).second)
+                    throw Error(errc::conflicting_id,
+                                fmt::format("job '{}': schedule '{}' has a job for {} already", job.id,
+                                            key.first, format_time(key.second)));
+            }
+        }
+        const auto now = s.now();
+        for (auto& job : jobs) {
+            job.acquired_by.reset();
+            job.acquired_until.reset();
+            s.insert_job(std::move(job), now);
+        }
+        events = s.take_events();
     }
     co_await detail::publish_all(state_->context.broker, std::move(events));
 }
@@ -464,24 +488,37 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
 
 asio::awaitable<bool> MemoryDataStore::release_job(std::string scheduler_id, Job job,
                                                    JobResult result) {
+    std::vector<JobRelease> one;
+    one.push_back({std::move(job), std::move(result)});
+    auto applied = co_await release_jobs(std::move(scheduler_id), std::move(one));
+    co_return applied.front();
+}
+
+asio::awaitable<std::vector<bool>> MemoryDataStore::release_jobs(std::string scheduler_id,
+                                                                 std::vector<JobRelease> releases) {
     std::vector<Event> events;
+    std::vector<bool> applied;
     {
         std::lock_guard lock(state_->mutex);
         auto& s = *state_;
-        auto it = s.jobs.find(job.id);
-        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id ||
-            it->second.job.lease_token != job.lease_token) {
-            s.context.logger.log(LogLevel::warning,
-                                 fmt::format("job '{}': release by '{}' refused (its lease "
-                                             "expired or passed to another worker)",
-                                             job.id, scheduler_id));
-            co_return false;
+        for (auto& [job, result] : releases) {
+            auto it = s.jobs.find(job.id);
+            if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id ||
+                it->second.job.lease_token != job.lease_token) {
+                s.context.logger.log(LogLevel::warning,
+                                     fmt::format("job '{}': release by '{}' refused (its lease "
+                                                 "expired or passed to another worker)",
+                                                 job.id, scheduler_id));
+                applied.push_back(false);
+                continue;
+            }
+            s.finish_job(it, std::move(result), scheduler_id);
+            applied.push_back(true);
         }
-        s.finish_job(it, std::move(result), scheduler_id);
         events = s.take_events();
     }
     co_await detail::publish_all(state_->context.broker, std::move(events));
-    co_return true;
+    co_return applied;
 }
 
 asio::awaitable<std::optional<JobResult>> MemoryDataStore::get_job_result(std::string job_id) {

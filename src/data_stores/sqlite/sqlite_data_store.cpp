@@ -18,7 +18,9 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <set>
+#include <thread>
 
 namespace asched {
 
@@ -59,22 +61,26 @@ CREATE INDEX schedules_due ON schedules (next_fire_time)
     WHERE acquired_by IS NULL AND paused = 0 AND next_fire_time IS NOT NULL;
 CREATE INDEX schedules_leased ON schedules (acquired_until) WHERE acquired_until IS NOT NULL;
 CREATE TABLE jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY, -- creation order (a new row always gets more than any existing one)
     id TEXT NOT NULL UNIQUE,
     task_id TEXT NOT NULL,
     schedule_id TEXT,
     scheduled_fire_time INTEGER,
+    jitter INTEGER NOT NULL,
     earliest_start INTEGER NOT NULL,
     start_deadline INTEGER,
-    data TEXT NOT NULL,
+    result_expiration INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    args TEXT NOT NULL,     -- JSON array
+    metadata TEXT NOT NULL, -- JSON object
     acquired_by TEXT,
     acquired_until INTEGER,
-    lease_token INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (schedule_id, scheduled_fire_time)
+    lease_token INTEGER NOT NULL DEFAULT 0
 );
+-- One job per fire: the key that makes a retried or crashed release harmless.
+CREATE UNIQUE INDEX jobs_fire ON jobs (schedule_id, scheduled_fire_time) WHERE schedule_id IS NOT NULL;
 CREATE INDEX jobs_queue ON jobs (task_id, earliest_start, seq) WHERE acquired_by IS NULL;
 CREATE INDEX jobs_leased ON jobs (acquired_until) WHERE acquired_until IS NOT NULL;
-CREATE INDEX jobs_holder ON jobs (acquired_by) WHERE acquired_by IS NOT NULL;
 CREATE TABLE results (
     job_id TEXT PRIMARY KEY,
     schedule_id TEXT,
@@ -94,6 +100,12 @@ CREATE TABLE quarantine (
 )sql",
 };
 constexpr int known_version = int(std::size(migrations));
+
+// A job is stored in columns (no JSON document to parse on the hot path); job_row() reads
+// these, and queries append seq (13) and earliest_start (14) where they need them.
+#define ASCHED_JOB_COLUMNS                                                                         \
+    "id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline, result_expiration, "   \
+    "created_at, args, metadata, acquired_by, acquired_until, lease_token"
 static_assert(known_version == SqliteDataStore::schema_version);
 
 } // namespace
@@ -133,8 +145,20 @@ struct SqliteDataStore::Impl {
             throw Error(errc::store_failure,
                         fmt::format("{} is not an asched database (application_id {}, {} tables)", where, app,
                                     tables));
-        conn->exec("PRAGMA journal_mode = WAL");
+        // Switching to WAL needs the file to itself for a moment and does not wait on the busy
+        // handler: retry while another process opens the same new file.
+        for (const auto give_up = std::chrono::steady_clock::now() + options.busy_timeout;;) {
+            try {
+                conn->exec("PRAGMA journal_mode = WAL");
+                break;
+            } catch (const Error&) {
+                if (std::chrono::steady_clock::now() > give_up)
+                    throw;
+                std::this_thread::sleep_for(std::chrono::milliseconds(5)); // on the store's own thread
+            }
+        }
         conn->exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+        conn->exec("PRAGMA cache_size = -16384"); // 16 MiB of page cache
         Transaction tx(*conn, Transaction::Kind::immediate);
         int version = 0;
         {
@@ -170,13 +194,32 @@ struct SqliteDataStore::Impl {
         return *db;
     }
 
-    std::uint64_t next_token() {
-        auto s = conn().prepare("UPDATE asched_meta SET value = value + 1 WHERE key = 'lease_token' RETURNING value");
+    // The first of `count` fresh fencing tokens (one counter update for a whole batch).
+    std::uint64_t reserve_tokens(std::size_t count) {
+        auto s = conn()
+                     .prepare("UPDATE asched_meta SET value = value + ?1 WHERE key = 'lease_token' RETURNING value")
+                     .bind(1, std::int64_t(count));
         if (!s.step())
             throw Error(errc::store_failure, "sqlite: the lease token counter is missing");
-        const auto v = std::uint64_t(s.int64(0));
+        const auto last = std::uint64_t(s.int64(0));
         s.reset();
-        return v;
+        return last - count + 1;
+    }
+    std::uint64_t next_token() { return reserve_tokens(1); }
+
+    // Changes to tasks.running_jobs, applied once per task when the transaction commits.
+    std::map<std::string, int> running_delta;
+
+    void commit(Transaction& tx) {
+        for (const auto& [task, delta] : running_delta)
+            if (delta != 0)
+                conn()
+                    .prepare("UPDATE tasks SET running_jobs = max(0, running_jobs + ?2) WHERE id = ?1")
+                    .bind(1, task)
+                    .bind(2, std::int64_t(delta))
+                    .exec();
+        running_delta.clear();
+        tx.commit();
     }
 
     // ---- decoding rows, quarantining the ones that cannot be decoded ----------------------
@@ -261,17 +304,33 @@ struct SqliteDataStore::Impl {
         return sched;
     }
 
-    // Columns: id, data, acquired_by, acquired_until, lease_token.
+    // Columns: ASCHED_JOB_COLUMNS.
     std::optional<Job> job_row(const Statement& s, std::vector<Bad>& bad) {
-        std::string error;
-        auto job = decode<Job>(s.text(1), error);
-        if (!job) {
-            bad.push_back({"job", s.text(0), s.text(1), error});
+        Job job;
+        job.id = s.text(0);
+        const std::string args = s.text(8), metadata = s.text(9);
+        try {
+            // The common empty values skip the parser.
+            job.args = args == "[]" ? json::array() : json::parse(args);
+            job.metadata = metadata == "{}" ? json::object() : json::parse(metadata);
+            if (!job.args.is_array())
+                throw Error(errc::deserialization, "job: field 'args': not a JSON array");
+            if (!job.metadata.is_object())
+                throw Error(errc::deserialization, "job: field 'metadata': not a JSON object");
+        } catch (const std::exception& e) {
+            bad.push_back({"job", job.id, fmt::format("args={} metadata={}", args, metadata), e.what()});
             return std::nullopt;
         }
-        job->acquired_by = s.opt_text(2);
-        job->acquired_until = s.opt_time(3);
-        job->lease_token = std::uint64_t(s.int64(4));
+        job.task_id = s.text(1);
+        job.schedule_id = s.opt_text(2);
+        job.scheduled_fire_time = s.opt_time(3);
+        job.jitter = duration(s.int64(4));
+        job.start_deadline = s.opt_time(5);
+        job.result_expiration_time = duration(s.int64(6));
+        job.created_at = s.time(7);
+        job.acquired_by = s.opt_text(10);
+        job.acquired_until = s.opt_time(11);
+        job.lease_token = std::uint64_t(s.int64(12));
         return job;
     }
 
@@ -286,7 +345,7 @@ struct SqliteDataStore::Impl {
         for (const auto& b : bad)
             quarantine(b.kind, b.id, b.data, b.error);
         if (tx)
-            tx->commit();
+            commit(*tx);
     }
 
     // ---- shared steps ---------------------------------------------------------------------
@@ -305,16 +364,23 @@ struct SqliteDataStore::Impl {
 
     // false: a job for this (schedule, fire time) or with this id exists already.
     bool insert_job(const Job& job, time_point at) {
+        const bool no_args = job.args.is_array() && job.args.empty();
+        const bool no_metadata = job.metadata.is_object() && job.metadata.empty();
         const int n = conn()
-                          .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, scheduled_fire_time, "
-                                   "earliest_start, start_deadline, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                          .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
+                                   "earliest_start, start_deadline, result_expiration, created_at, args, metadata) "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
                           .bind(1, job.id)
                           .bind(2, job.task_id)
                           .bind(3, job.schedule_id)
                           .bind(4, job.scheduled_fire_time)
-                          .bind(5, job.earliest_start())
-                          .bind(6, job.start_deadline)
-                          .bind(7, json(job).dump())
+                          .bind(5, std::int64_t(job.jitter.count()))
+                          .bind(6, job.earliest_start())
+                          .bind(7, job.start_deadline)
+                          .bind(8, std::int64_t(job.result_expiration_time.count()))
+                          .bind(9, job.created_at)
+                          .bind(10, no_args ? std::string("[]") : job.args.dump())
+                          .bind(11, no_metadata ? std::string("{}") : job.metadata.dump())
                           .exec();
         if (n == 0)
             return false;
@@ -324,12 +390,9 @@ struct SqliteDataStore::Impl {
 
 
     // Frees the task slot, stores the result (if it outlives its finish), deletes the job.
-    void finish_job(const Job& job, JobResult result, const std::string& scheduler_id) {
+    void finish_job(const Job& job, JobResult result, const std::string& scheduler_id, bool delete_row = true) {
         if (job.acquired_by)
-            conn()
-                .prepare("UPDATE tasks SET running_jobs = running_jobs - 1 WHERE id = ?1 AND running_jobs > 0")
-                .bind(1, job.task_id)
-                .exec();
+            --running_delta[job.task_id];
         events.push_back(JobReleased{result.finished_at, job.id, scheduler_id, job.task_id, job.schedule_id,
                                      job.scheduled_fire_time, result.started_at, result.outcome,
                                      result.exception_type, result.exception_message});
@@ -343,7 +406,8 @@ struct SqliteDataStore::Impl {
                 .bind(4, result.expires_at)
                 .bind(5, json(result).dump())
                 .exec();
-        conn().prepare("DELETE FROM jobs WHERE id = ?1").bind(1, job.id).exec();
+        if (delete_row)
+            conn().prepare("DELETE FROM jobs WHERE id = ?1").bind(1, job.id).exec();
     }
 
     // Jobs matching `where` (a job_row query), finished as abandoned.
@@ -362,7 +426,7 @@ struct SqliteDataStore::Impl {
 
     void abandon_expired_job_leases(time_point at) {
         abandon(conn()
-                    .prepare("SELECT id, data, acquired_by, acquired_until, lease_token FROM jobs "
+                    .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs "
                              "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1 ORDER BY acquired_until")
                     .bind(1, at),
                 [](const Job& j) {
@@ -391,7 +455,8 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
                 out.first = f(*impl);
                 out.second = impl->take_events();
             } catch (...) {
-                impl->events.clear();
+                impl->events.clear(); // the transaction rolled back: nothing happened
+                impl->running_delta.clear();
                 error = std::current_exception();
             }
             auto ex = work.get_executor();
@@ -454,7 +519,7 @@ asio::awaitable<void> SqliteDataStore::add_task(Task task) {
             s.events.push_back(TaskUpdated{s.now(), task.id});
         else
             s.events.push_back(TaskAdded{s.now(), task.id});
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
@@ -467,7 +532,7 @@ asio::awaitable<void> SqliteDataStore::remove_task(std::string task_id) {
         if (s.conn().prepare("DELETE FROM tasks WHERE id = ?1").bind(1, task_id).exec() == 0)
             throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
         s.events.push_back(TaskRemoved{s.now(), task_id});
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
@@ -486,7 +551,7 @@ asio::awaitable<Task> SqliteDataStore::get_task(std::string task_id) {
             if (q.step())
                 out = s.task_row(q, bad);
             q.reset();
-            tx.commit();
+            s.commit(tx);
         }
         s.quarantine_all(bad, false);
         return out;
@@ -508,7 +573,7 @@ asio::awaitable<std::vector<Task>> SqliteDataStore::get_tasks() {
             while (q.step())
                 if (auto t = s.task_row(q, bad))
                     out.push_back(std::move(*t));
-            tx.commit();
+            s.commit(tx);
         }
         s.quarantine_all(bad, false);
         return out;
@@ -546,7 +611,7 @@ SqliteDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
                     if (auto sched = s.schedule_row(q, bad))
                         out.push_back(std::move(*sched));
             }
-            tx.commit();
+            s.commit(tx);
         }
         s.quarantine_all(bad, false);
         return out;
@@ -589,7 +654,7 @@ asio::awaitable<bool> SqliteDataStore::add_schedule(Schedule schedule, ConflictP
             s.events.push_back(ScheduleUpdated{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
         else
             s.events.push_back(ScheduleAdded{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
-        tx.commit();
+        s.commit(tx);
         return true;
     };
     auto [stored, events] = co_await on_db<bool>(impl_, std::move(op));
@@ -608,7 +673,7 @@ asio::awaitable<void> SqliteDataStore::remove_schedules(std::vector<std::string>
                 q.exec();
             }
         }
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
@@ -653,7 +718,7 @@ SqliteDataStore::acquire_schedules(std::string scheduler_id, duration lease, std
                 q.exec();
             }
             s.quarantine_all(bad, true);
-            tx.commit();
+            s.commit(tx);
             return out;
         };
     auto [schedules, events] = co_await on_db<std::vector<Schedule>>(impl_, std::move(op));
@@ -705,7 +770,7 @@ asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_i
                 .exec();
             s.events.push_back(ScheduleUpdated{now, r.schedule_id, *task_id, r.next_fire_time});
         }
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
@@ -726,7 +791,7 @@ asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_ru
             if (auto l = leased.opt_time(0); l && (!out || *l < *out))
                 out = l;
         leased.reset();
-        tx.commit();
+        s.commit(tx);
         return out;
     };
     auto [t, events] = co_await on_db<std::optional<time_point>>(impl_, std::move(op));
@@ -734,23 +799,35 @@ asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_ru
 }
 
 asio::awaitable<void> SqliteDataStore::add_job(Job job) {
-    auto op = [job = std::move(job)](Impl& s) mutable {
+    std::vector<Job> one;
+    one.push_back(std::move(job));
+    co_await add_jobs(std::move(one));
+}
+
+asio::awaitable<void> SqliteDataStore::add_jobs(std::vector<Job> jobs) {
+    auto op = [jobs = std::move(jobs)](Impl& s) mutable {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
-        s.require_task(job.task_id);
-        job.acquired_by.reset();
-        job.acquired_until.reset();
-        if (!s.insert_job(job, s.now()))
-            throw Error(errc::conflicting_id,
-                        fmt::format("job '{}': a job with this id, or for this schedule and fire time, exists",
-                                    job.id));
-        tx.commit();
+        const auto now = s.now();
+        std::set<std::string> known_tasks;
+        for (auto& job : jobs) {
+            if (!known_tasks.contains(job.task_id)) {
+                s.require_task(job.task_id);
+                known_tasks.insert(job.task_id);
+            }
+            job.acquired_by.reset();
+            job.acquired_until.reset();
+            if (!s.insert_job(job, now))
+                throw Error(errc::conflicting_id,
+                            fmt::format("job '{}': a job with this id, or for this schedule and fire time, exists",
+                                        job.id));
+        }
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
     co_await detail::publish_all(impl_->context.broker, std::move(events));
 }
 
-#define ASCHED_JOB_COLUMNS "id, data, acquired_by, acquired_until, lease_token"
 
 asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
     auto op = [ids = std::move(ids)](Impl& s) {
@@ -766,7 +843,7 @@ asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::v
                                  .bind(1, id);
                     if (q.step())
                         if (auto j = s.job_row(q, bad))
-                            found.emplace_back(q.int64(5), std::move(*j));
+                            found.emplace_back(q.int64(13), std::move(*j));
                     q.reset();
                 }
                 std::sort(found.begin(), found.end(), [](auto& a, auto& b) { return a.first < b.first; });
@@ -774,9 +851,9 @@ asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::v
                 auto q = s.conn().prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs ORDER BY seq");
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
-                        found.emplace_back(q.int64(5), std::move(*j));
+                        found.emplace_back(q.int64(13), std::move(*j));
             }
-            tx.commit();
+            s.commit(tx);
         }
         s.quarantine_all(bad, false);
         std::vector<Job> out;
@@ -836,13 +913,14 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                              .bind(3, slots[i].second);
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
-                        candidates.push_back({q.time(6), q.int64(5), i, std::move(*j)});
+                        candidates.push_back({q.time(14), q.int64(13), i, std::move(*j)});
             }
             s.quarantine_all(bad, true);
             again = !bad.empty();
             std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
                 return std::tie(a.earliest, a.seq) < std::tie(b.earliest, b.seq);
             });
+            std::uint64_t token = candidates.empty() ? 0 : s.reserve_tokens(candidates.size());
             for (auto& c : candidates) {
                 if (out.jobs.size() >= limit || slots[c.slot].second == 0)
                     break;
@@ -857,7 +935,7 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                 }
                 job.acquired_by = scheduler_id;
                 job.acquired_until = now + lease;
-                job.lease_token = s.next_token();
+                job.lease_token = token++;
                 s.conn()
                     .prepare("UPDATE jobs SET acquired_by = ?2, acquired_until = ?3, lease_token = ?4 WHERE seq = ?1")
                     .bind(1, c.seq)
@@ -865,10 +943,7 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                     .bind(3, *job.acquired_until)
                     .bind(4, std::int64_t(job.lease_token))
                     .exec();
-                s.conn()
-                    .prepare("UPDATE tasks SET running_jobs = running_jobs + 1 WHERE id = ?1")
-                    .bind(1, job.task_id)
-                    .exec();
+                ++s.running_delta[job.task_id];
                 --slots[c.slot].second;
                 s.events.push_back(JobAcquired{now, job.id, scheduler_id, job.task_id, job.schedule_id,
                                                job.scheduled_fire_time});
@@ -886,7 +961,7 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                     out.next_ready_time = t;
             q.reset();
         }
-        tx.commit();
+        s.commit(tx);
         return out;
     };
     auto [acq, events] = co_await on_db<JobAcquisition>(impl_, std::move(op));
@@ -895,26 +970,42 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
 }
 
 asio::awaitable<bool> SqliteDataStore::release_job(std::string scheduler_id, Job job, JobResult result) {
-    auto op = [scheduler_id, job = std::move(job), result = std::move(result)](Impl& s) mutable {
-            Transaction tx(s.conn(), Transaction::Kind::immediate);
-            auto q = s.conn().prepare("SELECT acquired_by, lease_token FROM jobs WHERE id = ?1").bind(1, job.id);
-            const bool found = q.step();
-            const auto holder = found ? q.opt_text(0) : std::nullopt;
-            const auto token = found ? std::uint64_t(q.int64(1)) : 0;
-            q.reset();
-            if (!found || holder != scheduler_id || token != job.lease_token) {
+    std::vector<JobRelease> one;
+    one.push_back({std::move(job), std::move(result)});
+    auto applied = co_await release_jobs(std::move(scheduler_id), std::move(one));
+    co_return applied.front();
+}
+
+asio::awaitable<std::vector<bool>> SqliteDataStore::release_jobs(std::string scheduler_id,
+                                                                 std::vector<JobRelease> releases) {
+    auto op = [scheduler_id, releases = std::move(releases)](Impl& s) mutable {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        std::vector<bool> applied;
+        for (auto& [job, result] : releases) {
+            // Only the holder of the current lease may release: the fencing token decides.
+            const int deleted = s.conn()
+                                    .prepare("DELETE FROM jobs WHERE id = ?1 AND acquired_by = ?2 AND lease_token = ?3")
+                                    .bind(1, job.id)
+                                    .bind(2, scheduler_id)
+                                    .bind(3, std::int64_t(job.lease_token))
+                                    .exec();
+            if (deleted == 0) {
                 s.log(LogLevel::warning, fmt::format("job '{}': release by '{}' refused (its lease expired or "
                                                      "passed to another worker)",
                                                      job.id, scheduler_id));
-                return false;
+                applied.push_back(false);
+                continue;
             }
-            s.finish_job(job, std::move(result), scheduler_id);
-            tx.commit();
-            return true;
-        };
-    auto [released, events] = co_await on_db<bool>(impl_, std::move(op));
+            job.acquired_by = scheduler_id; // the row said so: its task slot is freed
+            s.finish_job(job, std::move(result), scheduler_id, false);
+            applied.push_back(true);
+        }
+        s.commit(tx);
+        return applied;
+    };
+    auto [applied, events] = co_await on_db<std::vector<bool>>(impl_, std::move(op));
     co_await detail::publish_all(impl_->context.broker, std::move(events));
-    co_return released;
+    co_return std::move(applied);
 }
 
 asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::string job_id) {
@@ -934,7 +1025,7 @@ asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::s
                     bad.push_back({"result", job_id, q.text(0), error});
             }
             q.reset();
-            tx.commit();
+            s.commit(tx);
         }
         s.quarantine_all(bad, false);
         return out;
@@ -954,7 +1045,7 @@ asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl,
         const auto until = s.now() + lease;
         for (const auto& id : ids)
             s.conn().prepare(sql).bind(1, id).bind(2, scheduler_id).bind(3, until).exec();
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     co_await on_db<Unit>(std::move(impl), std::move(op));
@@ -979,11 +1070,12 @@ asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler
     auto op = [scheduler_id](Impl& s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         s.abandon(s.conn()
-                      .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs WHERE acquired_by = ?1 ORDER BY seq")
+                      .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs WHERE acquired_until IS NOT NULL AND "
+                               "acquired_by = ?1 ORDER BY seq")
                       .bind(1, scheduler_id),
                   [&](const Job&) { return fmt::format("worker '{}' restarted while the job ran", scheduler_id); },
                   s.now());
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
@@ -1001,7 +1093,7 @@ asio::awaitable<void> SqliteDataStore::cleanup() {
             "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.schedule_id = schedules.id) RETURNING id, task_id");
         while (q.step())
             s.events.push_back(ScheduleRemoved{now, q.text(0), q.text(1), true});
-        tx.commit();
+        s.commit(tx);
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));

@@ -1,0 +1,190 @@
+// sqlite_store: jobs per second through SqliteDataStore (add, acquire, run and release, each
+// in batches of 100 as a busy scheduler does), beside the raw rate of a bare claim transaction on the same kind of table (WAL,
+// synchronous=NORMAL, one BEGIN IMMEDIATE ... COMMIT per claim) measured in the same run.
+//
+// usage: bench_sqlite_store [repetitions] [jobs]
+#include <asched/asched.hpp>
+
+#include <asio.hpp>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+std::string temp_db(const char* name) {
+    auto dir = std::filesystem::temp_directory_path() / ("asched-bench-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    auto path = (dir / name).string();
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(path + suffix);
+    return path;
+}
+
+void exec(sqlite3* db, const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+        std::fprintf(stderr, "sqlite: %s: %s\n", sql, err ? err : "?");
+        std::exit(1);
+    }
+}
+
+// Claims per second: one transaction per claimed row, as a worker taking one job at a time.
+double raw_claims_per_second(std::size_t n) {
+    const auto path = temp_db("raw.db");
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    exec(db, "PRAGMA journal_mode = WAL");
+    exec(db, "PRAGMA synchronous = NORMAL");
+    // The claim-relevant columns of a job table and nothing else: a bare claim.
+    exec(db, "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, task_id TEXT, earliest INTEGER, "
+             "acquired_by TEXT, acquired_until INTEGER)");
+    exec(db, "CREATE INDEX jobs_queue ON jobs (task_id, earliest, seq) WHERE acquired_by IS NULL");
+    exec(db, "BEGIN");
+    sqlite3_stmt* ins = nullptr;
+    sqlite3_prepare_v2(db, "INSERT INTO jobs (id, task_id, earliest) VALUES (?1, 't', 0)", -1, &ins, nullptr);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto id = "job-" + std::to_string(i);
+        sqlite3_bind_text(ins, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+        sqlite3_step(ins);
+        sqlite3_reset(ins);
+    }
+    sqlite3_finalize(ins);
+    exec(db, "COMMIT");
+    sqlite3_stmt* claim = nullptr;
+    sqlite3_prepare_v2(db,
+                       "UPDATE jobs SET acquired_by = 'w', acquired_until = ?1 WHERE seq = (SELECT seq FROM jobs "
+                       "WHERE task_id = 't' AND acquired_by IS NULL AND earliest <= ?1 ORDER BY earliest, seq LIMIT 1)",
+                       -1, &claim, nullptr);
+    const auto start = steady::now();
+    for (std::size_t i = 0; i < n; ++i) {
+        exec(db, "BEGIN IMMEDIATE");
+        sqlite3_bind_int64(claim, 1, 1000);
+        sqlite3_step(claim);
+        sqlite3_reset(claim);
+        exec(db, "COMMIT");
+    }
+    const double seconds = std::chrono::duration<double>(steady::now() - start).count();
+    sqlite3_finalize(claim);
+    sqlite3_close(db);
+    return double(n) / seconds;
+}
+
+struct StoreFigures {
+    double add = 0;     // add_job calls per second
+    double process = 0; // jobs per second acquired (batches of 100), run, released
+    double total = 0;   // jobs per second for the whole add-acquire-run-release cycle
+};
+
+asio::awaitable<void> cycle(std::shared_ptr<asched::SqliteDataStore> store, std::size_t n, StoreFigures* out) {
+    asched::StoreContext context;
+    co_await store->start(std::move(context));
+    asched::Task task;
+    task.id = "t";
+    task.max_running_jobs = std::nullopt;
+    co_await store->add_task(std::move(task));
+    const auto t0 = steady::now();
+    for (std::size_t i = 0; i < n;) {
+        std::vector<asched::Job> batch;
+        for (; batch.size() < 100 && i < n; ++i) {
+            asched::Job job;
+            job.id = "job-" + std::to_string(i);
+            job.task_id = "t";
+            job.result_expiration_time = std::chrono::minutes(1);
+            batch.push_back(std::move(job));
+        }
+        co_await store->add_jobs(std::move(batch));
+    }
+    const auto t1 = steady::now();
+    std::size_t done = 0;
+    while (done < n) {
+        std::vector<std::string> tasks{"t"};
+        auto batch = co_await store->acquire_jobs("bench", std::chrono::seconds(30), 100, std::move(tasks));
+        if (batch.jobs.empty())
+            break;
+        std::vector<asched::JobRelease> finished;
+        for (auto& job : batch.jobs) {
+            asched::JobResult result; // "run": a job that returns at once
+            result.job_id = job.id;
+            result.task_id = job.task_id;
+            result.finished_at = asched::time_point(std::chrono::duration_cast<asched::duration>(
+                std::chrono::system_clock::now().time_since_epoch()));
+            result.expires_at = result.finished_at + job.result_expiration_time;
+            result.return_value = 1;
+            finished.push_back({std::move(job), std::move(result)});
+        }
+        done += finished.size();
+        co_await store->release_jobs("bench", std::move(finished));
+    }
+    const auto t2 = steady::now();
+    co_await store->stop();
+    auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    out->add = double(n) / secs(t0, t1);
+    out->process = double(done) / secs(t1, t2);
+    out->total = double(done) / secs(t0, t2);
+}
+
+StoreFigures store_figures(std::size_t n) {
+    auto store = std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = temp_db("store.db")});
+    StoreFigures f;
+    asio::io_context ioc;
+    asio::co_spawn(ioc, cycle(store, n, &f), [](std::exception_ptr e) {
+        if (e)
+            std::rethrow_exception(e);
+    });
+    ioc.run();
+    return f;
+}
+
+struct Stat {
+    double median, min, max;
+};
+
+Stat stat(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return {v[v.size() / 2], v.front(), v.back()};
+}
+
+void print(const char* name, const char* unit, const Stat& s, int reps, double peer = 0) {
+    std::printf("%-34s %12.0f %12.0f %12.0f %s\n", name, s.median, s.min, s.max, unit);
+    if (peer > 0)
+        std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.0f,\"min\":%.0f,\"max\":%.0f,\"repetitions\":%d,"
+                    "\"peer\":\"raw_sqlite_claim\",\"peer_median\":%.0f,\"ratio\":%.3f}\n",
+                    name, unit, s.median, s.min, s.max, reps, peer, s.median / peer);
+    else
+        std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.0f,\"min\":%.0f,\"max\":%.0f,\"repetitions\":%d}\n",
+                    name, unit, s.median, s.min, s.max, reps);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 3;
+    const std::size_t n = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 20'000;
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    std::vector<double> raw, add, process, total;
+    for (int r = 0; r < reps; ++r) {
+        raw.push_back(raw_claims_per_second(n));
+        const auto f = store_figures(n);
+        add.push_back(f.add);
+        process.push_back(f.process);
+        total.push_back(f.total);
+    }
+    std::printf("%-34s %12s %12s %12s (%zu jobs, %d repetitions)\n", "figure", "median", "min", "max", n, reps);
+    const auto raw_stat = stat(raw);
+    print("sqlite_raw_claim", "claims/s", raw_stat, reps);
+    print("sqlite_store_add_job", "jobs/s", stat(add), reps, raw_stat.median);
+    print("sqlite_store_acquire_release", "jobs/s", stat(process), reps, raw_stat.median);
+    const auto total_stat = stat(total);
+    print("sqlite_store_jobs", "jobs/s", total_stat, reps, raw_stat.median);
+    std::printf("sqlite_store_jobs / raw claim: %.2f (target: at least 0.5)\n", total_stat.median / raw_stat.median);
+    std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("asched-bench-" + std::to_string(::getpid())));
+}
