@@ -157,7 +157,7 @@ void print(const char* name, const char* unit, const Stat& s, int reps, double p
     std::printf("%-34s %12.0f %12.0f %12.0f %s\n", name, s.median, s.min, s.max, unit);
     if (peer > 0)
         std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.0f,\"min\":%.0f,\"max\":%.0f,\"repetitions\":%d,"
-                    "\"peer\":\"raw_sqlite_claim\",\"peer_median\":%.0f,\"ratio\":%.3f}\n",
+                    "\"baseline\":\"sqlite_raw_claim\",\"baseline_median\":%.0f,\"ratio\":%.3f}\n",
                     name, unit, s.median, s.min, s.max, reps, peer, s.median / peer);
     else
         std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.0f,\"min\":%.0f,\"max\":%.0f,\"repetitions\":%d}\n",

@@ -2,6 +2,10 @@
 # asched's one entry point on a fresh Debian 12 machine:
 #   scripts/run.sh demo   install what is missing, build, run the main demo
 #   scripts/run.sh test   install what is missing, build, run every test (what CI runs)
+#   scripts/run.sh bench [--quick]
+#                         install what is missing (and the npm peers, into a temporary
+#                         folder), build, run every benchmark beside its peers, write
+#                         bench/results/latest.md, latest.jsonl and chart.png
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +16,9 @@ build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
                 libboost-test-dev libsqlite3-dev)
 test_packages=(clang-14 libclang-rt-14-dev)
+bench_packages=(python3 python3-apscheduler gnuplot-nox)
+# The peers, pinned so runs compare like with like.
+npm_peers=(croner@11.0.1 cron-parser@5.10.5)
 
 install_missing() {
     local missing=()
@@ -101,8 +108,43 @@ test)
     echo "== all test runs passed in $(( $(date +%s) - start )) s"
     echo "tests: ${total} passed, 0 failed"
     ;;
+bench)
+    install_missing "${build_packages[@]}" "${bench_packages[@]}"
+    # Node.js may come from elsewhere (NodeSource ships npm inside its nodejs package, which
+    # conflicts with Debian's npm): only install Debian's when the commands are missing.
+    command -v node > /dev/null && command -v npm > /dev/null || install_missing nodejs npm
+    reps=5; quick=0
+    if [ "${2:-}" = "--quick" ]; then reps=1; quick=1; fi
+    peers="$(mktemp -d)"
+    trap 'rm -rf "$peers"' EXIT
+    echo "== installing the peers from npm into $peers: ${npm_peers[*]}"
+    npm install --silent --no-audit --no-fund --prefix "$peers" "${npm_peers[@]}" > /dev/null
+    configure build/bench -DCMAKE_BUILD_TYPE=Release -DASCHED_BUILD_TESTS=OFF -DASCHED_BUILD_EXAMPLES=OFF
+    cmake --build build/bench -j "$jobs"
+    raw=build/bench/raw.jsonl
+    : > "$raw"
+    b=build/bench/bench
+    py=/usr/bin/python3 # Debian's, which has python3-apscheduler
+    run() { echo "== $*"; "$@" | tee -a "$raw" | grep -v '^{' || true; }
+    calls=20000; n=10000; secs=5; scale=1000000; sq=20000
+    if [ "$quick" = 1 ]; then calls=2000; n=2000; secs=1; scale=100000; sq=2000; fi
+    run "$b/bench_cron_next" "$reps" "$calls"
+    # The peers take 10-10,000 times longer per call: a tenth of the calls keeps the run short.
+    run node "$here/bench/peers/cron_next.mjs" "$peers/node_modules" "$reps" "$((calls / 10))"
+    run "$py" "$here/bench/peers/apscheduler3.py" cron_next "$reps" "$((calls / 10))"
+    run "$b/bench_dispatch" "$reps" "$n"
+    run node --max-old-space-size=12000 "$here/bench/peers/dispatch.mjs" "$peers/node_modules" "$reps" "$n"
+    run "$py" "$here/bench/peers/apscheduler3.py" dispatch "$reps" "$n"
+    run "$b/bench_lateness" "$(( reps < 3 ? reps : 3 ))" "$secs"
+    run "$py" "$here/bench/peers/apscheduler3.py" lateness "$(( reps < 3 ? reps : 3 ))" "$secs"
+    run "$b/bench_scale" "$(( reps < 3 ? reps : 3 ))" "$scale"
+    run "$b/bench_sqlite_store" "$reps" "$sq"
+    "$py" "$here/bench/report.py" "$raw" "$here/bench/results"
+    echo "== wrote bench/results/latest.md, latest.jsonl, chart.png"
+    sed -n '/## Targets/,/## Figures/p' bench/results/latest.md
+    ;;
 *)
-    echo "usage: scripts/run.sh demo|test" >&2
+    echo "usage: scripts/run.sh demo|test|bench [--quick]" >&2
     exit 2
     ;;
 esac
