@@ -181,6 +181,7 @@ set grid ytics
 set xtics rotate by -30 font ',9'
 set bmargin 9
 set lmargin 10
+set rmargin 16
 set key top left
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dashtype 2
 plot '{data}' using 2:xtic(1) title 'croner', '' using 3 title 'cron-parser', '' using 4 title 'APScheduler 3'

@@ -7,6 +7,9 @@
 
 #include <asio.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -105,7 +108,24 @@ int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::vector<double> bytes, add, acquire;
     for (int r = 0; r < reps; ++r) {
-        const auto f = once(n); // each repetition frees its store before the next measures RSS
+        // Each repetition in a fresh child process: memory freed by an earlier one would be
+        // reused and hide the growth of the resident set.
+        int fds[2];
+        if (::pipe(fds) != 0)
+            return 1;
+        const pid_t child = ::fork();
+        if (child == 0) {
+            const Figures mine = once(n);
+            const bool ok = ::write(fds[1], &mine, sizeof mine) == ssize_t(sizeof mine);
+            ::_exit(ok ? 0 : 1);
+        }
+        Figures f;
+        const bool ok = ::read(fds[0], &f, sizeof f) == ssize_t(sizeof f);
+        ::waitpid(child, nullptr, 0);
+        ::close(fds[0]);
+        ::close(fds[1]);
+        if (!ok)
+            return 1;
         bytes.push_back(f.bytes_per_schedule);
         add.push_back(f.add_us);
         acquire.push_back(f.acquire_us);
