@@ -356,6 +356,23 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, expired_job_leases_end_abandoned, stores, k
     BOOST_TEST(!sync(store->release_job("w1", got, result(got, JobOutcome::success))));
 }
 
+BOOST_DATA_TEST_CASE_F(StoreFixture, an_expired_lease_is_not_renewed, stores, kind) {
+    open(kind);
+    sync(store->add_job(job()));
+    auto got = acquire(1).jobs.at(0); // a 30 s lease
+    sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
+    auto leased = sync(store->acquire_schedules("w1", 30s, 10));
+    BOOST_REQUIRE(leased.size() == 1u);
+    clock->advance(31s);
+    sync(store->extend_acquired_job_leases("w1", {got.id}, 30s));
+    sync(store->extend_acquired_schedule_leases("w1", {"s"}, 30s));
+    // Too late: another worker gets the schedule, and the job ends abandoned.
+    BOOST_TEST(sync(store->acquire_schedules("w2", 30s, 10)).size() == 1u);
+    BOOST_TEST(acquire(1, {"t"}, "w2").jobs.empty());
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty());
+    BOOST_TEST(!sync(store->release_job("w1", got, result(got, JobOutcome::success))));
+}
+
 BOOST_DATA_TEST_CASE_F(StoreFixture, reaping_abandons_only_the_callers_jobs, stores, kind) {
     open(kind);
     add_task("t", std::nullopt);

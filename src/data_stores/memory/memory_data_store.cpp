@@ -535,10 +535,12 @@ asio::awaitable<void> MemoryDataStore::extend_acquired_schedule_leases(std::stri
                                                                        duration lease) {
     std::lock_guard lock(state_->mutex);
     auto& s = *state_;
-    const auto until = s.now() + lease;
+    const auto now = s.now();
+    const auto until = now + lease;
     for (auto& id : ids) {
         auto it = s.schedules.find(id);
-        if (it == s.schedules.end() || it->second.acquired_by != scheduler_id)
+        // An expired lease is not renewed: another scheduler may take the schedule over.
+        if (it == s.schedules.end() || it->second.acquired_by != scheduler_id || *it->second.acquired_until <= now)
             continue;
         s.unindex_schedule(it->second);
         it->second.acquired_until = until;
@@ -552,10 +554,12 @@ asio::awaitable<void> MemoryDataStore::extend_acquired_job_leases(std::string sc
                                                                   duration lease) {
     std::lock_guard lock(state_->mutex);
     auto& s = *state_;
-    const auto until = s.now() + lease;
+    const auto now = s.now();
+    const auto until = now + lease;
     for (auto& id : ids) {
         auto it = s.jobs.find(id);
-        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id)
+        // An expired lease is not renewed: the job is abandoned at the next acquisition.
+        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id || *it->second.job.acquired_until <= now)
             continue;
         Job& job = it->second.job;
         s.job_leases.erase({*job.acquired_until, id});

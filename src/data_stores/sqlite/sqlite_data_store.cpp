@@ -128,23 +128,34 @@ struct SqliteDataStore::Impl {
             return;
         auto conn = std::make_unique<Connection>(options.path, options.busy_timeout);
         const auto where = fmt::format("'{}'", options.path);
-        std::int64_t app = 0, tables = 0;
-        try {
-            auto q = conn->prepare("PRAGMA application_id");
-            if (q.step())
-                app = q.int64(0);
-            q.reset();
-            auto t = conn->prepare("SELECT count(*) FROM sqlite_master");
-            if (t.step())
-                tables = t.int64(0);
-            t.reset();
-        } catch (const Error& e) {
-            throw Error(errc::store_failure, fmt::format("{} is not an asched database: {}", where, e.what()));
-        }
-        if (app != application_id && (app != 0 || tables != 0))
-            throw Error(errc::store_failure,
-                        fmt::format("{} is not an asched database (application_id {}, {} tables)", where, app,
-                                    tables));
+        // application_id and the number of schema rows, read in one snapshot (another process
+        // may be creating the schema meanwhile); a foreign file is refused before anything is
+        // written to it.
+        auto refuse_foreign = [&](bool in_transaction) {
+            std::int64_t app = 0, tables = 0;
+            try {
+                std::optional<Transaction> snapshot;
+                if (!in_transaction)
+                    snapshot.emplace(*conn, Transaction::Kind::deferred);
+                auto q = conn->prepare("PRAGMA application_id");
+                if (q.step())
+                    app = q.int64(0);
+                q.reset();
+                auto t = conn->prepare("SELECT count(*) FROM sqlite_master");
+                if (t.step())
+                    tables = t.int64(0);
+                t.reset();
+                if (snapshot)
+                    snapshot->commit();
+            } catch (const Error& e) {
+                throw Error(errc::store_failure, fmt::format("{} is not an asched database: {}", where, e.what()));
+            }
+            if (app != application_id && (app != 0 || tables != 0))
+                throw Error(errc::store_failure,
+                            fmt::format("{} is not an asched database (application_id {}, {} tables)", where, app,
+                                        tables));
+        };
+        refuse_foreign(false);
         // Switching to WAL needs the file to itself for a moment and does not wait on the busy
         // handler: retry while another process opens the same new file.
         for (const auto give_up = std::chrono::steady_clock::now() + options.busy_timeout;;) {
@@ -160,6 +171,7 @@ struct SqliteDataStore::Impl {
         conn->exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
         conn->exec("PRAGMA cache_size = -16384"); // 16 MiB of page cache
         Transaction tx(*conn, Transaction::Kind::immediate);
+        refuse_foreign(true); // again, now that no other process can be half-way through
         int version = 0;
         {
             auto has_meta = conn->prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'asched_meta'");
@@ -1037,14 +1049,15 @@ asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::s
 
 namespace {
 
-// `sql` sets acquired_until = ?3 for the row ?1 held by ?2.
+// `sql` sets acquired_until = ?3 for the row ?1 held by ?2 whose lease runs past ?4 (now):
+// an expired lease is not renewed.
 asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl, const char* sql,
                                     std::string scheduler_id, std::vector<std::string> ids, duration lease) {
     auto op = [sql, scheduler_id, ids = std::move(ids), lease](SqliteDataStore::Impl& s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
-        const auto until = s.now() + lease;
+        const auto now = s.now();
         for (const auto& id : ids)
-            s.conn().prepare(sql).bind(1, id).bind(2, scheduler_id).bind(3, until).exec();
+            s.conn().prepare(sql).bind(1, id).bind(2, scheduler_id).bind(3, now + lease).bind(4, now).exec();
         s.commit(tx);
         return Unit{};
     };
@@ -1056,13 +1069,14 @@ asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl,
 asio::awaitable<void> SqliteDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
                                                                        std::vector<std::string> ids,
                                                                        duration lease) {
-    co_await extend_leases(impl_, "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2",
+    co_await extend_leases(impl_, "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
+                           "AND acquired_until > ?4",
                            std::move(scheduler_id), std::move(ids), lease);
 }
 
 asio::awaitable<void> SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id,
                                                                   std::vector<std::string> ids, duration lease) {
-    co_await extend_leases(impl_, "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2",
+    co_await extend_leases(impl_, "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 AND acquired_until > ?4",
                            std::move(scheduler_id), std::move(ids), lease);
 }
 
