@@ -471,9 +471,13 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
                 impl->running_delta.clear();
                 error = std::current_exception();
             }
+            // The work guard travels with the completion: released on the caller's executor
+            // after the handler ran, never here, where the caller's io_context may be gone.
             auto ex = work.get_executor();
-            asio::dispatch(ex, [handler = std::move(handler), error, out = std::move(out)]() mutable {
+            asio::dispatch(ex, [handler = std::move(handler), error, out = std::move(out),
+                                work = std::move(work)]() mutable {
                 handler(error, std::move(out));
+                work.reset();
             });
         });
     };
