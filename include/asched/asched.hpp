@@ -9,6 +9,7 @@
 #include <asched/error.hpp>
 #include <asched/event_broker.hpp>
 #include <asched/event_brokers/local_event_broker.hpp>
+#include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/events.hpp>
 #include <asched/job_context.hpp>
 #include <asched/logger.hpp>

@@ -1,0 +1,46 @@
+// RedisEventBroker: events between scheduler processes over Redis pub/sub.
+#pragma once
+
+#include <asched/event_broker.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace asched {
+
+struct RedisEventBrokerOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 6379;
+    /// The pub/sub channel; every node of one cluster uses the same.
+    std::string channel = "asched.events";
+    /// Reconnection waits double from 100 ms up to this.
+    std::chrono::milliseconds max_reconnect_delay{5000};
+};
+
+/// Publishes every event to a Redis channel and delivers what other nodes publish there to
+/// local subscribers. Two connections: one SUBSCRIBEd (read loop), one for PUBLISH. Both
+/// reconnect with capped backoff and the subscription is renewed after a reconnect; a publish
+/// while Redis is unreachable is delivered locally and logged, not queued: every node also
+/// polls its store, so a lost wake-up delays work but loses none. The sockets are Asio's;
+/// hiredis only formats commands and parses replies.
+class RedisEventBroker final : public EventBroker {
+public:
+    explicit RedisEventBroker(RedisEventBrokerOptions options = {});
+    ~RedisEventBroker() override;
+
+    asio::awaitable<void> start(asio::any_io_executor executor, Logger logger) override;
+    asio::awaitable<void> stop() override;
+    asio::awaitable<void> publish(Event event) override;
+
+    /// Whether the subscribing connection is up and subscribed (for health reports and tests).
+    bool subscribed() const noexcept;
+
+    struct State;
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+} // namespace asched

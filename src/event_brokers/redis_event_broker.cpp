@@ -1,0 +1,292 @@
+// RedisEventBroker: Asio sockets on one strand; hiredis formats commands and parses replies.
+#include <asched/event_brokers/redis_event_broker.hpp>
+
+#include <asched/error.hpp>
+#include <asched/model.hpp>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/connect.hpp>
+#include <asio/detached.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <optional>
+
+namespace asched {
+namespace {
+
+using nlohmann::json;
+using Socket = asio::ip::tcp::socket;
+
+struct ReaderDeleter {
+    void operator()(redisReader* r) const { redisReaderFree(r); }
+};
+struct ReplyDeleter {
+    void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+std::string command(std::initializer_list<std::string_view> args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (auto a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    char* out = nullptr;
+    const int n = redisFormatCommandArgv(&out, int(argv.size()), argv.data(), lens.data());
+    if (n < 0)
+        throw Error(errc::store_failure, "redis: cannot format a command");
+    std::string s(out, std::size_t(n));
+    redisFreeCommand(out);
+    return s;
+}
+
+// The next complete reply on `socket`, reading more when the reader needs it.
+asio::awaitable<ReplyPtr> read_reply(Socket& socket, redisReader* reader) {
+    for (;;) {
+        void* r = nullptr;
+        if (redisReaderGetReply(reader, &r) != REDIS_OK)
+            throw Error(errc::store_failure, fmt::format("redis: protocol error: {}", reader->errstr));
+        if (r) {
+            ReplyPtr reply(static_cast<redisReply*>(r));
+            if (reply->type == REDIS_REPLY_ERROR)
+                throw Error(errc::store_failure, fmt::format("redis: {}", std::string(reply->str, reply->len)));
+            co_return reply;
+        }
+        std::array<char, 16384> buf;
+        const std::size_t n = co_await socket.async_read_some(asio::buffer(buf), asio::use_awaitable);
+        redisReaderFeed(reader, buf.data(), n);
+    }
+}
+
+} // namespace
+
+struct RedisEventBroker::State {
+    RedisEventBrokerOptions options;
+    std::string origin = make_uuid(); // this broker's own messages come back: skip them
+    Logger logger;
+    std::optional<asio::strand<asio::any_io_executor>> strand;
+    std::atomic<bool> is_subscribed{false};
+    bool stopping = false;
+    std::optional<Socket> sub, pub;
+    ReaderPtr pub_reader;
+    std::optional<asio::steady_timer> backoff;
+    std::deque<std::string> outbox; // formatted PUBLISH commands
+    bool writer_running = false;
+    bool loop_finished = false;
+    std::optional<asio::steady_timer> loop_done; // cancelled when the subscribe loop ends
+
+    std::mutex owner_mutex;
+    EventBroker* owner = nullptr; // cleared by the broker's destructor
+
+    void deliver(const Event& e) {
+        std::lock_guard lock(owner_mutex);
+        if (owner)
+            owner->publish_local(e);
+    }
+
+    void log(LogLevel level, std::string message) const { logger.log(level, std::move(message)); }
+
+    asio::awaitable<void> connect(Socket& socket) {
+        asio::ip::tcp::resolver resolver(*strand);
+        auto endpoints = co_await resolver.async_resolve(options.host, std::to_string(options.port),
+                                                         asio::use_awaitable);
+        co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
+        socket.set_option(asio::ip::tcp::no_delay(true));
+    }
+
+    void handle(const redisReply& reply) {
+        if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3 || reply.element[0]->type != REDIS_REPLY_STRING)
+            return;
+        const std::string_view kind(reply.element[0]->str, reply.element[0]->len);
+        if (kind == "subscribe") {
+            is_subscribed = true;
+            log(LogLevel::info, fmt::format("redis broker: subscribed to '{}' on {}:{}", options.channel,
+                                            options.host, options.port));
+            return;
+        }
+        if (kind != "message" || reply.element[2]->type != REDIS_REPLY_STRING)
+            return;
+        try {
+            const auto message = json::parse(std::string_view(reply.element[2]->str, reply.element[2]->len));
+            if (message.at("origin").get<std::string>() == origin)
+                return; // published here: already delivered locally
+            deliver(message.at("event").get<Event>());
+        } catch (const std::exception& e) {
+            log(LogLevel::warning, fmt::format("redis broker: ignoring a message that is not an asched event: {}",
+                                               e.what()));
+        }
+    }
+};
+
+namespace {
+
+using State = RedisEventBroker::State;
+
+asio::awaitable<void> subscribe_loop(std::shared_ptr<State> self) {
+    auto delay = std::chrono::milliseconds(100);
+    while (!self->stopping) {
+        try {
+            self->sub.emplace(*self->strand);
+            co_await self->connect(*self->sub);
+            const auto subscribe = command({"SUBSCRIBE", self->options.channel});
+            co_await asio::async_write(*self->sub, asio::buffer(subscribe), asio::use_awaitable);
+            ReaderPtr reader(redisReaderCreate());
+            for (;;) {
+                auto reply = co_await read_reply(*self->sub, reader.get());
+                if (self->is_subscribed)
+                    delay = std::chrono::milliseconds(100);
+                self->handle(*reply);
+            }
+        } catch (const std::exception& e) {
+            if (!self->stopping)
+                self->log(LogLevel::warning,
+                          fmt::format("redis broker: subscription to {}:{} lost ({}); reconnecting in {} ms",
+                                      self->options.host, self->options.port, e.what(), delay.count()));
+        }
+        self->is_subscribed = false;
+        if (self->sub) {
+            asio::error_code ignored;
+            self->sub->close(ignored);
+        }
+        if (self->stopping)
+            break;
+        self->backoff->expires_after(delay);
+        co_await self->backoff->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        delay = std::min(delay * 2, self->options.max_reconnect_delay);
+    }
+}
+
+// Sends everything in the outbox as one write and reads one reply per command; one reconnect
+// attempt per batch, then the batch is dropped with a warning (local delivery has happened).
+asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
+    while (!self->outbox.empty() && !self->stopping) {
+        std::string batch;
+        std::size_t count = 0;
+        for (; !self->outbox.empty(); ++count) {
+            batch += self->outbox.front();
+            self->outbox.pop_front();
+        }
+        for (int attempt = 0;; ++attempt) {
+            try {
+                if (!self->pub || !self->pub->is_open()) {
+                    self->pub.emplace(*self->strand);
+                    co_await self->connect(*self->pub);
+                    self->pub_reader.reset(redisReaderCreate());
+                }
+                co_await asio::async_write(*self->pub, asio::buffer(batch), asio::use_awaitable);
+                for (std::size_t i = 0; i < count; ++i)
+                    co_await read_reply(*self->pub, self->pub_reader.get());
+                break;
+            } catch (const std::exception& e) {
+                if (self->pub) {
+                    asio::error_code ignored;
+                    self->pub->close(ignored);
+                }
+                if (attempt > 0 || self->stopping) {
+                    self->log(LogLevel::warning,
+                              fmt::format("redis broker: {} event(s) not published to other nodes: {}", count,
+                                          e.what()));
+                    break;
+                }
+            }
+        }
+    }
+    self->writer_running = false;
+}
+
+asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string cmd) {
+    self->outbox.push_back(std::move(cmd));
+    if (!self->writer_running) {
+        self->writer_running = true;
+        asio::co_spawn(*self->strand, write_loop(self), [self](std::exception_ptr e) {
+            self->writer_running = false;
+            if (e)
+                self->log(LogLevel::error, "redis broker: the publishing loop ended with an internal error");
+        });
+    }
+    co_return;
+}
+
+asio::awaitable<void> wait_loop_done(std::shared_ptr<State> self) {
+    while (!self->loop_finished)
+        co_await self->loop_done->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> close_all(std::shared_ptr<State> self) {
+    self->stopping = true;
+    asio::error_code ignored;
+    if (self->sub)
+        self->sub->close(ignored);
+    if (self->pub)
+        self->pub->close(ignored);
+    if (self->backoff)
+        self->backoff->cancel();
+    co_return;
+}
+
+} // namespace
+
+RedisEventBroker::RedisEventBroker(RedisEventBrokerOptions options) : state_(std::make_shared<State>()) {
+    state_->options = std::move(options);
+    state_->owner = this;
+}
+
+RedisEventBroker::~RedisEventBroker() {
+    {
+        std::lock_guard lock(state_->owner_mutex);
+        state_->owner = nullptr;
+    }
+    if (state_->strand)
+        asio::co_spawn(*state_->strand, close_all(state_), asio::detached);
+}
+
+asio::awaitable<void> RedisEventBroker::start(asio::any_io_executor executor, Logger logger) {
+    co_await EventBroker::start(executor, logger);
+    if (state_->strand)
+        co_return; // started already
+    state_->logger = logger;
+    state_->strand.emplace(asio::make_strand(executor));
+    state_->backoff.emplace(*state_->strand);
+    state_->loop_done.emplace(*state_->strand, asio::steady_timer::time_point::max());
+    auto self = state_;
+    asio::co_spawn(*state_->strand, subscribe_loop(self), [self](std::exception_ptr e) {
+        if (e)
+            self->log(LogLevel::error, "redis broker: the subscription loop ended with an internal error");
+        self->loop_finished = true;
+        self->loop_done->cancel();
+    });
+}
+
+asio::awaitable<void> RedisEventBroker::stop() {
+    if (!state_->strand)
+        co_return;
+    co_await asio::co_spawn(*state_->strand, close_all(state_), asio::use_awaitable);
+    co_await asio::co_spawn(*state_->strand, wait_loop_done(state_), asio::use_awaitable);
+    co_await EventBroker::stop();
+}
+
+asio::awaitable<void> RedisEventBroker::publish(Event event) {
+    publish_local(event);
+    if (!state_->strand)
+        co_return;
+    const json message{{"origin", state_->origin}, {"event", json(event)}};
+    auto cmd = command({"PUBLISH", state_->options.channel, message.dump()});
+    co_await asio::co_spawn(*state_->strand, enqueue(state_, std::move(cmd)), asio::use_awaitable);
+}
+
+bool RedisEventBroker::subscribed() const noexcept { return state_->is_subscribed; }
+
+} // namespace asched
