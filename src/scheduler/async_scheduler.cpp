@@ -290,6 +290,13 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
         std::optional<std::vector<std::string>> ids(std::in_place, 1, job_id);
         auto jobs = co_await self->store->get_jobs(std::move(ids));
         if (jobs.empty()) {
+            // The job may have finished between the two reads (the store's calls can take
+            // another thread): look for its result again, then give its JobReleased event a
+            // moment to arrive before calling the id unknown.
+            if (auto result = co_await self->store->get_job_result(job_id))
+                co_return result;
+            if (!waiter->released)
+                co_await waiter->wake.wait(std::chrono::milliseconds(200));
             if (waiter->released)
                 continue;
             throw Error(errc::job_lookup,
