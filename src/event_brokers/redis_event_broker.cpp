@@ -83,6 +83,7 @@ struct RedisEventBroker::State {
     std::optional<Socket> sub, pub;
     ReaderPtr pub_reader;
     std::optional<asio::steady_timer> backoff;
+    std::optional<asio::ip::tcp::resolver> resolver;
     std::deque<std::string> outbox; // formatted PUBLISH commands
     bool writer_running = false;
     bool loop_finished = false;
@@ -99,11 +100,16 @@ struct RedisEventBroker::State {
 
     void log(LogLevel level, std::string message) const { logger.log(level, std::move(message)); }
 
+    // Connects `socket`; throws when stop() ran meanwhile, so no loop outlives it with a
+    // fresh connection (close_all() cancels the resolver and closes the sockets).
     asio::awaitable<void> connect(Socket& socket) {
-        asio::ip::tcp::resolver resolver(*strand);
-        auto endpoints = co_await resolver.async_resolve(options.host, std::to_string(options.port),
-                                                         asio::use_awaitable);
+        auto endpoints = co_await resolver->async_resolve(options.host, std::to_string(options.port),
+                                                          asio::use_awaitable);
+        if (stopping)
+            throw Error(errc::not_running, "redis broker: stopped");
         co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
+        if (stopping)
+            throw Error(errc::not_running, "redis broker: stopped");
         socket.set_option(asio::ip::tcp::no_delay(true));
     }
 
@@ -144,7 +150,7 @@ asio::awaitable<void> subscribe_loop(std::shared_ptr<State> self) {
             const auto subscribe = command({"SUBSCRIBE", self->options.channel});
             co_await asio::async_write(*self->sub, asio::buffer(subscribe), asio::use_awaitable);
             ReaderPtr reader(redisReaderCreate());
-            for (;;) {
+            while (!self->stopping) {
                 auto reply = co_await read_reply(*self->sub, reader.get());
                 if (self->is_subscribed)
                     delay = std::chrono::milliseconds(100);
@@ -234,6 +240,8 @@ asio::awaitable<void> close_all(std::shared_ptr<State> self) {
         self->pub->close(ignored);
     if (self->backoff)
         self->backoff->cancel();
+    if (self->resolver)
+        self->resolver->cancel();
     co_return;
 }
 
@@ -260,6 +268,7 @@ asio::awaitable<void> RedisEventBroker::start(asio::any_io_executor executor, Lo
     state_->logger = logger;
     state_->strand.emplace(asio::make_strand(executor));
     state_->backoff.emplace(*state_->strand);
+    state_->resolver.emplace(*state_->strand);
     state_->loop_done.emplace(*state_->strand, asio::steady_timer::time_point::max());
     auto self = state_;
     asio::co_spawn(*state_->strand, subscribe_loop(self), [self](std::exception_ptr e) {
