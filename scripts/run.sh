@@ -15,7 +15,7 @@ jobs="${ASCHED_JOBS:-2}"
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
                 libboost-test-dev libsqlite3-dev libhiredis-dev)
-test_packages=(clang-14 libclang-rt-14-dev redis-server)
+test_packages=(clang-14 libclang-rt-14-dev redis-server postgresql libpq-dev)
 bench_packages=(python3 python3-apscheduler gnuplot-nox)
 # The peers, pinned so runs compare like with like.
 npm_peers=(croner@11.0.1 cron-parser@5.10.5)

@@ -5,11 +5,13 @@
 
 #include "test_support.hpp"
 
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
 extern char** environ;
@@ -48,6 +50,20 @@ public:
         args.push_back(nullptr);
         if (posix_spawnp(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0)
             throw std::runtime_error("cannot start " + argv[0]);
+    }
+    /// Waits for the process to exit (bounded) and returns its exit status.
+    int wait(std::chrono::seconds limit = std::chrono::seconds(60)) {
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        for (;;) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            }
+            if (std::chrono::steady_clock::now() > deadline)
+                throw std::runtime_error("a child process did not exit in time");
+            std::this_thread::sleep_for(std::chrono::milliseconds(10)); // bounded poll
+        }
     }
     /// Sends `sig` and reaps the process.
     void kill(int sig) {
@@ -94,6 +110,82 @@ private:
     TempDir dir_;
     std::uint16_t port_;
     Process process_;
+};
+
+/// Runs `argv` to completion; throws naming the command when it fails.
+inline void run_command(std::vector<std::string> argv) {
+    const std::string what = argv.front();
+    Process p(std::move(argv));
+    if (const int status = p.wait(); status != 0)
+        throw std::runtime_error(what + " failed with status " + std::to_string(status));
+}
+
+/// A PostgreSQL 15 cluster of its own: initdb into a temporary directory, the server on a
+/// free loopback port (its socket in the same directory), trust authentication for the role
+/// "asched", fsync off. Run as root (as CI does), the cluster belongs to the "postgres" user,
+/// since PostgreSQL refuses to run as root. stop() is `pg_ctl stop -m immediate` (a crash, as
+/// far as clients can tell); start() brings it back on the same port.
+class PostgresServer {
+public:
+    PostgresServer() : port_(free_port()) {
+        if (::getuid() == 0) {
+            const passwd* pw = ::getpwnam("postgres");
+            if (!pw)
+                throw std::runtime_error("running as root needs the 'postgres' user (package postgresql)");
+            if (::chown(dir_.path("").c_str(), pw->pw_uid, pw->pw_gid) != 0)
+                throw std::runtime_error("cannot hand the temporary directory to 'postgres'");
+        }
+        run_command(as_owner({bin("initdb"), "-D", data(), "-U", "asched", "--auth=trust", "-E", "UTF8",
+                              "--no-sync", "--no-instructions"}));
+        start();
+    }
+    ~PostgresServer() {
+        try {
+            stop();
+        } catch (...) {
+        }
+    }
+    PostgresServer(const PostgresServer&) = delete;
+    PostgresServer& operator=(const PostgresServer&) = delete;
+
+    std::uint16_t port() const noexcept { return port_; }
+    /// A libpq connection string for the database "postgres".
+    std::string conninfo() const {
+        return "host=127.0.0.1 port=" + std::to_string(port_) + " user=asched dbname=postgres connect_timeout=5";
+    }
+
+    void start() {
+        run_command(as_owner({bin("pg_ctl"), "-D", data(), "-l", dir_.path("server.log"), "-w", "-t", "60", "-o",
+                              "-p " + std::to_string(port_) + " -k " + dir_.path("") +
+                                  " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+                              "start"}));
+        running_ = true;
+    }
+    void stop() {
+        if (!running_)
+            return;
+        running_ = false;
+        run_command(as_owner({bin("pg_ctl"), "-D", data(), "-m", "immediate", "-w", "stop"}));
+    }
+
+private:
+    std::string data() const { return dir_.path("data"); }
+
+    static std::string bin(const std::string& tool) {
+        for (const char* dir : {"/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"})
+            if (std::filesystem::exists(std::string(dir) + "/" + tool))
+                return std::string(dir) + "/" + tool;
+        return tool; // from PATH
+    }
+    static std::vector<std::string> as_owner(std::vector<std::string> argv) {
+        if (::getuid() == 0)
+            argv.insert(argv.begin(), {"runuser", "-u", "postgres", "--"});
+        return argv;
+    }
+
+    TempDir dir_;
+    std::uint16_t port_;
+    bool running_ = false;
 };
 
 } // namespace asched::test
