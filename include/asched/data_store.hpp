@@ -90,8 +90,9 @@ public:
     virtual asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() = 0;
 
     /// Throws Error(task_lookup) for an unknown task, Error(conflicting_id) for a job id that
-    /// exists or a second job for one (schedule, fire time). Publishes JobAdded.
-    virtual asio::awaitable<void> add_job(Job job) = 0;
+    /// exists or a second job for one (schedule, fire time). Publishes JobAdded. add_jobs()
+    /// with one job.
+    asio::awaitable<void> add_job(Job job);
     /// add_job for several jobs as one atomic step: all are added or, on an error, none.
     virtual asio::awaitable<void> add_jobs(std::vector<Job> jobs) = 0;
     /// Queued and running jobs; nullopt: all. In creation order.
@@ -105,9 +106,8 @@ public:
                                                          std::vector<std::string> task_ids) = 0;
     /// Stores `result` (if its expiry is after its finish), frees the task slot, deletes the
     /// job, publishes JobReleased. Refused (returns false) when `job` is no longer leased to
-    /// this scheduler with this token.
-    virtual asio::awaitable<bool> release_job(std::string scheduler_id, Job job,
-                                              JobResult result) = 0;
+    /// this scheduler with this token. release_jobs() with one release.
+    asio::awaitable<bool> release_job(std::string scheduler_id, Job job, JobResult result);
     /// release_job for several jobs in one step (one transaction where the store has them);
     /// returns, per release, whether it was applied.
     virtual asio::awaitable<std::vector<bool>> release_jobs(std::string scheduler_id,

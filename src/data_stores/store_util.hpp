@@ -34,4 +34,11 @@ inline JobResult store_result(const Job& job, JobOutcome outcome, time_point at,
     return r;
 }
 
+/// The JobReleased event for `job` ending with `result`, released by `scheduler_id`.
+inline JobReleased released_event(const Job& job, const JobResult& result, const std::string& scheduler_id) {
+    return JobReleased{result.finished_at, job.id,           scheduler_id,     job.task_id,
+                       job.schedule_id,    job.scheduled_fire_time, result.started_at, result.outcome,
+                       result.exception_type, result.exception_message};
+}
+
 } // namespace asched::detail

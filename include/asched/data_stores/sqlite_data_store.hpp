@@ -53,13 +53,11 @@ public:
     asio::awaitable<void> release_schedules(std::string scheduler_id,
                                             std::vector<ScheduleRelease> releases) override;
     asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override;
-    asio::awaitable<void> add_job(Job job) override;
     asio::awaitable<void> add_jobs(std::vector<Job> jobs) override;
     asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) override;
     asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
                                                  std::size_t limit,
                                                  std::vector<std::string> task_ids) override;
-    asio::awaitable<bool> release_job(std::string scheduler_id, Job job, JobResult result) override;
     asio::awaitable<std::vector<bool>> release_jobs(std::string scheduler_id,
                                                     std::vector<JobRelease> releases) override;
     asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) override;

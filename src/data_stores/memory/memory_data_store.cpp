@@ -111,10 +111,7 @@ struct MemoryDataStore::State {
         if (job.acquired_by)
             if (auto t = tasks.find(job.task_id); t != tasks.end() && t->second.running_jobs > 0)
                 --t->second.running_jobs;
-        events.push_back(JobReleased{result.finished_at, job.id, scheduler_id, job.task_id,
-                                     job.schedule_id, job.scheduled_fire_time, result.started_at,
-                                     result.outcome, result.exception_type,
-                                     result.exception_message});
+        events.push_back(detail::released_event(job, result, scheduler_id));
         if (result.expires_at > result.finished_at) {
             if (auto old = results.find(result.job_id); old != results.end())
                 result_expiry.erase({old->second.expires_at, old->first});
@@ -354,12 +351,6 @@ asio::awaitable<std::optional<time_point>> MemoryDataStore::get_next_schedule_ru
     co_return t;
 }
 
-asio::awaitable<void> MemoryDataStore::add_job(Job job) {
-    std::vector<Job> one;
-    one.push_back(std::move(job));
-    co_await add_jobs(std::move(one));
-}
-
 asio::awaitable<void> MemoryDataStore::add_jobs(std::vector<Job> jobs) {
     std::vector<Event> events;
     {
@@ -484,14 +475,6 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
     }
     co_await detail::publish_all(state_->context.broker, std::move(events));
     co_return out;
-}
-
-asio::awaitable<bool> MemoryDataStore::release_job(std::string scheduler_id, Job job,
-                                                   JobResult result) {
-    std::vector<JobRelease> one;
-    one.push_back({std::move(job), std::move(result)});
-    auto applied = co_await release_jobs(std::move(scheduler_id), std::move(one));
-    co_return applied.front();
 }
 
 asio::awaitable<std::vector<bool>> MemoryDataStore::release_jobs(std::string scheduler_id,

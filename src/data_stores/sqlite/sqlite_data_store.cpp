@@ -247,15 +247,14 @@ struct SqliteDataStore::Impl {
             .bind(4, error)
             .bind(5, now())
             .exec();
-        const std::string table = std::string(kind) + "s";
-        if (table == "tasks")
-            conn().prepare("DELETE FROM tasks WHERE id = ?1").bind(1, id).exec();
-        else if (table == "schedules")
-            conn().prepare("DELETE FROM schedules WHERE id = ?1").bind(1, id).exec();
-        else if (table == "jobs")
-            conn().prepare("DELETE FROM jobs WHERE id = ?1").bind(1, id).exec();
-        else
-            conn().prepare("DELETE FROM results WHERE job_id = ?1").bind(1, id).exec();
+        const std::string_view k = kind;
+        conn()
+            .prepare(k == "task"       ? "DELETE FROM tasks WHERE id = ?1"
+                     : k == "schedule" ? "DELETE FROM schedules WHERE id = ?1"
+                     : k == "job"      ? "DELETE FROM jobs WHERE id = ?1"
+                                       : "DELETE FROM results WHERE job_id = ?1")
+            .bind(1, id)
+            .exec();
         log(LogLevel::error, fmt::format("sqlite store: {} '{}' cannot be decoded and was moved to the "
                                          "quarantine table: {}",
                                          kind, id, error));
@@ -278,7 +277,6 @@ struct SqliteDataStore::Impl {
         }
     }
 
-    static constexpr const char* task_columns = "id, data, max_running_jobs, running_jobs";
     std::optional<Task> task_row(const Statement& s, std::vector<Bad>& bad) {
         std::string error;
         auto t = decode<Task>(s.text(1), error);
@@ -405,9 +403,7 @@ struct SqliteDataStore::Impl {
     void finish_job(const Job& job, JobResult result, const std::string& scheduler_id, bool delete_row = true) {
         if (job.acquired_by)
             --running_delta[job.task_id];
-        events.push_back(JobReleased{result.finished_at, job.id, scheduler_id, job.task_id, job.schedule_id,
-                                     job.scheduled_fire_time, result.started_at, result.outcome,
-                                     result.exception_type, result.exception_message});
+        events.push_back(detail::released_event(job, result, scheduler_id));
         if (result.expires_at > result.finished_at)
             conn()
                 .prepare("INSERT OR REPLACE INTO results (job_id, schedule_id, scheduled_fire_time, expires_at, "
@@ -814,12 +810,6 @@ asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_ru
     co_return t;
 }
 
-asio::awaitable<void> SqliteDataStore::add_job(Job job) {
-    std::vector<Job> one;
-    one.push_back(std::move(job));
-    co_await add_jobs(std::move(one));
-}
-
 asio::awaitable<void> SqliteDataStore::add_jobs(std::vector<Job> jobs) {
     auto op = [jobs = std::move(jobs)](Impl& s) mutable {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
@@ -983,13 +973,6 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
     auto [acq, events] = co_await on_db<JobAcquisition>(impl_, std::move(op));
     co_await detail::publish_all(impl_->context.broker, std::move(events));
     co_return std::move(acq);
-}
-
-asio::awaitable<bool> SqliteDataStore::release_job(std::string scheduler_id, Job job, JobResult result) {
-    std::vector<JobRelease> one;
-    one.push_back({std::move(job), std::move(result)});
-    auto applied = co_await release_jobs(std::move(scheduler_id), std::move(one));
-    co_return applied.front();
 }
 
 asio::awaitable<std::vector<bool>> SqliteDataStore::release_jobs(std::string scheduler_id,
