@@ -1,6 +1,10 @@
-// The data-store contract: one suite, run against every store (MemoryDataStore and
-// SqliteDataStore on a temporary file), on a manual clock. A new store joins `stores` below.
+// The data-store contract: one suite, run against every store (MemoryDataStore,
+// SqliteDataStore on a temporary file, PostgresDataStore on a private PostgreSQL server with a
+// schema per test), on a manual clock. A new store joins `stores` below.
+#include "servers.hpp"
 #include "test_support.hpp"
+
+#include <asched/data_stores/postgres_data_store.hpp>
 
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
@@ -9,14 +13,28 @@
 
 using namespace asched;
 using namespace std::chrono_literals;
-using test::sync;
 
 namespace {
 
-const char* const store_kinds[] = {"memory", "sqlite"};
+const char* const store_kinds[] = {"memory", "sqlite", "postgres"};
 const auto stores = boost::unit_test::data::make(store_kinds);
 
+// One server for the whole run (initdb takes seconds); each test has a schema of its own.
+test::PostgresServer& postgres() {
+    static test::PostgresServer server;
+    return server;
+}
+
+std::shared_ptr<DataStore> make_postgres_store() {
+    static int n = 0;
+    return std::make_shared<PostgresDataStore>(PostgresDataStoreOptions{
+        .conninfo = postgres().conninfo(), .schema = "contract_" + std::to_string(++n), .database_clock = false});
+}
+
 struct StoreFixture {
+    // The PostgreSQL store's sockets live on this io_context: it outlives the store, and every
+    // call runs on it.
+    asio::io_context ioc;
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
     std::shared_ptr<LocalEventBroker> broker = std::make_shared<LocalEventBroker>();
     test::TempDir dir;
@@ -25,11 +43,15 @@ struct StoreFixture {
     std::vector<Event> events;
     Subscription sub;
 
+    template <class T> T sync(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
+
     void open(const std::string& kind) {
         if (kind == "memory")
             store = std::make_shared<MemoryDataStore>();
-        else
+        else if (kind == "sqlite")
             store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = dir.path("store.db")});
+        else
+            store = make_postgres_store();
         sync(store->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}));
         sub = broker->subscribe([this](const Event& e) { events.push_back(e); }, all_events,
                                 events_ioc.get_executor());

@@ -38,6 +38,7 @@ public:
 
     bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
     std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+    bool boolean(int col) const { return int64(col) != 0; }
     std::string text(int col) const;
     std::optional<std::string> opt_text(int col) const { return is_null(col) ? std::nullopt : std::optional(text(col)); }
     time_point time(int col) const { return time_point(duration(int64(col))); }

@@ -1,6 +1,7 @@
 // SqliteDataStore: every operation is one transaction on the store's own thread.
 #include "sqlite.hpp"
 
+#include "../row_codec.hpp"
 #include "../store_util.hpp"
 
 #include "../../core/json_util.hpp"
@@ -261,88 +262,13 @@ struct SqliteDataStore::Impl {
         events.push_back(RecordQuarantined{now(), kind, id, error});
     }
 
-    struct Bad {
-        const char* kind;
-        std::string id;
-        std::string data;
-        std::string error;
-    };
+    using Bad = detail::BadRow;
 
-    template <class T> static std::optional<T> decode(const std::string& data, std::string& error) {
-        try {
-            return json::parse(data).get<T>();
-        } catch (const std::exception& e) {
-            error = e.what();
-            return std::nullopt;
-        }
-    }
-
-    std::optional<Task> task_row(const Statement& s, std::vector<Bad>& bad) {
-        std::string error;
-        auto t = decode<Task>(s.text(1), error);
-        if (!t) {
-            bad.push_back({"task", s.text(0), s.text(1), error});
-            return std::nullopt;
-        }
-        t->running_jobs = int(s.int64(3));
-        return t;
-    }
-
-    // Columns: id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by,
-    // acquired_until, lease_token.
+    std::optional<Task> task_row(const Statement& s, std::vector<Bad>& bad) { return detail::task_row(s, bad); }
     std::optional<Schedule> schedule_row(const Statement& s, std::vector<Bad>& bad) {
-        std::string error;
-        auto sched = decode<Schedule>(s.text(1), error);
-        if (sched && !s.is_null(5)) {
-            try {
-                sched->trigger_state = json::parse(s.text(5));
-            } catch (const std::exception& e) {
-                error = std::string("trigger_state: ") + e.what();
-                sched.reset();
-            }
-        }
-        if (!sched) {
-            bad.push_back({"schedule", s.text(0), s.text(1), error});
-            return std::nullopt;
-        }
-        sched->paused = s.int64(2) != 0;
-        sched->next_fire_time = s.opt_time(3);
-        sched->last_fire_time = s.opt_time(4);
-        sched->acquired_by = s.opt_text(6);
-        sched->acquired_until = s.opt_time(7);
-        sched->lease_token = std::uint64_t(s.int64(8));
-        return sched;
+        return detail::schedule_row(s, bad);
     }
-
-    // Columns: ASCHED_JOB_COLUMNS.
-    std::optional<Job> job_row(const Statement& s, std::vector<Bad>& bad) {
-        Job job;
-        job.id = s.text(0);
-        const std::string args = s.text(8), metadata = s.text(9);
-        try {
-            // The common empty values skip the parser.
-            job.args = args == "[]" ? json::array() : json::parse(args);
-            job.metadata = metadata == "{}" ? json::object() : json::parse(metadata);
-            if (!job.args.is_array())
-                throw Error(errc::deserialization, "job: field 'args': not a JSON array");
-            if (!job.metadata.is_object())
-                throw Error(errc::deserialization, "job: field 'metadata': not a JSON object");
-        } catch (const std::exception& e) {
-            bad.push_back({"job", job.id, fmt::format("args={} metadata={}", args, metadata), e.what()});
-            return std::nullopt;
-        }
-        job.task_id = s.text(1);
-        job.schedule_id = s.opt_text(2);
-        job.scheduled_fire_time = s.opt_time(3);
-        job.jitter = duration(s.int64(4));
-        job.start_deadline = s.opt_time(5);
-        job.result_expiration_time = duration(s.int64(6));
-        job.created_at = s.time(7);
-        job.acquired_by = s.opt_text(10);
-        job.acquired_until = s.opt_time(11);
-        job.lease_token = std::uint64_t(s.int64(12));
-        return job;
-    }
+    std::optional<Job> job_row(const Statement& s, std::vector<Bad>& bad) { return detail::job_row(s, bad); }
 
     // Moves the rows found undecodable to the quarantine, in a write transaction of its own
     // when the caller only read.
@@ -374,8 +300,6 @@ struct SqliteDataStore::Impl {
 
     // false: a job for this (schedule, fire time) or with this id exists already.
     bool insert_job(const Job& job, time_point at) {
-        const bool no_args = job.args.is_array() && job.args.empty();
-        const bool no_metadata = job.metadata.is_object() && job.metadata.empty();
         const int n = conn()
                           .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
                                    "earliest_start, start_deadline, result_expiration, created_at, args, metadata) "
@@ -389,8 +313,8 @@ struct SqliteDataStore::Impl {
                           .bind(7, job.start_deadline)
                           .bind(8, std::int64_t(job.result_expiration_time.count()))
                           .bind(9, job.created_at)
-                          .bind(10, no_args ? std::string("[]") : job.args.dump())
-                          .bind(11, no_metadata ? std::string("{}") : job.metadata.dump())
+                          .bind(10, detail::args_text(job))
+                          .bind(11, detail::metadata_text(job))
                           .exec();
         if (n == 0)
             return false;
@@ -1019,7 +943,7 @@ asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::s
                          .bind(2, s.now());
             if (q.step()) {
                 std::string error;
-                out = Impl::decode<JobResult>(q.text(0), error);
+                out = detail::decode_json<JobResult>(q.text(0), error);
                 if (!out)
                     bad.push_back({"result", job_id, q.text(0), error});
             }

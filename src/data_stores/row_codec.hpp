@@ -1,0 +1,114 @@
+// Rows to model values for the SQL stores (SQLite, PostgreSQL), which share one column layout.
+// A row that cannot be decoded is reported in `bad`, for the store to quarantine.
+#pragma once
+
+#include <asched/error.hpp>
+#include <asched/model.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace asched::detail {
+
+/// A row that could not be decoded.
+struct BadRow {
+    const char* kind; ///< "task", "schedule", "job", "result"
+    std::string id;
+    std::string data;
+    std::string error;
+};
+
+template <class T> std::optional<T> decode_json(const std::string& data, std::string& error) {
+    try {
+        return nlohmann::json::parse(data).get<T>();
+    } catch (const std::exception& e) {
+        error = e.what();
+        return std::nullopt;
+    }
+}
+
+// `Row` reads column i: is_null(i), int64(i), text(i), opt_text(i), time(i), opt_time(i).
+
+/// Columns: id, data, max_running_jobs, running_jobs.
+template <class Row> std::optional<Task> task_row(const Row& s, std::vector<BadRow>& bad) {
+    std::string error;
+    auto t = decode_json<Task>(s.text(1), error);
+    if (!t) {
+        bad.push_back({"task", s.text(0), s.text(1), error});
+        return std::nullopt;
+    }
+    t->running_jobs = int(s.int64(3));
+    return t;
+}
+
+/// Columns: id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by,
+/// acquired_until, lease_token.
+template <class Row> std::optional<Schedule> schedule_row(const Row& s, std::vector<BadRow>& bad) {
+    std::string error;
+    auto sched = decode_json<Schedule>(s.text(1), error);
+    if (sched && !s.is_null(5)) {
+        try {
+            sched->trigger_state = nlohmann::json::parse(s.text(5));
+        } catch (const std::exception& e) {
+            error = std::string("trigger_state: ") + e.what();
+            sched.reset();
+        }
+    }
+    if (!sched) {
+        bad.push_back({"schedule", s.text(0), s.text(1), error});
+        return std::nullopt;
+    }
+    sched->paused = s.boolean(2);
+    sched->next_fire_time = s.opt_time(3);
+    sched->last_fire_time = s.opt_time(4);
+    sched->acquired_by = s.opt_text(6);
+    sched->acquired_until = s.opt_time(7);
+    sched->lease_token = std::uint64_t(s.int64(8));
+    return sched;
+}
+
+/// Columns: id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline,
+/// result_expiration, created_at, args, metadata, acquired_by, acquired_until, lease_token.
+template <class Row> std::optional<Job> job_row(const Row& s, std::vector<BadRow>& bad) {
+    using nlohmann::json;
+    Job job;
+    job.id = s.text(0);
+    const std::string args = s.text(8), metadata = s.text(9);
+    try {
+        // The common empty values skip the parser.
+        job.args = args == "[]" ? json::array() : json::parse(args);
+        job.metadata = metadata == "{}" ? json::object() : json::parse(metadata);
+        if (!job.args.is_array())
+            throw Error(errc::deserialization, "job: field 'args': not a JSON array");
+        if (!job.metadata.is_object())
+            throw Error(errc::deserialization, "job: field 'metadata': not a JSON object");
+    } catch (const std::exception& e) {
+        bad.push_back({"job", job.id, fmt::format("args={} metadata={}", args, metadata), e.what()});
+        return std::nullopt;
+    }
+    job.task_id = s.text(1);
+    job.schedule_id = s.opt_text(2);
+    job.scheduled_fire_time = s.opt_time(3);
+    job.jitter = duration(s.int64(4));
+    job.start_deadline = s.opt_time(5);
+    job.result_expiration_time = duration(s.int64(6));
+    job.created_at = s.time(7);
+    job.acquired_by = s.opt_text(10);
+    job.acquired_until = s.opt_time(11);
+    job.lease_token = std::uint64_t(s.int64(12));
+    return job;
+}
+
+/// A job's args and metadata as stored: the common empty values without the serializer.
+inline std::string args_text(const Job& job) {
+    return job.args.is_array() && job.args.empty() ? std::string("[]") : job.args.dump();
+}
+inline std::string metadata_text(const Job& job) {
+    return job.metadata.is_object() && job.metadata.empty() ? std::string("{}") : job.metadata.dump();
+}
+
+} // namespace asched::detail
