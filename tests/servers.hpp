@@ -5,6 +5,7 @@
 
 #include "test_support.hpp"
 
+#include <libpq-fe.h>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
@@ -186,6 +187,34 @@ private:
     TempDir dir_;
     std::uint16_t port_;
     bool running_ = false;
+};
+
+/// A blocking libpq connection for a test's side queries (locking a table, reading a ledger).
+class Psql {
+public:
+    explicit Psql(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+        if (PQstatus(conn_) != CONNECTION_OK)
+            throw std::runtime_error(std::string("psql: ") + PQerrorMessage(conn_));
+    }
+    ~Psql() { PQfinish(conn_); }
+    Psql(const Psql&) = delete;
+    Psql& operator=(const Psql&) = delete;
+
+    /// Runs `sql`; the first column of the first row ("" without rows). Throws on an error.
+    std::string exec(const std::string& sql) {
+        PGresult* r = PQexec(conn_, sql.c_str());
+        const auto status = PQresultStatus(r);
+        std::string out;
+        if (status == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            out = PQgetvalue(r, 0, 0);
+        PQclear(r);
+        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+            throw std::runtime_error("psql: " + sql + ": " + PQerrorMessage(conn_));
+        return out;
+    }
+
+private:
+    PGconn* conn_;
 };
 
 } // namespace asched::test

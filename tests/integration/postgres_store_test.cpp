@@ -1,0 +1,281 @@
+// PostgresDataStore beyond the shared contract: several stores (nodes) on one database, the
+// database's clock, the per-task cap across nodes, outages, a frozen server, the schema guard.
+#include "servers.hpp"
+#include "test_support.hpp"
+
+#include <asched/data_stores/postgres_data_store.hpp>
+
+#include <fmt/format.h>
+
+#include <set>
+
+using namespace asched;
+using namespace std::chrono_literals;
+
+namespace {
+
+test::PostgresServer& server() {
+    static test::PostgresServer s;
+    return s;
+}
+
+struct PgFixture {
+    asio::io_context ioc;
+    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
+    std::string schema;
+    std::vector<std::shared_ptr<PostgresDataStore>> nodes;
+
+    PgFixture() {
+        static int n = 0;
+        schema = "store_" + std::to_string(++n);
+    }
+    ~PgFixture() {
+        for (auto& node : nodes)
+            run(node->stop());
+    }
+
+    template <class T> T run(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
+
+    std::shared_ptr<PostgresDataStore> node(PostgresDataStoreOptions options = {}) {
+        options.conninfo = server().conninfo();
+        options.schema = schema;
+        auto store = std::make_shared<PostgresDataStore>(options);
+        run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
+        nodes.push_back(store);
+        return store;
+    }
+
+    PostgresDataStoreOptions manual_clock() {
+        PostgresDataStoreOptions o;
+        o.database_clock = false;
+        return o;
+    }
+
+    void add_task(DataStore& store, std::string id, std::optional<int> cap = std::nullopt) {
+        Task t;
+        t.id = std::move(id);
+        t.max_running_jobs = cap;
+        run(store.add_task(t));
+    }
+
+    Job job(std::string task = "t") {
+        Job j;
+        j.id = make_uuid();
+        j.task_id = std::move(task);
+        j.created_at = clock->now();
+        return j;
+    }
+};
+
+// Acquires jobs in batches of `batch` until none are left; the ids acquired, in order.
+asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<PostgresDataStore> store, std::string who,
+                                                     std::size_t batch) {
+    std::vector<std::string> got;
+    std::vector<std::string> tasks{"t"};
+    for (;;) {
+        auto acq = co_await store->acquire_jobs(who, 30s, batch, tasks);
+        if (acq.jobs.empty())
+            co_return got;
+        std::vector<JobRelease> done;
+        for (auto& j : acq.jobs) {
+            got.push_back(j.id);
+            JobResult r;
+            r.job_id = j.id;
+            r.task_id = j.task_id;
+            r.outcome = JobOutcome::success;
+            done.push_back({j, r});
+        }
+        co_await store->release_jobs(who, std::move(done));
+    }
+}
+
+asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<PostgresDataStore> store, std::string who) {
+    std::vector<std::string> got;
+    for (;;) {
+        auto leased = co_await store->acquire_schedules(who, 30s, 7);
+        if (leased.empty())
+            co_return got;
+        for (auto& s : leased)
+            got.push_back(s.id);
+        // Held, not released: a second lease of any of them would be a double fire.
+    }
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(postgres_store)
+
+BOOST_FIXTURE_TEST_CASE(two_nodes_never_lease_the_same_job_or_schedule, PgFixture) {
+    auto a = node(manual_clock());
+    auto b = node(manual_clock());
+    add_task(*a, "t");
+    std::vector<Job> jobs;
+    for (int i = 0; i < 600; ++i)
+        jobs.push_back(job());
+    run(a->add_jobs(jobs));
+    for (int i = 0; i < 300; ++i) {
+        Schedule s;
+        s.id = fmt::format("s{:03}", i);
+        s.task_id = "t";
+        s.trigger = std::make_shared<DateTrigger>(test::t0);
+        s.next_fire_time = test::t0;
+        run(a->add_schedule(s, ConflictPolicy::exception));
+    }
+    // Both nodes run at once on the io_context: their transactions interleave in the server.
+    auto ja = asio::co_spawn(ioc, drain_jobs(a, "a", 10), asio::use_future);
+    auto jb = asio::co_spawn(ioc, drain_jobs(b, "b", 10), asio::use_future);
+    auto sa = asio::co_spawn(ioc, drain_schedules(a, "a"), asio::use_future);
+    auto sb = asio::co_spawn(ioc, drain_schedules(b, "b"), asio::use_future);
+    ioc.restart();
+    ioc.run_for(60s);
+    auto got_a = ja.get(), got_b = jb.get();
+    BOOST_TEST(!got_a.empty());
+    BOOST_TEST(!got_b.empty());
+    std::multiset<std::string> all(got_a.begin(), got_a.end());
+    all.insert(got_b.begin(), got_b.end());
+    BOOST_TEST(all.size() == 600u);
+    BOOST_TEST(std::set<std::string>(all.begin(), all.end()).size() == 600u);
+    auto sched_a = sa.get(), sched_b = sb.get();
+    std::set<std::string> leased(sched_a.begin(), sched_a.end());
+    leased.insert(sched_b.begin(), sched_b.end());
+    BOOST_TEST(sched_a.size() + sched_b.size() == 300u);
+    BOOST_TEST(leased.size() == 300u);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_task_cap_holds_across_nodes, PgFixture) {
+    auto a = node(manual_clock());
+    auto b = node(manual_clock());
+    add_task(*a, "t", 3);
+    std::vector<Job> jobs;
+    for (int i = 0; i < 10; ++i)
+        jobs.push_back(job());
+    run(a->add_jobs(jobs));
+    std::vector<std::string> tasks{"t"};
+    auto first = run(a->acquire_jobs("a", 30s, 10, tasks));
+    BOOST_TEST(first.jobs.size() == 3u);
+    BOOST_TEST(run(b->acquire_jobs("b", 30s, 10, tasks)).jobs.size() == 0u);
+    BOOST_TEST(run(b->get_task("t")).running_jobs == 3);
+    JobResult r;
+    r.job_id = first.jobs[0].id;
+    r.task_id = "t";
+    run(a->release_job("a", first.jobs[0], r));
+    BOOST_TEST(run(b->acquire_jobs("b", 30s, 10, tasks)).jobs.size() == 1u);
+    BOOST_TEST(run(a->get_task("t")).running_jobs == 3);
+}
+
+BOOST_FIXTURE_TEST_CASE(due_and_expired_are_decided_by_the_database_clock, PgFixture) {
+    // The injected clock says 2025-01-01; the database says today. The database wins.
+    auto store = node();
+    add_task(*store, "t");
+    const auto real_now = std::chrono::time_point_cast<duration>(std::chrono::system_clock::now());
+    Schedule due;
+    due.id = "due";
+    due.task_id = "t";
+    due.trigger = std::make_shared<DateTrigger>(real_now - 1s);
+    due.next_fire_time = real_now - 1s;
+    Schedule later = due;
+    later.id = "later";
+    later.next_fire_time = real_now + 1h;
+    run(store->add_schedule(due, ConflictPolicy::exception));
+    run(store->add_schedule(later, ConflictPolicy::exception));
+    BOOST_TEST(clock->now() < *due.next_fire_time);
+    auto leased = run(store->acquire_schedules("w", 30s, 10));
+    BOOST_REQUIRE(leased.size() == 1u);
+    BOOST_TEST(leased[0].id == "due");
+    // The lease runs from the database's now, not the injected clock's.
+    BOOST_TEST(*leased[0].acquired_until > real_now + 20s);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_outage_fails_calls_then_the_store_reconnects, PgFixture) {
+    auto store = node(manual_clock());
+    add_task(*store, "t");
+    server().stop();
+    try {
+        run(store->get_tasks());
+        BOOST_FAIL("a call with the server down succeeded");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::store_failure);
+        BOOST_TEST(std::string(e.what()).find("127.0.0.1") != std::string::npos);
+    }
+    server().start();
+    auto tasks = run(store->get_tasks());
+    BOOST_REQUIRE(tasks.size() == 1u);
+    BOOST_TEST(tasks[0].id == "t");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_blocked_query_times_out_and_the_store_recovers, PgFixture) {
+    auto options = manual_clock();
+    options.query_timeout = 300ms;
+    auto store = node(options);
+    add_task(*store, "t");
+    test::Psql side(server().conninfo());
+    side.exec("BEGIN");
+    side.exec("LOCK TABLE " + schema + ".tasks IN ACCESS EXCLUSIVE MODE");
+    const auto began = std::chrono::steady_clock::now();
+    BOOST_CHECK_THROW(run(store->get_tasks()), Error);
+    const auto waited = std::chrono::steady_clock::now() - began;
+    BOOST_TEST(waited < 5s); // bounded by the timeout, not by the lock holder
+    side.exec("ROLLBACK");
+    BOOST_TEST(run(store->get_tasks()).size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_server_that_never_answers_fails_the_start, PgFixture) {
+    // Accepts TCP connections and says nothing: a frozen server.
+    asio::ip::tcp::acceptor silent(ioc, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    silent.listen();
+    PostgresDataStoreOptions options;
+    options.conninfo = fmt::format("host=127.0.0.1 port={} user=asched dbname=postgres", silent.local_endpoint().port());
+    options.connect_timeout = 300ms;
+    auto store = std::make_shared<PostgresDataStore>(options);
+    try {
+        run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
+        BOOST_FAIL("start() succeeded against a silent server");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::store_failure);
+        BOOST_TEST(std::string(e.what()).find("no connection within") != std::string::npos);
+    }
+    run(store->stop());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_foreign_or_newer_schema_is_refused, PgFixture) {
+    test::Psql side(server().conninfo());
+    side.exec("CREATE SCHEMA " + schema + "; CREATE TABLE " + schema + ".tasks (x int)");
+    PostgresDataStoreOptions options;
+    options.conninfo = server().conninfo();
+    options.schema = schema;
+    auto store = std::make_shared<PostgresDataStore>(options);
+    try {
+        run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
+        BOOST_FAIL("a foreign schema was accepted");
+    } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()).find("not asched's") != std::string::npos);
+    }
+    run(store->stop());
+    BOOST_TEST(side.exec("SELECT count(*) FROM " + schema + ".tasks") == "0"); // untouched
+
+    schema += "_newer";
+    auto current = node();
+    run(current->stop());
+    side.exec("UPDATE " + schema + ".schema_version SET version = 99");
+    options.schema = schema;
+    auto old_build = std::make_shared<PostgresDataStore>(options);
+    try {
+        run(old_build->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
+        BOOST_FAIL("a newer schema was accepted");
+    } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()).find("version 99") != std::string::npos);
+    }
+    run(old_build->stop());
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_connection_string_is_named) {
+    try {
+        PostgresDataStore store(PostgresDataStoreOptions{.conninfo = "host=x port"});
+        BOOST_FAIL("accepted");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::invalid_argument);
+        BOOST_TEST(std::string(e.what()).find("invalid connection string") != std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
