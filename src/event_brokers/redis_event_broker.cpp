@@ -1,4 +1,6 @@
 // RedisEventBroker: Asio sockets on one strand; hiredis formats commands and parses replies.
+#include "network_broker.hpp"
+
 #include <asched/event_brokers/redis_event_broker.hpp>
 
 #include <asched/error.hpp>
@@ -73,32 +75,13 @@ asio::awaitable<ReplyPtr> read_reply(Socket& socket, redisReader* reader) {
 
 } // namespace
 
-struct RedisEventBroker::State {
+struct RedisEventBroker::State : detail::NetworkBrokerState {
     RedisEventBrokerOptions options;
-    std::string origin = make_uuid(); // this broker's own messages come back: skip them
-    Logger logger;
-    std::optional<asio::strand<asio::any_io_executor>> strand;
     std::atomic<bool> is_subscribed{false};
-    bool stopping = false;
     std::optional<Socket> sub, pub;
     ReaderPtr pub_reader;
-    std::optional<asio::steady_timer> backoff;
     std::optional<asio::ip::tcp::resolver> resolver;
     std::deque<std::string> outbox; // formatted PUBLISH commands
-    bool writer_running = false;
-    bool loop_finished = false;
-    std::optional<asio::steady_timer> loop_done; // cancelled when the subscribe loop ends
-
-    std::mutex owner_mutex;
-    EventBroker* owner = nullptr; // cleared by the broker's destructor
-
-    void deliver(const Event& e) {
-        std::lock_guard lock(owner_mutex);
-        if (owner)
-            owner->publish_local(e);
-    }
-
-    void log(LogLevel level, std::string message) const { logger.log(level, std::move(message)); }
 
     // Connects `socket`; throws when stop() ran meanwhile, so no loop outlives it with a
     // fresh connection (close_all() cancels the resolver and closes the sockets).
@@ -226,11 +209,6 @@ asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string cmd) {
     co_return;
 }
 
-asio::awaitable<void> wait_loop_done(std::shared_ptr<State> self) {
-    while (!self->loop_finished)
-        co_await self->loop_done->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-}
-
 asio::awaitable<void> close_all(std::shared_ptr<State> self) {
     self->stopping = true;
     asio::error_code ignored;
@@ -253,37 +231,26 @@ RedisEventBroker::RedisEventBroker(RedisEventBrokerOptions options) : state_(std
 }
 
 RedisEventBroker::~RedisEventBroker() {
-    {
-        std::lock_guard lock(state_->owner_mutex);
-        state_->owner = nullptr;
-    }
+    state_->disown();
     if (state_->strand)
         asio::co_spawn(*state_->strand, close_all(state_), asio::detached);
 }
 
 asio::awaitable<void> RedisEventBroker::start(asio::any_io_executor executor, Logger logger) {
     co_await EventBroker::start(executor, logger);
-    if (state_->strand)
+    if (!state_->prepare(executor, logger))
         co_return; // started already
-    state_->logger = logger;
-    state_->strand.emplace(asio::make_strand(executor));
-    state_->backoff.emplace(*state_->strand);
     state_->resolver.emplace(*state_->strand);
-    state_->loop_done.emplace(*state_->strand, asio::steady_timer::time_point::max());
     auto self = state_;
-    asio::co_spawn(*state_->strand, subscribe_loop(self), [self](std::exception_ptr e) {
-        if (e)
-            self->log(LogLevel::error, "redis broker: the subscription loop ended with an internal error");
-        self->loop_finished = true;
-        self->loop_done->cancel();
-    });
+    asio::co_spawn(*state_->strand, subscribe_loop(self),
+                   [self](std::exception_ptr e) { self->loop_ended(e, "redis broker: the subscription loop"); });
 }
 
 asio::awaitable<void> RedisEventBroker::stop() {
     if (!state_->strand)
         co_return;
     co_await asio::co_spawn(*state_->strand, close_all(state_), asio::use_awaitable);
-    co_await asio::co_spawn(*state_->strand, wait_loop_done(state_), asio::use_awaitable);
+    co_await asio::co_spawn(*state_->strand, detail::wait_loop_done(state_), asio::use_awaitable);
     co_await EventBroker::stop();
 }
 

@@ -1,5 +1,6 @@
 // Non-blocking libpq: every wait is an async_wait on the connection's socket, raced against
-// a deadline.
+// a deadline. A co_await's result is bound to a named local before it is tested: GCC 12
+// miscompiles `if (!co_await x) co_return ...;` (the frame resumes at an invalid point).
 #include "pg.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
@@ -166,6 +167,8 @@ asio::awaitable<bool> Connection::wait(asio::posix::descriptor_base::wait_type w
     auto expired = timer.async_wait(as_tuple(asio::use_awaitable));
     auto either = std::move(ready) || std::move(expired);
     auto outcome = co_await std::move(either);
+    if (!conn_)
+        fail("connection closed");
     if (outcome.index() == 1)
         co_return false;
     if (auto [ec] = std::get<0>(outcome); ec)
@@ -192,7 +195,8 @@ asio::awaitable<Result> Connection::collect(std::string_view sql, steady::time_p
             break;
         if (f < 0)
             fail("cannot send");
-        if (!co_await wait(asio::posix::descriptor_base::wait_write, deadline))
+        const bool writable = co_await wait(asio::posix::descriptor_base::wait_write, deadline);
+        if (!writable)
             timed_out();
     }
     Result last;
@@ -221,7 +225,8 @@ asio::awaitable<Result> Connection::collect(std::string_view sql, steady::time_p
         }
         if (done)
             break;
-        if (!co_await wait(asio::posix::descriptor_base::wait_read, deadline))
+        const bool readable = co_await wait(asio::posix::descriptor_base::wait_read, deadline);
+        if (!readable)
             timed_out();
         consume();
     }
@@ -259,10 +264,10 @@ asio::awaitable<bool> Connection::wait_input(steady::time_point deadline) {
     consume();
     if (!notifications_.empty())
         co_return true;
-    if (!co_await wait(asio::posix::descriptor_base::wait_read, deadline))
-        co_return false;
-    consume();
-    co_return true;
+    const bool ready = co_await wait(asio::posix::descriptor_base::wait_read, deadline);
+    if (ready)
+        consume();
+    co_return ready;
 }
 
 std::vector<Notification> Connection::take_notifications() { return std::exchange(notifications_, {}); }

@@ -1,0 +1,55 @@
+// PostgresEventBroker: events between scheduler processes over PostgreSQL LISTEN/NOTIFY.
+#pragma once
+
+#include <asched/event_broker.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace asched {
+
+struct PostgresEventBrokerOptions {
+    /// A libpq connection string or URI (messages name only host, port and database).
+    std::string conninfo;
+    /// The NOTIFY channel; every node of one cluster uses the same.
+    std::string channel = "asched_events";
+    duration connect_timeout = std::chrono::seconds(10);
+    /// The listening connection runs `SELECT 1` when it has been quiet this long ...
+    duration heartbeat_interval = std::chrono::seconds(5);
+    /// ... and is declared dead (and replaced) when the answer takes longer than this, so a
+    /// half-open TCP connection is noticed in seconds rather than when the kernel gives up.
+    duration heartbeat_timeout = std::chrono::seconds(5);
+    /// Reconnection waits double from 100 ms up to this.
+    std::chrono::milliseconds max_reconnect_delay{5000};
+};
+
+/// Publishes every event with NOTIFY and delivers what other nodes publish on the channel to
+/// local subscribers. Payloads carry ids only: an event's exception text is left out (it is
+/// in the store's result), and an event still over PostgreSQL's 8000-byte limit (a huge id)
+/// is delivered locally and not sent, with a warning. Two connections of its own (not the
+/// store's pool): one LISTENs, with a heartbeat; one sends NOTIFYs in batches. Both reconnect
+/// with capped backoff and LISTEN again. A lost notification costs latency only: every node
+/// also polls its store. NOTIFY does not pass PgBouncer in transaction mode: point the broker
+/// at the server itself.
+class PostgresEventBroker final : public EventBroker {
+public:
+    explicit PostgresEventBroker(PostgresEventBrokerOptions options);
+    ~PostgresEventBroker() override;
+
+    asio::awaitable<void> start(asio::any_io_executor executor, Logger logger) override;
+    asio::awaitable<void> stop() override;
+    asio::awaitable<void> publish(Event event) override;
+
+    /// Whether the listening connection is up and LISTENing (for health reports and tests).
+    bool listening() const noexcept;
+    /// How many times the listening connection was replaced (lost, or failed its heartbeat).
+    std::uint64_t reconnects() const noexcept;
+
+    struct State;
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+} // namespace asched

@@ -1,0 +1,71 @@
+// What the networked brokers (Redis, PostgreSQL) share: a strand for their connections, local
+// delivery to the owning broker, the receive loop's lifetime, reconnection backoff.
+#pragma once
+
+#include <asched/event_broker.hpp>
+#include <asched/model.hpp>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace asched::detail {
+
+struct NetworkBrokerState {
+    std::string origin = make_uuid(); // this broker's own messages come back: skip them
+    Logger logger;
+    std::optional<asio::strand<asio::any_io_executor>> strand;
+    bool stopping = false;
+    std::optional<asio::steady_timer> backoff; // between reconnection attempts
+    bool writer_running = false;
+    bool loop_finished = false;
+    std::optional<asio::steady_timer> loop_done; // cancelled when the receive loop ends
+
+    std::mutex owner_mutex;
+    EventBroker* owner = nullptr; // cleared by the broker's destructor
+
+    void deliver(const Event& e) {
+        std::lock_guard lock(owner_mutex);
+        if (owner)
+            owner->publish_local(e);
+    }
+    void disown() {
+        std::lock_guard lock(owner_mutex);
+        owner = nullptr;
+    }
+
+    void log(LogLevel level, std::string message) const { logger.log(level, std::move(message)); }
+
+    /// Creates the strand and timers; false when the broker was started already.
+    bool prepare(asio::any_io_executor executor, Logger l) {
+        if (strand)
+            return false;
+        logger = std::move(l);
+        strand.emplace(asio::make_strand(executor));
+        backoff.emplace(*strand);
+        loop_done.emplace(*strand, asio::steady_timer::time_point::max());
+        return true;
+    }
+
+    /// The receive loop's completion: `what` names it in the log when it failed.
+    void loop_ended(std::exception_ptr e, const char* what) {
+        if (e)
+            log(LogLevel::error, std::string(what) + " ended with an internal error");
+        loop_finished = true;
+        loop_done->cancel();
+    }
+};
+
+/// Completes when the receive loop has ended (run on the strand).
+inline asio::awaitable<void> wait_loop_done(std::shared_ptr<NetworkBrokerState> self) {
+    while (!self->loop_finished)
+        co_await self->loop_done->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+}
+
+} // namespace asched::detail

@@ -1,0 +1,232 @@
+// PostgresEventBroker: one LISTENing connection with a heartbeat, one NOTIFYing connection,
+// both non-blocking libpq on one strand.
+#include "../data_stores/postgres/pg.hpp"
+
+#include "network_broker.hpp"
+
+#include <asched/event_brokers/postgres_event_broker.hpp>
+#include <asched/model.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <optional>
+
+namespace asched {
+namespace {
+
+using nlohmann::json;
+
+// NOTIFY refuses payloads of 8000 bytes or more.
+constexpr std::size_t max_payload = 7999;
+
+// What crosses the wire: the event without free text (exception messages, decode errors),
+// which can be any size and lives in the store anyway.
+std::string payload(const std::string& origin, Event event) {
+    if (auto* r = std::get_if<JobReleased>(&event)) {
+        r->exception_type.reset();
+        r->exception_message.reset();
+    } else if (auto* q = std::get_if<RecordQuarantined>(&event)) {
+        q->error.clear();
+    }
+    return json{{"o", origin}, {"e", json(event)}}.dump();
+}
+
+} // namespace
+
+struct PostgresEventBroker::State : detail::NetworkBrokerState {
+    PostgresEventBrokerOptions options;
+    std::string where;
+    std::atomic<bool> is_listening{false};
+    std::atomic<std::uint64_t> reconnect_count{0};
+    std::unique_ptr<pg::Connection> listener, notifier;
+    std::deque<std::string> outbox; // payloads
+
+    void handle(const pg::Notification& n) {
+        try {
+            const auto message = json::parse(n.payload);
+            if (message.at("o").get<std::string>() == origin)
+                return; // published here: already delivered locally
+            deliver(message.at("e").get<Event>());
+        } catch (const std::exception& e) {
+            log(LogLevel::warning, fmt::format("postgres broker: ignoring a notification that is not an asched "
+                                               "event: {}",
+                                               e.what()));
+        }
+    }
+
+    void handle_all() {
+        if (listener)
+            for (const auto& n : listener->take_notifications())
+                handle(n);
+    }
+};
+
+namespace {
+
+using State = PostgresEventBroker::State;
+
+asio::awaitable<std::unique_ptr<pg::Connection>> open(std::shared_ptr<State> self) {
+    asio::any_io_executor ex = *self->strand;
+    auto conn = co_await pg::Connection::connect(ex, self->options.conninfo, self->options.connect_timeout);
+    if (self->stopping)
+        throw Error(errc::not_running, "postgres broker: stopped");
+    co_return conn;
+}
+
+asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
+    auto delay = std::chrono::milliseconds(100);
+    const std::string listen = "LISTEN " + pg::identifier(self->options.channel);
+    bool first = true;
+    while (!self->stopping) {
+        try {
+            self->listener = co_await open(self);
+            co_await self->listener->exec(listen, self->options.heartbeat_timeout);
+            self->is_listening = true;
+            if (!first)
+                ++self->reconnect_count;
+            first = false;
+            delay = std::chrono::milliseconds(100);
+            self->log(LogLevel::info, fmt::format("postgres broker: listening on '{}' at {}", self->options.channel,
+                                                  self->where));
+            while (!self->stopping) {
+                const auto quiet_until = pg::steady::now() + self->options.heartbeat_interval;
+                const bool arrived = co_await self->listener->wait_input(quiet_until);
+                if (arrived) {
+                    self->handle_all();
+                    continue;
+                }
+                // Quiet for a whole interval: is anyone still there?
+                co_await self->listener->exec("SELECT 1", self->options.heartbeat_timeout);
+                self->handle_all();
+            }
+        } catch (const std::exception& e) {
+            if (!self->stopping)
+                self->log(LogLevel::warning,
+                          fmt::format("postgres broker: listening at {} lost ({}); reconnecting in {} ms",
+                                      self->where, e.what(), delay.count()));
+        }
+        self->is_listening = false;
+        self->listener.reset();
+        if (self->stopping)
+            break;
+        self->backoff->expires_after(delay);
+        co_await self->backoff->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        delay = std::min(delay * 2, self->options.max_reconnect_delay);
+    }
+}
+
+// Sends everything in the outbox with one statement; one reconnect attempt per batch, then
+// the batch is dropped with a warning (local delivery has happened, peers poll).
+asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
+    while (!self->outbox.empty() && !self->stopping) {
+        std::vector<std::string> batch(self->outbox.begin(), self->outbox.end());
+        self->outbox.clear();
+        for (int attempt = 0;; ++attempt) {
+            try {
+                if (!self->notifier || self->notifier->broken())
+                    self->notifier = co_await open(self);
+                pg::Params params{pg::param(self->options.channel), pg::text_array(batch)};
+                co_await self->notifier->query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                                               std::move(params), self->options.heartbeat_timeout);
+                break;
+            } catch (const std::exception& e) {
+                self->notifier.reset();
+                if (attempt > 0 || self->stopping) {
+                    self->log(LogLevel::warning,
+                              fmt::format("postgres broker: {} event(s) not sent to other nodes: {}", batch.size(),
+                                          e.what()));
+                    break;
+                }
+            }
+        }
+    }
+    self->writer_running = false;
+}
+
+asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string message) {
+    self->outbox.push_back(std::move(message));
+    if (!self->writer_running) {
+        self->writer_running = true;
+        asio::co_spawn(*self->strand, write_loop(self), [self](std::exception_ptr e) {
+            self->writer_running = false;
+            if (e)
+                self->log(LogLevel::error, "postgres broker: the publishing loop ended with an internal error");
+        });
+    }
+    co_return;
+}
+
+asio::awaitable<void> close_all(std::shared_ptr<State> self) {
+    self->stopping = true;
+    // Closing cancels a pending wait; the loops see `stopping` and end.
+    if (self->listener)
+        self->listener->close();
+    if (self->notifier)
+        self->notifier->close();
+    if (self->backoff)
+        self->backoff->cancel();
+    co_return;
+}
+
+} // namespace
+
+PostgresEventBroker::PostgresEventBroker(PostgresEventBrokerOptions options) : state_(std::make_shared<State>()) {
+    if (options.channel.empty())
+        throw Error(errc::invalid_argument, "postgres broker: option 'channel' is empty");
+    state_->where = pg::describe(options.conninfo);
+    state_->options = std::move(options);
+    state_->owner = this;
+}
+
+PostgresEventBroker::~PostgresEventBroker() {
+    state_->disown();
+    if (state_->strand)
+        asio::co_spawn(*state_->strand, close_all(state_), asio::detached);
+}
+
+asio::awaitable<void> PostgresEventBroker::start(asio::any_io_executor executor, Logger logger) {
+    co_await EventBroker::start(executor, logger);
+    if (!state_->prepare(executor, logger))
+        co_return; // started already
+    auto self = state_;
+    asio::co_spawn(*state_->strand, listen_loop(self),
+                   [self](std::exception_ptr e) { self->loop_ended(e, "postgres broker: the listen loop"); });
+}
+
+asio::awaitable<void> PostgresEventBroker::stop() {
+    if (!state_->strand)
+        co_return;
+    co_await asio::co_spawn(*state_->strand, close_all(state_), asio::use_awaitable);
+    co_await asio::co_spawn(*state_->strand, detail::wait_loop_done(state_), asio::use_awaitable);
+    co_await EventBroker::stop();
+}
+
+asio::awaitable<void> PostgresEventBroker::publish(Event event) {
+    publish_local(event);
+    if (!state_->strand)
+        co_return;
+    auto message = payload(state_->origin, event);
+    if (message.size() > max_payload) {
+        state_->log(LogLevel::warning,
+                    fmt::format("postgres broker: a {} event of {} bytes exceeds NOTIFY's limit; delivered locally "
+                                "only (other nodes see the change at their next poll)",
+                                event_name(event), message.size()));
+        co_return;
+    }
+    co_await asio::co_spawn(*state_->strand, enqueue(state_, std::move(message)), asio::use_awaitable);
+}
+
+bool PostgresEventBroker::listening() const noexcept { return state_->is_listening; }
+
+std::uint64_t PostgresEventBroker::reconnects() const noexcept { return state_->reconnect_count; }
+
+} // namespace asched
