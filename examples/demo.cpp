@@ -50,12 +50,14 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     co_await s.add_task("sum_of_squares", sum_of_squares);
 
     // What an earlier run left in the database.
-    if (auto previous = co_await s.try_get_schedule("heartbeat")) {
+    auto previous = co_await s.try_get_schedule("heartbeat");
+    if (previous) {
         std::printf("asched demo: %s holds schedule 'heartbeat' from an earlier run (last fired %s)\n",
                     database.c_str(),
                     previous->last_fire_time ? asched::format_time(*previous->last_fire_time).c_str() : "never");
         try {
-            if (auto kept = co_await s.get_job_result("demo-squares", false))
+            auto kept = co_await s.get_job_result("demo-squares", false);
+            if (kept)
                 std::printf("  result kept from that run: sum_of_squares -> %s\n", kept->return_value.dump().c_str());
         } catch (const asched::Error&) {
             std::printf("  its result has expired\n");

@@ -189,6 +189,13 @@ private:
     bool running_ = false;
 };
 
+/// One PostgreSQL server for a whole test program (initdb takes seconds); tests separate
+/// their data by schema or channel. A test that stops it starts it again before it ends.
+inline PostgresServer& shared_postgres() {
+    static PostgresServer server;
+    return server;
+}
+
 /// A blocking libpq connection for a test's side queries (locking a table, reading a ledger).
 class Psql {
 public:
@@ -210,6 +217,24 @@ public:
         PQclear(r);
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
             throw std::runtime_error("psql: " + sql + ": " + PQerrorMessage(conn_));
+        return out;
+    }
+
+    /// Every row of `sql`, each column as text ("" for NULL). Throws on an error.
+    std::vector<std::vector<std::string>> rows(const std::string& sql) {
+        PGresult* r = PQexec(conn_, sql.c_str());
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            PQclear(r);
+            throw std::runtime_error("psql: " + sql + ": " + PQerrorMessage(conn_));
+        }
+        std::vector<std::vector<std::string>> out;
+        for (int i = 0; i < PQntuples(r); ++i) {
+            std::vector<std::string> row;
+            for (int c = 0; c < PQnfields(r); ++c)
+                row.emplace_back(PQgetvalue(r, i, c));
+            out.push_back(std::move(row));
+        }
+        PQclear(r);
         return out;
     }
 

@@ -5,10 +5,12 @@
 #include <asched/clock.hpp>
 #include <asched/data_store.hpp>
 #include <asched/data_stores/memory_data_store.hpp>
+#include <asched/data_stores/postgres_data_store.hpp>
 #include <asched/data_stores/sqlite_data_store.hpp>
 #include <asched/error.hpp>
 #include <asched/event_broker.hpp>
 #include <asched/event_brokers/local_event_broker.hpp>
+#include <asched/event_brokers/postgres_event_broker.hpp>
 #include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/events.hpp>
 #include <asched/job_context.hpp>

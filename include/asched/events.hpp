@@ -88,9 +88,19 @@ struct RecordQuarantined {
     std::string error;
 };
 
+/// A scheduler's view of its data store changed: `degraded` after a store call failed (the
+/// scheduler keeps running and retries with capped backoff), back to ok after the first call
+/// that succeeds. Published locally and to other nodes where the broker reaches them.
+struct StoreHealthChanged {
+    time_point timestamp{};
+    std::string scheduler_id;
+    bool degraded = false;
+    std::string reason; ///< the failure (degraded) or empty (ok)
+};
+
 using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated,
                            TaskRemoved, ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded,
-                           JobRemoved, JobAcquired, JobReleased, RecordQuarantined>;
+                           JobRemoved, JobAcquired, JobReleased, RecordQuarantined, StoreHealthChanged>;
 
 /// A set of event types, one bit per alternative of Event.
 using EventMask = std::uint32_t;

@@ -64,11 +64,17 @@ template <class V> void fields(V& v, RecordQuarantined& e) {
     v("error", e.error);
 }
 
+template <class V> void fields(V& v, StoreHealthChanged& e) {
+    v("scheduler_id", e.scheduler_id);
+    v("degraded", e.degraded);
+    v("reason", e.reason);
+}
+
 constexpr std::array<std::string_view, std::variant_size_v<Event>> names{
     "SchedulerStarted", "SchedulerStopped", "TaskAdded",       "TaskUpdated",
     "TaskRemoved",      "ScheduleAdded",    "ScheduleUpdated", "ScheduleRemoved",
     "JobAdded",         "JobRemoved",       "JobAcquired",     "JobReleased",
-    "RecordQuarantined"};
+    "RecordQuarantined", "StoreHealthChanged"};
 
 struct Writer {
     json& j;

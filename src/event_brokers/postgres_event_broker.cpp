@@ -36,6 +36,8 @@ std::string payload(const std::string& origin, Event event) {
         r->exception_message.reset();
     } else if (auto* q = std::get_if<RecordQuarantined>(&event)) {
         q->error.clear();
+    } else if (auto* h = std::get_if<StoreHealthChanged>(&event)) {
+        h->reason.clear();
     }
     return json{{"o", origin}, {"e", json(event)}}.dump();
 }

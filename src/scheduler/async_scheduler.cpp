@@ -282,8 +282,11 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
         ~Unregister() { s.result_waiters.erase(entry); }
     } unregister{*self, it};
 
+    // Each co_await's result is a named local, tested after: GCC 12 miscompiles a co_await
+    // inside an if condition whose branch co_returns.
     for (;;) {
-        if (auto result = co_await self->store->get_job_result(job_id))
+        auto result = co_await self->store->get_job_result(job_id);
+        if (result)
             co_return result;
         if (waiter->released)
             co_return std::nullopt; // it ended without a kept result
@@ -293,8 +296,9 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
             // The job may have finished between the two reads (the store's calls can take
             // another thread): look for its result again, then give its JobReleased event a
             // moment to arrive before calling the id unknown.
-            if (auto result = co_await self->store->get_job_result(job_id))
-                co_return result;
+            auto late = co_await self->store->get_job_result(job_id);
+            if (late)
+                co_return late;
             if (!waiter->released)
                 co_await waiter->wake.wait(std::chrono::milliseconds(200));
             if (waiter->released)
@@ -370,13 +374,17 @@ asio::awaitable<void> release_with_retry(std::shared_ptr<SchedulerState> self, J
         std::string failure;
         try {
             co_await self->store->release_job(self->identity, job, result);
+            self->store_ok();
             co_return;
         } catch (const std::exception& e) {
+            self->store_failed(e);
             failure = e.what();
         }
-        // Give up only once the lease would have expired anyway: cleanup then abandons it.
+        // While running, retry until the store answers (the release is fenced: one that comes
+        // too late is refused, not applied twice). When stopping, give up once the lease would
+        // have expired anyway: cleanup then abandons the job.
         const auto delay = backoff_delay(attempt, std::chrono::seconds(5));
-        if (attempt > 0 && delay * attempt > self->options.lease_duration) {
+        if (self->run_state != RunState::started && attempt > 0 && delay * attempt > self->options.lease_duration) {
             self->log(LogLevel::error, "job '{}': result lost, the store kept failing: {}", job.id,
                       failure);
             co_return;
@@ -507,8 +515,10 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
             if (!more)
                 wake_at = co_await self->store->get_next_schedule_run_time();
             failures = 0;
+            self->store_ok();
         } catch (const std::exception& e) {
-            retry = backoff_delay(failures++);
+            self->store_failed(e);
+            retry = backoff_delay(failures++, std::max<duration>(self->options.poll_interval, std::chrono::seconds(1)));
             self->log(LogLevel::warning, "schedule loop: store failed ({}), retrying in {}", e.what(),
                       format_duration(*retry));
         }
@@ -538,8 +548,10 @@ asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
                 wake_at = acquired.next_ready_time;
             }
             failures = 0;
+            self->store_ok();
         } catch (const std::exception& e) {
-            retry = backoff_delay(failures++);
+            self->store_failed(e);
+            retry = backoff_delay(failures++, std::max<duration>(self->options.poll_interval, std::chrono::seconds(1)));
             self->log(LogLevel::warning, "job loop: store failed ({}), retrying in {}", e.what(),
                       format_duration(*retry));
         }
@@ -756,6 +768,22 @@ SchedulerState::~SchedulerState() {
     if (clock_listener)
         clock->remove_listener(clock_listener);
     pool.join();
+}
+
+void SchedulerState::store_failed(const std::exception& e) {
+    if (store_degraded)
+        return;
+    store_degraded = true;
+    log(LogLevel::error, "store health: degraded ({}); the scheduler keeps running and retries", e.what());
+    broker->publish_local(StoreHealthChanged{clock->now(), identity, true, e.what()});
+}
+
+void SchedulerState::store_ok() {
+    if (!store_degraded)
+        return;
+    store_degraded = false;
+    log(LogLevel::info, "store health: ok again");
+    broker->publish_local(StoreHealthChanged{clock->now(), identity, false, {}});
 }
 
 void SchedulerState::wake_all() {

@@ -59,6 +59,11 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     }
     /// Wake every loop (stop, a clock jump).
     void wake_all();
+    /// Records how the last store call went: the first failure after success turns the health
+    /// to degraded, the first success after failures back to ok; each change is logged and
+    /// published as StoreHealthChanged. Called on the strand.
+    void store_failed(const std::exception& e);
+    void store_ok();
 
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;
@@ -76,6 +81,7 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     bool lease_loop_done = false;
     std::size_t loops = 0;
     std::optional<std::string> crash;
+    bool store_degraded = false;
 
     std::unordered_map<std::string, std::shared_ptr<const TaskFunction>> functions;
     std::unordered_map<std::string, std::shared_ptr<RunningJob>> running;

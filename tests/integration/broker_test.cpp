@@ -38,10 +38,7 @@ struct Inbox {
 bool up(const RedisEventBroker& b) { return b.subscribed(); }
 bool up(const PostgresEventBroker& b) { return b.listening(); }
 
-test::PostgresServer& postgres() {
-    static test::PostgresServer server;
-    return server;
-}
+test::PostgresServer& postgres() { return test::shared_postgres(); }
 
 struct BrokerFixture {
     asio::io_context ioc;

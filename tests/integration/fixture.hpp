@@ -52,7 +52,9 @@ struct SchedulerFixture {
 
     AsyncScheduler& s() { return *scheduler; }
 
-    template <class T> T run(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
+    template <class T> T run(asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::seconds(30)) {
+        return test::run(ioc, std::move(op), limit);
+    }
 
     /// Released jobs whose outcome is recorded, by outcome.
     std::size_t released(JobOutcome outcome) {

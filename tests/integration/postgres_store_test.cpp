@@ -1,5 +1,6 @@
 // PostgresDataStore beyond the shared contract: several stores (nodes) on one database, the
 // database's clock, the per-task cap across nodes, outages, a frozen server, the schema guard.
+#include "fixture.hpp"
 #include "servers.hpp"
 #include "test_support.hpp"
 
@@ -14,10 +15,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-test::PostgresServer& server() {
-    static test::PostgresServer s;
-    return s;
-}
+test::PostgresServer& server() { return test::shared_postgres(); }
 
 struct PgFixture {
     asio::io_context ioc;
@@ -101,9 +99,45 @@ asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<Postgr
     }
 }
 
+// A scheduler on PostgreSQL, real clock: the server goes away for a while and comes back.
+asio::awaitable<void> health_goes_degraded_and_back(asio::io_context* ioc, test::Recorder* recorder,
+                                                    AsyncScheduler* s) {
+    auto ran = std::make_shared<std::atomic<int>>(0);
+    co_await s->add_task("tick", [ran] { ++*ran; });
+    IntervalTrigger every({.seconds = 0.1});
+    co_await s->add_schedule("tick", every);
+    co_await s->start_in_background();
+    co_await test::eventually([&] { return ran->load() >= 2; }, "jobs before the outage");
+    server().stop();
+    co_await test::eventually([&] { return recorder->count<StoreHealthChanged>() >= 1; }, "degraded");
+    BOOST_TEST(s->state() == RunState::started); // the scheduler keeps running
+    server().start();
+    co_await test::eventually([&] { return recorder->count<StoreHealthChanged>() >= 2; }, "ok again", 30s);
+    auto changes = recorder->of<StoreHealthChanged>();
+    BOOST_TEST(changes[0].degraded);
+    BOOST_TEST(!changes[0].reason.empty());
+    BOOST_TEST(!changes[1].degraded);
+    const int after = ran->load();
+    co_await test::eventually([&] { return ran->load() >= after + 2; }, "jobs after the outage", 30s);
+    co_await s->stop();
+    co_await s->wait_until_stopped();
+    (void)ioc;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(postgres_store)
+
+BOOST_AUTO_TEST_CASE(a_scheduler_survives_an_outage_and_reports_its_health) {
+    auto options = test::SchedulerFixture::base_options();
+    options.clock = std::make_shared<SystemClock>();
+    options.poll_interval = 500ms;
+    options.logger.level = LogLevel::off;
+    options.data_store = std::make_shared<PostgresDataStore>(PostgresDataStoreOptions{
+        .conninfo = server().conninfo(), .schema = "health", .connect_timeout = 1s, .query_timeout = 2s});
+    test::SchedulerFixture f(std::move(options)); // the store must not outlive f's io_context
+    f.run(health_goes_degraded_and_back(&f.ioc, f.recorder.get(), &f.s()), 90s);
+}
 
 BOOST_FIXTURE_TEST_CASE(two_nodes_never_lease_the_same_job_or_schedule, PgFixture) {
     auto a = node(manual_clock());

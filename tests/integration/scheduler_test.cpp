@@ -1,5 +1,8 @@
 // The scheduler's policies end to end on a manual clock: fires, results, errors, limits.
 #include "fixture.hpp"
+#include "servers.hpp"
+
+#include <asched/data_stores/postgres_data_store.hpp>
 
 #include <asio/experimental/as_tuple.hpp>
 
@@ -205,8 +208,11 @@ asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture* f) {
     BOOST_TEST((co_await s.get_tasks())[0].running_jobs == 2);
     gate->open();
     int sum = 0;
-    for (auto& id : ids)
-        sum += (co_await s.get_job_result(id))->return_value.get<int>();
+    for (auto& id : ids) {
+        auto r = co_await s.get_job_result(id);
+        BOOST_TEST(r->job_id == id);
+        sum += r->return_value.get<int>();
+    }
     BOOST_TEST(sum == 45);
     BOOST_TEST(gate->peak == 2);
 }
@@ -475,6 +481,32 @@ struct SqliteSchedulerFixture : TempDirHolder, SchedulerFixture {
         return o;
     }
 };
+
+// The same scenarios on PostgreSQL, on the injected manual clock (database_clock off).
+struct PostgresSchedulerFixture : SchedulerFixture {
+    PostgresSchedulerFixture() : SchedulerFixture(postgres_options()) {}
+    static AsyncSchedulerOptions postgres_options() {
+        static int n = 0;
+        auto o = SchedulerFixture::base_options();
+        o.data_store = std::make_shared<PostgresDataStore>(
+            PostgresDataStoreOptions{.conninfo = test::shared_postgres().conninfo(),
+                                     .schema = "scheduler_" + std::to_string(++n),
+                                     .database_clock = false});
+        return o;
+    }
+};
+
+BOOST_AUTO_TEST_SUITE(scheduler_on_postgres)
+BOOST_FIXTURE_TEST_CASE(interval_fires, PostgresSchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(combining_trigger_state, PostgresSchedulerFixture) {
+    run(combining_trigger_state_is_kept_by_the_store(this));
+}
+BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, PostgresSchedulerFixture) { run(one_off_job_and_its_result(this)); }
+BOOST_FIXTURE_TEST_CASE(failing_tasks, PostgresSchedulerFixture) { run(failing_tasks_become_results(this)); }
+BOOST_FIXTURE_TEST_CASE(per_task_cap, PostgresSchedulerFixture) { run(max_running_jobs_under_contention(this)); }
+BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) { run(paused_schedules(this)); }
+BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) { run(misfire_grace_time(this)); }
+BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(scheduler_on_sqlite)
 BOOST_FIXTURE_TEST_CASE(interval_fires, SqliteSchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }

@@ -1,6 +1,7 @@
 // asched_test_node: one scheduler process for the crash, restart and cluster tests.
 //
-// usage: asched_test_node --store sqlite:PATH --identity ID [--schedules N] [--every S]
+// usage: asched_test_node --store sqlite:PATH|postgres:CONNINFO|memory --identity ID
+//          [--broker local|redis:PORT|postgres:CONNINFO] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
 //          [--ledger FILE] [--grace S]
 //
@@ -31,6 +32,7 @@ namespace {
 
 struct Config {
     std::string store;
+    std::string broker = "local";
     std::string identity;
     int schedules = 0;
     double every = 1.0;
@@ -67,6 +69,7 @@ Config parse(int argc, char** argv) {
     };
     c.store = take("store").value_or("");
     c.identity = take("identity").value_or("");
+    c.broker = take("broker").value_or("local");
     if (c.store.empty() || c.identity.empty())
         usage("--store and --identity are required");
     if (auto v = take("schedules"))
@@ -94,9 +97,25 @@ Config parse(int argc, char** argv) {
 std::shared_ptr<asched::DataStore> make_store(const std::string& spec) {
     if (spec.rfind("sqlite:", 0) == 0)
         return std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = spec.substr(7)});
+    if (spec.rfind("postgres:", 0) == 0)
+        return std::make_shared<asched::PostgresDataStore>(
+            asched::PostgresDataStoreOptions{.conninfo = spec.substr(9), .schema = "cluster",
+                                             .connect_timeout = 2s, .query_timeout = 5s});
     if (spec == "memory")
         return std::make_shared<asched::MemoryDataStore>();
     usage("unknown store " + spec);
+}
+
+std::shared_ptr<asched::EventBroker> make_broker(const std::string& spec) {
+    if (spec == "local")
+        return std::make_shared<asched::LocalEventBroker>();
+    if (spec.rfind("redis:", 0) == 0)
+        return std::make_shared<asched::RedisEventBroker>(
+            asched::RedisEventBrokerOptions{.port = std::uint16_t(std::stoi(spec.substr(6)))});
+    if (spec.rfind("postgres:", 0) == 0)
+        return std::make_shared<asched::PostgresEventBroker>(
+            asched::PostgresEventBrokerOptions{.conninfo = spec.substr(9), .connect_timeout = 2s});
+    usage("unknown broker " + spec);
 }
 
 struct Ledger {
@@ -169,6 +188,7 @@ int main(int argc, char** argv) {
     asio::io_context ioc;
     asched::AsyncSchedulerOptions options;
     options.data_store = make_store(c.store);
+    options.event_broker = make_broker(c.broker);
     options.identity = c.identity;
     options.lease_duration = std::chrono::duration_cast<asched::duration>(std::chrono::duration<double>(c.lease));
     options.poll_interval = std::chrono::milliseconds(c.poll_ms);

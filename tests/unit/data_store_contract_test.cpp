@@ -20,10 +20,7 @@ const char* const store_kinds[] = {"memory", "sqlite", "postgres"};
 const auto stores = boost::unit_test::data::make(store_kinds);
 
 // One server for the whole run (initdb takes seconds); each test has a schema of its own.
-test::PostgresServer& postgres() {
-    static test::PostgresServer server;
-    return server;
-}
+test::PostgresServer& postgres() { return test::shared_postgres(); }
 
 std::shared_ptr<DataStore> make_postgres_store() {
     static int n = 0;

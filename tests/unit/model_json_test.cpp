@@ -100,6 +100,7 @@ BOOST_AUTO_TEST_CASE(every_event_type) {
         JobReleased{test::t0, "j", "node", "t", "s", test::t0, test::t0 + 1s, JobOutcome::abandoned,
                     std::nullopt, "lease expired"},
         RecordQuarantined{test::t0, "schedule", "s", "unknown trigger type \"lunar\""},
+        StoreHealthChanged{test::t0, "node-1", true, "connection refused"},
     };
     BOOST_TEST(events.size() == std::variant_size_v<Event>);
     for (const auto& e : events) {

@@ -862,6 +862,7 @@ asio::awaitable<void> PostgresDataStore::start(StoreContext context) {
 asio::awaitable<void> PostgresDataStore::stop() {
     if (auto pool = std::exchange(impl_->pool, nullptr))
         pool->close();
+    impl_->context.broker.reset(); // the scheduler's: not kept past its stop
     co_return;
 }
 
