@@ -22,6 +22,8 @@ BASELINES = {
     "lateness_10k_due_in_1s_p50": ("lateness_raw_asio_timer_10ms_p50", "raw Asio steady_timer"),
     "sqlite_store_jobs": ("sqlite_raw_claim", "raw SQLite claim"),
     "sqlite_store_acquire_release": ("sqlite_raw_claim", "raw SQLite claim"),
+    "postgres_store_jobs_1": ("postgres_raw_claim_1", "raw SKIP LOCKED claim, 1 client"),
+    "postgres_store_jobs_2": ("postgres_raw_claim_2", "raw SKIP LOCKED claim, 2 clients"),
 }
 
 PEERS = ["croner", "cron-parser", "apscheduler3"]
@@ -102,6 +104,10 @@ def main(raw_path, out_dir):
     target("scale: bytes per schedule", med("scale_bytes_per_schedule"), "< 1024", lambda v: v < 1024)
     target("SQLite store jobs/s / raw claim rate", med("sqlite_store_jobs") / med("sqlite_raw_claim")
            if med("sqlite_raw_claim") else None, ">= 0.5", lambda v: v >= 0.5)
+    for clients in (1, 2):
+        ours_pg, raw_pg = med(f"postgres_store_jobs_{clients}"), med(f"postgres_raw_claim_{clients}")
+        target(f"PostgreSQL store jobs/s / raw single-row claim, {clients} process(es)",
+               ours_pg / raw_pg if ours_pg and raw_pg else None, "> 1", lambda v: v > 1)
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "latest.jsonl"), "w") as f:

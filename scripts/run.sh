@@ -16,7 +16,7 @@ build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
                 libboost-test-dev libsqlite3-dev libhiredis-dev)
 test_packages=(clang-14 libclang-rt-14-dev redis-server postgresql libpq-dev)
-bench_packages=(python3 python3-apscheduler gnuplot-nox)
+bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
 # The peers, pinned so runs compare like with like.
 npm_peers=(croner@11.0.1 cron-parser@5.10.5)
 
@@ -139,6 +139,17 @@ bench)
     run "$py" "$here/bench/peers/apscheduler3.py" lateness "$(( reps < 3 ? reps : 3 ))" "$secs"
     run "$b/bench_scale" "$(( reps < 3 ? reps : 3 ))" "$scale"
     run "$b/bench_sqlite_store" "$reps" "$sq"
+    # A private PostgreSQL (default durability settings) on a free loopback port.
+    pgbin=/usr/lib/postgresql/15/bin
+    pgdir="$(mktemp -d)"
+    pgport="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    [ "$(id -u)" = 0 ] && chown postgres "$pgdir"
+    trap 'as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop > /dev/null 2>&1 || true; rm -rf "$peers" "$pgdir"' EXIT
+    as_pg "$pgbin/initdb" -D "$pgdir/data" -U asched --auth=trust --no-instructions > /dev/null
+    as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+        -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1" start > /dev/null
+    run "$b/bench_postgres_store" "host=127.0.0.1 port=$pgport user=asched dbname=postgres" "$(( reps < 3 ? reps : 3 ))" "$sq"
     "$py" "$here/bench/report.py" "$raw" "$here/bench/results"
     echo "== wrote bench/results/latest.md, latest.jsonl, chart.png"
     sed -n '/## Targets/,/## Figures/p' bench/results/latest.md

@@ -90,7 +90,8 @@ asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
     bool first = true;
     while (!self->stopping) {
         try {
-            self->listener = co_await open(self);
+            auto listener = co_await open(self);
+            self->listener = std::move(listener);
             co_await self->listener->exec(listen, self->options.heartbeat_timeout);
             self->is_listening = true;
             if (!first)
@@ -134,8 +135,10 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
         self->outbox.clear();
         for (int attempt = 0;; ++attempt) {
             try {
-                if (!self->notifier || self->notifier->broken())
-                    self->notifier = co_await open(self);
+                if (!self->notifier || self->notifier->broken()) {
+                    auto notifier = co_await open(self);
+                    self->notifier = std::move(notifier);
+                }
                 pg::Params params{pg::param(self->options.channel), pg::text_array(batch)};
                 co_await self->notifier->query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
                                                std::move(params), self->options.heartbeat_timeout);

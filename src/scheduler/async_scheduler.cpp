@@ -282,14 +282,24 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
         ~Unregister() { s.result_waiters.erase(entry); }
     } unregister{*self, it};
 
-    // Each co_await's result is a named local, tested after: GCC 12 miscompiles a co_await
-    // inside an if condition whose branch co_returns.
+    // One co_return, after the loop, of a variable declared outside it; every co_await's
+    // result is a named local first. GCC 12 returned a destroyed JobResult when the loop
+    // body declared the result and co_returned it on a later iteration.
+    std::optional<JobResult> found;
+    bool unknown = false, unfinished = false;
     for (;;) {
+        // Whether the job had ended before this read began: a release that lands while the
+        // read runs may be invisible to it, so only an earlier one proves "no kept result".
+        const bool ended_before = waiter->released;
         auto result = co_await self->store->get_job_result(job_id);
-        if (result)
-            co_return result;
+        if (result) {
+            found = std::move(result);
+            break;
+        }
+        if (ended_before)
+            break; // it ended without a kept result
         if (waiter->released)
-            co_return std::nullopt; // it ended without a kept result
+            continue; // it ended during the read: read again
         std::optional<std::vector<std::string>> ids(std::in_place, 1, job_id);
         auto jobs = co_await self->store->get_jobs(std::move(ids));
         if (jobs.empty()) {
@@ -297,19 +307,28 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
             // another thread): look for its result again, then give its JobReleased event a
             // moment to arrive before calling the id unknown.
             auto late = co_await self->store->get_job_result(job_id);
-            if (late)
-                co_return late;
+            if (late) {
+                found = std::move(late);
+                break;
+            }
             if (!waiter->released)
                 co_await waiter->wake.wait(std::chrono::milliseconds(200));
             if (waiter->released)
                 continue;
-            throw Error(errc::job_lookup,
-                        fmt::format("job '{}' not found (unknown, or its result expired)", job_id));
+            unknown = true;
+            break;
         }
-        if (!wait)
-            throw Error(errc::job_lookup, fmt::format("job '{}' has not finished yet", job_id));
+        if (!wait) {
+            unfinished = true;
+            break;
+        }
         co_await waiter->wake.wait(self->options.poll_interval);
     }
+    if (unknown)
+        throw Error(errc::job_lookup, fmt::format("job '{}' not found (unknown, or its result expired)", job_id));
+    if (unfinished)
+        throw Error(errc::job_lookup, fmt::format("job '{}' has not finished yet", job_id));
+    co_return found;
 }
 
 asio::awaitable<nlohmann::json> do_run_job(std::shared_ptr<SchedulerState> self,
@@ -419,11 +438,13 @@ asio::awaitable<void> run_job(std::shared_ptr<SchedulerState> self, std::shared_
             if (fn->is_coroutine) {
                 auto task = run_coroutine_task(fn, rj->context, job.args);
                 auto token = asio::bind_cancellation_slot(rj->signal.slot(), asio::use_awaitable);
-                result.return_value = co_await asio::co_spawn(self->executor, std::move(task), token);
+                auto value = co_await asio::co_spawn(self->executor, std::move(task), token);
+                result.return_value = std::move(value);
             } else {
                 auto task = run_blocking_task(fn, rj->context, job.args);
                 auto pool = self->pool.get_executor();
-                result.return_value = co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
+                auto value = co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
+                result.return_value = std::move(value);
             }
             result.outcome = JobOutcome::success;
         } catch (const std::exception& e) {
@@ -512,8 +533,10 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
                 releases.push_back(plan_release(*self, s, now));
             co_await self->store->release_schedules(self->identity, std::move(releases));
             more = schedules.size() == batch;
-            if (!more)
-                wake_at = co_await self->store->get_next_schedule_run_time();
+            if (!more) {
+                auto next = co_await self->store->get_next_schedule_run_time();
+                wake_at = next;
+            }
             failures = 0;
             self->store_ok();
         } catch (const std::exception& e) {

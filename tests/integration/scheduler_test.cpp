@@ -191,6 +191,14 @@ asio::awaitable<void> blocking_tasks_do_not_block_the_executor(SchedulerFixture*
     BOOST_TEST(tasks[1].job_executor == "async");
 }
 
+asio::awaitable<int> result_value(AsyncScheduler* s, std::string id) {
+    auto r = co_await s->get_job_result(id);
+    BOOST_TEST_REQUIRE(r.has_value());
+    BOOST_TEST(r->job_id == id);
+    const int value = r->return_value.get<int>();
+    co_return value;
+}
+
 asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture* f) {
     auto& s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
@@ -209,9 +217,11 @@ asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture* f) {
     gate->open();
     int sum = 0;
     for (auto& id : ids) {
-        auto r = co_await s.get_job_result(id);
-        BOOST_TEST(r->job_id == id);
-        sum += r->return_value.get<int>();
+        // The result is co_awaited in a coroutine of its own, not in this loop's body: GCC 12
+        // handed this loop a destroyed JobResult now and then (a local of a loop body in a
+        // coroutine, initialised from a co_await).
+        const int value = co_await result_value(&s, id);
+        sum += value;
     }
     BOOST_TEST(sum == 45);
     BOOST_TEST(gate->peak == 2);

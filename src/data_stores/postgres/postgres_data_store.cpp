@@ -284,56 +284,71 @@ struct Session {
     }
 };
 
+template <class R> struct Attempt {
+    std::optional<R> out;
+    std::vector<Event> events;
+    std::exception_ptr failure;
+    bool retry = false;
+};
+
+template <class R, class Op, class... A>
+asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt, Op op, A... args) {
+    const auto timeout = impl->options.query_timeout;
+    Attempt<R> a;
+    auto conn = co_await impl->connections().acquire(timeout);
+    Session s{*impl, *conn};
+    bool began = false;
+    try {
+        if (impl->options.database_clock) {
+            auto now = co_await conn->exec("BEGIN; SELECT floor(extract(epoch FROM now()) * 1000000)::bigint", timeout);
+            s.now = now.time(0, 0);
+        } else {
+            co_await conn->exec("BEGIN", timeout);
+            s.now = impl->context.clock->now();
+        }
+        began = true;
+        auto call = op(s, args...);
+        auto value = co_await std::move(call);
+        a.out.emplace(std::move(value));
+        co_await s.flush();
+        co_await conn->exec("COMMIT", timeout);
+        a.events = std::move(s.events);
+    } catch (const pg::QueryError& e) {
+        a.failure = std::current_exception();
+        a.retry = attempt < 5 && (e.retryable() || (!began && e.connection_lost()));
+    } catch (...) {
+        a.failure = std::current_exception();
+    }
+    if (a.failure && !conn->broken() && conn->in_transaction()) {
+        try {
+            co_await conn->exec("ROLLBACK", timeout);
+        } catch (...) {
+            conn->close();
+        }
+    }
+    co_return a;
+}
+
 // Runs `op(session, args...)` in one transaction and publishes its events after COMMIT. A
 // deadlock or serialization failure runs it again; so does a pooled connection found dead
-// before the transaction began (the server restarted meanwhile).
+// before the transaction began (the server restarted meanwhile). Written with named locals
+// and one co_return outside the loop: GCC 12 mishandles temporaries and returns around
+// co_await.
 template <class R, class Op, class... A>
 asio::awaitable<R> transact(std::shared_ptr<Impl> impl, Op op, A... args) {
-    const auto timeout = impl->options.query_timeout;
+    Attempt<R> a;
     for (int attempt = 0;; ++attempt) {
-        std::exception_ptr failure;
-        bool retry = false;
-        std::optional<R> out;
-        std::vector<Event> events;
-        {
-            auto conn = co_await impl->connections().acquire(timeout);
-            Session s{*impl, *conn};
-            bool began = false;
-            try {
-                if (impl->options.database_clock) {
-                    auto now = co_await conn->exec(
-                        "BEGIN; SELECT floor(extract(epoch FROM now()) * 1000000)::bigint", timeout);
-                    s.now = now.time(0, 0);
-                } else {
-                    co_await conn->exec("BEGIN", timeout);
-                    s.now = impl->context.clock->now();
-                }
-                began = true;
-                out.emplace(co_await op(s, args...));
-                co_await s.flush();
-                co_await conn->exec("COMMIT", timeout);
-                events = std::move(s.events);
-            } catch (const pg::QueryError& e) {
-                failure = std::current_exception();
-                retry = attempt < 5 && (e.retryable() || (!began && e.connection_lost()));
-            } catch (...) {
-                failure = std::current_exception();
-            }
-            if (failure && !conn->broken() && conn->in_transaction()) {
-                try {
-                    co_await conn->exec("ROLLBACK", timeout);
-                } catch (...) {
-                    conn->close();
-                }
-            }
-        }
-        if (!failure) {
-            co_await detail::publish_all(impl->context.broker, std::move(events));
-            co_return std::move(*out);
-        }
-        if (!retry)
-            std::rethrow_exception(failure);
+        auto call = attempt_once<R>(impl, attempt, op, args...);
+        auto outcome = co_await std::move(call);
+        a = std::move(outcome);
+        if (!a.failure || !a.retry)
+            break;
     }
+    if (a.failure)
+        std::rethrow_exception(a.failure);
+    co_await detail::publish_all(impl->context.broker, std::move(a.events));
+    R value = std::move(*a.out);
+    co_return value;
 }
 
 // ---- the operations ---------------------------------------------------------------------------
@@ -621,7 +636,8 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string schedule
         auto call22 = s.q("SELECT id, max_running_jobs, running_jobs, max_running_jobs IS NOT NULL FROM {S}.tasks "
                              "WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
                              {pg::text_array(task_ids)});
-        tasks = co_await std::move(call22);
+        auto locked = co_await std::move(call22);
+        tasks = std::move(locked);
     }
     std::map<std::string, std::int64_t> slots;
     for (int i = 0; i < tasks.rows(); ++i) {
@@ -856,7 +872,8 @@ asio::awaitable<void> PostgresDataStore::start(StoreContext context) {
     if (!impl_->pool)
         impl_->pool = std::make_shared<pg::Pool>(home, impl_->options.conninfo, impl_->options.pool_size,
                                                  impl_->options.connect_timeout);
-    co_await transact<Unit>(impl_, &op_migrate);
+    auto call = transact<Unit>(impl_, &op_migrate);
+    co_await std::move(call);
 }
 
 asio::awaitable<void> PostgresDataStore::stop() {
@@ -867,16 +884,19 @@ asio::awaitable<void> PostgresDataStore::stop() {
 }
 
 asio::awaitable<void> PostgresDataStore::add_task(Task task) {
-    co_await transact<Unit>(impl_, &op_add_task, std::move(task));
+    auto call = transact<Unit>(impl_, &op_add_task, std::move(task));
+    co_await std::move(call);
 }
 
 asio::awaitable<void> PostgresDataStore::remove_task(std::string task_id) {
-    co_await transact<Unit>(impl_, &op_remove_task, std::move(task_id));
+    auto call = transact<Unit>(impl_, &op_remove_task, std::move(task_id));
+    co_await std::move(call);
 }
 
 asio::awaitable<Task> PostgresDataStore::get_task(std::string task_id) {
     std::optional<std::string> id = task_id;
-    auto found = co_await transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(id));
+    auto call = transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(id));
+    auto found = co_await std::move(call);
     if (found.empty())
         throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
     co_return std::move(found.front());
@@ -884,58 +904,79 @@ asio::awaitable<Task> PostgresDataStore::get_task(std::string task_id) {
 
 asio::awaitable<std::vector<Task>> PostgresDataStore::get_tasks() {
     std::optional<std::string> all;
-    co_return co_await transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(all));
+    auto call = transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(all));
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<std::vector<Schedule>> PostgresDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
-    co_return co_await transact<std::vector<Schedule>>(impl_, &op_get_schedules, std::move(ids));
+    auto call = transact<std::vector<Schedule>>(impl_, &op_get_schedules, std::move(ids));
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<bool> PostgresDataStore::add_schedule(Schedule schedule, ConflictPolicy policy) {
-    co_return co_await transact<bool>(impl_, &op_add_schedule, std::move(schedule), policy);
+    auto call = transact<bool>(impl_, &op_add_schedule, std::move(schedule), policy);
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<void> PostgresDataStore::remove_schedules(std::vector<std::string> ids) {
-    co_await transact<Unit>(impl_, &op_remove_schedules, std::move(ids));
+    auto call = transact<Unit>(impl_, &op_remove_schedules, std::move(ids));
+    co_await std::move(call);
 }
 
 asio::awaitable<std::vector<Schedule>> PostgresDataStore::acquire_schedules(std::string scheduler_id, duration lease,
                                                                             std::size_t limit) {
-    co_return co_await transact<std::vector<Schedule>>(impl_, &op_acquire_schedules, std::move(scheduler_id), lease,
+    auto call = transact<std::vector<Schedule>>(impl_, &op_acquire_schedules, std::move(scheduler_id), lease,
                                                        limit);
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<void> PostgresDataStore::release_schedules(std::string scheduler_id,
                                                            std::vector<ScheduleRelease> releases) {
-    co_await transact<Unit>(impl_, &op_release_schedules, std::move(scheduler_id), std::move(releases));
+    auto call = transact<Unit>(impl_, &op_release_schedules, std::move(scheduler_id), std::move(releases));
+    co_await std::move(call);
 }
 
 asio::awaitable<std::optional<time_point>> PostgresDataStore::get_next_schedule_run_time() {
-    co_return co_await transact<std::optional<time_point>>(impl_, &op_next_schedule_run_time);
+    auto call = transact<std::optional<time_point>>(impl_, &op_next_schedule_run_time);
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<void> PostgresDataStore::add_jobs(std::vector<Job> jobs) {
-    co_await transact<Unit>(impl_, &op_add_jobs, std::move(jobs));
+    auto call = transact<Unit>(impl_, &op_add_jobs, std::move(jobs));
+    co_await std::move(call);
 }
 
 asio::awaitable<std::vector<Job>> PostgresDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
-    co_return co_await transact<std::vector<Job>>(impl_, &op_get_jobs, std::move(ids));
+    auto call = transact<std::vector<Job>>(impl_, &op_get_jobs, std::move(ids));
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<JobAcquisition> PostgresDataStore::acquire_jobs(std::string scheduler_id, duration lease,
                                                                 std::size_t limit, std::vector<std::string> task_ids) {
-    co_return co_await transact<JobAcquisition>(impl_, &op_acquire_jobs, std::move(scheduler_id), lease, limit,
+    auto call = transact<JobAcquisition>(impl_, &op_acquire_jobs, std::move(scheduler_id), lease, limit,
                                                 std::move(task_ids));
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<std::vector<bool>> PostgresDataStore::release_jobs(std::string scheduler_id,
                                                                    std::vector<JobRelease> releases) {
-    co_return co_await transact<std::vector<bool>>(impl_, &op_release_jobs, std::move(scheduler_id),
+    auto call = transact<std::vector<bool>>(impl_, &op_release_jobs, std::move(scheduler_id),
                                                    std::move(releases));
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<std::optional<JobResult>> PostgresDataStore::get_job_result(std::string job_id) {
-    co_return co_await transact<std::optional<JobResult>>(impl_, &op_get_job_result, std::move(job_id));
+    auto call = transact<std::optional<JobResult>>(impl_, &op_get_job_result, std::move(job_id));
+    auto value = co_await std::move(call);
+    co_return value;
 }
 
 asio::awaitable<void> PostgresDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
@@ -944,22 +985,26 @@ asio::awaitable<void> PostgresDataStore::extend_acquired_schedule_leases(std::st
     // An expired lease is not renewed: another node may hold the row by now.
     const char* sql = "UPDATE {S}.schedules SET acquired_until = $3 WHERE id = ANY($1::text[]) AND acquired_by = $2 "
                       "AND acquired_until > $4";
-    co_await transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id), std::move(ids), lease);
+    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id), std::move(ids), lease);
+    co_await std::move(call);
 }
 
 asio::awaitable<void> PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
                                                                     std::vector<std::string> ids, duration lease) {
     const char* sql = "UPDATE {S}.jobs SET acquired_until = $3 WHERE id = ANY($1::text[]) AND acquired_by = $2 AND "
                       "acquired_until > $4";
-    co_await transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id), std::move(ids), lease);
+    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id), std::move(ids), lease);
+    co_await std::move(call);
 }
 
 asio::awaitable<void> PostgresDataStore::reap_abandoned_jobs(std::string scheduler_id) {
-    co_await transact<Unit>(impl_, &op_reap_abandoned_jobs, std::move(scheduler_id));
+    auto call = transact<Unit>(impl_, &op_reap_abandoned_jobs, std::move(scheduler_id));
+    co_await std::move(call);
 }
 
 asio::awaitable<void> PostgresDataStore::cleanup() {
-    co_await transact<Unit>(impl_, &op_cleanup);
+    auto call = transact<Unit>(impl_, &op_cleanup);
+    co_await std::move(call);
 }
 
 } // namespace asched
