@@ -103,7 +103,8 @@ asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<Postgr
 asio::awaitable<void> health_goes_degraded_and_back(asio::io_context* ioc, test::Recorder* recorder,
                                                     AsyncScheduler* s) {
     auto ran = std::make_shared<std::atomic<int>>(0);
-    co_await s->add_task("tick", [ran] { ++*ran; });
+    auto tick = [ran] { ++*ran; }; // named: GCC 12 double-destroys a capturing lambda temporary
+    co_await s->add_task("tick", tick);
     IntervalTrigger every({.seconds = 0.1});
     co_await s->add_schedule("tick", every);
     co_await s->start_in_background();
