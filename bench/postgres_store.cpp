@@ -6,6 +6,8 @@
 //
 // usage: bench_postgres_store CONNINFO [repetitions] [jobs]
 // (scripts/run.sh bench starts a private server and passes its connection string.)
+#include "store_jobs.hpp"
+
 #include <asched/asched.hpp>
 
 #include <asio.hpp>
@@ -104,41 +106,16 @@ asio::awaitable<void> fill(std::shared_ptr<asched::PostgresDataStore> store, std
     task.max_running_jobs = std::nullopt; // no cap: batches of 100
     co_await store->add_task(std::move(task));
     const auto start = steady::now();
-    for (std::size_t i = 0; i < n;) {
-        std::vector<asched::Job> batch;
-        for (; batch.size() < 100 && i < n; ++i) {
-            asched::Job job;
-            job.id = "job-" + std::to_string(i);
-            job.task_id = "t";
-            job.result_expiration_time = std::chrono::minutes(1);
-            batch.push_back(std::move(job));
-        }
-        co_await store->add_jobs(std::move(batch));
-    }
+    auto adding = bench::add_jobs_in_batches(store, n); // arguments made outside the co_await (GCC 12)
+    co_await std::move(adding);
     *per_second = double(n) / std::chrono::duration<double>(steady::now() - start).count();
     co_await store->stop();
 }
 
 asio::awaitable<void> drain(std::shared_ptr<asched::PostgresDataStore> store, std::string who) {
     co_await store->start(asched::StoreContext{});
-    for (;;) {
-        std::vector<std::string> tasks{"t"};
-        auto batch = co_await store->acquire_jobs(who, std::chrono::seconds(30), 100, std::move(tasks));
-        if (batch.jobs.empty())
-            break;
-        std::vector<asched::JobRelease> finished;
-        for (auto& job : batch.jobs) {
-            asched::JobResult result; // "run": a job that returns at once
-            result.job_id = job.id;
-            result.task_id = job.task_id;
-            result.finished_at = asched::time_point(std::chrono::duration_cast<asched::duration>(
-                std::chrono::system_clock::now().time_since_epoch()));
-            result.expires_at = result.finished_at + job.result_expiration_time;
-            result.return_value = 1;
-            finished.push_back({std::move(job), std::move(result)});
-        }
-        co_await store->release_jobs(who, std::move(finished));
-    }
+    auto running = bench::run_all_jobs(store, std::move(who));
+    co_await std::move(running);
     co_await store->stop();
 }
 

@@ -3,6 +3,8 @@
 // synchronous=NORMAL, one BEGIN IMMEDIATE ... COMMIT per claim) measured in the same run.
 //
 // usage: bench_sqlite_store [repetitions] [jobs]
+#include "store_jobs.hpp"
+
 #include <asched/asched.hpp>
 
 #include <asio.hpp>
@@ -92,38 +94,12 @@ asio::awaitable<void> cycle(std::shared_ptr<asched::SqliteDataStore> store, std:
     task.max_running_jobs = std::nullopt;
     co_await store->add_task(std::move(task));
     const auto t0 = steady::now();
-    for (std::size_t i = 0; i < n;) {
-        std::vector<asched::Job> batch;
-        for (; batch.size() < 100 && i < n; ++i) {
-            asched::Job job;
-            job.id = "job-" + std::to_string(i);
-            job.task_id = "t";
-            job.result_expiration_time = std::chrono::minutes(1);
-            batch.push_back(std::move(job));
-        }
-        co_await store->add_jobs(std::move(batch));
-    }
+    // The calls' arguments are made in statements of their own (GCC 12 and co_await).
+    auto adding = bench::add_jobs_in_batches(store, n);
+    co_await std::move(adding);
     const auto t1 = steady::now();
-    std::size_t done = 0;
-    while (done < n) {
-        std::vector<std::string> tasks{"t"};
-        auto batch = co_await store->acquire_jobs("bench", std::chrono::seconds(30), 100, std::move(tasks));
-        if (batch.jobs.empty())
-            break;
-        std::vector<asched::JobRelease> finished;
-        for (auto& job : batch.jobs) {
-            asched::JobResult result; // "run": a job that returns at once
-            result.job_id = job.id;
-            result.task_id = job.task_id;
-            result.finished_at = asched::time_point(std::chrono::duration_cast<asched::duration>(
-                std::chrono::system_clock::now().time_since_epoch()));
-            result.expires_at = result.finished_at + job.result_expiration_time;
-            result.return_value = 1;
-            finished.push_back({std::move(job), std::move(result)});
-        }
-        done += finished.size();
-        co_await store->release_jobs("bench", std::move(finished));
-    }
+    auto running = bench::run_all_jobs(store, "bench");
+    const std::size_t done = co_await std::move(running);
     const auto t2 = steady::now();
     co_await store->stop();
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };

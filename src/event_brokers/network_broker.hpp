@@ -10,6 +10,9 @@
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <asio/co_spawn.hpp>
+
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +26,7 @@ struct NetworkBrokerState {
     std::optional<asio::strand<asio::any_io_executor>> strand;
     bool stopping = false;
     std::optional<asio::steady_timer> backoff; // between reconnection attempts
+    std::deque<std::string> outbox; // formatted messages waiting for the write loop
     bool writer_running = false;
     bool loop_finished = false;
     std::optional<asio::steady_timer> loop_done; // cancelled when the receive loop ends
@@ -66,6 +70,23 @@ struct NetworkBrokerState {
 inline asio::awaitable<void> wait_loop_done(std::shared_ptr<NetworkBrokerState> self) {
     while (!self->loop_finished)
         co_await self->loop_done->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+}
+
+/// Queues `message` and starts `write_loop(self)` unless it runs already (on the strand). The
+/// loop empties the outbox and clears writer_running when it ends; `what` names it in the log.
+template <class State>
+asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string message,
+                              asio::awaitable<void> (*write_loop)(std::shared_ptr<State>), const char* what) {
+    self->outbox.push_back(std::move(message));
+    if (!self->writer_running) {
+        self->writer_running = true;
+        asio::co_spawn(*self->strand, write_loop(self), [self, what](std::exception_ptr e) {
+            self->writer_running = false;
+            if (e)
+                self->log(LogLevel::error, std::string(what) + " ended with an internal error");
+        });
+    }
+    co_return;
 }
 
 } // namespace asched::detail

@@ -16,7 +16,6 @@
 #include <fmt/format.h>
 
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <optional>
 
@@ -50,7 +49,6 @@ struct PostgresEventBroker::State : detail::NetworkBrokerState {
     std::atomic<bool> is_listening{false};
     std::atomic<std::uint64_t> reconnect_count{0};
     std::unique_ptr<pg::Connection> listener, notifier;
-    std::deque<std::string> outbox; // payloads
 
     void handle(const pg::Notification& n) {
         try {
@@ -157,19 +155,6 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
     self->writer_running = false;
 }
 
-asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string message) {
-    self->outbox.push_back(std::move(message));
-    if (!self->writer_running) {
-        self->writer_running = true;
-        asio::co_spawn(*self->strand, write_loop(self), [self](std::exception_ptr e) {
-            self->writer_running = false;
-            if (e)
-                self->log(LogLevel::error, "postgres broker: the publishing loop ended with an internal error");
-        });
-    }
-    co_return;
-}
-
 asio::awaitable<void> close_all(std::shared_ptr<State> self) {
     self->stopping = true;
     // Closing cancels a pending wait; the loops see `stopping` and end.
@@ -227,7 +212,9 @@ asio::awaitable<void> PostgresEventBroker::publish(Event event) {
                                 event_name(event), message.size()));
         co_return;
     }
-    co_await asio::co_spawn(*state_->strand, enqueue(state_, std::move(message)), asio::use_awaitable);
+    auto queued =
+        detail::enqueue<State>(state_, std::move(message), &write_loop, "postgres broker: the publishing loop");
+    co_await asio::co_spawn(*state_->strand, std::move(queued), asio::use_awaitable);
 }
 
 bool PostgresEventBroker::listening() const noexcept { return state_->is_listening; }

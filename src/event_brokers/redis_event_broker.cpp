@@ -20,7 +20,6 @@
 #include <hiredis/hiredis.h>
 
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <optional>
 
@@ -81,7 +80,6 @@ struct RedisEventBroker::State : detail::NetworkBrokerState {
     std::optional<Socket> sub, pub;
     ReaderPtr pub_reader;
     std::optional<asio::ip::tcp::resolver> resolver;
-    std::deque<std::string> outbox; // formatted PUBLISH commands
 
     // Connects `socket`; throws when stop() ran meanwhile, so no loop outlives it with a
     // fresh connection (close_all() cancels the resolver and closes the sockets).
@@ -196,19 +194,6 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
     self->writer_running = false;
 }
 
-asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string cmd) {
-    self->outbox.push_back(std::move(cmd));
-    if (!self->writer_running) {
-        self->writer_running = true;
-        asio::co_spawn(*self->strand, write_loop(self), [self](std::exception_ptr e) {
-            self->writer_running = false;
-            if (e)
-                self->log(LogLevel::error, "redis broker: the publishing loop ended with an internal error");
-        });
-    }
-    co_return;
-}
-
 asio::awaitable<void> close_all(std::shared_ptr<State> self) {
     self->stopping = true;
     asio::error_code ignored;
@@ -260,7 +245,9 @@ asio::awaitable<void> RedisEventBroker::publish(Event event) {
         co_return;
     const json message{{"origin", state_->origin}, {"event", json(event)}};
     auto cmd = command({"PUBLISH", state_->options.channel, message.dump()});
-    co_await asio::co_spawn(*state_->strand, enqueue(state_, std::move(cmd)), asio::use_awaitable);
+    auto queued =
+        detail::enqueue<State>(state_, std::move(cmd), &write_loop, "redis broker: the publishing loop");
+    co_await asio::co_spawn(*state_->strand, std::move(queued), asio::use_awaitable);
 }
 
 bool RedisEventBroker::subscribed() const noexcept { return state_->is_subscribed; }

@@ -6,24 +6,7 @@
 
 #include "process_support.hpp"
 
-#include <asched/asched.hpp>
-
 #include <sqlite3.h>
-
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <set>
-#include <sstream>
-#include <thread>
-
-extern char** environ;
 
 using namespace std::chrono_literals;
 

@@ -288,16 +288,12 @@ void wake(const std::shared_ptr<asio::steady_timer>& timer) {
 
 } // namespace
 
-struct Pool::Waiter {
-    std::shared_ptr<asio::steady_timer> timer;
-};
-
 asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
     auto self = shared_from_this();
     auto ex = co_await asio::this_coro::executor;
     const auto deadline = steady::now() + timeout;
     for (;;) {
-        std::shared_ptr<Waiter> waiter;
+        std::shared_ptr<asio::steady_timer> waiter;
         bool open_one = false;
         {
             std::lock_guard lock(mutex_);
@@ -315,8 +311,7 @@ asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
                 throw Error(errc::store_failure, fmt::format("postgres {}: all {} connections stayed busy for {}",
                                                              describe(conninfo_), size_, format_duration(timeout)));
             } else {
-                waiter = std::make_shared<Waiter>();
-                waiter->timer = std::make_shared<asio::steady_timer>(ex, deadline);
+                waiter = std::make_shared<asio::steady_timer>(ex, deadline);
                 waiters_.push_back(waiter);
             }
         }
@@ -328,7 +323,7 @@ asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
             } catch (...) {
                 failure = std::current_exception();
             }
-            std::shared_ptr<Waiter> next;
+            std::shared_ptr<asio::steady_timer> next;
             {
                 std::lock_guard lock(mutex_);
                 --open_;
@@ -338,17 +333,17 @@ asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
                 }
             }
             if (next)
-                wake(next->timer);
+                wake(next);
             std::rethrow_exception(failure);
         }
-        co_await waiter->timer->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        co_await waiter->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
         std::lock_guard lock(mutex_);
         std::erase(waiters_, waiter);
     }
 }
 
 void Pool::give_back(std::unique_ptr<Connection> conn) {
-    std::shared_ptr<Waiter> next;
+    std::shared_ptr<asio::steady_timer> next;
     std::vector<std::unique_ptr<Connection>> dropped;
     {
         std::lock_guard lock(mutex_);
@@ -372,12 +367,12 @@ void Pool::give_back(std::unique_ptr<Connection> conn) {
         }
     }
     if (next)
-        wake(next->timer);
+        wake(next);
 }
 
 void Pool::close() {
     std::vector<std::unique_ptr<Connection>> dropped;
-    std::deque<std::shared_ptr<Waiter>> waiters;
+    std::deque<std::shared_ptr<asio::steady_timer>> waiters;
     {
         std::lock_guard lock(mutex_);
         closed_ = true;
@@ -387,7 +382,7 @@ void Pool::close() {
         waiters.swap(waiters_);
     }
     for (auto& w : waiters)
-        wake(w->timer);
+        wake(w);
 }
 
 } // namespace asched::pg

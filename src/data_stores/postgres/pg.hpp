@@ -8,6 +8,7 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <libpq-fe.h>
 
@@ -173,7 +174,6 @@ public:
     const std::string& conninfo() const noexcept { return conninfo_; }
 
 private:
-    struct Waiter;
     void give_back(std::unique_ptr<Connection> conn);
 
     asio::any_io_executor ex_;
@@ -183,7 +183,7 @@ private:
     std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> idle_;
     std::size_t open_ = 0; // idle, leased or connecting
-    std::deque<std::shared_ptr<Waiter>> waiters_;
+    std::deque<std::shared_ptr<asio::steady_timer>> waiters_; // acquire() calls waiting for a connection
     bool closed_ = false;
 };
 

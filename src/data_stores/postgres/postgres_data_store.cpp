@@ -624,27 +624,30 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string schedule
     task_ids.erase(std::unique(task_ids.begin(), task_ids.end()), task_ids.end());
     // Free slots per task. A capped task's row stays locked until commit: the cap holds across
     // nodes. Uncapped tasks are not locked (their counter is updated at the end).
-    auto call21 = s.q("SELECT id, max_running_jobs, running_jobs, max_running_jobs IS NOT NULL FROM {S}.tasks "
-                              "WHERE id = ANY($1::text[]) ORDER BY id",
-                              {pg::text_array(task_ids)});
+    auto call21 = s.q("SELECT id, max_running_jobs IS NOT NULL FROM {S}.tasks WHERE id = ANY($1::text[]) ORDER BY id",
+                      {pg::text_array(task_ids)});
     auto tasks = co_await std::move(call21);
-    std::vector<std::string> capped;
-    for (int i = 0; i < tasks.rows(); ++i)
-        if (tasks.boolean(i, 3))
-            capped.push_back(tasks.text(i, 0));
-    if (!capped.empty()) {
-        auto call22 = s.q("SELECT id, max_running_jobs, running_jobs, max_running_jobs IS NOT NULL FROM {S}.tasks "
-                             "WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
-                             {pg::text_array(task_ids)});
-        auto locked = co_await std::move(call22);
-        tasks = std::move(locked);
-    }
     std::map<std::string, std::int64_t> slots;
+    std::vector<std::string> capped;
     for (int i = 0; i < tasks.rows(); ++i) {
-        const std::int64_t free = tasks.is_null(i, 1) ? std::int64_t(limit)
-                                                      : std::max<std::int64_t>(0, tasks.int64(i, 1) - tasks.int64(i, 2));
-        if (free > 0)
-            slots.emplace(tasks.text(i, 0), std::min<std::int64_t>(free, std::int64_t(limit)));
+        if (tasks.boolean(i, 1))
+            capped.push_back(tasks.text(i, 0));
+        else
+            slots.emplace(tasks.text(i, 0), std::int64_t(limit));
+    }
+    if (!capped.empty()) {
+        auto call22 = s.q("SELECT id, max_running_jobs, running_jobs FROM {S}.tasks WHERE id = ANY($1::text[]) "
+                          "ORDER BY id FOR NO KEY UPDATE",
+                          {pg::text_array(capped)});
+        auto locked = co_await std::move(call22);
+        for (int i = 0; i < locked.rows(); ++i) {
+            // Read again under the lock (the cap may have changed meanwhile).
+            const std::int64_t free = locked.is_null(i, 1)
+                                          ? std::int64_t(limit)
+                                          : std::max<std::int64_t>(0, locked.int64(i, 1) - locked.int64(i, 2));
+            if (free > 0)
+                slots.emplace(locked.text(i, 0), std::min<std::int64_t>(free, std::int64_t(limit)));
+        }
     }
     // Rounds: each locks the oldest startable candidates of every task with free slots;
     // jobs past their deadline are released and the round repeats.
