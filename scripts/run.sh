@@ -14,7 +14,7 @@ jobs="${ASCHED_JOBS:-2}"
 
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
-                libboost-test-dev libsqlite3-dev libhiredis-dev)
+                libboost-test-dev libsqlite3-dev libhiredis-dev libpq-dev)
 test_packages=(clang-14 libclang-rt-14-dev redis-server postgresql libpq-dev)
 bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
 # The peers, pinned so runs compare like with like.
