@@ -14,6 +14,9 @@
 #include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/events.hpp>
 #include <asched/job_context.hpp>
+#include <asched/job_executor.hpp>
+#include <asched/job_executors/inline_executor.hpp>
+#include <asched/job_executors/thread_pool_executor.hpp>
 #include <asched/logger.hpp>
 #include <asched/model.hpp>
 #include <asched/policies.hpp>

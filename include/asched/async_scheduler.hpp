@@ -5,6 +5,7 @@
 #include <asched/data_store.hpp>
 #include <asched/event_broker.hpp>
 #include <asched/events.hpp>
+#include <asched/job_executor.hpp>
 #include <asched/logger.hpp>
 #include <asched/model.hpp>
 #include <asched/task_function.hpp>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <concepts>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,7 +45,15 @@ struct AsyncSchedulerOptions {
     /// stop(): how long running jobs may finish before they are cancelled (real time).
     duration stop_grace_period = std::chrono::seconds(30);
     TaskDefaults task_defaults;
-    std::size_t thread_pool_size = 8; ///< threads for blocking tasks
+    /// Threads of the default "threadpool" executor (when job_executors has none of that name).
+    std::size_t thread_pool_size = 8;
+    /// Job executors by name. "async" (an InlineExecutor) and "threadpool" (a
+    /// ThreadPoolExecutor of thread_pool_size threads) are added unless given here; add a
+    /// ProcessExecutor under a name of your choice to run tasks in child processes.
+    std::map<std::string, std::shared_ptr<JobExecutor>> job_executors;
+    /// Finished jobs are released to the store in batches of at most this many: all that
+    /// finish while the previous batch is being committed go together.
+    std::size_t max_release_batch = 512;
     Logger logger;
     std::shared_ptr<Clock> clock; ///< default: SystemClock
 };
@@ -56,6 +66,9 @@ struct TaskOptions {
     std::optional<std::optional<int>> max_running_jobs; ///< inner nullopt: unlimited
     std::optional<std::optional<duration>> misfire_grace_time;
     std::optional<nlohmann::json> metadata;
+    /// The name of the job executor that runs this task's jobs; default: "async" for a
+    /// coroutine, "threadpool" for a blocking callable.
+    std::optional<std::string> job_executor;
 };
 
 /// Options of add_schedule.
@@ -227,8 +240,12 @@ public:
     /// Starts (if stopped) and returns when the scheduler has stopped. Stopping is not an
     /// error: it returns normally.
     asio::awaitable<void> run_until_stopped();
-    /// Asks the scheduler to stop: no new acquisitions, running jobs get stop_grace_period to
-    /// finish and are then cancelled, every lease is released. Returns at once.
+    /// Asks the scheduler to stop, in this order: no new acquisitions; running jobs get
+    /// stop_grace_period to finish; what is left is cancelled; every finished job's release
+    /// is committed (retried while the store fails, for at most lease_duration: after that
+    /// the lease has expired and cleanup marks the job abandoned); only then is the
+    /// scheduler stopped. Then close() (scoped() calls it) may close the store and broker.
+    /// Destroying the handle asks for the same stop. Returns at once.
     asio::awaitable<void> stop();
     /// Returns once the scheduler is stopped.
     asio::awaitable<void> wait_until_stopped();

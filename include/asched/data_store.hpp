@@ -49,6 +49,13 @@ struct JobAcquisition {
     std::optional<time_point> next_ready_time;
 };
 
+/// What one read of a job id finds: its kept result, or that it is still queued or
+/// running, or neither (unknown, ended without a kept result, or its result expired).
+struct JobStatus {
+    std::optional<JobResult> result;
+    bool pending = false; ///< queued or running (and no kept result)
+};
+
 /// A store of tasks, schedules, jobs and results, shared by one or many schedulers. Each
 /// method is one atomic step and publishes its events through the broker after the change.
 /// Methods throw Error(store_failure) when the backend fails, and the lookup errors named
@@ -114,6 +121,9 @@ public:
                                                             std::vector<JobRelease> releases) = 0;
     /// Reading does not delete: results live until they expire.
     virtual asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) = 0;
+    /// The result and whether the job is queued or running, read in one snapshot: a job
+    /// that finishes meanwhile is seen either before or after, never as neither.
+    virtual asio::awaitable<JobStatus> get_job_status(std::string job_id) = 0;
 
     virtual asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
                                                                   std::vector<std::string> ids,

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace asched {
 
@@ -52,9 +53,14 @@ public:
     virtual asio::awaitable<void> stop();
     /// Publishes `event` to every node (the local broker: to this process).
     virtual asio::awaitable<void> publish(Event event) = 0;
+    /// Publishes `events` in order; the default calls publish() for each.
+    virtual asio::awaitable<void> publish_batch(std::vector<Event> events);
 
     /// Delivers `event` to this process's subscribers only; never blocks.
     void publish_local(const Event& event);
+    /// Delivers `events`, in order, to this process's subscribers: one post per subscriber
+    /// for the whole batch.
+    void publish_local(std::vector<Event> events);
     /// Calls `callback` for every event selected by `mask`, on a strand over `executor`.
     /// With `one_shot` the subscription ends after its first event.
     Subscription subscribe(EventCallback callback, EventMask mask, asio::any_io_executor executor,

@@ -14,10 +14,9 @@ namespace asched::detail {
 
 /// Publishes `events` in order, after the store's change is committed.
 inline asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker, std::vector<Event> events) {
-    if (!broker)
+    if (!broker || events.empty())
         co_return;
-    for (auto& e : events)
-        co_await broker->publish(std::move(e));
+    co_await broker->publish_batch(std::move(events));
 }
 
 /// The result a store records for `job` when it ends at `at` without a return value

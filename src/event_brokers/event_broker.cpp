@@ -116,6 +116,65 @@ void EventBroker::publish_local(const Event& event) {
     }
 }
 
+void EventBroker::publish_local(std::vector<Event> events) {
+    if (events.empty())
+        return;
+    if (events.size() == 1) {
+        publish_local(events.front());
+        return;
+    }
+    auto shared = std::make_shared<const std::vector<Event>>(std::move(events));
+    struct Target {
+        std::shared_ptr<detail::SubscriberEntry> entry;
+        std::vector<std::uint32_t> picks; // indexes into the batch
+    };
+    std::vector<Target> targets;
+    Logger logger;
+    {
+        std::lock_guard lock(registry_->mutex);
+        logger = registry_->logger;
+        for (auto it = registry_->entries.begin(); it != registry_->entries.end();) {
+            Target t{it->second, {}};
+            for (std::uint32_t i = 0; i < shared->size(); ++i) {
+                if (matches(t.entry->mask, (*shared)[i])) {
+                    t.picks.push_back(i);
+                    if (t.entry->one_shot)
+                        break;
+                }
+            }
+            const bool erase = !t.picks.empty() && t.entry->one_shot;
+            if (!t.picks.empty())
+                targets.push_back(std::move(t));
+            it = erase ? registry_->entries.erase(it) : std::next(it);
+        }
+    }
+    for (auto& t : targets) {
+        auto entry = t.entry;
+        asio::post(entry->strand, [entry, shared, picks = std::move(t.picks), logger] {
+            for (auto i : picks) {
+                if (!entry->active)
+                    return;
+                const Event& e = (*shared)[i];
+                try {
+                    entry->callback(e);
+                } catch (const std::exception& ex) {
+                    logger.log(LogLevel::error,
+                               fmt::format("error delivering {} event: {}", event_name(e), ex.what()));
+                } catch (...) {
+                    logger.log(LogLevel::error, fmt::format("error delivering {} event", event_name(e)));
+                }
+            }
+        });
+    }
+}
+
+asio::awaitable<void> EventBroker::publish_batch(std::vector<Event> events) {
+    for (auto& e : events) {
+        auto one = publish(std::move(e));
+        co_await std::move(one);
+    }
+}
+
 Subscription EventBroker::subscribe(EventCallback callback, EventMask mask,
                                     asio::any_io_executor executor, bool one_shot) {
     auto entry = std::make_shared<detail::SubscriberEntry>(std::move(callback), mask,
@@ -128,6 +187,11 @@ Subscription EventBroker::subscribe(EventCallback callback, EventMask mask,
 
 asio::awaitable<void> LocalEventBroker::publish(Event event) {
     publish_local(event);
+    co_return;
+}
+
+asio::awaitable<void> LocalEventBroker::publish_batch(std::vector<Event> events) {
+    publish_local(std::move(events));
     co_return;
 }
 

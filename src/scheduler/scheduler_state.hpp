@@ -1,14 +1,17 @@
 // The AsyncScheduler's shared state; every member below is touched only on `strand`.
 #pragma once
 
+#include "lifecycle.hpp"
+
 #include <asched/async_scheduler.hpp>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
-#include <asio/thread_pool.hpp>
 #include <fmt/format.h>
 
 #include <atomic>
@@ -18,6 +21,8 @@
 #include <unordered_map>
 
 namespace asched::detail {
+
+using steady = std::chrono::steady_clock;
 
 /// A level-triggered wake-up for one waiting loop: notify() before wait() is not lost.
 class Wakeup {
@@ -35,18 +40,25 @@ private:
     bool pending_ = false;
 };
 
+/// A job from its start until its release has committed (or was given up).
 struct RunningJob {
     Job job;
-    std::shared_ptr<JobContext> context;
+    JobContext context;
+    std::shared_ptr<const TaskFunction> function;
+    JobExecutor* executor = nullptr;
     std::stop_source stop;
     asio::cancellation_signal signal;
     bool cancel_requested = false;
 };
 
+struct PendingRelease {
+    std::shared_ptr<RunningJob> job;
+    JobResult result;
+};
+
 struct ResultWaiter {
     explicit ResultWaiter(const asio::any_io_executor& executor) : wake(executor) {}
     Wakeup wake;
-    bool released = false;
 };
 
 struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
@@ -64,6 +76,8 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     /// published as StoreHealthChanged. Called on the strand.
     void store_failed(const std::exception& e);
     void store_ok();
+    /// No acquiring loop left, no job running, no release in flight.
+    bool idle() const noexcept { return loops == 0 && running.empty() && !release_flushing; }
 
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;
@@ -73,18 +87,20 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     std::shared_ptr<EventBroker> broker;
     std::shared_ptr<Clock> clock;
     Logger logger;
-    asio::thread_pool pool;
 
-    std::atomic<RunState> run_state{RunState::stopped};
+    Phase phase = Phase::stopped;
+    std::atomic<RunState> run_state{RunState::stopped}; // mirrors `phase` for state()
     bool services_open = false;
-    bool stop_requested = false;
-    bool lease_loop_done = false;
-    std::size_t loops = 0;
+    std::size_t loops = 0;    // acquiring loops (schedule, job, cleanup) still running
+    bool lease_loop_running = false;
     std::optional<std::string> crash;
     bool store_degraded = false;
 
     std::unordered_map<std::string, std::shared_ptr<const TaskFunction>> functions;
+    std::unordered_map<std::string, std::shared_ptr<JobExecutor>> task_executors;
     std::unordered_map<std::string, std::shared_ptr<RunningJob>> running;
+    std::vector<PendingRelease> pending_releases;
+    bool release_flushing = false;
 
     Wakeup schedule_wake;
     Wakeup job_wake;
@@ -98,5 +114,32 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     std::size_t clock_listener = 0;
     std::mt19937_64 rng;
 };
+
+/// co_spawns `op` on the strand; an exception it ends with is logged as `what` and, with
+/// `fatal`, crashes the scheduler (the lifecycle then stops it). The one completion helper
+/// for background work whose failure matters.
+void spawn_logged(const std::shared_ptr<SchedulerState>& self, asio::awaitable<void> op,
+                  const char* what, bool fatal);
+
+// ---- lifecycle.cpp --------------------------------------------------------------------------
+/// Feeds `event` to the lifecycle table and performs the synchronous part of its action;
+/// returns whether a transition fired.
+bool fire(SchedulerState& self, LifeEvent event);
+asio::awaitable<void> ensure_open(std::shared_ptr<SchedulerState> self);
+asio::awaitable<void> do_start(std::shared_ptr<SchedulerState> self, bool wait_started);
+asio::awaitable<void> do_close(std::shared_ptr<SchedulerState> self);
+asio::awaitable<void> wait_for_state(std::shared_ptr<SchedulerState> self,
+                                     std::function<bool(RunState)> done);
+
+// ---- loops.cpp ------------------------------------------------------------------------------
+void spawn_loops(const std::shared_ptr<SchedulerState>& self);
+/// How long a loop may sleep before `at` (real time), bounded by the poll interval.
+steady::duration delay_until(const SchedulerState& s, std::optional<time_point> at);
+
+// ---- job_runner.cpp -------------------------------------------------------------------------
+/// Starts an acquired job on its task's executor (or ends it at once: misfire, no function).
+void start_job(const std::shared_ptr<SchedulerState>& self, Job job);
+/// Cancels one running job through its signal and stop token.
+void cancel_job(RunningJob& job);
 
 } // namespace asched::detail

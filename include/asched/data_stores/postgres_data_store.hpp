@@ -77,6 +77,7 @@ public:
     asio::awaitable<std::vector<bool>> release_jobs(std::string scheduler_id,
                                                     std::vector<JobRelease> releases) override;
     asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) override;
+    asio::awaitable<JobStatus> get_job_status(std::string job_id) override;
     asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
                                                           std::vector<std::string> ids,
                                                           duration lease) override;

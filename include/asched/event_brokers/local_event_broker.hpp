@@ -9,6 +9,7 @@ namespace asched {
 class LocalEventBroker final : public EventBroker {
 public:
     asio::awaitable<void> publish(Event event) override;
+    asio::awaitable<void> publish_batch(std::vector<Event> events) override;
 };
 
 } // namespace asched

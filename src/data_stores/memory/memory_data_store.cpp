@@ -513,6 +513,17 @@ asio::awaitable<std::optional<JobResult>> MemoryDataStore::get_job_result(std::s
     co_return it->second;
 }
 
+asio::awaitable<JobStatus> MemoryDataStore::get_job_status(std::string job_id) {
+    std::lock_guard lock(state_->mutex);
+    auto& s = *state_;
+    JobStatus out;
+    if (auto it = s.results.find(job_id); it != s.results.end() && it->second.expires_at > s.now())
+        out.result = it->second;
+    else
+        out.pending = s.jobs.count(job_id) > 0;
+    co_return out;
+}
+
 asio::awaitable<void> MemoryDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
                                                                        std::vector<std::string> ids,
                                                                        duration lease) {

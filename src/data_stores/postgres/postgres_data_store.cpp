@@ -781,6 +781,25 @@ asio::awaitable<std::optional<JobResult>> op_get_job_result(Session& s, std::str
     co_return out;
 }
 
+// One statement, so one snapshot even under READ COMMITTED.
+asio::awaitable<JobStatus> op_get_job_status(Session& s, std::string job_id) {
+    auto call = s.q("SELECT (SELECT data FROM {S}.results WHERE job_id = $1 AND expires_at > $2), "
+                    "EXISTS (SELECT 1 FROM {S}.jobs WHERE id = $1)",
+                    {param(job_id), param(s.now)});
+    auto r = co_await std::move(call);
+    JobStatus out;
+    if (!r.is_null(0, 0)) {
+        std::string error;
+        out.result = detail::decode_json<JobResult>(r.text(0, 0), error);
+        if (!out.result) {
+            auto q = s.quarantine({detail::BadRow{"result", job_id, r.text(0, 0), error}}, true);
+            co_await std::move(q);
+        }
+    }
+    out.pending = !out.result && r.text(0, 1) == "t";
+    co_return out;
+}
+
 asio::awaitable<Unit> op_extend_leases(Session& s, const char* sql, std::string scheduler_id,
                                        std::vector<std::string> ids, duration lease) {
     auto call31 = s.q(sql, {pg::text_array(ids), param(scheduler_id), param(s.now + lease), param(s.now)});
@@ -978,6 +997,12 @@ asio::awaitable<std::vector<bool>> PostgresDataStore::release_jobs(std::string s
 
 asio::awaitable<std::optional<JobResult>> PostgresDataStore::get_job_result(std::string job_id) {
     auto call = transact<std::optional<JobResult>>(impl_, &op_get_job_result, std::move(job_id));
+    auto value = co_await std::move(call);
+    co_return value;
+}
+
+asio::awaitable<JobStatus> PostgresDataStore::get_job_status(std::string job_id) {
+    auto call = transact<JobStatus>(impl_, &op_get_job_status, std::move(job_id));
     auto value = co_await std::move(call);
     co_return value;
 }

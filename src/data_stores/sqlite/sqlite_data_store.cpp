@@ -958,6 +958,37 @@ asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::s
     co_return std::move(result);
 }
 
+asio::awaitable<JobStatus> SqliteDataStore::get_job_status(std::string job_id) {
+    auto op = [job_id](Impl& s) {
+        std::vector<Impl::Bad> bad;
+        JobStatus out;
+        {
+            // One read transaction: both SELECTs see the same snapshot.
+            Transaction tx(s.conn(), Transaction::Kind::deferred);
+            auto q = s.conn()
+                         .prepare("SELECT data FROM results WHERE job_id = ?1 AND expires_at > ?2")
+                         .bind(1, job_id)
+                         .bind(2, s.now());
+            if (q.step()) {
+                std::string error;
+                out.result = detail::decode_json<JobResult>(q.text(0), error);
+                if (!out.result)
+                    bad.push_back({"result", job_id, q.text(0), error});
+            }
+            q.reset();
+            auto j = s.conn().prepare("SELECT 1 FROM jobs WHERE id = ?1").bind(1, job_id);
+            out.pending = !out.result && j.step();
+            j.reset();
+            s.commit(tx);
+        }
+        s.quarantine_all(bad, false);
+        return out;
+    };
+    auto [status, events] = co_await on_db<JobStatus>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return std::move(status);
+}
+
 namespace {
 
 // `sql` sets acquired_until = ?3 for the row ?1 held by ?2 whose lease runs past ?4 (now):

@@ -1,0 +1,203 @@
+// The job runner: an acquired job goes to its task's executor; its outcome becomes a
+// JobResult; finished jobs are released to the store in batches.
+#include "scheduler_state.hpp"
+
+#include <asched/policies.hpp>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+namespace asched::detail {
+namespace {
+
+void queue_release(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<RunningJob> rj,
+                   JobResult result);
+
+JobResult result_of(const Job& job) {
+    JobResult r;
+    r.job_id = job.id;
+    r.task_id = job.task_id;
+    r.schedule_id = job.schedule_id;
+    return r;
+}
+
+void finish(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<RunningJob> rj,
+            JobResult result, std::exception_ptr error, nlohmann::json value) {
+    if (!error) {
+        result.outcome = JobOutcome::success;
+        result.return_value = std::move(value);
+    } else {
+        result.outcome = rj->cancel_requested ? JobOutcome::cancelled : JobOutcome::error;
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            result.exception_type = demangle(typeid(e).name());
+            result.exception_message = e.what();
+        } catch (...) {
+            result.exception_type = "unknown";
+            result.exception_message = "a non-standard exception was thrown";
+        }
+        if (result.outcome == JobOutcome::cancelled)
+            result.exception_message = "cancelled: the scheduler stopped";
+        else
+            self->log(LogLevel::warning, "job '{}' of task '{}' failed: {}: {}", rj->job.id,
+                      rj->job.task_id, *result.exception_type, *result.exception_message);
+    }
+    result.finished_at = self->clock->now();
+    result.expires_at = result.finished_at + rj->job.result_expiration_time;
+    queue_release(self, std::move(rj), std::move(result));
+}
+
+// Commits one batch. While the scheduler runs, a failing store is retried until it answers
+// (releases are fenced: a late one is refused, never applied twice). While it stops, for at
+// most lease_duration of real time from the first failure: by then the leases have expired,
+// cleanup will mark the jobs abandoned, and a release would be refused anyway.
+asio::awaitable<void> commit(std::shared_ptr<SchedulerState> self, std::vector<JobRelease> batch) {
+    std::optional<steady::time_point> first_failure;
+    std::string failure;
+    for (unsigned attempt = 0;; ++attempt) {
+        bool done = false;
+        try {
+            auto copy = batch;
+            co_await self->store->release_jobs(self->identity, std::move(copy));
+            self->store_ok();
+            done = true;
+        } catch (const std::exception& e) {
+            self->store_failed(e);
+            failure = e.what();
+        }
+        if (done)
+            break;
+        const auto now = steady::now();
+        if (!first_failure)
+            first_failure = now;
+        if (!acquiring(self->phase) && now - *first_failure >= self->options.lease_duration) {
+            for (const auto& r : batch)
+                self->log(LogLevel::error,
+                          "job '{}': result lost, the store could not be reached for {}: {}",
+                          r.job.id, format_duration(self->options.lease_duration), failure);
+            break;
+        }
+        const auto delay = backoff_delay(attempt, std::chrono::seconds(5));
+        self->log(LogLevel::warning, "releasing {} job(s) failed ({}), retrying in {}", batch.size(),
+                  failure, format_duration(delay));
+        asio::steady_timer timer(self->strand, delay);
+        co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+}
+
+// Takes what finished while the last batch was committing, up to max_release_batch at a time.
+asio::awaitable<void> flush_releases(std::shared_ptr<SchedulerState> self) {
+    std::vector<PendingRelease> taken;
+    while (!self->pending_releases.empty()) {
+        taken.clear();
+        const std::size_t n = std::min(self->pending_releases.size(), self->options.max_release_batch);
+        if (n == self->pending_releases.size()) {
+            taken.swap(self->pending_releases);
+        } else {
+            std::move(self->pending_releases.begin(), self->pending_releases.begin() + n,
+                      std::back_inserter(taken));
+            self->pending_releases.erase(self->pending_releases.begin(), self->pending_releases.begin() + n);
+        }
+        std::vector<JobRelease> batch;
+        batch.reserve(taken.size());
+        for (auto& p : taken) {
+            // The store reads ids, token and expiry; the arguments stay behind.
+            Job slim = std::move(p.job->job);
+            slim.args = nullptr;
+            slim.metadata = nullptr;
+            p.job->job.id = slim.id;
+            batch.push_back(JobRelease{std::move(slim), std::move(p.result)});
+        }
+        co_await commit(self, std::move(batch));
+        for (auto& p : taken)
+            self->running.erase(p.job->job.id);
+        self->job_wake.notify();
+        self->main_wake.notify();
+    }
+}
+
+asio::awaitable<void> flush_and_clear(std::shared_ptr<SchedulerState> self) {
+    struct Clear {
+        SchedulerState& s;
+        ~Clear() {
+            s.release_flushing = false;
+            s.main_wake.notify();
+        }
+    } clear{*self};
+    co_await flush_releases(self);
+}
+
+void queue_release(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<RunningJob> rj,
+                   JobResult result) {
+    self->pending_releases.push_back(PendingRelease{std::move(rj), std::move(result)});
+    if (self->release_flushing)
+        return;
+    self->release_flushing = true;
+    // Posted, so that every job finishing in this turn of the strand joins the first batch.
+    asio::post(self->strand, [self] { spawn_logged(self, flush_and_clear(self), "releasing jobs", true); });
+}
+
+} // namespace
+
+void cancel_job(RunningJob& rj) {
+    if (rj.cancel_requested)
+        return;
+    rj.cancel_requested = true;
+    rj.stop.request_stop();
+    rj.signal.emit(asio::cancellation_type::terminal);
+}
+
+void start_job(const std::shared_ptr<SchedulerState>& self, Job job) {
+    auto rj = std::make_shared<RunningJob>();
+    rj->job = std::move(job);
+    const Job& j = rj->job;
+    self->running.emplace(j.id, rj);
+    JobResult result = result_of(j);
+    const auto now = self->clock->now();
+    if (missed_deadline(j, now)) {
+        result.outcome = JobOutcome::missed_start_deadline;
+        result.exception_message = fmt::format("start deadline {} passed", format_time(*j.start_deadline));
+        result.finished_at = now;
+        result.expires_at = now + j.result_expiration_time;
+        queue_release(self, std::move(rj), std::move(result));
+        return;
+    }
+    auto fn = self->functions.find(j.task_id);
+    auto ex = self->task_executors.find(j.task_id);
+    result.started_at = now;
+    if (fn == self->functions.end() || ex == self->task_executors.end()) {
+        // Acquired for a task id this node registered: cannot happen unless a bug.
+        finish(self, std::move(rj), std::move(result),
+               std::make_exception_ptr(Error(errc::task_lookup,
+                                             fmt::format("task '{}' is not registered here", j.task_id))),
+               nullptr);
+        return;
+    }
+    rj->function = fn->second;
+    rj->executor = ex->second.get();
+    rj->context = JobContext{j.id, j.task_id, j.schedule_id, j.scheduled_fire_time, j.metadata,
+                             rj->stop.get_token()};
+    self->log(LogLevel::debug, "job '{}' of task '{}' started", j.id, j.task_id);
+    // The completion holds the job, not the scheduler: run_main keeps the state alive while
+    // jobs run, and the last reference must never drop on an executor's thread.
+    std::weak_ptr<SchedulerState> weak = self;
+    auto strand = self->strand;
+    JobCompletion done = [weak, strand, rj, result = std::move(result)](std::exception_ptr e,
+                                                                         nlohmann::json v) mutable {
+        asio::post(strand, [weak, rj = std::move(rj), result = std::move(result), e,
+                            v = std::move(v)]() mutable {
+            if (auto s = weak.lock())
+                finish(s, std::move(rj), std::move(result), e, std::move(v));
+        });
+    };
+    rj->executor->execute(JobRun{j.task_id, *rj->function, rj->context, j.args, self->executor,
+                                 rj->signal.slot()},
+                          std::move(done));
+    // A job that was in flight when the grace period ended is cancelled like the others.
+    if (self->phase == Phase::cancelling || self->phase == Phase::crashed)
+        cancel_job(*rj);
+}
+
+} // namespace asched::detail

@@ -1,0 +1,205 @@
+// The loops: due schedules become jobs, queued jobs are acquired and started, leases of
+// running jobs are renewed, and cleanup runs. Each ends when the lifecycle leaves `started`
+// (the lease loop: when nothing can run any more).
+#include "scheduler_state.hpp"
+
+#include <asched/policies.hpp>
+
+namespace asched::detail {
+namespace {
+
+ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point now) {
+    ScheduleRelease r{s.id, s.lease_token, s.last_fire_time, s.next_fire_time, {}, s.trigger_state};
+    try {
+        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        auto plan = plan_fires(
+            s, now, [&] { return uniform(self.rng); }, [] { return make_uuid(); });
+        r.jobs = std::move(plan.jobs);
+        r.last_fire_time = plan.last_fire_time ? plan.last_fire_time : s.last_fire_time;
+        r.next_fire_time = plan.next_fire_time;
+        r.trigger_state = std::move(plan.trigger_state);
+        self.log(LogLevel::debug, "schedule '{}': {} job(s), next fire {}", s.id, r.jobs.size(),
+                 r.next_fire_time ? format_time(*r.next_fire_time) : "none");
+    } catch (const std::exception& e) {
+        // A trigger that cannot say its next time finishes the schedule; the loop goes on.
+        self.log(LogLevel::error, "schedule '{}': trigger failed, the schedule is finished: {}",
+                 s.id, e.what());
+        r.jobs.clear();
+        r.next_fire_time.reset();
+    }
+    return r;
+}
+
+duration retry_delay(const SchedulerState& s, unsigned& failures) {
+    return backoff_delay(failures++, std::max<duration>(s.options.poll_interval, std::chrono::seconds(1)));
+}
+
+// One iteration acquires and releases in full, so a stop never leaves a schedule leased.
+asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
+    constexpr std::size_t batch = 100;
+    unsigned failures = 0;
+    while (acquiring(self->phase)) {
+        std::optional<time_point> wake_at;
+        bool more = false;
+        std::optional<duration> retry;
+        try {
+            auto schedules =
+                co_await self->store->acquire_schedules(self->identity, self->options.lease_duration, batch);
+            const auto now = self->clock->now();
+            std::vector<ScheduleRelease> releases;
+            releases.reserve(schedules.size());
+            for (const auto& s : schedules)
+                releases.push_back(plan_release(*self, s, now));
+            co_await self->store->release_schedules(self->identity, std::move(releases));
+            more = schedules.size() == batch;
+            if (!more) {
+                auto next = co_await self->store->get_next_schedule_run_time();
+                wake_at = next;
+            }
+            failures = 0;
+            self->store_ok();
+        } catch (const std::exception& e) {
+            self->store_failed(e);
+            retry = retry_delay(*self, failures);
+            self->log(LogLevel::warning, "schedule loop: store failed ({}), retrying in {}", e.what(),
+                      format_duration(*retry));
+        }
+        if (more)
+            continue;
+        co_await self->schedule_wake.wait(retry ? steady::duration(*retry) : delay_until(*self, wake_at));
+    }
+}
+
+// Jobs acquired by a call that was in flight when the stop came are still started: they are
+// leased to this node, and the stop waits for this loop to end before it counts what runs.
+asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
+    unsigned failures = 0;
+    std::vector<std::string> task_ids;
+    while (acquiring(self->phase)) {
+        std::optional<time_point> wake_at;
+        std::optional<duration> retry;
+        try {
+            const std::size_t cap = self->options.max_concurrent_jobs;
+            const std::size_t limit = cap > self->running.size() ? cap - self->running.size() : 0;
+            if (limit > 0 && !self->functions.empty()) {
+                task_ids.clear();
+                for (auto& [id, fn] : self->functions)
+                    task_ids.push_back(id);
+                auto acquired = co_await self->store->acquire_jobs(
+                    self->identity, self->options.lease_duration, limit, task_ids);
+                for (auto& job : acquired.jobs)
+                    start_job(self, std::move(job));
+                wake_at = acquired.next_ready_time;
+                // A full batch: more may be waiting.
+                if (acquired.jobs.size() == limit && self->running.size() < cap)
+                    wake_at = self->clock->now();
+            }
+            failures = 0;
+            self->store_ok();
+        } catch (const std::exception& e) {
+            self->store_failed(e);
+            retry = retry_delay(*self, failures);
+            self->log(LogLevel::warning, "job loop: store failed ({}), retrying in {}", e.what(),
+                      format_duration(*retry));
+        }
+        co_await self->job_wake.wait(retry ? steady::duration(*retry) : delay_until(*self, wake_at));
+    }
+}
+
+asio::awaitable<void> lease_loop(std::shared_ptr<SchedulerState> self) {
+    const duration period = std::max<duration>(self->options.lease_duration / 2, duration(1000));
+    time_point next = self->clock->now() + period;
+    std::vector<std::string> ids;
+    while (jobs_may_run(self->phase)) {
+        if (self->clock->now() >= next) {
+            next = self->clock->now() + period;
+            if (!self->running.empty()) {
+                ids.clear();
+                for (auto& [id, rj] : self->running)
+                    ids.push_back(id);
+                try {
+                    co_await self->store->extend_acquired_job_leases(self->identity, ids,
+                                                                     self->options.lease_duration);
+                } catch (const std::exception& e) {
+                    self->log(LogLevel::warning, "lease renewal failed: {}", e.what());
+                    next = self->clock->now() + std::min<duration>(period, std::chrono::seconds(1));
+                }
+            }
+        }
+        co_await self->lease_wake.wait(delay_until(*self, next));
+    }
+}
+
+asio::awaitable<void> cleanup_loop(std::shared_ptr<SchedulerState> self) {
+    const duration interval = *self->options.cleanup_interval;
+    time_point next = self->clock->now();
+    while (acquiring(self->phase)) {
+        if (self->clock->now() >= next) {
+            next = self->clock->now() + interval;
+            try {
+                co_await self->store->cleanup();
+            } catch (const std::exception& e) {
+                self->log(LogLevel::warning, "cleanup failed: {}", e.what());
+            }
+        }
+        co_await self->cleanup_wake.wait(delay_until(*self, next));
+    }
+}
+
+// A loop's end is counted whether it returned or threw; a throw is a bug and crashes the
+// scheduler (spawn_logged), which then stops in order.
+asio::awaitable<void> counted(std::shared_ptr<SchedulerState> self, asio::awaitable<void> loop) {
+    struct Count {
+        SchedulerState& s;
+        ~Count() {
+            --s.loops;
+            s.main_wake.notify();
+        }
+    } count{*self};
+    co_await std::move(loop);
+}
+
+asio::awaitable<void> lease_loop_flagged(std::shared_ptr<SchedulerState> self) {
+    struct Flag {
+        SchedulerState& s;
+        ~Flag() {
+            s.lease_loop_running = false;
+            s.main_wake.notify();
+        }
+    } flag{*self};
+    co_await lease_loop(self);
+}
+
+void spawn_counted(const std::shared_ptr<SchedulerState>& self, asio::awaitable<void> loop,
+                   const char* name) {
+    ++self->loops;
+    spawn_logged(self, counted(self, std::move(loop)), name, true);
+}
+
+} // namespace
+
+steady::duration delay_until(const SchedulerState& s, std::optional<time_point> at) {
+    const steady::duration poll = s.options.poll_interval;
+    if (!at)
+        return poll;
+    const auto d = *at - s.clock->now();
+    if (d <= duration(0))
+        return steady::duration(0);
+    if (s.clock->is_manual())
+        return poll; // the clock's own notifications end the sleep
+    return std::min<steady::duration>(poll, d);
+}
+
+void spawn_loops(const std::shared_ptr<SchedulerState>& self) {
+    const auto role = self->options.role;
+    if (role != SchedulerRole::worker)
+        spawn_counted(self, schedule_loop(self), "schedule loop");
+    if (role != SchedulerRole::scheduler)
+        spawn_counted(self, job_loop(self), "job loop");
+    if (self->options.cleanup_interval)
+        spawn_counted(self, cleanup_loop(self), "cleanup loop");
+    self->lease_loop_running = true;
+    spawn_logged(self, lease_loop_flagged(self), "lease loop", true);
+}
+
+} // namespace asched::detail
