@@ -11,6 +11,7 @@
 
 #include <exception>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace asched {
@@ -26,6 +27,18 @@ struct JobRun {
     /// Emits asio::cancellation_type::terminal when the job is cancelled (stop after the
     /// grace period). `context.stop_token` is requested at the same moment.
     asio::cancellation_slot cancellation;
+};
+
+/// An exception raised where the scheduler cannot rethrow it as itself (in a child process):
+/// the job's JobResult reports type() as its exception type.
+class JobError : public std::runtime_error {
+public:
+    JobError(std::string type, const std::string& message)
+        : std::runtime_error(message), type_(std::move(type)) {}
+    const std::string& type() const noexcept { return type_; }
+
+private:
+    std::string type_;
 };
 
 /// How a job ended inside an executor: a JSON value, or the exception it threw (a task's

@@ -31,6 +31,9 @@ void finish(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<Running
         result.outcome = rj->cancel_requested ? JobOutcome::cancelled : JobOutcome::error;
         try {
             std::rethrow_exception(error);
+        } catch (const JobError& e) {
+            result.exception_type = e.type();
+            result.exception_message = e.what();
         } catch (const std::exception& e) {
             result.exception_type = demangle(typeid(e).name());
             result.exception_message = e.what();
