@@ -21,10 +21,13 @@ BASELINES = {
     "lateness_interval_10ms_p99": ("lateness_raw_asio_timer_10ms_p99", "raw Asio steady_timer"),
     "lateness_10k_due_in_1s_p50": ("lateness_raw_asio_timer_10ms_p50", "raw Asio steady_timer"),
     "sqlite_store_jobs": ("sqlite_raw_claim", "raw SQLite claim"),
-    "sqlite_store_acquire_release": ("sqlite_raw_claim", "raw SQLite claim"),
+    "sqlite_store_acquire_release": ("sqlite_raw_claim_batched", "raw SQLite claim, 100 per transaction"),
     "postgres_store_jobs_1": ("postgres_raw_claim_1", "raw SKIP LOCKED claim, 1 client"),
     "postgres_store_jobs_2": ("postgres_raw_claim_2", "raw SKIP LOCKED claim, 2 clients"),
 }
+
+for _n in ("10k", "100k", "1M"):
+    BASELINES[f"dispatch_threadpool_{_n}"] = (f"dispatch_raw_threadpool_{_n}", "raw asio::thread_pool post")
 
 PEERS = ["croner", "cron-parser", "apscheduler3"]
 
@@ -85,18 +88,30 @@ def main(raw_path, out_dir):
     target("cron_next worst expression / own geometric mean",
            cron_worst / med("cron_next_geomean") if cron_worst and med("cron_next_geomean") else None, "<= 5",
            lambda v: v <= 5)
-    # The dispatch sizes are N and 10 N (10k and 100k in a full run).
+    # The dispatch sizes are N, 10 N and 100 N (10k, 100k and 1M in a full run).
     def size(name):
         label = name.rsplit("_", 1)[1]
-        return int(label[:-1]) * 1000 if label.endswith("k") else int(label)
+        scale = {"k": 1000, "M": 1000000}.get(label[-1], 1)
+        return int(label[:-1] if scale > 1 else label) * scale
 
-    sizes = sorted((n for n in ours if n.startswith("dispatch_coroutine_")), key=size)
+    def sizes_of(prefix):
+        return sorted((n for n in ours if n.startswith(prefix)), key=size)
+
+    sizes = sizes_of("dispatch_coroutine_")
     for name in sizes:
-        target(f"{name}: times croner's jobs/s", advantage("jobs/s", med(name), peer(name, "croner")), ">= 10",
-               lambda v: v >= 10)
+        if peer(name, "croner") is not None:
+            target(f"{name}: times croner's jobs/s", advantage("jobs/s", med(name), peer(name, "croner")),
+                   ">= 10", lambda v: v >= 10)
+    for kind, raw, goal in (("coroutine", "timer", 0.3), ("threadpool", "threadpool", 0.5)):
+        for name in sizes_of(f"dispatch_{kind}_"):
+            base = f"dispatch_raw_{raw}_{name.rsplit('_', 1)[1]}"
+            target(f"{name} / raw {raw} baseline", med(name) / med(base) if med(base) else None,
+                   f">= {goal}", lambda v, g=goal: v >= g)
     if len(sizes) >= 2:
         target(f"dispatch flat: {sizes[-1]} rate / {sizes[0]} rate",
                med(sizes[-1]) / med(sizes[0]) if med(sizes[0]) else None, ">= 0.8", lambda v: v >= 0.8)
+    for name in sizes_of("dispatch_rss_per_queued_job_") + sizes_of("dispatch_heap_per_queued_job_"):
+        target(name, med(name), "reported", lambda v: True)
     target("lateness p50 / raw Asio timer p50",
            med("lateness_interval_10ms_p50") / med("lateness_raw_asio_timer_10ms_p50")
            if med("lateness_raw_asio_timer_10ms_p50") else None, "<= 3", lambda v: v <= 3)
@@ -104,10 +119,16 @@ def main(raw_path, out_dir):
     target("scale: bytes per schedule", med("scale_bytes_per_schedule"), "< 1024", lambda v: v < 1024)
     target("SQLite store jobs/s / raw claim rate", med("sqlite_store_jobs") / med("sqlite_raw_claim")
            if med("sqlite_raw_claim") else None, ">= 0.5", lambda v: v >= 0.5)
+    target("SQLite store acquire+run+release jobs/s / raw batched claim (100 per transaction)",
+           med("sqlite_store_acquire_release") / med("sqlite_raw_claim_batched")
+           if med("sqlite_raw_claim_batched") else None, ">= 0.5", lambda v: v >= 0.5)
     for clients in (1, 2):
         ours_pg, raw_pg = med(f"postgres_store_jobs_{clients}"), med(f"postgres_raw_claim_{clients}")
         target(f"PostgreSQL store jobs/s / raw single-row claim, {clients} process(es)",
                ours_pg / raw_pg if ours_pg and raw_pg else None, "> 1", lambda v: v > 1)
+        batched = med(f"postgres_raw_claim_batched_{clients}")
+        target(f"PostgreSQL store jobs/s / raw batched claim (100 per statement), {clients} process(es)",
+               ours_pg / batched if ours_pg and batched else None, ">= 0.5", lambda v: v >= 0.5)
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "latest.jsonl"), "w") as f:

@@ -52,7 +52,7 @@ struct TaskDefaults {
 /// What to run: an id that every process registers a callable under, plus its limits.
 struct Task {
     std::string id;
-    std::string job_executor = "async"; ///< "async" (coroutine) or "threadpool" (blocking)
+    std::string job_executor = "async"; ///< the name of the JobExecutor that runs its jobs
     std::optional<int> max_running_jobs = 1; ///< cluster-wide cap; nullopt: unlimited
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();

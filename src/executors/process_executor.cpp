@@ -65,10 +65,12 @@ bool read_full(int fd, char* p, std::size_t n) {
     return true;
 }
 
-bool write_full(int fd, const std::string& s) {
+// Writes all of `s`; `socket`: send() without SIGPIPE, else write() (a pipe).
+bool write_all(int fd, const std::string& s, bool socket) {
     std::size_t off = 0;
     while (off < s.size()) {
-        const ssize_t w = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+        const ssize_t w = socket ? ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL)
+                                 : ::write(fd, s.data() + off, s.size() - off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -79,19 +81,7 @@ bool write_full(int fd, const std::string& s) {
     return true;
 }
 
-bool write_pipe(int fd, const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-        const ssize_t w = ::write(fd, s.data() + off, s.size() - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        off += static_cast<std::size_t>(w);
-    }
-    return true;
-}
+bool write_full(int sock, const std::string& s) { return write_all(sock, s, true); }
 
 // The host's handlers (a crash reporter, a test framework's) must not run in our processes:
 // a crash has to end the process with its signal, for the status to name it.
@@ -167,7 +157,7 @@ struct ChildRecord {
         text = json{{"error", {{"type", "asched::Error"}, {"message", std::string("result not JSON: ") + e.what()}}}}
                    .dump();
     }
-    const bool ok = write_pipe(out, text);
+    const bool ok = write_all(out, text, false);
     ::_exit(ok ? 0 : 120);
 }
 

@@ -122,13 +122,10 @@ asio::awaitable<void> flush_releases(std::shared_ptr<SchedulerState> self) {
 }
 
 asio::awaitable<void> flush_and_clear(std::shared_ptr<SchedulerState> self) {
-    struct Clear {
-        SchedulerState& s;
-        ~Clear() {
-            s.release_flushing = false;
-            s.main_wake.notify();
-        }
-    } clear{*self};
+    OnExit clear{[s = self.get()] {
+        s->release_flushing = false;
+        s->main_wake.notify();
+    }};
     co_await flush_releases(self);
 }
 
@@ -180,19 +177,25 @@ void start_job(const std::shared_ptr<SchedulerState>& self, Job job) {
     }
     rj->function = fn->second;
     rj->executor = ex->second.get();
-    rj->context = JobContext{j.id, j.task_id, j.schedule_id, j.scheduled_fire_time, j.metadata,
-                             rj->stop.get_token()};
+    // The job's metadata goes to the context: the release needs only ids and the token.
+    rj->context = JobContext{j.id, j.task_id, j.schedule_id, j.scheduled_fire_time,
+                             std::move(rj->job.metadata), rj->stop.get_token()};
     self->log(LogLevel::debug, "job '{}' of task '{}' started", j.id, j.task_id);
     // The completion holds the job, not the scheduler: run_main keeps the state alive while
     // jobs run, and the last reference must never drop on an executor's thread.
+    rj->result = std::move(result);
     std::weak_ptr<SchedulerState> weak = self;
-    auto strand = self->strand;
-    JobCompletion done = [weak, strand, rj, result = std::move(result)](std::exception_ptr e,
-                                                                         nlohmann::json v) mutable {
-        asio::post(strand, [weak, rj = std::move(rj), result = std::move(result), e,
-                            v = std::move(v)]() mutable {
-            if (auto s = weak.lock())
-                finish(s, std::move(rj), std::move(result), e, std::move(v));
+    JobCompletion done = [weak, rj](std::exception_ptr e, nlohmann::json v) mutable {
+        auto s = weak.lock(); // run_main holds the state while the job is in `running`
+        if (!s)
+            return;
+        auto strand = s->strand;
+        s.reset();
+        asio::post(strand, [weak, rj = std::move(rj), e, v = std::move(v)]() mutable {
+            if (auto s = weak.lock()) {
+                JobResult r = std::move(rj->result);
+                finish(s, std::move(rj), std::move(r), e, std::move(v));
+            }
         });
     };
     rj->executor->execute(JobRun{j.task_id, *rj->function, rj->context, j.args, self->executor,

@@ -149,24 +149,18 @@ asio::awaitable<void> cleanup_loop(std::shared_ptr<SchedulerState> self) {
 // A loop's end is counted whether it returned or threw; a throw is a bug and crashes the
 // scheduler (spawn_logged), which then stops in order.
 asio::awaitable<void> counted(std::shared_ptr<SchedulerState> self, asio::awaitable<void> loop) {
-    struct Count {
-        SchedulerState& s;
-        ~Count() {
-            --s.loops;
-            s.main_wake.notify();
-        }
-    } count{*self};
+    OnExit count{[s = self.get()] {
+        --s->loops;
+        s->main_wake.notify();
+    }};
     co_await std::move(loop);
 }
 
 asio::awaitable<void> lease_loop_flagged(std::shared_ptr<SchedulerState> self) {
-    struct Flag {
-        SchedulerState& s;
-        ~Flag() {
-            s.lease_loop_running = false;
-            s.main_wake.notify();
-        }
-    } flag{*self};
+    OnExit flag{[s = self.get()] {
+        s->lease_loop_running = false;
+        s->main_wake.notify();
+    }};
     co_await lease_loop(self);
 }
 

@@ -49,6 +49,7 @@ struct RunningJob {
     std::stop_source stop;
     asio::cancellation_signal signal;
     bool cancel_requested = false;
+    JobResult result; // filled in while it runs: ids and start time
 };
 
 struct PendingRelease {
@@ -114,6 +115,13 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     std::size_t clock_listener = 0;
     std::mt19937_64 rng;
 };
+
+/// Runs `f` when the scope ends, however it ends (a loop that returns or throws).
+template <class F> struct OnExit {
+    F f;
+    ~OnExit() { f(); }
+};
+template <class F> OnExit(F) -> OnExit<F>;
 
 /// co_spawns `op` on the strand; an exception it ends with is logged as `what` and, with
 /// `fatal`, crashes the scheduler (the lifecycle then stops it). The one completion helper

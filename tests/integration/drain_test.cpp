@@ -5,27 +5,15 @@
 #include "hooked_store.hpp"
 #include "servers.hpp"
 
-#include <asio/experimental/as_tuple.hpp>
 
 using namespace asched;
 using namespace std::chrono_literals;
 using test::eventually;
+using test::Gate;
 using test::SchedulerFixture;
+using test::wait_at;
 
 namespace {
-
-struct Gate {
-    explicit Gate(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
-    asio::steady_timer timer;
-    std::atomic<int> inside{0};
-    void open() { timer.expires_at(asio::steady_timer::time_point::min()); }
-};
-
-asio::awaitable<int> wait_at(std::shared_ptr<Gate> gate, int value) {
-    ++gate->inside;
-    co_await gate->timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-    co_return value;
-}
 
 enum class Backend { memory, sqlite, postgres };
 

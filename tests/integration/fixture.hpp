@@ -3,6 +3,8 @@
 
 #include "test_support.hpp"
 
+#include <asio/experimental/as_tuple.hpp>
+
 #include <atomic>
 #include <mutex>
 
@@ -26,6 +28,26 @@ struct Recorder {
     }
     template <class T> std::size_t count() { return of<T>().size(); }
 };
+
+// A gate coroutine tasks wait on; the test opens it.
+struct Gate {
+    explicit Gate(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer timer;
+    std::atomic<int> inside{0};
+    std::atomic<int> peak{0};
+    // Later arrivals must pass too: the expiry moves to the past (this also wakes waiters).
+    void open() { timer.expires_at(asio::steady_timer::time_point::min()); }
+};
+
+inline asio::awaitable<int> wait_at(std::shared_ptr<Gate> gate, int value) {
+    const int now_inside = ++gate->inside;
+    int seen = gate->peak.load();
+    while (now_inside > seen && !gate->peak.compare_exchange_weak(seen, now_inside)) {
+    }
+    co_await gate->timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    --gate->inside;
+    co_return value;
+}
 
 struct SchedulerFixture {
     asio::io_context ioc;

@@ -11,28 +11,10 @@ using namespace std::chrono_literals;
 using test::SchedulerFixture;
 using test::eventually;
 using nlohmann::json;
+using test::Gate;
+using test::wait_at;
 
 namespace {
-
-// A gate coroutine tasks wait on; the test opens it.
-struct Gate {
-    explicit Gate(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
-    asio::steady_timer timer;
-    std::atomic<int> inside{0};
-    std::atomic<int> peak{0};
-    // Later arrivals must pass too: the expiry moves to the past (this also wakes waiters).
-    void open() { timer.expires_at(asio::steady_timer::time_point::min()); }
-};
-
-asio::awaitable<int> wait_at(std::shared_ptr<Gate> gate, int value) {
-    const int now_inside = ++gate->inside;
-    int seen = gate->peak.load();
-    while (now_inside > seen && !gate->peak.compare_exchange_weak(seen, now_inside)) {
-    }
-    co_await gate->timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-    --gate->inside;
-    co_return value;
-}
 
 asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture* f) {
     auto& s = f->s();

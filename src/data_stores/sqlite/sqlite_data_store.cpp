@@ -931,23 +931,36 @@ asio::awaitable<std::vector<bool>> SqliteDataStore::release_jobs(std::string sch
     co_return std::move(applied);
 }
 
+namespace {
+
+// The kept result of `job_id`, inside the caller's transaction; a row that does not decode
+// goes to `bad`.
+std::optional<JobResult> read_result(SqliteDataStore::Impl& s, const std::string& job_id,
+                                     std::vector<SqliteDataStore::Impl::Bad>& bad) {
+    std::optional<JobResult> out;
+    auto q = s.conn()
+                 .prepare("SELECT data FROM results WHERE job_id = ?1 AND expires_at > ?2")
+                 .bind(1, job_id)
+                 .bind(2, s.now());
+    if (q.step()) {
+        std::string error;
+        out = detail::decode_json<JobResult>(q.text(0), error);
+        if (!out)
+            bad.push_back({"result", job_id, q.text(0), error});
+    }
+    q.reset();
+    return out;
+}
+
+} // namespace
+
 asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::string job_id) {
     auto op = [job_id](Impl& s) {
         std::vector<Impl::Bad> bad;
         std::optional<JobResult> out;
         {
             Transaction tx(s.conn(), Transaction::Kind::deferred);
-            auto q = s.conn()
-                         .prepare("SELECT data FROM results WHERE job_id = ?1 AND expires_at > ?2")
-                         .bind(1, job_id)
-                         .bind(2, s.now());
-            if (q.step()) {
-                std::string error;
-                out = detail::decode_json<JobResult>(q.text(0), error);
-                if (!out)
-                    bad.push_back({"result", job_id, q.text(0), error});
-            }
-            q.reset();
+            out = read_result(s, job_id, bad);
             s.commit(tx);
         }
         s.quarantine_all(bad, false);
@@ -965,17 +978,7 @@ asio::awaitable<JobStatus> SqliteDataStore::get_job_status(std::string job_id) {
         {
             // One read transaction: both SELECTs see the same snapshot.
             Transaction tx(s.conn(), Transaction::Kind::deferred);
-            auto q = s.conn()
-                         .prepare("SELECT data FROM results WHERE job_id = ?1 AND expires_at > ?2")
-                         .bind(1, job_id)
-                         .bind(2, s.now());
-            if (q.step()) {
-                std::string error;
-                out.result = detail::decode_json<JobResult>(q.text(0), error);
-                if (!out.result)
-                    bad.push_back({"result", job_id, q.text(0), error});
-            }
-            q.reset();
+            out.result = read_result(s, job_id, bad);
             auto j = s.conn().prepare("SELECT 1 FROM jobs WHERE id = ?1").bind(1, job_id);
             out.pending = !out.result && j.step();
             j.reset();
