@@ -193,7 +193,9 @@ BOOST_AUTO_TEST_CASE(stop_while_acquiring_sqlite_x50) { run_stop_while_acquiring
 BOOST_AUTO_TEST_CASE(stop_while_acquiring_postgres_x50) { run_stop_while_acquiring(Backend::postgres, 50); }
 
 BOOST_AUTO_TEST_CASE(store_fails_during_the_drain) {
-    Rig rig(Backend::sqlite);
+    auto o = SchedulerFixture::base_options();
+    o.logger.level = LogLevel::off; // the failures are on purpose
+    Rig rig(Backend::sqlite, o);
     rig.f().run(store_fails_during_drain(&rig.f(), rig.hooks));
 }
 
