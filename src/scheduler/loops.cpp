@@ -30,8 +30,13 @@ ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point
     return r;
 }
 
-duration retry_delay(const SchedulerState& s, unsigned& failures) {
-    return backoff_delay(failures++, std::max<duration>(s.options.poll_interval, std::chrono::seconds(1)));
+// A loop's store call failed: report the health, and say how long to wait (capped backoff).
+duration loop_failed(SchedulerState& s, const std::exception& e, unsigned& failures, const char* loop) {
+    s.store_failed(e);
+    const auto retry =
+        backoff_delay(failures++, std::max<duration>(s.options.poll_interval, std::chrono::seconds(1)));
+    s.log(LogLevel::warning, "{}: store failed ({}), retrying in {}", loop, e.what(), format_duration(retry));
+    return retry;
 }
 
 // One iteration acquires and releases in full, so a stop never leaves a schedule leased.
@@ -59,10 +64,7 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
             failures = 0;
             self->store_ok();
         } catch (const std::exception& e) {
-            self->store_failed(e);
-            retry = retry_delay(*self, failures);
-            self->log(LogLevel::warning, "schedule loop: store failed ({}), retrying in {}", e.what(),
-                      format_duration(*retry));
+            retry = loop_failed(*self, e, failures, "schedule loop");
         }
         if (more)
             continue;
@@ -90,17 +92,11 @@ asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
                 for (auto& job : acquired.jobs)
                     start_job(self, std::move(job));
                 wake_at = acquired.next_ready_time;
-                // A full batch: more may be waiting.
-                if (acquired.jobs.size() == limit && self->running.size() < cap)
-                    wake_at = self->clock->now();
             }
             failures = 0;
             self->store_ok();
         } catch (const std::exception& e) {
-            self->store_failed(e);
-            retry = retry_delay(*self, failures);
-            self->log(LogLevel::warning, "job loop: store failed ({}), retrying in {}", e.what(),
-                      format_duration(*retry));
+            retry = loop_failed(*self, e, failures, "job loop");
         }
         co_await self->job_wake.wait(retry ? steady::duration(*retry) : delay_until(*self, wake_at));
     }

@@ -253,10 +253,15 @@ asio::awaitable<void> cancel_a_command(AsyncScheduler& s) {
     co_await s.start_in_background();
     JobOptions keep{.result_expiration_time = 1h};
     auto id = co_await s.add_job("sleeper", keep);
+    // The command's own process, by name: the test process may have other children.
     auto sleeping = [] {
-        for (pid_t p : children_of(::getpid()))
-            if (p != Launched::executor->server_pid())
+        for (pid_t p : children_of(::getpid())) {
+            std::ifstream comm("/proc/" + std::to_string(p) + "/comm");
+            std::string name;
+            std::getline(comm, name);
+            if (name == "sleep")
                 return true;
+        }
         return false;
     };
     co_await test::eventually(sleeping, "sleep running");
