@@ -25,8 +25,6 @@ asio::awaitable<T> on_strand(std::shared_ptr<SchedulerState> self, asio::awaitab
     }
 }
 
-// How long a loop may sleep before `at` (real time), bounded by the poll interval. On a
-
 nlohmann::json merged_metadata(const nlohmann::json& base, const nlohmann::json& extra,
                                std::string_view what) {
     if (!extra.is_object())
