@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <stdexcept>
 #include <memory>
 
 using namespace std::chrono_literals;
@@ -26,12 +27,19 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     asio::steady_timer t(co_await asio::this_coro::executor, 1s);
     co_await t.async_wait(asio::use_awaitable);
     std::printf("%d ticks in one second\n", ticks->load());
+    if (ticks->load() < 3) // about 5 are due; 3 leaves room for a slow machine
+        throw std::runtime_error("fewer than 3 ticks in one second");
 }
 
-int main() {
+int main() try {
     asio::io_context ioc;
     asched::AsyncScheduler scheduler(ioc);
     std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
-    asio::co_spawn(ioc, scheduler.scoped(run), asio::detached);
+    auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
+    done.get(); // rethrows what body() or the scheduler threw
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "01_interval_job: %s\n", e.what());
+    return 1;
 }

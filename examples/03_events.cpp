@@ -4,6 +4,7 @@
 #include <asio.hpp>
 
 #include <cstdio>
+#include <stdexcept>
 
 asio::awaitable<void> body(asched::AsyncScheduler& s) {
     auto audit = s.subscribe([](const asched::Event& e) {
@@ -24,12 +25,19 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     co_await s.add_job("flaky");
     const auto released = co_await asched::next_event<asched::JobReleased>(s);
     std::printf("awaited JobReleased: %s\n", std::string(asched::to_string(released.outcome)).c_str());
+    if (released.outcome != asched::JobOutcome::error)
+        throw std::runtime_error("the flaky job did not end with an error");
 }
 
-int main() {
+int main() try {
     asio::io_context ioc;
     asched::AsyncScheduler scheduler(ioc);
     std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
-    asio::co_spawn(ioc, scheduler.scoped(run), asio::detached);
+    auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
+    done.get(); // rethrows what body() or the scheduler threw
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "03_events: %s\n", e.what());
+    return 1;
 }

@@ -4,6 +4,7 @@
 #include <asio.hpp>
 
 #include <cstdio>
+#include <stdexcept>
 
 using namespace std::chrono_literals;
 
@@ -28,18 +29,28 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     co_await s.wait_until_stopped();
     for (const auto& id : {quick, endless}) {
         const auto r = co_await s.get_job_result(id, false);
+        if (!r)
+            throw std::runtime_error("job " + id + " left no result");
+        const auto expected = id == quick ? asched::JobOutcome::success : asched::JobOutcome::cancelled;
+        if (r->outcome != expected)
+            throw std::runtime_error("job " + id + " ended " + std::string(asched::to_string(r->outcome)));
         std::printf("job %s: %s%s%s\n", id.c_str(), std::string(asched::to_string(r->outcome)).c_str(),
                     r->return_value.is_null() ? "" : " ",
                     r->return_value.is_null() ? "" : r->return_value.dump().c_str());
     }
 }
 
-int main() {
+int main() try {
     asio::io_context ioc;
     asched::AsyncSchedulerOptions options;
     options.stop_grace_period = 300ms;
     asched::AsyncScheduler scheduler(ioc, options);
     std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
-    asio::co_spawn(ioc, scheduler.scoped(run), asio::detached);
+    auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
+    done.get(); // rethrows what body() or the scheduler threw
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "04_graceful_shutdown: %s\n", e.what());
+    return 1;
 }

@@ -6,7 +6,7 @@
 
 using namespace std::chrono_literals;
 
-int main() {
+int main() try {
     asched::Scheduler scheduler;
     scheduler.add_task("greet", [](std::string name) { return "hello, " + name; });
     scheduler.add_task("report", [](asched::JobContext& job) {
@@ -19,7 +19,11 @@ int main() {
     asched::DateTrigger soon(asched::SystemClock().now() + 200ms);
     scheduler.add_schedule("report", soon);
     const auto e = scheduler.next_event(asched::event_mask<asched::JobReleased>());
-    std::printf("report ended: %s\n",
-                std::string(asched::to_string(std::get<asched::JobReleased>(e).outcome)).c_str());
+    const auto outcome = std::get<asched::JobReleased>(e).outcome;
+    std::printf("report ended: %s\n", std::string(asched::to_string(outcome)).c_str());
+    return outcome == asched::JobOutcome::success ? 0 : 1;
     // The destructor stops the scheduler gracefully and joins its thread.
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "05_blocking_facade: %s\n", e.what());
+    return 1;
 }

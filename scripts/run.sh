@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # asched's one entry point on a fresh Debian 12 machine:
 #   scripts/run.sh demo   install what is missing, build, run the main demo
-#   scripts/run.sh test   install what is missing, build, run every test (what CI runs)
+#   scripts/run.sh test   install what is missing, build, run every test (what CI runs);
+#                         as root, last, the demo command in a brand-new Debian 12 root
+#                         (ASCHED_SKIP_FRESH_ROOT=1 skips that stage)
+#   scripts/run.sh format rewrite the tree with clang-format (the test command checks it)
 #   scripts/run.sh bench [--quick]
 #                         install what is missing (and the npm peers, into a temporary
 #                         folder), build, run every benchmark beside its peers, write
@@ -12,10 +15,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 jobs="${ASCHED_JOBS:-2}"
 
+# Everything the library build needs, every backend included (the demo runs on SQLite).
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
-                libboost-test-dev libsqlite3-dev libhiredis-dev libpq-dev)
-test_packages=(clang-14 libclang-rt-14-dev redis-server postgresql libpq-dev)
+                libsqlite3-dev libhiredis-dev libpq-dev)
+test_packages=(libboost-test-dev clang-14 libclang-rt-14-dev clang-format-14 redis-server postgresql
+               debootstrap)
 bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
 # The peers, pinned so runs compare like with like.
 npm_peers=(croner@11.0.1 cron-parser@5.10.5)
@@ -40,6 +45,59 @@ configure() { # dir, extra cmake args...
     mkdir -p "$(dirname "$dir")"
     cmake -S "$here" -B "$dir" -G Ninja "$@" > "$dir.configure.log" 2>&1 || {
         cat "$dir.configure.log"; return 1; }
+}
+
+format_sources() {
+    find include src tests bench examples \( -name '*.cpp' -o -name '*.hpp' \) -print0 | sort -z
+}
+
+# The demo command in a brand-new Debian 12 root: debootstrap (minbase) once into a cache
+# that is never modified, a copy of it per run, a clone of this repository's HEAD inside, and
+# `scripts/run.sh demo` run there with nothing of this machine's packages. Only the compiler
+# cache is shared (a bind mount), so a second run does not compile everything again.
+fresh_root_demo() {
+    local base=/var/cache/asched-debian12-root root log status=0
+    install_missing debootstrap git
+    if [ ! -x "$base/bin/bash" ]; then
+        echo "== making a Debian 12 minbase root once in $base (debootstrap)"
+        rm -rf --one-file-system "$base.partial"
+        debootstrap --variant=minbase bookworm "$base.partial" http://deb.debian.org/debian \
+            > /tmp/asched-debootstrap.log 2>&1 || { tail -20 /tmp/asched-debootstrap.log; return 1; }
+        mv "$base.partial" "$base"
+    fi
+    root="$(mktemp -d /tmp/asched-fresh-root.XXXXXX)"
+    log="$here/build/fresh-root-demo.log"
+    fresh_root_cleanup() {
+        local m
+        for m in root/.cache/ccache dev/pts dev proc; do
+            mountpoint -q "$root/$m" && umount "$root/$m"
+        done
+        findmnt -rn -o TARGET | grep -q "^$root/" || rm -rf --one-file-system "$root"
+    }
+    # EXIT as well: an interrupted run leaves no mount behind.
+    trap fresh_root_cleanup EXIT
+    cp -a "$base/." "$root/" || return 1
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/"
+        rm -f "$root/etc/apt/sources.list"
+    fi
+    cp /etc/resolv.conf "$root/etc/" 2>/dev/null || true
+    git clone -q "$here" "$root/root/asched" || return 1
+    mkdir -p "$root/proc" "$root/dev" "$root/root/.cache/ccache" "$CCACHE_DIR"
+    mount --bind /proc "$root/proc" && mount --bind /dev "$root/dev" &&
+        mount --bind /dev/pts "$root/dev/pts" && mount --bind "$CCACHE_DIR" "$root/root/.cache/ccache" ||
+        return 1
+    echo "== in a new Debian 12 root: scripts/run.sh demo (HEAD $(git -C "$here" rev-parse --short HEAD); log: $log)"
+    chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb \
+        CCACHE_DIR=/root/.cache/ccache /bin/bash -c "cd /root/asched && scripts/run.sh demo" \
+        > "$log" 2>&1 || status=$?
+    tail -5 "$log"
+    fresh_root_cleanup
+    trap - EXIT
+    if [ "$status" -ne 0 ] || ! grep -q "asched demo: stopped cleanly" "$log"; then
+        echo "== the demo command failed in a fresh Debian 12 root (rc $status)"
+        return 1
+    fi
 }
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
@@ -71,29 +129,42 @@ test)
         total=$((total + n))
     }
 
-    echo "== 1/4 RelWithDebInfo: library, tests, examples, benchmarks (-Werror)"
+    fresh_root=0
+    if [ "$(id -u)" -eq 0 ] && [ "${ASCHED_SKIP_FRESH_ROOT:-0}" != 1 ]; then fresh_root=1; fi
+    stages=$((5 + fresh_root))
+
+    echo "== 1/$stages clang-format: the tree matches .clang-format"
+    format_sources | xargs -0 clang-format-14 --dry-run --Werror 2> build-format.log || {
+        head -40 build-format.log; rm -f build-format.log
+        echo "== the tree is not formatted: run scripts/run.sh format"; exit 1; }
+    rm -f build-format.log
+    total=$((total + 1))
+
+    echo "== 2/$stages RelWithDebInfo: library, tests, examples, benchmarks (-Werror)"
     configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON
     cmake --build build/ci -j "$jobs"
     run_ctest build/ci
 
-    echo "== 2/4 AddressSanitizer + UndefinedBehaviorSanitizer: unit and integration tests"
+    echo "== 3/$stages AddressSanitizer + UndefinedBehaviorSanitizer: unit, integration and backend tests"
     configure build/asan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=address,undefined \
         -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
-    cmake --build build/asan -j "$jobs" --target asched_unit_tests asched_integration_tests
+    cmake --build build/asan -j "$jobs" --target asched_unit_tests asched_integration_tests asched_backend_tests
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-        run_ctest build/asan -R 'asched_(unit|integration)_tests'
+        run_ctest build/asan -R 'asched_(unit|integration|backend)_tests'
 
-    echo "== 3/4 ThreadSanitizer: the multi-threaded integration tests"
+    echo "== 4/$stages ThreadSanitizer: the integration and backend tests (multi-threaded)"
     configure build/tsan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=thread \
         -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
-    cmake --build build/tsan -j "$jobs" --target asched_integration_tests
+    cmake --build build/tsan -j "$jobs" --target asched_integration_tests asched_backend_tests
     # Newer kernels randomise mmap beyond what TSan maps; run it without ASLR.
-    (cd build/tsan && TSAN_OPTIONS="halt_on_error=1" setarch "$(uname -m)" -R \
-        ./tests/asched_integration_tests --report_level=short) 2>&1 | tee build/tsan.log
-    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "== ThreadSanitizer run failed"; exit 1; }
-    total=$((total + 1))
+    for t in asched_integration_tests asched_backend_tests; do
+        (cd build/tsan && TSAN_OPTIONS="halt_on_error=1" setarch "$(uname -m)" -R \
+            ./tests/$t --report_level=short) 2>&1 | tee build/tsan.log
+        [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "== ThreadSanitizer run of $t failed"; exit 1; }
+        total=$((total + 1))
+    done
 
-    echo "== 4/4 libFuzzer: the cron parser and crontab constructor, 60 s"
+    echo "== 5/$stages libFuzzer: the cron parser and crontab constructor, 60 s"
     configure build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++-14 -DASCHED_FUZZ=ON \
         -DASCHED_BUILD_TESTS=OFF -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
     cmake --build build/fuzz -j "$jobs" --target asched_cron_fuzz
@@ -104,6 +175,12 @@ test)
         || { tail -40 build/fuzz.log; echo "== the fuzzer found a problem"; exit 1; }
     grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" build/fuzz.log || true
     total=$((total + 1))
+
+    if [ "$fresh_root" = 1 ]; then
+        echo "== 6/$stages the demo command in a brand-new Debian 12 root"
+        fresh_root_demo || exit 1
+        total=$((total + 1))
+    fi
 
     echo "== all test runs passed in $(( $(date +%s) - start )) s"
     echo "tests: ${total} passed, 0 failed"
@@ -154,8 +231,12 @@ bench)
     echo "== wrote bench/results/latest.md, latest.jsonl, chart.png"
     sed -n '/## Targets/,/## Figures/p' bench/results/latest.md
     ;;
+format)
+    install_missing clang-format-14
+    format_sources | xargs -0 clang-format-14 -i
+    ;;
 *)
-    echo "usage: scripts/run.sh demo|test|bench [--quick]" >&2
+    echo "usage: scripts/run.sh demo|test|bench [--quick]|format" >&2
     exit 2
     ;;
 esac

@@ -1,17 +1,17 @@
-// The whole public API in one include.
+// The whole public API in one include: the core, and the backends this build has (their
+// libraries must still be linked: asched::sqlite, asched::postgres, asched::redis).
 #pragma once
+
+#include <asched/config.hpp>
+#include <asched/version.hpp>
 
 #include <asched/async_scheduler.hpp>
 #include <asched/clock.hpp>
 #include <asched/data_store.hpp>
 #include <asched/data_stores/memory_data_store.hpp>
-#include <asched/data_stores/postgres_data_store.hpp>
-#include <asched/data_stores/sqlite_data_store.hpp>
 #include <asched/error.hpp>
 #include <asched/event_broker.hpp>
 #include <asched/event_brokers/local_event_broker.hpp>
-#include <asched/event_brokers/postgres_event_broker.hpp>
-#include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/events.hpp>
 #include <asched/job_context.hpp>
 #include <asched/job_executor.hpp>
@@ -29,3 +29,14 @@
 #include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>
+
+#if ASCHED_WITH_SQLITE
+#include <asched/data_stores/sqlite_data_store.hpp>
+#endif
+#if ASCHED_WITH_POSTGRES
+#include <asched/data_stores/postgres_data_store.hpp>
+#include <asched/event_brokers/postgres_event_broker.hpp>
+#endif
+#if ASCHED_WITH_REDIS
+#include <asched/event_brokers/redis_event_broker.hpp>
+#endif

@@ -1,6 +1,6 @@
 // PostgresDataStore: every operation is one READ COMMITTED transaction on a pooled,
 // non-blocking connection; rows are leased with FOR UPDATE SKIP LOCKED.
-#include "pg.hpp"
+#include "../../pq/pg.hpp"
 
 #include "../row_codec.hpp"
 #include "../store_util.hpp"

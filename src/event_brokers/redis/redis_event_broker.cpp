@@ -1,5 +1,5 @@
 // RedisEventBroker: Asio sockets on one strand; hiredis formats commands and parses replies.
-#include "network_broker.hpp"
+#include "../network_broker.hpp"
 
 #include <asched/event_brokers/redis_event_broker.hpp>
 

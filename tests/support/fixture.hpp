@@ -49,8 +49,7 @@ inline asio::awaitable<int> wait_at(std::shared_ptr<Gate> gate, int value) {
     co_return value;
 }
 
-struct SchedulerFixture {
-    asio::io_context ioc;
+struct SchedulerFixture : IoContextFixture {
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(t0);
     std::shared_ptr<Recorder> recorder = std::make_shared<Recorder>();
     std::optional<AsyncScheduler> scheduler;
@@ -94,6 +93,7 @@ struct SchedulerFixture {
             } catch (...) {
             }
         }
+        expect_no_work_left();
     }
 
     static asio::awaitable<void> stop_and_wait(AsyncScheduler& sc) {

@@ -93,6 +93,38 @@ asio::awaitable<void> eventually(Pred done, const char* what,
     }
 }
 
+/// True when `ioc` has no work left: every timer, socket operation, posted handler and
+/// coroutine that ran on it has finished. Runs it until it runs out of work, for at most
+/// `limit` of real time (work that is merely finishing gets to finish).
+inline bool no_work_left(asio::io_context& ioc, std::chrono::milliseconds limit = std::chrono::milliseconds(2000)) {
+    ioc.restart();
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        ioc.run_for(std::chrono::milliseconds(10));
+        if (ioc.stopped())
+            return true; // run_for returned because nothing was left to do
+    }
+    return false;
+}
+
+/// A test's io_context that must be idle when the test ends: a stopped scheduler or a closed
+/// store leaves nothing behind on it (no timer still armed, no coroutine still suspended).
+struct IoContextFixture {
+    asio::io_context ioc;
+    bool check_work = true;
+
+    IoContextFixture() = default;
+    IoContextFixture(const IoContextFixture&) = delete;
+    IoContextFixture& operator=(const IoContextFixture&) = delete;
+    /// Call last in a derived fixture's destructor, after its scheduler has stopped.
+    void expect_no_work_left() {
+        if (check_work)
+            BOOST_TEST(no_work_left(ioc), "work was left on the test's io_context after it ended");
+        check_work = false;
+    }
+    ~IoContextFixture() { expect_no_work_left(); }
+};
+
 } // namespace asched::test
 
 // How Boost.Test prints asched's values in failure messages.

@@ -1,7 +1,6 @@
 // Crash and restart with real processes on one SQLite file: SIGKILL a node while it runs jobs,
 // start it again (same identity, or another one), and two nodes sharing a file. Every wait
 // is bounded and polls for the condition.
-#define BOOST_TEST_MODULE asched_process_tests
 #include <boost/test/unit_test.hpp>
 
 #include "process_support.hpp"

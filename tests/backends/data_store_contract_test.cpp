@@ -28,10 +28,9 @@ std::shared_ptr<DataStore> make_postgres_store() {
         .conninfo = postgres().conninfo(), .schema = "contract_" + std::to_string(++n), .database_clock = false});
 }
 
-struct StoreFixture {
-    // The PostgreSQL store's sockets live on this io_context: it outlives the store, and every
-    // call runs on it.
-    asio::io_context ioc;
+struct StoreFixture : test::IoContextFixture {
+    // The PostgreSQL store's sockets live on this io_context (ioc): it outlives the store, every
+    // call runs on it, and a stopped store leaves nothing on it.
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
     std::shared_ptr<LocalEventBroker> broker = std::make_shared<LocalEventBroker>();
     test::TempDir dir;
@@ -41,6 +40,18 @@ struct StoreFixture {
     Subscription sub;
 
     template <class T> T sync(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
+
+    ~StoreFixture() {
+        if (store) {
+            try {
+                sync(store->stop());
+            } catch (const std::exception& e) {
+                BOOST_TEST_MESSAGE("stopping the store failed: " << e.what());
+            }
+            store.reset();
+        }
+        expect_no_work_left();
+    }
 
     void open(const std::string& kind) {
         if (kind == "memory")

@@ -1,8 +1,8 @@
 // PostgresEventBroker: one LISTENing connection with a heartbeat, one NOTIFYing connection,
 // both non-blocking libpq on one strand.
-#include "../data_stores/postgres/pg.hpp"
+#include "../../pq/pg.hpp"
 
-#include "network_broker.hpp"
+#include "../network_broker.hpp"
 
 #include <asched/event_brokers/postgres_event_broker.hpp>
 #include <asched/model.hpp>

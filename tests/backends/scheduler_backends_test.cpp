@@ -1,0 +1,63 @@
+// The scheduler scenarios of tests/integration on the SQL stores: SQLite (the store's own
+// thread and the scheduler's strand) and PostgreSQL (a private server started by the test run).
+#include "scheduler_scenarios.hpp"
+#include "servers.hpp"
+
+#include <asched/data_stores/postgres_data_store.hpp>
+#include <asched/data_stores/sqlite_data_store.hpp>
+
+using namespace asched;
+using namespace asched::test::scenarios;
+using test::SchedulerFixture;
+
+// The same scenarios on SqliteDataStore: the store's own thread and the scheduler's strand.
+struct TempDirHolder {
+    test::TempDir dir;
+};
+struct SqliteSchedulerFixture : TempDirHolder, SchedulerFixture {
+    SqliteSchedulerFixture() : SchedulerFixture(sqlite_options(dir.path("asched.db"))) {}
+    static AsyncSchedulerOptions sqlite_options(const std::string& path) {
+        auto o = SchedulerFixture::base_options();
+        o.data_store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = path});
+        return o;
+    }
+};
+
+// The same scenarios on PostgreSQL, on the injected manual clock (database_clock off).
+struct PostgresSchedulerFixture : SchedulerFixture {
+    PostgresSchedulerFixture() : SchedulerFixture(postgres_options()) {}
+    static AsyncSchedulerOptions postgres_options() {
+        static int n = 0;
+        auto o = SchedulerFixture::base_options();
+        o.data_store = std::make_shared<PostgresDataStore>(
+            PostgresDataStoreOptions{.conninfo = test::shared_postgres().conninfo(),
+                                     .schema = "scheduler_" + std::to_string(++n),
+                                     .database_clock = false});
+        return o;
+    }
+};
+
+BOOST_AUTO_TEST_SUITE(scheduler_on_postgres)
+BOOST_FIXTURE_TEST_CASE(interval_fires, PostgresSchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(combining_trigger_state, PostgresSchedulerFixture) {
+    run(combining_trigger_state_is_kept_by_the_store(this));
+}
+BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, PostgresSchedulerFixture) { run(one_off_job_and_its_result(this)); }
+BOOST_FIXTURE_TEST_CASE(failing_tasks, PostgresSchedulerFixture) { run(failing_tasks_become_results(this)); }
+BOOST_FIXTURE_TEST_CASE(per_task_cap, PostgresSchedulerFixture) { run(max_running_jobs_under_contention(this)); }
+BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) { run(paused_schedules(this)); }
+BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) { run(misfire_grace_time(this)); }
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(scheduler_on_sqlite)
+BOOST_FIXTURE_TEST_CASE(interval_fires, SqliteSchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(combining_trigger_state, SqliteSchedulerFixture) {
+    run(combining_trigger_state_is_kept_by_the_store(this));
+}
+BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, SqliteSchedulerFixture) { run(one_off_job_and_its_result(this)); }
+BOOST_FIXTURE_TEST_CASE(failing_tasks, SqliteSchedulerFixture) { run(failing_tasks_become_results(this)); }
+BOOST_FIXTURE_TEST_CASE(per_task_cap, SqliteSchedulerFixture) { run(max_running_jobs_under_contention(this)); }
+BOOST_FIXTURE_TEST_CASE(pause_and_resume, SqliteSchedulerFixture) { run(paused_schedules(this)); }
+BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) { run(misfire_grace_time(this)); }
+BOOST_AUTO_TEST_SUITE_END()
+

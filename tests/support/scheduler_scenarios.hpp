@@ -1,0 +1,457 @@
+// The scheduler's policies end to end on a manual clock, as scenarios any store can run:
+// tests/integration runs them on the memory store, tests/backends on SQLite and PostgreSQL.
+#pragma once
+
+#include "fixture.hpp"
+
+#include <asio/experimental/as_tuple.hpp>
+
+namespace asched::test::scenarios {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+inline asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture* f) {
+    auto& s = f->s();
+    std::vector<time_point> fired;
+    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
+        fired.push_back(*job.scheduled_fire_time);
+        co_return;
+    });
+    IntervalTrigger every_10s({.seconds = 10, .start_time = test::t0 + 5s});
+    ScheduleOptions options;
+    options.id = "tick-10s";
+    co_await s.add_schedule("tick", every_10s, options);
+    co_await s.start_in_background();
+    BOOST_TEST(s.state() == RunState::started);
+    BOOST_TEST(fired.empty());
+    f->clock->advance(5s);
+    co_await eventually([&] { return fired.size() == 1; }, "first fire");
+    f->clock->advance(10s);
+    co_await eventually([&] { return fired.size() == 2; }, "second fire");
+    BOOST_TEST((fired == std::vector<time_point>{test::t0 + 5s, test::t0 + 15s}));
+    auto sched = co_await s.get_schedule("tick-10s");
+    BOOST_TEST((sched.next_fire_time == test::t0 + 25s));
+    BOOST_TEST((sched.last_fire_time == test::t0 + 15s));
+}
+
+inline asio::awaitable<void> combining_trigger_state_is_kept_by_the_store(SchedulerFixture* f) {
+    auto& s = f->s();
+    std::vector<time_point> fired;
+    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
+        fired.push_back(*job.scheduled_fire_time);
+        co_return;
+    });
+    // Fires at +5, +15, +20, +25, +35: which child is pending lives in the schedule's state.
+    auto from = [](int secs, int offset) {
+        return std::make_shared<IntervalTrigger>(
+            IntervalTriggerOptions{.seconds = double(secs), .start_time = test::t0 + std::chrono::seconds(offset)});
+    };
+    auto either = std::make_shared<OrTrigger>(std::vector<TriggerPtr>{from(10, 5), from(15, 5)});
+    ScheduleOptions options;
+    options.id = "either";
+    co_await s.add_schedule("tick", either, options);
+    co_await s.start_in_background();
+    const std::vector<int> steps{5, 10, 5, 5, 10};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        f->clock->advance(std::chrono::seconds(steps[i]));
+        co_await eventually([&] { return fired.size() == i + 1; }, "or trigger fire");
+    }
+    BOOST_TEST((fired == std::vector<time_point>{test::t0 + 5s, test::t0 + 15s, test::t0 + 20s, test::t0 + 25s,
+                                                 test::t0 + 35s}));
+    auto sched = co_await s.get_schedule("either");
+    BOOST_TEST((sched.next_fire_time == test::t0 + 45s));
+    BOOST_TEST(sched.trigger_state.is_object());
+}
+
+inline asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture* f) {
+    auto& s = f->s();
+    co_await s.add_task("add", [](int a, int b) { return a + b; });
+    co_await s.add_task("greet", [](std::string who) -> asio::awaitable<std::string> {
+        co_return "hello " + who;
+    });
+    co_await s.start_in_background();
+    JobOptions two_three{.args = {2, 3}};
+    BOOST_TEST((co_await s.run_job("add", two_three)) == 5);
+    JobOptions who{.args = {"asched"}};
+    BOOST_TEST((co_await s.run_job("greet", who)) == "hello asched");
+
+    JobOptions kept{.args = {20, 22}, .result_expiration_time = 1min};
+    const auto id = co_await s.add_job("add", kept);
+    auto r = co_await s.get_job_result(id);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::success);
+    BOOST_TEST(r->return_value == 42);
+    BOOST_TEST(r->started_at.has_value());
+    auto again = co_await s.get_job_result(id, false); // reading does not delete
+    BOOST_TEST(again.has_value());
+    f->clock->advance(2min);
+    try {
+        co_await s.get_job_result(id, false);
+        BOOST_FAIL("expired result still readable");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::job_lookup);
+    }
+    // Without a kept result: waiting returns nullopt once the job ends.
+    JobOptions unkept{.args = {1, 1}};
+    const auto quiet = co_await s.add_job("add", unkept);
+    auto none = co_await s.get_job_result(quiet);
+    BOOST_TEST(!none.has_value());
+}
+
+inline asio::awaitable<void> failing_tasks_become_results(SchedulerFixture* f) {
+    auto& s = f->s();
+    co_await s.add_task("boom", []() -> int { throw std::runtime_error("disk full"); });
+    co_await s.add_task("coro_boom", []() -> asio::awaitable<void> {
+        throw std::logic_error("bad state");
+        co_return;
+    });
+    co_await s.add_task("add", [](int a, int b) { return a + b; });
+    co_await s.start_in_background();
+    try {
+        co_await s.run_job("boom");
+        BOOST_FAIL("no error");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::job_failed);
+        BOOST_TEST(std::string(e.what()).find("std::runtime_error: disk full") != std::string::npos,
+                   e.what());
+    }
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto id = co_await s.add_job("coro_boom", keep);
+    auto r = co_await s.get_job_result(id);
+    BOOST_TEST(r->outcome == JobOutcome::error);
+    BOOST_TEST(*r->exception_type == "std::logic_error");
+    BOOST_TEST(*r->exception_message == "bad state");
+    // Arguments that do not fit: the job ends in error naming the argument.
+    JobOptions wrong_type{.args = {1, "two"}, .result_expiration_time = 1h};
+    const auto bad = co_await s.add_job("add", wrong_type);
+    auto br = co_await s.get_job_result(bad);
+    BOOST_TEST(br->outcome == JobOutcome::error);
+    BOOST_TEST(br->exception_message->find("task argument 2 (of type int)") != std::string::npos,
+               *br->exception_message);
+    JobOptions too_few{.args = {1}, .result_expiration_time = 1h};
+    const auto few = co_await s.add_job("add", too_few);
+    BOOST_TEST((co_await s.get_job_result(few))->exception_message->find("takes 2 arguments") !=
+               std::string::npos);
+    // The scheduler is still running and runs the next job.
+    BOOST_TEST(s.state() == RunState::started);
+    JobOptions one_two{.args = {1, 2}};
+    BOOST_TEST((co_await s.run_job("add", one_two)) == 3);
+}
+
+inline asio::awaitable<void> blocking_tasks_do_not_block_the_executor(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto promise = std::make_shared<std::promise<int>>();
+    auto future = promise->get_future().share();
+    auto blocker_fn = [future]() {
+        // Waits for a coroutine job: it can only run if this thread is not the executor's.
+        if (future.wait_for(10s) != std::future_status::ready)
+            throw std::runtime_error("the coroutine task never ran");
+        return future.get();
+    };
+    co_await s.add_task("blocker", blocker_fn);
+    auto release_fn = [promise]() -> asio::awaitable<void> {
+        promise->set_value(7);
+        co_return;
+    };
+    co_await s.add_task("release", release_fn);
+    co_await s.start_in_background();
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto blocked = co_await s.add_job("blocker", keep);
+    co_await eventually([f] { return f->recorder->count<JobAcquired>() == 1; }, "blocker started");
+    co_await s.run_job("release");
+    auto r = co_await s.get_job_result(blocked);
+    BOOST_TEST(r->outcome == JobOutcome::success);
+    BOOST_TEST(r->return_value == 7);
+    auto tasks = co_await s.get_tasks();
+    BOOST_TEST(tasks[0].job_executor == "threadpool");
+    BOOST_TEST(tasks[1].job_executor == "async");
+}
+
+inline asio::awaitable<int> result_value(AsyncScheduler* s, std::string id) {
+    auto r = co_await s->get_job_result(id);
+    BOOST_TEST_REQUIRE(r.has_value());
+    BOOST_TEST(r->job_id == id);
+    const int value = r->return_value.get<int>();
+    co_return value;
+}
+
+inline asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
+    TaskOptions two{.max_running_jobs = 2};
+    auto limited_fn = [gate](int v) { return wait_at(gate, v); };
+    co_await s.add_task("limited", limited_fn, two);
+    co_await s.start_in_background();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 10; ++i) {
+        JobOptions o{.args = {i}, .result_expiration_time = 1h};
+        ids.push_back(co_await s.add_job("limited", o));
+    }
+    co_await eventually([&] { return gate->inside == 2; }, "two running");
+    BOOST_TEST((co_await s.get_jobs()).size() == 10u);
+    BOOST_TEST((co_await s.get_tasks())[0].running_jobs == 2);
+    gate->open();
+    int sum = 0;
+    for (auto& id : ids) {
+        // The result is co_awaited in a coroutine of its own, not in this loop's body: GCC 12
+        // handed this loop a destroyed JobResult now and then (a local of a loop body in a
+        // coroutine, initialised from a co_await).
+        const int value = co_await result_value(&s, id);
+        sum += value;
+    }
+    BOOST_TEST(sum == 45);
+    BOOST_TEST(gate->peak == 2);
+}
+
+inline asio::awaitable<void> global_max_concurrent_jobs(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
+    TaskOptions any{.max_running_jobs = asched::unlimited};
+    auto any_fn = [gate](int v) { return wait_at(gate, v); };
+    co_await s.add_task("any", any_fn, any);
+    co_await s.start_in_background();
+    for (int i = 0; i < 8; ++i) {
+        JobOptions o{.args = {i}};
+        co_await s.add_job("any", o);
+    }
+    co_await eventually([&] { return gate->inside == 3; }, "three running");
+    gate->open();
+    co_await eventually([f] { return f->released(JobOutcome::success) == 8; }, "all done");
+    BOOST_TEST(gate->peak == 3);
+}
+
+inline asio::awaitable<void> coalescing_100_missed_fires(SchedulerFixture* f, CoalescePolicy policy,
+                                                  std::size_t expected) {
+    auto& s = f->s();
+    std::vector<time_point> fired;
+    TaskOptions unlimited_jobs{.max_running_jobs = asched::unlimited};
+    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
+        fired.push_back(*job.scheduled_fire_time);
+        co_return;
+    }, unlimited_jobs);
+    IntervalTrigger every_second({.seconds = 1, .start_time = test::t0});
+    ScheduleOptions options;
+    options.id = "s";
+    options.coalesce = policy;
+    co_await s.add_schedule("tick", every_second, options);
+    f->clock->advance(99s + 500ms); // the scheduler was down: 100 fires missed
+    co_await s.start_in_background();
+    co_await eventually([&] { return fired.size() == expected; }, "catch-up jobs ran");
+    std::sort(fired.begin(), fired.end());
+    if (policy == CoalescePolicy::earliest)
+        BOOST_TEST((fired.front() == test::t0));
+    else
+        BOOST_TEST((fired.back() == test::t0 + 99s));
+    auto sched = co_await s.get_schedule("s");
+    BOOST_TEST((sched.next_fire_time == test::t0 + 100s));
+    BOOST_TEST(fired.size() == expected);
+}
+
+inline asio::awaitable<void> paused_schedules(SchedulerFixture* f) {
+    auto& s = f->s();
+    std::atomic<int> runs{0};
+    co_await s.add_task("tick", [&runs]() -> asio::awaitable<void> {
+        ++runs;
+        co_return;
+    });
+    IntervalTrigger every_10s({.seconds = 10, .start_time = test::t0 + 10s});
+    ScheduleOptions options;
+    options.id = "p";
+    options.paused = true;
+    co_await s.add_schedule("tick", every_10s, options);
+    co_await s.start_in_background();
+    f->clock->advance(35s);
+    co_await s.cleanup();
+    BOOST_TEST(runs == 0);
+    BOOST_TEST(f->recorder->count<JobAdded>() == 0u);
+    // Resume from now: the missed fires at 10, 20, 30 s are skipped.
+    co_await s.unpause_schedule("p", ResumeFrom::now());
+    auto sched = co_await s.get_schedule("p");
+    BOOST_TEST(!sched.paused);
+    BOOST_TEST((sched.next_fire_time == test::t0 + 40s));
+    f->clock->advance(5s);
+    co_await eventually([&] { return runs == 1; }, "fire after resume");
+    co_await s.pause_schedule("p");
+    f->clock->advance(30s);
+    co_await s.cleanup();
+    BOOST_TEST(runs == 1);
+    // Resume with the stored next fire time: the catch-up coalesces into one job.
+    co_await s.unpause_schedule("p");
+    co_await eventually([&] { return runs == 2; }, "catch-up after resume");
+    BOOST_CHECK_THROW(co_await s.pause_schedule("missing"), Error);
+}
+
+inline asio::awaitable<void> unknown_task_ids(SchedulerFixture* f) {
+    auto& s = f->s();
+    co_await s.start_in_background();
+    IntervalTrigger t({.seconds = 1});
+    try {
+        co_await s.add_schedule("nope", t);
+        BOOST_FAIL("no error");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::task_lookup);
+        BOOST_TEST(std::string(e.what()).find("'nope'") != std::string::npos);
+    }
+    BOOST_CHECK_THROW(co_await s.add_job("nope"), Error);
+    TaskOptions none;
+    BOOST_CHECK_THROW(co_await s.configure_task("nope", none), Error);
+    BOOST_CHECK_THROW(co_await s.get_schedule("nope"), Error);
+    BOOST_TEST(!(co_await s.try_get_schedule("nope")).has_value());
+    BOOST_CHECK_THROW(co_await s.get_job_result("no-such-job"), Error);
+    co_await s.remove_schedule("nope"); // ignored
+}
+
+inline asio::awaitable<void> conflicting_schedule_ids(SchedulerFixture* f) {
+    auto& s = f->s();
+    co_await s.add_task("t", []() -> asio::awaitable<void> { co_return; });
+    IntervalTrigger first({.seconds = 10, .start_time = test::t0});
+    IntervalTrigger second({.seconds = 20, .start_time = test::t0});
+    ScheduleOptions o;
+    o.id = "same";
+    co_await s.add_schedule("t", first, o);
+    o.conflict_policy = ConflictPolicy::do_nothing;
+    co_await s.add_schedule("t", second, o);
+    BOOST_TEST((co_await s.get_schedule("same")).trigger->to_json() == first.to_json());
+    o.conflict_policy = ConflictPolicy::exception;
+    try {
+        co_await s.add_schedule("t", second, o);
+        BOOST_FAIL("no error");
+    } catch (const Error& e) {
+        BOOST_TEST(e.code_value() == errc::conflicting_id);
+    }
+    o.conflict_policy = ConflictPolicy::replace;
+    co_await s.add_schedule("t", second, o);
+    BOOST_TEST((co_await s.get_schedule("same")).trigger->to_json() == second.to_json());
+    BOOST_TEST((co_await s.get_schedules()).size() == 1u);
+}
+
+inline asio::awaitable<void> misfire_grace_time(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
+    auto slow_fn = [gate](int v) { return wait_at(gate, v); };
+    co_await s.add_task("slow", slow_fn);
+    IntervalTrigger every_10s({.seconds = 10, .start_time = test::t0});
+    ScheduleOptions o;
+    o.id = "m";
+    o.args = {1};
+    o.misfire_grace_time = 2s;
+    o.coalesce = CoalescePolicy::all;
+    co_await s.add_schedule("slow", every_10s, o);
+    co_await s.start_in_background();
+    co_await eventually([&] { return gate->inside == 1; }, "first running");
+    f->clock->advance(10s); // the second fire queues behind the first (max_running_jobs 1)
+    co_await eventually([f] { return f->recorder->count<JobAdded>() == 2; }, "second queued");
+    f->clock->advance(3s); // past its deadline of 12 s
+    gate->open();
+    co_await eventually([f] { return f->released(JobOutcome::missed_start_deadline) == 1; },
+                        "second misfired");
+    BOOST_TEST(f->released(JobOutcome::success) == 1u);
+}
+
+inline asio::awaitable<void> jitter_delays_the_start(SchedulerFixture* f) {
+    auto& s = f->s();
+    std::vector<std::pair<time_point, time_point>> starts; // (fire, started)
+    auto clock = f->clock;
+    auto j_fn = [&starts, clock](JobContext& job) -> asio::awaitable<void> {
+        starts.emplace_back(*job.scheduled_fire_time, clock->now());
+        co_return;
+    };
+    co_await s.add_task("j", j_fn);
+    DateTrigger once(test::t0 + 10s);
+    ScheduleOptions o;
+    o.max_jitter = 4s;
+    co_await s.add_schedule("j", once, o);
+    co_await s.start_in_background();
+    f->clock->advance(10s);
+    co_await eventually([f] { return f->recorder->count<JobAdded>() == 1; }, "job created");
+    auto jobs = co_await s.get_jobs();
+    const duration jitter = jobs.empty() ? duration(0) : jobs[0].jitter;
+    if (jitter > 0s) {
+        BOOST_TEST(starts.empty());
+        f->clock->advance(jitter);
+    }
+    co_await eventually([&] { return starts.size() == 1; }, "jittered job ran");
+    BOOST_TEST((starts[0].first == test::t0 + 10s));
+    BOOST_TEST((starts[0].second == test::t0 + 10s + jitter));
+}
+
+inline asio::awaitable<void> events_are_published(SchedulerFixture* f) {
+    auto& s = f->s();
+    co_await s.add_task("t", []() -> asio::awaitable<int> { co_return 1; });
+    co_await s.start_in_background();
+    DateTrigger once(test::t0);
+    co_await s.add_schedule("t", once);
+    auto released = co_await next_event<JobReleased>(s);
+    BOOST_TEST(released.outcome == JobOutcome::success);
+    BOOST_TEST(released.task_id == "t");
+    BOOST_TEST(released.scheduler_id == "test-node");
+    co_await s.stop();
+    co_await s.wait_until_stopped();
+    co_await eventually([f] { return f->recorder->count<SchedulerStopped>() == 1; }, "stopped event");
+    auto& r = *f->recorder;
+    BOOST_TEST(r.count<SchedulerStarted>() == 1u);
+    BOOST_TEST(r.count<TaskAdded>() == 1u);
+    BOOST_TEST(r.count<ScheduleAdded>() == 1u);
+    BOOST_TEST(r.count<JobAdded>() == 1u);
+    BOOST_TEST(r.count<JobAcquired>() == 1u);
+    BOOST_TEST(r.count<JobReleased>() == 1u);
+    BOOST_TEST(r.count<ScheduleUpdated>() >= 1u);
+    for (auto& e : r.events)
+        BOOST_TEST((event_timestamp(e) == test::t0));
+}
+
+inline asio::awaitable<void> cleanup_removes_finished_schedules(SchedulerFixture* f) {
+    auto& s = f->s();
+    co_await s.add_task("t", []() -> asio::awaitable<void> { co_return; });
+    co_await s.start_in_background();
+    DateTrigger once(test::t0 + 1s);
+    ScheduleOptions o;
+    o.id = "once";
+    co_await s.add_schedule("t", once, o);
+    f->clock->advance(1s);
+    co_await eventually([f] { return f->released(JobOutcome::success) == 1; }, "ran");
+    co_await eventually([f] { return f->recorder->count<ScheduleUpdated>() >= 1; }, "released");
+    BOOST_TEST((co_await s.try_get_schedule("once")).has_value());
+    co_await s.cleanup();
+    BOOST_TEST(!(co_await s.try_get_schedule("once")).has_value());
+    co_await eventually([f] { return f->recorder->count<ScheduleRemoved>() == 1; }, "removed event");
+    BOOST_TEST(f->recorder->of<ScheduleRemoved>()[0].finished);
+}
+
+inline asio::awaitable<void> leases_are_renewed_while_jobs_run(SchedulerFixture* f) {
+    auto& s = f->s();
+    auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
+    auto long_fn = [gate]() { return wait_at(gate, 1); };
+    co_await s.add_task("long", long_fn);
+    co_await s.start_in_background();
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto id = co_await s.add_job("long", keep);
+    co_await eventually([&] { return gate->inside == 1; }, "running");
+    for (int i = 0; i < 6; ++i) { // 60 s of manual time, lease 10 s
+        f->clock->advance(3s);
+        co_await eventually(
+            [&, until = f->clock->now()] {
+                auto jobs = test::sync(f->s().data_store()->get_jobs(std::nullopt));
+                return !jobs.empty() && jobs[0].acquired_until && *jobs[0].acquired_until > until;
+            },
+            "lease renewed");
+        co_await s.cleanup();
+    }
+    gate->open();
+    BOOST_TEST((co_await s.get_job_result(id))->outcome == JobOutcome::success);
+}
+
+inline AsyncSchedulerOptions with_concurrency(std::size_t n) {
+    auto o = SchedulerFixture::base_options();
+    o.max_concurrent_jobs = n;
+    return o;
+}
+
+inline AsyncSchedulerOptions with_lease(duration lease) {
+    auto o = SchedulerFixture::base_options();
+    o.lease_duration = lease;
+    return o;
+}
+
+} // namespace asched::test::scenarios
