@@ -8,15 +8,14 @@
 
 #include <asio.hpp>
 
-#include <malloc.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <malloc.h>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -24,7 +23,7 @@ namespace {
 using steady = std::chrono::steady_clock;
 constexpr std::size_t pool_threads = 2;
 
-asio::awaitable<void> add_jobs(asched::AsyncScheduler& s, std::size_t n) {
+asio::awaitable<void> add_jobs(asched::AsyncScheduler &s, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i)
         co_await s.add_job("work");
 }
@@ -36,7 +35,9 @@ double rss_bytes() {
     return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
 }
 
-double heap_bytes() { return static_cast<double>(::mallinfo2().uordblks); }
+double heap_bytes() {
+    return static_cast<double>(::mallinfo2().uordblks);
+}
 
 struct Run {
     double rate = 0;
@@ -53,7 +54,7 @@ Run run_once(std::size_t n, bool coroutine) {
     o.thread_pool_size = pool_threads;
     asched::AsyncScheduler s(ioc, o);
     std::atomic<std::size_t> done{0};
-    auto sub = s.subscribe([&](const asched::Event&) { ++done; },
+    auto sub = s.subscribe([&](const asched::Event &) { ++done; },
                            asched::event_mask<asched::JobReleased>());
     auto call = [&](asio::awaitable<void> op) {
         auto f = asio::co_spawn(ioc, std::move(op), asio::use_future);
@@ -67,9 +68,11 @@ Run run_once(std::size_t n, bool coroutine) {
     auto task = [&]() -> asio::awaitable<void> {
         asched::TaskOptions unlimited{.max_running_jobs = asched::unlimited};
         if (coroutine)
-            co_await s.add_task("work", []() -> asio::awaitable<int> { co_return 1; }, unlimited);
+            co_await s.add_task(
+                "work", []() -> asio::awaitable<int> { co_return 1; }, unlimited);
         else
-            co_await s.add_task("work", []() { return 1; }, unlimited);
+            co_await s.add_task(
+                "work", []() { return 1; }, unlimited);
     };
     call(task());
     const double rss_before = rss_bytes(), heap_before = heap_bytes();
@@ -88,7 +91,7 @@ Run run_once(std::size_t n, bool coroutine) {
     return run;
 }
 
-asio::awaitable<void> trivial(std::size_t* done) {
+asio::awaitable<void> trivial(std::size_t *done) {
     ++*done;
     co_return;
 }
@@ -103,7 +106,8 @@ double raw_timers_once(std::size_t n) {
     const auto due = steady::now();
     for (std::size_t i = 0; i < n; ++i) {
         timers.emplace_back(ioc, due);
-        timers.back().async_wait([&](std::error_code) { asio::co_spawn(ioc, trivial(&done), asio::detached); });
+        timers.back().async_wait(
+            [&](std::error_code) { asio::co_spawn(ioc, trivial(&done), asio::detached); });
     }
     const auto start = steady::now();
     ioc.run();
@@ -136,7 +140,7 @@ std::string label(std::size_t n) {
     return std::to_string(n);
 }
 
-void print(const std::string& name, const char* unit, const std::vector<double>& v, int reps) {
+void print(const std::string &name, const char *unit, const std::vector<double> &v, int reps) {
     const double med = median(v);
     const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
     std::printf("%-34s %14.0f %14.0f %14.0f %s\n", name.c_str(), med, *lo, *hi, unit);
@@ -147,7 +151,7 @@ void print(const std::string& name, const char* unit, const std::vector<double>&
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     const int repetitions = argc > 1 ? std::max(1, std::atoi(argv[1])) : 3;
     const std::size_t small = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 10'000;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);

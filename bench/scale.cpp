@@ -7,15 +7,14 @@
 
 #include <asio.hpp>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -36,7 +35,7 @@ struct Figures {
     double acquire_us = 0; // microseconds per acquire+release of a batch of 100 due schedules
 };
 
-asio::awaitable<void> run(std::size_t n, Figures* f) {
+asio::awaitable<void> run(std::size_t n, Figures *f) {
     const auto t0 = asched::parse_time("2025-01-01T00:00:00Z");
     auto clock = std::make_shared<asched::ManualClock>(t0);
     auto store = std::make_shared<asched::MemoryDataStore>();
@@ -74,12 +73,14 @@ asio::awaitable<void> run(std::size_t n, Figures* f) {
         if (due.empty())
             break;
         std::vector<asched::ScheduleRelease> releases;
-        for (auto& s : due)
-            releases.push_back({s.id, s.lease_token, s.next_fire_time, s.trigger->next(s.next_fire_time), {}, {}});
+        for (auto &s : due)
+            releases.push_back(
+                {s.id, s.lease_token, s.next_fire_time, s.trigger->next(s.next_fire_time), {}, {}});
         co_await store->release_schedules("bench", std::move(releases));
         ++batches;
     }
-    f->acquire_us = std::chrono::duration<double, std::micro>(steady::now() - a0).count() / double(batches);
+    f->acquire_us =
+        std::chrono::duration<double, std::micro>(steady::now() - a0).count() / double(batches);
 }
 
 Figures once(std::size_t n) {
@@ -93,16 +94,18 @@ Figures once(std::size_t n) {
     return f;
 }
 
-void print(const char* name, const char* unit, std::vector<double> v, int reps) {
+void print(const char *name, const char *unit, std::vector<double> v, int reps) {
     std::sort(v.begin(), v.end());
-    std::printf("%-34s %12.2f %12.2f %12.2f %s\n", name, v[v.size() / 2], v.front(), v.back(), unit);
-    std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.3f,\"min\":%.3f,\"max\":%.3f,\"repetitions\":%d}\n", name,
-                unit, v[v.size() / 2], v.front(), v.back(), reps);
+    std::printf("%-34s %12.2f %12.2f %12.2f %s\n", name, v[v.size() / 2], v.front(), v.back(),
+                unit);
+    std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.3f,\"min\":%.3f,\"max\":%.3f,"
+                "\"repetitions\":%d}\n",
+                name, unit, v[v.size() / 2], v.front(), v.back(), reps);
 }
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 3;
     const std::size_t n = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 1'000'000;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);

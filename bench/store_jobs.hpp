@@ -15,7 +15,8 @@
 namespace bench {
 
 /// Adds n jobs of task "t" ("job-0" ...), in batches of 100.
-inline asio::awaitable<void> add_jobs_in_batches(std::shared_ptr<asched::DataStore> store, std::size_t n) {
+inline asio::awaitable<void> add_jobs_in_batches(std::shared_ptr<asched::DataStore> store,
+                                                 std::size_t n) {
     for (std::size_t i = 0; i < n;) {
         std::vector<asched::Job> batch;
         for (; batch.size() < 100 && i < n; ++i) {
@@ -30,20 +31,22 @@ inline asio::awaitable<void> add_jobs_in_batches(std::shared_ptr<asched::DataSto
 }
 
 /// Acquires, runs and releases jobs of task "t" as `who` until none is left; how many.
-inline asio::awaitable<std::size_t> run_all_jobs(std::shared_ptr<asched::DataStore> store, std::string who) {
+inline asio::awaitable<std::size_t> run_all_jobs(std::shared_ptr<asched::DataStore> store,
+                                                 std::string who) {
     std::size_t done = 0;
     for (;;) {
         std::vector<std::string> tasks{"t"};
-        auto batch = co_await store->acquire_jobs(who, std::chrono::seconds(30), 100, std::move(tasks));
+        auto batch =
+            co_await store->acquire_jobs(who, std::chrono::seconds(30), 100, std::move(tasks));
         if (batch.jobs.empty())
             break;
         std::vector<asched::JobRelease> finished;
-        for (auto& job : batch.jobs) {
+        for (auto &job : batch.jobs) {
             asched::JobResult result;
             result.job_id = job.id;
             result.task_id = job.task_id;
-            result.finished_at = asched::time_point(
-                std::chrono::duration_cast<asched::duration>(std::chrono::system_clock::now().time_since_epoch()));
+            result.finished_at = asched::time_point(std::chrono::duration_cast<asched::duration>(
+                std::chrono::system_clock::now().time_since_epoch()));
             result.expires_at = result.finished_at + job.result_expiration_time;
             result.return_value = 1;
             finished.push_back({std::move(job), std::move(result)});

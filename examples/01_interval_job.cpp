@@ -5,8 +5,8 @@
 
 #include <atomic>
 #include <cstdio>
-#include <stdexcept>
 #include <memory>
+#include <stdexcept>
 
 using namespace std::chrono_literals;
 
@@ -17,9 +17,9 @@ asio::awaitable<void> tick(std::shared_ptr<std::atomic<int>> ticks, asched::time
     co_return;
 }
 
-asio::awaitable<void> body(asched::AsyncScheduler& s) {
+asio::awaitable<void> body(asched::AsyncScheduler &s) {
     auto ticks = std::make_shared<std::atomic<int>>(0);
-    auto task = [ticks](asched::JobContext& job) { return tick(ticks, *job.scheduled_fire_time); };
+    auto task = [ticks](asched::JobContext &job) { return tick(ticks, *job.scheduled_fire_time); };
     co_await s.add_task("tick", task);
     asched::IntervalTrigger every_200ms({.seconds = 0.2});
     co_await s.add_schedule("tick", every_200ms);
@@ -34,12 +34,12 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
 int main() try {
     asio::io_context ioc;
     asched::AsyncScheduler scheduler(ioc);
-    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
+    std::function<asio::awaitable<void>(asched::AsyncScheduler &)> run = body;
     auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
     done.get(); // rethrows what body() or the scheduler threw
     return 0;
-} catch (const std::exception& e) {
+} catch (const std::exception &e) {
     std::fprintf(stderr, "01_interval_job: %s\n", e.what());
     return 1;
 }

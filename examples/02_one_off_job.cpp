@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <stdexcept>
 
-asio::awaitable<void> body(asched::AsyncScheduler& s) {
+asio::awaitable<void> body(asched::AsyncScheduler &s) {
     co_await s.add_task("add", [](int a, int b) { return a + b; });
     co_await s.add_task("divide", [](double a, double b) {
         if (b == 0)
@@ -34,12 +34,12 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
 int main() try {
     asio::io_context ioc;
     asched::AsyncScheduler scheduler(ioc);
-    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
+    std::function<asio::awaitable<void>(asched::AsyncScheduler &)> run = body;
     auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
     done.get(); // rethrows what body() or the scheduler threw
     return 0;
-} catch (const std::exception& e) {
+} catch (const std::exception &e) {
     std::fprintf(stderr, "02_one_off_job: %s\n", e.what());
     return 1;
 }

@@ -6,14 +6,14 @@
 #include <cstdio>
 #include <stdexcept>
 
-asio::awaitable<void> body(asched::AsyncScheduler& s) {
-    auto audit = s.subscribe([](const asched::Event& e) {
+asio::awaitable<void> body(asched::AsyncScheduler &s) {
+    auto audit = s.subscribe([](const asched::Event &e) {
         std::printf("event %-16s %s\n", std::string(asched::event_name(e)).c_str(),
                     nlohmann::json(e).dump().c_str());
     });
     auto alert = s.subscribe(
-        [](const asched::Event& e) {
-            const auto& released = std::get<asched::JobReleased>(e);
+        [](const asched::Event &e) {
+            const auto &released = std::get<asched::JobReleased>(e);
             if (released.outcome != asched::JobOutcome::success)
                 std::printf("ALERT: job %s of task %s ended %s\n", released.job_id.c_str(),
                             released.task_id.c_str(),
@@ -24,7 +24,8 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     co_await s.start_in_background();
     co_await s.add_job("flaky");
     const auto released = co_await asched::next_event<asched::JobReleased>(s);
-    std::printf("awaited JobReleased: %s\n", std::string(asched::to_string(released.outcome)).c_str());
+    std::printf("awaited JobReleased: %s\n",
+                std::string(asched::to_string(released.outcome)).c_str());
     if (released.outcome != asched::JobOutcome::error)
         throw std::runtime_error("the flaky job did not end with an error");
 }
@@ -32,12 +33,12 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
 int main() try {
     asio::io_context ioc;
     asched::AsyncScheduler scheduler(ioc);
-    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
+    std::function<asio::awaitable<void>(asched::AsyncScheduler &)> run = body;
     auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
     done.get(); // rethrows what body() or the scheduler threw
     return 0;
-} catch (const std::exception& e) {
+} catch (const std::exception &e) {
     std::fprintf(stderr, "03_events: %s\n", e.what());
     return 1;
 }

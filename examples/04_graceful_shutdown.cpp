@@ -13,7 +13,7 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
     co_await t.async_wait(asio::use_awaitable);
 }
 
-asio::awaitable<void> body(asched::AsyncScheduler& s) {
+asio::awaitable<void> body(asched::AsyncScheduler &s) {
     co_await s.add_task("quick", []() -> asio::awaitable<std::string> {
         co_await sleep_for(100ms);
         co_return "finished within the grace period";
@@ -27,14 +27,17 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     std::printf("stopping with 2 jobs running (grace period 300 ms)\n");
     co_await s.stop();
     co_await s.wait_until_stopped();
-    for (const auto& id : {quick, endless}) {
+    for (const auto &id : {quick, endless}) {
         const auto r = co_await s.get_job_result(id, false);
         if (!r)
             throw std::runtime_error("job " + id + " left no result");
-        const auto expected = id == quick ? asched::JobOutcome::success : asched::JobOutcome::cancelled;
+        const auto expected =
+            id == quick ? asched::JobOutcome::success : asched::JobOutcome::cancelled;
         if (r->outcome != expected)
-            throw std::runtime_error("job " + id + " ended " + std::string(asched::to_string(r->outcome)));
-        std::printf("job %s: %s%s%s\n", id.c_str(), std::string(asched::to_string(r->outcome)).c_str(),
+            throw std::runtime_error("job " + id + " ended " +
+                                     std::string(asched::to_string(r->outcome)));
+        std::printf("job %s: %s%s%s\n", id.c_str(),
+                    std::string(asched::to_string(r->outcome)).c_str(),
                     r->return_value.is_null() ? "" : " ",
                     r->return_value.is_null() ? "" : r->return_value.dump().c_str());
     }
@@ -45,12 +48,12 @@ int main() try {
     asched::AsyncSchedulerOptions options;
     options.stop_grace_period = 300ms;
     asched::AsyncScheduler scheduler(ioc, options);
-    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
+    std::function<asio::awaitable<void>(asched::AsyncScheduler &)> run = body;
     auto done = asio::co_spawn(ioc, scheduler.scoped(run), asio::use_future);
     ioc.run();
     done.get(); // rethrows what body() or the scheduler threw
     return 0;
-} catch (const std::exception& e) {
+} catch (const std::exception &e) {
     std::fprintf(stderr, "04_graceful_shutdown: %s\n", e.what());
     return 1;
 }

@@ -9,7 +9,7 @@ using namespace std::chrono_literals;
 int main() try {
     asched::Scheduler scheduler;
     scheduler.add_task("greet", [](std::string name) { return "hello, " + name; });
-    scheduler.add_task("report", [](asched::JobContext& job) {
+    scheduler.add_task("report", [](asched::JobContext &job) {
         std::printf("report job %s fired at %s\n", job.job_id.c_str(),
                     asched::format_time(*job.scheduled_fire_time).c_str());
     });
@@ -23,7 +23,7 @@ int main() try {
     std::printf("report ended: %s\n", std::string(asched::to_string(outcome)).c_str());
     return outcome == asched::JobOutcome::success ? 0 : 1;
     // The destructor stops the scheduler gracefully and joins its thread.
-} catch (const std::exception& e) {
+} catch (const std::exception &e) {
     std::fprintf(stderr, "05_blocking_facade: %s\n", e.what());
     return 1;
 }

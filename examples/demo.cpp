@@ -9,8 +9,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -40,7 +40,7 @@ asio::awaitable<void> beat(std::shared_ptr<std::atomic<int>> beats) {
 
 std::string database = "asched-demo.db";
 
-asio::awaitable<void> body(asched::AsyncScheduler& s) {
+asio::awaitable<void> body(asched::AsyncScheduler &s) {
     // Shared with the task: a heartbeat may still run while the scheduler stops, after body()
     // has returned.
     auto beats = std::make_shared<std::atomic<int>>(0);
@@ -52,14 +52,17 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
     // What an earlier run left in the database.
     auto previous = co_await s.try_get_schedule("heartbeat");
     if (previous) {
-        std::printf("asched demo: %s holds schedule 'heartbeat' from an earlier run (last fired %s)\n",
-                    database.c_str(),
-                    previous->last_fire_time ? asched::format_time(*previous->last_fire_time).c_str() : "never");
+        std::printf(
+            "asched demo: %s holds schedule 'heartbeat' from an earlier run (last fired %s)\n",
+            database.c_str(),
+            previous->last_fire_time ? asched::format_time(*previous->last_fire_time).c_str()
+                                     : "never");
         try {
             auto kept = co_await s.get_job_result("demo-squares", false);
             if (kept)
-                std::printf("  result kept from that run: sum_of_squares -> %s\n", kept->return_value.dump().c_str());
-        } catch (const asched::Error&) {
+                std::printf("  result kept from that run: sum_of_squares -> %s\n",
+                            kept->return_value.dump().c_str());
+        } catch (const asched::Error &) {
             std::printf("  its result has expired\n");
         }
     } else {
@@ -95,22 +98,23 @@ asio::awaitable<void> body(asched::AsyncScheduler& s) {
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     if (argc > 1)
         database = argv[1];
     asio::io_context ioc;
     asched::AsyncSchedulerOptions options;
-    options.data_store = std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = database});
+    options.data_store =
+        std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = database});
     asched::AsyncScheduler scheduler(ioc.get_executor(), std::move(options));
     std::exception_ptr failure;
     // scoped() is the C++ form of `async with`: it stops and closes whatever happens in body.
-    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> run = body;
+    std::function<asio::awaitable<void>(asched::AsyncScheduler &)> run = body;
     asio::co_spawn(ioc, scheduler.scoped(run), [&](std::exception_ptr e) { failure = e; });
     ioc.run();
     if (failure) {
         try {
             std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             std::fprintf(stderr, "asched demo failed: %s\n", e.what());
             return 1;
         }

@@ -2,11 +2,9 @@
 // libraries must still be linked: asched::sqlite, asched::postgres, asched::redis).
 #pragma once
 
-#include <asched/config.hpp>
-#include <asched/version.hpp>
-
 #include <asched/async_scheduler.hpp>
 #include <asched/clock.hpp>
+#include <asched/config.hpp>
 #include <asched/data_store.hpp>
 #include <asched/data_stores/memory_data_store.hpp>
 #include <asched/error.hpp>
@@ -29,6 +27,7 @@
 #include <asched/triggers/cron_trigger.hpp>
 #include <asched/triggers/date_trigger.hpp>
 #include <asched/triggers/interval_trigger.hpp>
+#include <asched/version.hpp>
 
 #if ASCHED_WITH_SQLITE
 #include <asched/data_stores/sqlite_data_store.hpp>

@@ -73,7 +73,7 @@ struct TaskOptions {
 
 /// Options of add_schedule.
 struct ScheduleOptions {
-    std::string id;                       ///< default: a random UUID
+    std::string id; ///< default: a random UUID
     nlohmann::json args = nlohmann::json::array();
     bool paused = false;
     CoalescePolicy coalesce = CoalescePolicy::latest;
@@ -90,7 +90,7 @@ struct JobOptions {
     /// job (Error(conflicting_id)). Reusing the id of a finished job replaces its result.
     std::optional<std::string> id;
     nlohmann::json args = nlohmann::json::array();
-    duration result_expiration_time{0}; ///< 0: no result is kept
+    duration result_expiration_time{0};                 ///< 0: no result is kept
     nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
 };
 
@@ -126,14 +126,14 @@ struct SchedulerState;
 /// per function; errc::store_failure when the store fails. Cancellation: awaiting callers may
 /// be cancelled with Asio's terminal cancellation; the scheduler's own state is unaffected.
 class AsyncScheduler {
-public:
+  public:
     explicit AsyncScheduler(asio::any_io_executor executor, AsyncSchedulerOptions options = {});
-    explicit AsyncScheduler(asio::io_context& context, AsyncSchedulerOptions options = {});
-    AsyncScheduler(AsyncScheduler&&) noexcept;
-    AsyncScheduler& operator=(AsyncScheduler&&) noexcept;
+    explicit AsyncScheduler(asio::io_context &context, AsyncSchedulerOptions options = {});
+    AsyncScheduler(AsyncScheduler &&) noexcept;
+    AsyncScheduler &operator=(AsyncScheduler &&) noexcept;
     ~AsyncScheduler();
 
-    const std::string& identity() const noexcept;
+    const std::string &identity() const noexcept;
     RunState state() const noexcept;
     asio::any_io_executor get_executor() const noexcept;
     std::shared_ptr<DataStore> data_store() const noexcept;
@@ -145,7 +145,7 @@ public:
     /// Starts the broker and the store, runs `body`, then, whether `body` returned or threw,
     /// stops gracefully, waits until stopped and closes the store and broker; rethrows what
     /// `body` threw. `body` is kept alive until it completes, so it may capture.
-    asio::awaitable<void> scoped(std::function<asio::awaitable<void>(AsyncScheduler&)> body);
+    asio::awaitable<void> scoped(std::function<asio::awaitable<void>(AsyncScheduler &)> body);
     /// Starts the broker and the store (scoped() and the start functions do this for you).
     asio::awaitable<void> open();
     /// Stops the store and the broker; the scheduler must be stopped.
@@ -159,14 +159,14 @@ public:
         return add_task_function(id, make_task_function(std::move(f)), TaskOptions());
     }
     template <class F>
-    asio::awaitable<Task> add_task(std::string_view id, F f, const TaskOptions& options) {
+    asio::awaitable<Task> add_task(std::string_view id, F f, const TaskOptions &options) {
         return add_task_function(id, make_task_function(std::move(f)), options);
     }
     asio::awaitable<Task> add_task_function(std::string_view id,
                                             std::shared_ptr<const TaskFunction> function,
-                                            const TaskOptions& options);
+                                            const TaskOptions &options);
     /// Changes a stored task's settings. Throws Error(task_lookup).
-    asio::awaitable<Task> configure_task(std::string_view id, const TaskOptions& options);
+    asio::awaitable<Task> configure_task(std::string_view id, const TaskOptions &options);
     /// Sorted by id.
     asio::awaitable<std::vector<Task>> get_tasks();
 
@@ -176,18 +176,19 @@ public:
     /// an unknown task, Error(conflicting_id) under ConflictPolicy::exception,
     /// Error(invalid_argument) naming a bad option.
     asio::awaitable<std::string> add_schedule(std::string_view task_id, TriggerPtr trigger,
-                                              const ScheduleOptions& options);
+                                              const ScheduleOptions &options);
     asio::awaitable<std::string> add_schedule(std::string_view task_id, TriggerPtr trigger) {
         return add_schedule(task_id, std::move(trigger), ScheduleOptions());
     }
     template <std::derived_from<Trigger> T>
-    asio::awaitable<std::string> add_schedule(std::string_view task_id, const T& trigger,
-                                              const ScheduleOptions& options) {
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, const T &trigger,
+                                              const ScheduleOptions &options) {
         return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)), options);
     }
     template <std::derived_from<Trigger> T>
-    asio::awaitable<std::string> add_schedule(std::string_view task_id, const T& trigger) {
-        return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)), ScheduleOptions());
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, const T &trigger) {
+        return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)),
+                            ScheduleOptions());
     }
     /// Throws Error(schedule_lookup).
     asio::awaitable<Schedule> get_schedule(std::string_view id);
@@ -204,13 +205,13 @@ public:
     // ---- jobs ----------------------------------------------------------------------------
 
     /// Queues one run of `task_id`; returns the job id. Throws Error(task_lookup).
-    asio::awaitable<std::string> add_job(std::string_view task_id, const JobOptions& options);
+    asio::awaitable<std::string> add_job(std::string_view task_id, const JobOptions &options);
     asio::awaitable<std::string> add_job(std::string_view task_id) {
         return add_job(task_id, JobOptions());
     }
     /// add_job (keeping the result 15 minutes), then waits for the result: returns the value,
     /// or throws Error(job_failed | job_cancelled | job_deadline_missed | job_abandoned).
-    asio::awaitable<nlohmann::json> run_job(std::string_view task_id, const JobOptions& options);
+    asio::awaitable<nlohmann::json> run_job(std::string_view task_id, const JobOptions &options);
     asio::awaitable<nlohmann::json> run_job(std::string_view task_id) {
         return run_job(task_id, JobOptions());
     }
@@ -252,12 +253,12 @@ public:
     /// Runs the store's cleanup now.
     asio::awaitable<void> cleanup();
 
-private:
+  private:
     std::shared_ptr<detail::SchedulerState> state_;
 };
 
 /// Waits for the next event of type T.
-template <class T> asio::awaitable<T> next_event(AsyncScheduler& scheduler) {
+template <class T> asio::awaitable<T> next_event(AsyncScheduler &scheduler) {
     Event e = co_await scheduler.next_event(event_mask<T>());
     co_return std::get<T>(std::move(e));
 }

@@ -12,7 +12,7 @@ namespace asched {
 
 /// Where asched reads the current time. Thread safety: now() may be called from any thread.
 class Clock {
-public:
+  public:
     virtual ~Clock() = default;
     virtual time_point now() const = 0;
     /// True when time moves only when told to (ManualClock): the scheduler then waits for
@@ -29,14 +29,14 @@ public:
 
 /// The system's real-time clock, truncated to microseconds.
 class SystemClock final : public Clock {
-public:
+  public:
     time_point now() const override;
 };
 
 /// A clock that moves only when told to: deterministic tests of every timing policy.
 /// Thread safety: all members may be called from any thread.
 class ManualClock final : public Clock {
-public:
+  public:
     explicit ManualClock(time_point start);
     time_point now() const override;
     bool is_manual() const noexcept override { return true; }
@@ -48,7 +48,7 @@ public:
     /// Sets the clock to `t` (never backwards: throws Error(invalid_argument)).
     void set(time_point t);
 
-private:
+  private:
     void notify();
     mutable std::mutex mutex_;
     time_point now_;

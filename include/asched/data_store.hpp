@@ -61,7 +61,7 @@ struct JobStatus {
 /// Methods throw Error(store_failure) when the backend fails, and the lookup errors named
 /// below. Thread safety: implementations are safe to call from any thread and executor.
 class DataStore {
-public:
+  public:
     virtual ~DataStore() = default;
 
     virtual asio::awaitable<void> start(StoreContext context) = 0;
@@ -103,7 +103,8 @@ public:
     /// add_job for several jobs as one atomic step: all are added or, on an error, none.
     virtual asio::awaitable<void> add_jobs(std::vector<Job> jobs) = 0;
     /// Queued and running jobs; nullopt: all. In creation order.
-    virtual asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) = 0;
+    virtual asio::awaitable<std::vector<Job>>
+    get_jobs(std::optional<std::vector<std::string>> ids) = 0;
     /// Leases up to `limit` startable jobs of the tasks in `task_ids`, oldest first, within
     /// each task's max_running_jobs. Jobs past their start deadline are released as
     /// missed_start_deadline; jobs whose lease expired are released as abandoned. Publishes

@@ -25,7 +25,7 @@ enum class errc {
 };
 
 /// The error category of asched::errc.
-const std::error_category& error_category() noexcept;
+const std::error_category &error_category() noexcept;
 
 inline std::error_code make_error_code(errc e) noexcept {
     return {static_cast<int>(e), error_category()};
@@ -34,14 +34,14 @@ inline std::error_code make_error_code(errc e) noexcept {
 /// The one exception type asched throws. The message names the field, position and value at
 /// fault, e.g. `interval trigger: field 'seconds': total interval must be positive, got 0`.
 class Error : public std::system_error {
-public:
-    Error(errc code, const std::string& what)
+  public:
+    Error(errc code, const std::string &what)
         : std::system_error(make_error_code(code), what), message_(what) {}
     /// Exactly the message given: no category text appended.
-    const char* what() const noexcept override { return message_.c_str(); }
+    const char *what() const noexcept override { return message_.c_str(); }
     errc code_value() const noexcept { return static_cast<errc>(code().value()); }
 
-private:
+  private:
     std::string message_;
 };
 

@@ -13,7 +13,7 @@
 
 namespace asched {
 
-using EventCallback = std::function<void(const Event&)>;
+using EventCallback = std::function<void(const Event &)>;
 
 namespace detail {
 struct SubscriberRegistry;
@@ -22,19 +22,19 @@ struct SubscriberRegistry;
 /// An RAII subscription: destroying it (or unsubscribe()) stops delivery. Move-only. A
 /// delivery already posted when it is destroyed may still run.
 class Subscription {
-public:
+  public:
     Subscription() = default;
     Subscription(std::weak_ptr<detail::SubscriberRegistry> registry, std::uint64_t key);
-    Subscription(Subscription&& other) noexcept;
-    Subscription& operator=(Subscription&& other) noexcept;
-    Subscription(const Subscription&) = delete;
-    Subscription& operator=(const Subscription&) = delete;
+    Subscription(Subscription &&other) noexcept;
+    Subscription &operator=(Subscription &&other) noexcept;
+    Subscription(const Subscription &) = delete;
+    Subscription &operator=(const Subscription &) = delete;
     ~Subscription();
 
     void unsubscribe() noexcept;
     bool active() const noexcept { return key_ != 0; }
 
-private:
+  private:
     std::weak_ptr<detail::SubscriberRegistry> registry_;
     std::uint64_t key_ = 0;
 };
@@ -44,7 +44,7 @@ private:
 /// each callback posted on a strand over the executor given to subscribe(). Callback
 /// exceptions are logged and swallowed. Thread safety: every member is thread-safe.
 class EventBroker {
-public:
+  public:
     EventBroker();
     virtual ~EventBroker();
 
@@ -57,7 +57,7 @@ public:
     virtual asio::awaitable<void> publish_batch(std::vector<Event> events);
 
     /// Delivers `event` to this process's subscribers only; never blocks.
-    void publish_local(const Event& event);
+    void publish_local(const Event &event);
     /// Delivers `events`, in order, to this process's subscribers: one post per subscriber
     /// for the whole batch.
     void publish_local(std::vector<Event> events);
@@ -66,10 +66,10 @@ public:
     Subscription subscribe(EventCallback callback, EventMask mask, asio::any_io_executor executor,
                            bool one_shot = false);
 
-protected:
+  protected:
     Logger logger_;
 
-private:
+  private:
     std::shared_ptr<detail::SubscriberRegistry> registry_;
 };
 

@@ -98,9 +98,9 @@ struct StoreHealthChanged {
     std::string reason; ///< the failure (degraded) or empty (ok)
 };
 
-using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated,
-                           TaskRemoved, ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded,
-                           JobRemoved, JobAcquired, JobReleased, RecordQuarantined, StoreHealthChanged>;
+using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated, TaskRemoved,
+                           ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded, JobRemoved,
+                           JobAcquired, JobReleased, RecordQuarantined, StoreHealthChanged>;
 
 /// A set of event types, one bit per alternative of Event.
 using EventMask = std::uint32_t;
@@ -125,17 +125,17 @@ template <class... Ts> constexpr EventMask event_mask() {
     return (EventMask{0} | ... | (EventMask{1} << detail::variant_index<Ts, Event>::value));
 }
 
-inline bool matches(EventMask mask, const Event& e) noexcept {
+inline bool matches(EventMask mask, const Event &e) noexcept {
     return (mask >> e.index()) & 1U;
 }
 
-time_point event_timestamp(const Event& e) noexcept;
+time_point event_timestamp(const Event &e) noexcept;
 /// The event's class name, e.g. "JobReleased".
-std::string_view event_name(const Event& e) noexcept;
+std::string_view event_name(const Event &e) noexcept;
 
 /// {"type": "JobReleased", "version": 1, ...fields}; the wire form brokers send.
-void to_json(nlohmann::json& j, const Event& e);
+void to_json(nlohmann::json &j, const Event &e);
 /// Throws Error(deserialization) naming the type or field that is wrong.
-void from_json(const nlohmann::json& j, Event& e);
+void from_json(const nlohmann::json &j, Event &e);
 
 } // namespace asched

@@ -18,10 +18,10 @@ namespace asched {
 
 /// One job handed to an executor. The references stay valid until `done` has been called.
 struct JobRun {
-    const std::string& task_id;
-    const TaskFunction& function;
-    JobContext& context;
-    const nlohmann::json& args;
+    const std::string &task_id;
+    const TaskFunction &function;
+    JobContext &context;
+    const nlohmann::json &args;
     /// The scheduler's own executor (never its internal strand): inline work runs here.
     asio::any_io_executor executor;
     /// Emits asio::cancellation_type::terminal when the job is cancelled (stop after the
@@ -32,12 +32,12 @@ struct JobRun {
 /// An exception raised where the scheduler cannot rethrow it as itself (in a child process):
 /// the job's JobResult reports type() as its exception type.
 class JobError : public std::runtime_error {
-public:
-    JobError(std::string type, const std::string& message)
+  public:
+    JobError(std::string type, const std::string &message)
         : std::runtime_error(message), type_(std::move(type)) {}
-    const std::string& type() const noexcept { return type_; }
+    const std::string &type() const noexcept { return type_; }
 
-private:
+  private:
     std::string type_;
 };
 
@@ -53,7 +53,7 @@ using JobCompletion = std::function<void(std::exception_ptr error, nlohmann::jso
 /// may be called from any thread, exactly once. An executor may be shared by several
 /// schedulers: start() and stop() are then called once per scheduler start and stop.
 class JobExecutor {
-public:
+  public:
     virtual ~JobExecutor() = default;
 
     /// Called when a scheduler using this executor starts.
@@ -62,7 +62,7 @@ public:
     virtual asio::awaitable<void> stop();
     /// Throws Error(invalid_argument) naming the task when this executor cannot run
     /// `function` (called at registration).
-    virtual void check(const std::string& task_id, const TaskFunction& function) const = 0;
+    virtual void check(const std::string &task_id, const TaskFunction &function) const = 0;
     /// Starts `run`; calls `done` when it has ended. Never throws: a failure to start is
     /// reported through `done`.
     virtual void execute(JobRun run, JobCompletion done) = 0;

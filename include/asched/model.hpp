@@ -46,19 +46,19 @@ struct TaskDefaults {
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();
 
-    friend bool operator==(const TaskDefaults&, const TaskDefaults&) = default;
+    friend bool operator==(const TaskDefaults &, const TaskDefaults &) = default;
 };
 
 /// What to run: an id that every process registers a callable under, plus its limits.
 struct Task {
     std::string id;
-    std::string job_executor = "async"; ///< the name of the JobExecutor that runs its jobs
+    std::string job_executor = "async";      ///< the name of the JobExecutor that runs its jobs
     std::optional<int> max_running_jobs = 1; ///< cluster-wide cap; nullopt: unlimited
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();
     int running_jobs = 0; ///< maintained by the data store
 
-    friend bool operator==(const Task&, const Task&) = default;
+    friend bool operator==(const Task &, const Task &) = default;
 };
 
 /// When to run a task: a trigger plus the arguments and policies of the jobs it creates.
@@ -81,7 +81,7 @@ struct Schedule {
     std::optional<time_point> acquired_until;
     std::uint64_t lease_token = 0; ///< fencing token of the current lease
 
-    bool operator==(const Schedule& other) const; ///< compares the trigger by its JSON form
+    bool operator==(const Schedule &other) const; ///< compares the trigger by its JSON form
 };
 
 /// One run of a task.
@@ -89,10 +89,10 @@ struct Job {
     std::string id;
     std::string task_id;
     nlohmann::json args = nlohmann::json::array();
-    std::optional<std::string> schedule_id;           ///< nullopt for an ad-hoc job
-    std::optional<time_point> scheduled_fire_time;    ///< the trigger's fire time (un-jittered)
-    duration jitter{0};                               ///< the start is delayed by this much
-    std::optional<time_point> start_deadline;         ///< a start after this is a misfire
+    std::optional<std::string> schedule_id;        ///< nullopt for an ad-hoc job
+    std::optional<time_point> scheduled_fire_time; ///< the trigger's fire time (un-jittered)
+    duration jitter{0};                            ///< the start is delayed by this much
+    std::optional<time_point> start_deadline;      ///< a start after this is a misfire
     duration result_expiration_time{0};
     nlohmann::json metadata = nlohmann::json::object();
     time_point created_at{};
@@ -104,7 +104,7 @@ struct Job {
     time_point earliest_start() const noexcept {
         return scheduled_fire_time ? *scheduled_fire_time + jitter : created_at;
     }
-    friend bool operator==(const Job&, const Job&) = default;
+    friend bool operator==(const Job &, const Job &) = default;
 };
 
 /// The outcome of one job.
@@ -120,19 +120,19 @@ struct JobResult {
     std::optional<std::string> exception_message; ///< with outcome error, cancelled, abandoned
     nlohmann::json return_value;                  ///< with outcome success
 
-    friend bool operator==(const JobResult&, const JobResult&) = default;
+    friend bool operator==(const JobResult &, const JobResult &) = default;
 };
 
-void to_json(nlohmann::json& j, const TaskDefaults& v);
-void from_json(const nlohmann::json& j, TaskDefaults& v);
-void to_json(nlohmann::json& j, const Task& v);
-void from_json(const nlohmann::json& j, Task& v);
-void to_json(nlohmann::json& j, const Schedule& v);
-void from_json(const nlohmann::json& j, Schedule& v);
-void to_json(nlohmann::json& j, const Job& v);
-void from_json(const nlohmann::json& j, Job& v);
-void to_json(nlohmann::json& j, const JobResult& v);
-void from_json(const nlohmann::json& j, JobResult& v);
+void to_json(nlohmann::json &j, const TaskDefaults &v);
+void from_json(const nlohmann::json &j, TaskDefaults &v);
+void to_json(nlohmann::json &j, const Task &v);
+void from_json(const nlohmann::json &j, Task &v);
+void to_json(nlohmann::json &j, const Schedule &v);
+void from_json(const nlohmann::json &j, Schedule &v);
+void to_json(nlohmann::json &j, const Job &v);
+void from_json(const nlohmann::json &j, Job &v);
+void to_json(nlohmann::json &j, const JobResult &v);
+void from_json(const nlohmann::json &j, JobResult &v);
 
 /// A fresh random (version 4) UUID string.
 std::string make_uuid();

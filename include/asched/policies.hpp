@@ -26,16 +26,16 @@ inline constexpr std::size_t max_catch_up_steps = 1'000'000;
 /// each), gives each job a jitter in [0, max_jitter] drawn from `uniform01` (clamped so it
 /// starts before the following fire) and a start deadline of fire + jitter +
 /// misfire_grace_time. `make_id` names the jobs. Exceptions: whatever the trigger throws.
-FirePlan plan_fires(const Schedule& schedule, time_point now,
-                    const std::function<double()>& uniform01,
-                    const std::function<std::string()>& make_id);
+FirePlan plan_fires(const Schedule &schedule, time_point now,
+                    const std::function<double()> &uniform01,
+                    const std::function<std::string()> &make_id);
 
 /// For unpause_schedule(resume_from): moves `schedule`'s next_fire_time (and trigger_state)
 /// to its first fire time at or after `resume_from`.
-void skip_fires_before(Schedule& schedule, time_point resume_from);
+void skip_fires_before(Schedule &schedule, time_point resume_from);
 
 /// A misfire: the job would start after its deadline.
-inline bool missed_deadline(const Job& job, time_point now) noexcept {
+inline bool missed_deadline(const Job &job, time_point now) noexcept {
     return job.start_deadline && now > *job.start_deadline;
 }
 

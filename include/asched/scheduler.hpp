@@ -14,29 +14,29 @@ namespace asched {
 /// callback or task of this scheduler, which would wait on itself). Exceptions: as the
 /// AsyncScheduler member of the same name.
 class Scheduler {
-public:
+  public:
     explicit Scheduler(AsyncSchedulerOptions options = {});
     ~Scheduler();
-    Scheduler(const Scheduler&) = delete;
-    Scheduler& operator=(const Scheduler&) = delete;
+    Scheduler(const Scheduler &) = delete;
+    Scheduler &operator=(const Scheduler &) = delete;
 
     /// The scheduler underneath, for co_spawn on its executor.
-    AsyncScheduler& async() noexcept;
+    AsyncScheduler &async() noexcept;
     RunState state() const noexcept;
 
-    template <class F> Task add_task(std::string_view id, F f, const TaskOptions& options = {}) {
+    template <class F> Task add_task(std::string_view id, F f, const TaskOptions &options = {}) {
         return add_task_function(id, make_task_function(std::move(f)), options);
     }
     Task add_task_function(std::string_view id, std::shared_ptr<const TaskFunction> function,
-                           const TaskOptions& options = {});
-    Task configure_task(std::string_view id, const TaskOptions& options);
+                           const TaskOptions &options = {});
+    Task configure_task(std::string_view id, const TaskOptions &options);
     std::vector<Task> get_tasks();
 
     std::string add_schedule(std::string_view task_id, TriggerPtr trigger,
-                             const ScheduleOptions& options = {});
+                             const ScheduleOptions &options = {});
     template <std::derived_from<Trigger> T>
-    std::string add_schedule(std::string_view task_id, const T& trigger,
-                             const ScheduleOptions& options = {}) {
+    std::string add_schedule(std::string_view task_id, const T &trigger,
+                             const ScheduleOptions &options = {}) {
         return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)), options);
     }
     Schedule get_schedule(std::string_view id);
@@ -46,8 +46,8 @@ public:
     void unpause_schedule(std::string_view id, ResumeFrom resume_from = {});
     void remove_schedule(std::string_view id);
 
-    std::string add_job(std::string_view task_id, const JobOptions& options = {});
-    nlohmann::json run_job(std::string_view task_id, const JobOptions& options = {});
+    std::string add_job(std::string_view task_id, const JobOptions &options = {});
+    nlohmann::json run_job(std::string_view task_id, const JobOptions &options = {});
     std::optional<JobResult> get_job_result(std::string_view job_id, bool wait = true);
     std::vector<Job> get_jobs();
 
@@ -62,7 +62,7 @@ public:
     void wait_until_stopped();
     void cleanup();
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -34,7 +34,7 @@ struct LocalTimeInfo {
 /// A time zone: an IANA zone ("Europe/Berlin", "UTC") read from the system tzdata, or a fixed
 /// UTC offset ("+05:30"). A cheap value: copying shares the zone database entry.
 class TimeZone {
-public:
+  public:
     /// UTC.
     TimeZone();
     /// Throws Error(invalid_argument) naming the zone when it is unknown or malformed.
@@ -43,7 +43,7 @@ public:
     static TimeZone fixed(std::chrono::seconds offset);
 
     /// "UTC", "Europe/Berlin" or "+05:30".
-    const std::string& name() const noexcept { return name_; }
+    const std::string &name() const noexcept { return name_; }
     bool is_fixed() const noexcept { return zone_ == nullptr; }
     /// The UTC offset in force at the instant `t`. After the last transition stored in the
     /// zone file (2037 on Debian) the file's POSIX-TZ footer rule applies.
@@ -53,20 +53,22 @@ public:
     /// Which instants show the wall time `local` (none in a gap, two in a repeated hour).
     LocalTimeInfo resolve(local_time local) const;
     /// The wall time at `t`.
-    local_time to_local(time_point t) const { return local_time((t + offset_at(t)).time_since_epoch()); }
+    local_time to_local(time_point t) const {
+        return local_time((t + offset_at(t)).time_since_epoch());
+    }
     /// `t` as local ISO 8601 with its offset: 2025-03-31T09:00:00+02:00 (fraction only if any).
     std::string format(time_point t) const;
     /// The underlying date::time_zone (nullptr for fixed offsets); for asched's own sources.
-    const void* native() const noexcept { return zone_; }
+    const void *native() const noexcept { return zone_; }
 
-    friend bool operator==(const TimeZone& a, const TimeZone& b) noexcept {
+    friend bool operator==(const TimeZone &a, const TimeZone &b) noexcept {
         return a.name_ == b.name_;
     }
 
-private:
+  private:
     std::string name_;
     std::chrono::seconds offset_{0};
-    const void* zone_ = nullptr;
+    const void *zone_ = nullptr;
     // The zone file's POSIX-TZ footer rule (a Posix::time_zone) and the instant from which it
     // governs, when the rule has DST: date's OS-tzdb reader stops at the last stored transition.
     std::shared_ptr<const void> footer_;

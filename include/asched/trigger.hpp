@@ -15,7 +15,7 @@ namespace asched {
 /// triggers, a small state) lives in the Schedule, so a trigger is shared, serialised and
 /// tested freely. Fire times must strictly increase.
 class Trigger {
-public:
+  public:
     virtual ~Trigger() = default;
 
     /// The first fire time after `previous`, or the first of all when `previous` is nullopt;
@@ -29,13 +29,13 @@ public:
     /// JSON so stores persist it beside the schedule.
     /// Exceptions: Error(max_iterations) from AndTrigger.
     virtual std::optional<time_point> advance(std::optional<time_point> previous,
-                                              nlohmann::json& state) const {
+                                              nlohmann::json &state) const {
         (void)state;
         return next(previous);
     }
     /// The zone of the fire time advance() returned last, given the state it left: timezone()
     /// unless a combining trigger took the value from a child in another zone.
-    virtual TimeZone zone_of(const nlohmann::json& state) const {
+    virtual TimeZone zone_of(const nlohmann::json &state) const {
         (void)state;
         return timezone();
     }
@@ -57,6 +57,6 @@ using TriggerPtr = std::shared_ptr<const Trigger>;
 
 /// Rebuilds a built-in trigger from its JSON form. Throws Error(deserialization) naming the
 /// type or field that is wrong (an unknown "type", a newer "version", a bad value).
-TriggerPtr trigger_from_json(const nlohmann::json& j);
+TriggerPtr trigger_from_json(const nlohmann::json &j);
 
 } // namespace asched

@@ -54,10 +54,10 @@ void ManualClock::notify() {
     std::vector<std::function<void()>> copy;
     {
         std::lock_guard lock(mutex_);
-        for (auto& [key, fn] : listeners_)
+        for (auto &[key, fn] : listeners_)
             copy.push_back(fn);
     }
-    for (auto& fn : copy)
+    for (auto &fn : copy)
         fn();
 }
 

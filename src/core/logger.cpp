@@ -7,11 +7,16 @@ namespace asched {
 
 std::string_view to_string(LogLevel l) noexcept {
     switch (l) {
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warning: return "warning";
-    case LogLevel::error: return "error";
-    case LogLevel::off: return "off";
+    case LogLevel::debug:
+        return "debug";
+    case LogLevel::info:
+        return "info";
+    case LogLevel::warning:
+        return "warning";
+    case LogLevel::error:
+        return "error";
+    case LogLevel::off:
+        return "off";
     }
     return "?";
 }

@@ -10,7 +10,7 @@ namespace asched {
 namespace {
 
 template <class E, std::size_t N>
-E lookup(std::string_view name, const std::array<std::string_view, N>& names,
+E lookup(std::string_view name, const std::array<std::string_view, N> &names,
          std::string_view enum_name) {
     for (std::size_t i = 0; i < N; ++i)
         if (names[i] == name)
@@ -18,8 +18,8 @@ E lookup(std::string_view name, const std::array<std::string_view, N>& names,
     std::string valid;
     for (auto n : names)
         valid += (valid.empty() ? "" : ", ") + std::string(n);
-    throw Error(errc::invalid_argument,
-                fmt::format("{}: unknown value \"{}\" (expected one of {})", enum_name, name, valid));
+    throw Error(errc::invalid_argument, fmt::format("{}: unknown value \"{}\" (expected one of {})",
+                                                    enum_name, name, valid));
 }
 
 constexpr std::array<std::string_view, 3> role_names{"scheduler", "worker", "both"};
@@ -29,7 +29,6 @@ constexpr std::array<std::string_view, 5> outcome_names{"success", "error", "mis
 constexpr std::array<std::string_view, 3> coalesce_names{"earliest", "latest", "all"};
 constexpr std::array<std::string_view, 3> conflict_names{"replace", "do_nothing", "exception"};
 
-using nlohmann::json;
 using detail::duration_json;
 using detail::get;
 using detail::get_duration;
@@ -37,20 +36,21 @@ using detail::get_opt;
 using detail::get_or;
 using detail::get_time;
 using detail::time_json;
+using nlohmann::json;
 
-json max_running_json(const std::optional<int>& v) {
+json max_running_json(const std::optional<int> &v) {
     return v ? json(*v) : json();
 }
 
-std::optional<int> read_max_running(const json& j, std::string_view what) {
+std::optional<int> read_max_running(const json &j, std::string_view what) {
     auto v = get_opt<int>(j, what, "max_running_jobs");
     if (v && *v <= 0)
         detail::bad_field(what, "max_running_jobs", fmt::format("must be positive, got {}", *v));
     return v;
 }
 
-json read_args(const json& j, std::string_view what) {
-    const auto* v = detail::find(j, "args");
+json read_args(const json &j, std::string_view what) {
+    const auto *v = detail::find(j, "args");
     if (!v)
         return json::array();
     if (!v->is_array())
@@ -58,8 +58,8 @@ json read_args(const json& j, std::string_view what) {
     return *v;
 }
 
-json read_metadata(const json& j, std::string_view what) {
-    const auto* v = detail::find(j, "metadata");
+json read_metadata(const json &j, std::string_view what) {
+    const auto *v = detail::find(j, "metadata");
     if (!v)
         return json::object();
     if (!v->is_object())
@@ -69,11 +69,21 @@ json read_metadata(const json& j, std::string_view what) {
 
 } // namespace
 
-std::string_view to_string(SchedulerRole v) noexcept { return role_names[std::size_t(v)]; }
-std::string_view to_string(RunState v) noexcept { return state_names[std::size_t(v)]; }
-std::string_view to_string(JobOutcome v) noexcept { return outcome_names[std::size_t(v)]; }
-std::string_view to_string(CoalescePolicy v) noexcept { return coalesce_names[std::size_t(v)]; }
-std::string_view to_string(ConflictPolicy v) noexcept { return conflict_names[std::size_t(v)]; }
+std::string_view to_string(SchedulerRole v) noexcept {
+    return role_names[std::size_t(v)];
+}
+std::string_view to_string(RunState v) noexcept {
+    return state_names[std::size_t(v)];
+}
+std::string_view to_string(JobOutcome v) noexcept {
+    return outcome_names[std::size_t(v)];
+}
+std::string_view to_string(CoalescePolicy v) noexcept {
+    return coalesce_names[std::size_t(v)];
+}
+std::string_view to_string(ConflictPolicy v) noexcept {
+    return conflict_names[std::size_t(v)];
+}
 
 template <> SchedulerRole enum_from_string<SchedulerRole>(std::string_view s) {
     return lookup<SchedulerRole>(s, role_names, "SchedulerRole");
@@ -91,14 +101,14 @@ template <> ConflictPolicy enum_from_string<ConflictPolicy>(std::string_view s) 
     return lookup<ConflictPolicy>(s, conflict_names, "ConflictPolicy");
 }
 
-void to_json(json& j, const TaskDefaults& v) {
+void to_json(json &j, const TaskDefaults &v) {
     j = json{{"version", json_format_version},
              {"max_running_jobs", max_running_json(v.max_running_jobs)},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
              {"metadata", v.metadata}};
 }
 
-void from_json(const json& j, TaskDefaults& v) {
+void from_json(const json &j, TaskDefaults &v) {
     constexpr std::string_view what = "task defaults";
     detail::check_version(j, what);
     v.max_running_jobs = read_max_running(j, what);
@@ -106,7 +116,7 @@ void from_json(const json& j, TaskDefaults& v) {
     v.metadata = read_metadata(j, what);
 }
 
-void to_json(json& j, const Task& v) {
+void to_json(json &j, const Task &v) {
     j = json{{"version", json_format_version},
              {"id", v.id},
              {"job_executor", v.job_executor},
@@ -116,7 +126,7 @@ void to_json(json& j, const Task& v) {
              {"running_jobs", v.running_jobs}};
 }
 
-void from_json(const json& j, Task& v) {
+void from_json(const json &j, Task &v) {
     constexpr std::string_view what = "task";
     detail::check_version(j, what);
     v.id = get<std::string>(j, what, "id");
@@ -127,19 +137,18 @@ void from_json(const json& j, Task& v) {
     v.running_jobs = get_or<int>(j, what, "running_jobs", 0);
 }
 
-bool Schedule::operator==(const Schedule& o) const {
-    auto trigger_json = [](const TriggerPtr& t) { return t ? t->to_json() : json(); };
+bool Schedule::operator==(const Schedule &o) const {
+    auto trigger_json = [](const TriggerPtr &t) { return t ? t->to_json() : json(); };
     return id == o.id && task_id == o.task_id && trigger_json(trigger) == trigger_json(o.trigger) &&
            args == o.args && paused == o.paused && coalesce == o.coalesce &&
            misfire_grace_time == o.misfire_grace_time && max_jitter == o.max_jitter &&
            job_result_expiration_time == o.job_result_expiration_time && metadata == o.metadata &&
            next_fire_time == o.next_fire_time && trigger_state == o.trigger_state &&
-           last_fire_time == o.last_fire_time &&
-           acquired_by == o.acquired_by && acquired_until == o.acquired_until &&
-           lease_token == o.lease_token;
+           last_fire_time == o.last_fire_time && acquired_by == o.acquired_by &&
+           acquired_until == o.acquired_until && lease_token == o.lease_token;
 }
 
-void to_json(json& j, const Schedule& v) {
+void to_json(json &j, const Schedule &v) {
     j = json{{"version", json_format_version},
              {"id", v.id},
              {"task_id", v.task_id},
@@ -159,17 +168,17 @@ void to_json(json& j, const Schedule& v) {
              {"lease_token", v.lease_token}};
 }
 
-void from_json(const json& j, Schedule& v) {
+void from_json(const json &j, Schedule &v) {
     constexpr std::string_view what = "schedule";
     detail::check_version(j, what);
     v.id = get<std::string>(j, what, "id");
     v.task_id = get<std::string>(j, what, "task_id");
-    const auto* t = detail::find(j, "trigger");
+    const auto *t = detail::find(j, "trigger");
     if (!t)
         detail::bad_field(what, "trigger", "missing");
     try {
         v.trigger = trigger_from_json(*t);
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         detail::bad_field(what, "trigger", e.what());
     }
     v.args = read_args(j, what);
@@ -188,7 +197,7 @@ void from_json(const json& j, Schedule& v) {
     v.lease_token = get_or<std::uint64_t>(j, what, "lease_token", 0);
 }
 
-void to_json(json& j, const Job& v) {
+void to_json(json &j, const Job &v) {
     j = json{{"version", json_format_version},
              {"id", v.id},
              {"task_id", v.task_id},
@@ -205,7 +214,7 @@ void to_json(json& j, const Job& v) {
              {"lease_token", v.lease_token}};
 }
 
-void from_json(const json& j, Job& v) {
+void from_json(const json &j, Job &v) {
     constexpr std::string_view what = "job";
     detail::check_version(j, what);
     v.id = get<std::string>(j, what, "id");
@@ -215,7 +224,8 @@ void from_json(const json& j, Job& v) {
     v.scheduled_fire_time = get_time(j, what, "scheduled_fire_time");
     v.jitter = get_duration(j, what, "jitter").value_or(duration(0));
     v.start_deadline = get_time(j, what, "start_deadline");
-    v.result_expiration_time = get_duration(j, what, "result_expiration_time").value_or(duration(0));
+    v.result_expiration_time =
+        get_duration(j, what, "result_expiration_time").value_or(duration(0));
     v.metadata = read_metadata(j, what);
     const auto created = get_time(j, what, "created_at");
     if (!created)
@@ -226,7 +236,7 @@ void from_json(const json& j, Job& v) {
     v.lease_token = get_or<std::uint64_t>(j, what, "lease_token", 0);
 }
 
-void to_json(json& j, const JobResult& v) {
+void to_json(json &j, const JobResult &v) {
     j = json{{"version", json_format_version},
              {"job_id", v.job_id},
              {"task_id", v.task_id},
@@ -240,7 +250,7 @@ void to_json(json& j, const JobResult& v) {
              {"return_value", v.return_value}};
 }
 
-void from_json(const json& j, JobResult& v) {
+void from_json(const json &j, JobResult &v) {
     constexpr std::string_view what = "job result";
     detail::check_version(j, what);
     v.job_id = get<std::string>(j, what, "job_id");

@@ -7,9 +7,9 @@
 
 namespace asched {
 
-FirePlan plan_fires(const Schedule& schedule, time_point now,
-                    const std::function<double()>& uniform01,
-                    const std::function<std::string()>& make_id) {
+FirePlan plan_fires(const Schedule &schedule, time_point now,
+                    const std::function<double()> &uniform01,
+                    const std::function<std::string()> &make_id) {
     FirePlan plan;
     std::vector<time_point> fires;
     std::optional<time_point> t = schedule.next_fire_time;
@@ -17,8 +17,12 @@ FirePlan plan_fires(const Schedule& schedule, time_point now,
     std::size_t steps = 0;
     while (t && *t <= now && steps < max_catch_up_steps) {
         switch (schedule.coalesce) {
-        case CoalescePolicy::all: fires.push_back(*t); break;
-        case CoalescePolicy::latest: fires.assign(1, *t); break;
+        case CoalescePolicy::all:
+            fires.push_back(*t);
+            break;
+        case CoalescePolicy::latest:
+            fires.assign(1, *t);
+            break;
         case CoalescePolicy::earliest:
             if (fires.empty())
                 fires.push_back(*t);
@@ -63,10 +67,12 @@ FirePlan plan_fires(const Schedule& schedule, time_point now,
     return plan;
 }
 
-void skip_fires_before(Schedule& schedule, time_point resume_from) {
+void skip_fires_before(Schedule &schedule, time_point resume_from) {
     std::size_t steps = 0;
-    while (schedule.next_fire_time && *schedule.next_fire_time < resume_from && steps++ < max_catch_up_steps)
-        schedule.next_fire_time = schedule.trigger->advance(schedule.next_fire_time, schedule.trigger_state);
+    while (schedule.next_fire_time && *schedule.next_fire_time < resume_from &&
+           steps++ < max_catch_up_steps)
+        schedule.next_fire_time =
+            schedule.trigger->advance(schedule.next_fire_time, schedule.trigger_state);
 }
 
 duration backoff_delay(unsigned attempt, duration cap) noexcept {

@@ -13,14 +13,13 @@ template <class Duration> using ptz_hh_mm_ss = hh_mm_ss<Duration>;
 #undef hh_mm_ss
 #include <fmt/format.h>
 
+#include <cfenv>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <sstream>
-
-#include <cfenv>
-#include <cmath>
-#include <limits>
 
 namespace asched {
 namespace {
@@ -86,7 +85,7 @@ struct Footer {
 // Reads the POSIX-TZ rule at the end of a TZif v2+ file; only rules with DST matter, as date
 // already keeps a constant offset after the last stored transition. Zone data is immutable, so
 // it is read once per process per zone.
-Footer load_footer(const std::string& name, const date::time_zone* zone) {
+Footer load_footer(const std::string &name, const date::time_zone *zone) {
     static std::mutex mutex;
     static std::map<std::string, Footer> cache;
     std::lock_guard lock(mutex);
@@ -107,7 +106,7 @@ Footer load_footer(const std::string& name, const date::time_zone* zone) {
             const auto last = zone->get_info(date::sys_days(date::year(9000) / 1 / 1));
             footer.rule = posix;
             footer.from = time_point(last.begin);
-        } catch (const std::exception&) {
+        } catch (const std::exception &) {
             // An unreadable footer leaves date's own behaviour in place.
         }
     }
@@ -133,12 +132,13 @@ TimeZone::TimeZone(std::string_view text) {
         throw Error(errc::invalid_argument, fmt::format("time zone \"{}\": not a zone name", text));
     try {
         zone_ = date::locate_zone(text);
-    } catch (const std::exception&) {
-        throw Error(errc::invalid_argument,
-                    fmt::format("time zone \"{}\": unknown IANA zone (not in the system tzdata)", text));
+    } catch (const std::exception &) {
+        throw Error(
+            errc::invalid_argument,
+            fmt::format("time zone \"{}\": unknown IANA zone (not in the system tzdata)", text));
     }
     name_ = std::string(text);
-    auto footer = load_footer(name_, static_cast<const date::time_zone*>(zone_));
+    auto footer = load_footer(name_, static_cast<const date::time_zone *>(zone_));
     footer_ = std::move(footer.rule);
     footer_from_ = footer.from;
 }
@@ -158,17 +158,19 @@ OffsetPeriod TimeZone::period_at(time_point t) const {
     if (!zone_)
         return {time_point::min(), time_point::max(), offset_};
     const auto st = std::chrono::floor<seconds>(t);
-    auto to_period = [](const date::sys_info& info) {
-        const auto lo = info.begin <= date::sys_seconds::min() ? time_point::min() : time_point(info.begin);
-        const auto hi = info.end >= date::sys_seconds::max() ? time_point::max() : time_point(info.end);
+    auto to_period = [](const date::sys_info &info) {
+        const auto lo =
+            info.begin <= date::sys_seconds::min() ? time_point::min() : time_point(info.begin);
+        const auto hi =
+            info.end >= date::sys_seconds::max() ? time_point::max() : time_point(info.end);
         return OffsetPeriod{lo, hi, info.offset};
     };
     if (footer_ && t >= footer_from_) {
-        auto p = to_period(static_cast<const Posix::time_zone*>(footer_.get())->get_info(st));
+        auto p = to_period(static_cast<const Posix::time_zone *>(footer_.get())->get_info(st));
         p.begin = std::max(p.begin, footer_from_);
         return p;
     }
-    auto p = to_period(static_cast<const date::time_zone*>(zone_)->get_info(st));
+    auto p = to_period(static_cast<const date::time_zone *>(zone_)->get_info(st));
     if (footer_)
         p.end = std::min(p.end, footer_from_);
     return p;
@@ -183,9 +185,9 @@ LocalTimeInfo TimeZone::resolve(local_time local) const {
     // Beyond the stored transitions the footer rule decides (a day of margin for the offset).
     const date::local_seconds lt(whole.time_since_epoch());
     if (footer_ && time_point(local.time_since_epoch()) - std::chrono::hours(26) >= footer_from_)
-        info = static_cast<const Posix::time_zone*>(footer_.get())->get_info(lt);
+        info = static_cast<const Posix::time_zone *>(footer_.get())->get_info(lt);
     else
-        info = static_cast<const date::time_zone*>(zone_)->get_info(lt);
+        info = static_cast<const date::time_zone *>(zone_)->get_info(lt);
     const time_point as_utc(whole.time_since_epoch());
     switch (info.result) {
     case date::local_info::unique:
@@ -253,7 +255,8 @@ ZonedTime parse_zoned_time(std::string_view text) {
     if (!ymd.ok())
         throw Error(errc::invalid_argument, fmt::format("time \"{}\": no such date", text));
     if (h > 23 || mi > 59 || s > 59)
-        throw Error(errc::invalid_argument, fmt::format("time \"{}\": time of day out of range", text));
+        throw Error(errc::invalid_argument,
+                    fmt::format("time \"{}\": time of day out of range", text));
     seconds offset{0};
     const bool zulu = pos < text.size() && text[pos] == 'Z';
     if (zulu) {
@@ -294,7 +297,8 @@ double to_seconds(duration d) noexcept {
 
 duration from_seconds(double s) {
     const long double us = static_cast<long double>(s) * 1e6L;
-    if (!std::isfinite(s) || std::fabs(us) > static_cast<long double>(std::numeric_limits<std::int64_t>::max() / 2))
+    if (!std::isfinite(s) ||
+        std::fabs(us) > static_cast<long double>(std::numeric_limits<std::int64_t>::max() / 2))
         throw Error(errc::invalid_argument, fmt::format("duration {} s: out of range", s));
     const int mode = std::fegetround();
     std::fesetround(FE_TONEAREST);

@@ -16,16 +16,16 @@ namespace asched::detail {
 
 /// A row that could not be decoded.
 struct BadRow {
-    const char* kind; ///< "task", "schedule", "job", "result"
+    const char *kind; ///< "task", "schedule", "job", "result"
     std::string id;
     std::string data;
     std::string error;
 };
 
-template <class T> std::optional<T> decode_json(const std::string& data, std::string& error) {
+template <class T> std::optional<T> decode_json(const std::string &data, std::string &error) {
     try {
         return nlohmann::json::parse(data).get<T>();
-    } catch (const std::exception& e) {
+    } catch (const std::exception &e) {
         error = e.what();
         return std::nullopt;
     }
@@ -34,7 +34,7 @@ template <class T> std::optional<T> decode_json(const std::string& data, std::st
 // `Row` reads column i: is_null(i), int64(i), text(i), opt_text(i), time(i), opt_time(i).
 
 /// Columns: id, data, max_running_jobs, running_jobs.
-template <class Row> std::optional<Task> task_row(const Row& s, std::vector<BadRow>& bad) {
+template <class Row> std::optional<Task> task_row(const Row &s, std::vector<BadRow> &bad) {
     std::string error;
     auto t = decode_json<Task>(s.text(1), error);
     if (!t) {
@@ -47,13 +47,13 @@ template <class Row> std::optional<Task> task_row(const Row& s, std::vector<BadR
 
 /// Columns: id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by,
 /// acquired_until, lease_token.
-template <class Row> std::optional<Schedule> schedule_row(const Row& s, std::vector<BadRow>& bad) {
+template <class Row> std::optional<Schedule> schedule_row(const Row &s, std::vector<BadRow> &bad) {
     std::string error;
     auto sched = decode_json<Schedule>(s.text(1), error);
     if (sched && !s.is_null(5)) {
         try {
             sched->trigger_state = nlohmann::json::parse(s.text(5));
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             error = std::string("trigger_state: ") + e.what();
             sched.reset();
         }
@@ -73,7 +73,7 @@ template <class Row> std::optional<Schedule> schedule_row(const Row& s, std::vec
 
 /// Columns: id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline,
 /// result_expiration, created_at, args, metadata, acquired_by, acquired_until, lease_token.
-template <class Row> std::optional<Job> job_row(const Row& s, std::vector<BadRow>& bad) {
+template <class Row> std::optional<Job> job_row(const Row &s, std::vector<BadRow> &bad) {
     using nlohmann::json;
     Job job;
     job.id = s.text(0);
@@ -86,8 +86,9 @@ template <class Row> std::optional<Job> job_row(const Row& s, std::vector<BadRow
             throw Error(errc::deserialization, "job: field 'args': not a JSON array");
         if (!job.metadata.is_object())
             throw Error(errc::deserialization, "job: field 'metadata': not a JSON object");
-    } catch (const std::exception& e) {
-        bad.push_back({"job", job.id, fmt::format("args={} metadata={}", args, metadata), e.what()});
+    } catch (const std::exception &e) {
+        bad.push_back(
+            {"job", job.id, fmt::format("args={} metadata={}", args, metadata), e.what()});
         return std::nullopt;
     }
     job.task_id = s.text(1);
@@ -104,11 +105,12 @@ template <class Row> std::optional<Job> job_row(const Row& s, std::vector<BadRow
 }
 
 /// A job's args and metadata as stored: the common empty values without the serializer.
-inline std::string args_text(const Job& job) {
+inline std::string args_text(const Job &job) {
     return job.args.is_array() && job.args.empty() ? std::string("[]") : job.args.dump();
 }
-inline std::string metadata_text(const Job& job) {
-    return job.metadata.is_object() && job.metadata.empty() ? std::string("{}") : job.metadata.dump();
+inline std::string metadata_text(const Job &job) {
+    return job.metadata.is_object() && job.metadata.empty() ? std::string("{}")
+                                                            : job.metadata.dump();
 }
 
 } // namespace asched::detail

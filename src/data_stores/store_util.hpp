@@ -13,7 +13,8 @@
 namespace asched::detail {
 
 /// Publishes `events` in order, after the store's change is committed.
-inline asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker, std::vector<Event> events) {
+inline asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker,
+                                         std::vector<Event> events) {
     if (!broker || events.empty())
         co_return;
     co_await broker->publish_batch(std::move(events));
@@ -21,7 +22,8 @@ inline asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker, st
 
 /// The result a store records for `job` when it ends at `at` without a return value
 /// (abandoned, missed its start deadline).
-inline JobResult store_result(const Job& job, JobOutcome outcome, time_point at, std::optional<std::string> message) {
+inline JobResult store_result(const Job &job, JobOutcome outcome, time_point at,
+                              std::optional<std::string> message) {
     JobResult r;
     r.job_id = job.id;
     r.task_id = job.task_id;
@@ -34,9 +36,12 @@ inline JobResult store_result(const Job& job, JobOutcome outcome, time_point at,
 }
 
 /// The JobReleased event for `job` ending with `result`, released by `scheduler_id`.
-inline JobReleased released_event(const Job& job, const JobResult& result, const std::string& scheduler_id) {
-    return JobReleased{result.finished_at, job.id,           scheduler_id,     job.task_id,
-                       job.schedule_id,    job.scheduled_fire_time, result.started_at, result.outcome,
+inline JobReleased released_event(const Job &job, const JobResult &result,
+                                  const std::string &scheduler_id) {
+    return JobReleased{result.finished_at,    job.id,
+                       scheduler_id,          job.task_id,
+                       job.schedule_id,       job.scheduled_fire_time,
+                       result.started_at,     result.outcome,
                        result.exception_type, result.exception_message};
 }
 

@@ -44,10 +44,10 @@ struct SubscriberRegistry {
 Subscription::Subscription(std::weak_ptr<detail::SubscriberRegistry> registry, std::uint64_t key)
     : registry_(std::move(registry)), key_(key) {}
 
-Subscription::Subscription(Subscription&& other) noexcept
+Subscription::Subscription(Subscription &&other) noexcept
     : registry_(std::move(other.registry_)), key_(std::exchange(other.key_, 0)) {}
 
-Subscription& Subscription::operator=(Subscription&& other) noexcept {
+Subscription &Subscription::operator=(Subscription &&other) noexcept {
     if (this != &other) {
         unsubscribe();
         registry_ = std::move(other.registry_);
@@ -56,7 +56,9 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
     return *this;
 }
 
-Subscription::~Subscription() { unsubscribe(); }
+Subscription::~Subscription() {
+    unsubscribe();
+}
 
 void Subscription::unsubscribe() noexcept {
     if (key_ == 0)
@@ -76,9 +78,11 @@ asio::awaitable<void> EventBroker::start(asio::any_io_executor, Logger logger) {
     co_return;
 }
 
-asio::awaitable<void> EventBroker::stop() { co_return; }
+asio::awaitable<void> EventBroker::stop() {
+    co_return;
+}
 
-void EventBroker::publish_local(const Event& event) {
+void EventBroker::publish_local(const Event &event) {
     std::vector<std::shared_ptr<detail::SubscriberEntry>> targets;
     Logger logger;
     {
@@ -98,19 +102,19 @@ void EventBroker::publish_local(const Event& event) {
     if (targets.empty())
         return;
     auto shared_event = std::make_shared<const Event>(event);
-    for (auto& entry : targets) {
+    for (auto &entry : targets) {
         asio::post(entry->strand, [entry, shared_event, logger] {
             // A subscription ended after this delivery was posted must not be called.
             if (!entry->active)
                 return;
             try {
                 entry->callback(*shared_event);
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 logger.log(LogLevel::error, fmt::format("error delivering {} event: {}",
                                                         event_name(*shared_event), e.what()));
             } catch (...) {
-                logger.log(LogLevel::error, fmt::format("error delivering {} event",
-                                                        event_name(*shared_event)));
+                logger.log(LogLevel::error,
+                           fmt::format("error delivering {} event", event_name(*shared_event)));
             }
         });
     }
@@ -148,20 +152,21 @@ void EventBroker::publish_local(std::vector<Event> events) {
             it = erase ? registry_->entries.erase(it) : std::next(it);
         }
     }
-    for (auto& t : targets) {
+    for (auto &t : targets) {
         auto entry = t.entry;
         asio::post(entry->strand, [entry, shared, picks = std::move(t.picks), logger] {
             for (auto i : picks) {
                 if (!entry->active)
                     return;
-                const Event& e = (*shared)[i];
+                const Event &e = (*shared)[i];
                 try {
                     entry->callback(e);
-                } catch (const std::exception& ex) {
-                    logger.log(LogLevel::error,
-                               fmt::format("error delivering {} event: {}", event_name(e), ex.what()));
+                } catch (const std::exception &ex) {
+                    logger.log(LogLevel::error, fmt::format("error delivering {} event: {}",
+                                                            event_name(e), ex.what()));
                 } catch (...) {
-                    logger.log(LogLevel::error, fmt::format("error delivering {} event", event_name(e)));
+                    logger.log(LogLevel::error,
+                               fmt::format("error delivering {} event", event_name(e)));
                 }
             }
         });
@@ -169,7 +174,7 @@ void EventBroker::publish_local(std::vector<Event> events) {
 }
 
 asio::awaitable<void> EventBroker::publish_batch(std::vector<Event> events) {
-    for (auto& e : events) {
+    for (auto &e : events) {
         auto one = publish(std::move(e));
         co_await std::move(one);
     }
@@ -178,7 +183,7 @@ asio::awaitable<void> EventBroker::publish_batch(std::vector<Event> events) {
 Subscription EventBroker::subscribe(EventCallback callback, EventMask mask,
                                     asio::any_io_executor executor, bool one_shot) {
     auto entry = std::make_shared<detail::SubscriberEntry>(std::move(callback), mask,
-                                                          std::move(executor), one_shot);
+                                                           std::move(executor), one_shot);
     std::lock_guard lock(registry_->mutex);
     const auto key = registry_->next_key++;
     registry_->entries.emplace(key, std::move(entry));

@@ -5,12 +5,11 @@
 #include <asched/event_broker.hpp>
 #include <asched/model.hpp>
 
+#include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
-
-#include <asio/co_spawn.hpp>
 
 #include <deque>
 #include <memory>
@@ -26,15 +25,15 @@ struct NetworkBrokerState {
     std::optional<asio::strand<asio::any_io_executor>> strand;
     bool stopping = false;
     std::optional<asio::steady_timer> backoff; // between reconnection attempts
-    std::deque<std::string> outbox; // formatted messages waiting for the write loop
+    std::deque<std::string> outbox;            // formatted messages waiting for the write loop
     bool writer_running = false;
     bool loop_finished = false;
     std::optional<asio::steady_timer> loop_done; // cancelled when the receive loop ends
 
     std::mutex owner_mutex;
-    EventBroker* owner = nullptr; // cleared by the broker's destructor
+    EventBroker *owner = nullptr; // cleared by the broker's destructor
 
-    void deliver(const Event& e) {
+    void deliver(const Event &e) {
         std::lock_guard lock(owner_mutex);
         if (owner)
             owner->publish_local(e);
@@ -58,7 +57,7 @@ struct NetworkBrokerState {
     }
 
     /// The receive loop's completion: `what` names it in the log when it failed.
-    void loop_ended(std::exception_ptr e, const char* what) {
+    void loop_ended(std::exception_ptr e, const char *what) {
         if (e)
             log(LogLevel::error, std::string(what) + " ended with an internal error");
         loop_finished = true;
@@ -76,7 +75,8 @@ inline asio::awaitable<void> wait_loop_done(std::shared_ptr<NetworkBrokerState> 
 /// loop empties the outbox and clears writer_running when it ends; `what` names it in the log.
 template <class State>
 asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string message,
-                              asio::awaitable<void> (*write_loop)(std::shared_ptr<State>), const char* what) {
+                              asio::awaitable<void> (*write_loop)(std::shared_ptr<State>),
+                              const char *what) {
     self->outbox.push_back(std::move(message));
     if (!self->writer_running) {
         self->writer_running = true;

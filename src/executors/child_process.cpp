@@ -9,12 +9,11 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstring>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 namespace asched::detail {
 
@@ -32,7 +31,7 @@ std::string describe_wait_status(int status) {
         return fmt::format("exited with status {}", WEXITSTATUS(status));
     if (WIFSIGNALED(status)) {
         const int sig = WTERMSIG(status);
-        const char* name = ::strsignal(sig);
+        const char *name = ::strsignal(sig);
         return fmt::format("killed by signal {} ({}){}", sig, name ? name : "unknown",
                            WCOREDUMP(status) ? ", core dumped" : "");
     }
@@ -42,11 +41,15 @@ std::string describe_wait_status(int status) {
 std::string valid_utf8(std::string s) {
     std::string out;
     out.reserve(s.size());
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
     const std::size_t n = s.size();
     for (std::size_t i = 0; i < n;) {
         const unsigned char c = p[i];
-        std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        std::size_t len = c < 0x80           ? 1
+                          : (c >> 5) == 0x6  ? 2
+                          : (c >> 4) == 0xE  ? 3
+                          : (c >> 3) == 0x1E ? 4
+                                             : 0;
         bool ok = len > 0 && i + len <= n;
         for (std::size_t k = 1; ok && k < len; ++k)
             ok = (p[i + k] & 0xC0) == 0x80;
@@ -57,8 +60,8 @@ std::string valid_utf8(std::string s) {
             ok = cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF);
         }
         if (ok && len == 4) {
-            const unsigned cp = ((c & 0x07) << 18) | ((p[i + 1] & 0x3F) << 12) | ((p[i + 2] & 0x3F) << 6) |
-                                (p[i + 3] & 0x3F);
+            const unsigned cp = ((c & 0x07) << 18) | ((p[i + 1] & 0x3F) << 12) |
+                                ((p[i + 2] & 0x3F) << 6) | (p[i + 3] & 0x3F);
             ok = cp >= 0x10000 && cp <= 0x10FFFF;
         }
         if (ok) {

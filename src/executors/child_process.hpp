@@ -2,16 +2,16 @@
 // the words for a wait status, and output made safe for JSON.
 #pragma once
 
-#include <asio/awaitable.hpp>
 #include <asio/any_io_executor.hpp>
-
-#include <sys/types.h>
+#include <asio/awaitable.hpp>
 
 #include <string>
+#include <sys/types.h>
 
 namespace asched::detail {
 
-/// A pidfd for `pid` (Linux 5.3 and later); throws Error(invalid_argument) when the kernel has none.
+/// A pidfd for `pid` (Linux 5.3 and later); throws Error(invalid_argument) when the kernel has
+/// none.
 int open_pidfd(pid_t pid);
 /// "exited with status 3", "killed by signal 11 (Segmentation fault)".
 std::string describe_wait_status(int status);

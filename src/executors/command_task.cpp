@@ -13,14 +13,13 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <cstring>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
 
-#include <cstring>
-
-extern char** environ;
+extern char **environ;
 
 namespace asched {
 namespace {
@@ -33,7 +32,7 @@ struct Output {
 };
 
 struct Child {
-    explicit Child(const asio::any_io_executor& ex)
+    explicit Child(const asio::any_io_executor &ex)
         : done(ex, steady::time_point::max()), out_pipe(ex), err_pipe(ex) {}
     pid_t pid = -1;
     int status = 0;
@@ -48,14 +47,14 @@ struct Child {
     }
 };
 
-asio::awaitable<void> read_pipe(std::shared_ptr<Child> child, asio::posix::stream_descriptor* pipe_,
-                                Output* into, std::size_t limit) {
-    auto& pipe = *pipe_; // a member of `child`, which this frame keeps alive
+asio::awaitable<void> read_pipe(std::shared_ptr<Child> child, asio::posix::stream_descriptor *pipe_,
+                                Output *into, std::size_t limit) {
+    auto &pipe = *pipe_; // a member of `child`, which this frame keeps alive
     (void)child;
     char buffer[16 * 1024];
     for (;;) {
-        auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buffer),
-                                                    asio::experimental::as_tuple(asio::use_awaitable));
+        auto [ec, n] = co_await pipe.async_read_some(
+            asio::buffer(buffer), asio::experimental::as_tuple(asio::use_awaitable));
         if (ec)
             break; // EOF: the child closed it (exited)
         const std::size_t room = limit > into->bytes.size() ? limit - into->bytes.size() : 0;
@@ -72,34 +71,35 @@ asio::awaitable<void> reap(std::shared_ptr<Child> child, int pidfd) {
 }
 
 // Runs one of the child's three watchers; its end is counted whatever happens.
-void watch(const asio::any_io_executor& ex, std::shared_ptr<Child> child, asio::awaitable<void> op) {
+void watch(const asio::any_io_executor &ex, std::shared_ptr<Child> child,
+           asio::awaitable<void> op) {
     asio::co_spawn(ex, std::move(op), [child](std::exception_ptr) { child->one_done(); });
 }
 
-std::vector<std::string> full_argv(const CommandOptions& o, const nlohmann::json& args) {
+std::vector<std::string> full_argv(const CommandOptions &o, const nlohmann::json &args) {
     std::vector<std::string> argv = o.argv;
     if (args.is_array())
-        for (const auto& a : args)
+        for (const auto &a : args)
             argv.push_back(a.is_string() ? a.get<std::string>() : a.dump());
     return argv;
 }
 
-std::vector<std::string> full_env(const std::map<std::string, std::string>& extra) {
+std::vector<std::string> full_env(const std::map<std::string, std::string> &extra) {
     std::vector<std::string> env;
-    for (char** e = environ; e && *e; ++e) {
+    for (char **e = environ; e && *e; ++e) {
         std::string_view kv(*e);
         const auto name = kv.substr(0, kv.find('='));
         if (!extra.count(std::string(name)))
             env.emplace_back(kv);
     }
-    for (const auto& [k, v] : extra)
+    for (const auto &[k, v] : extra)
         env.push_back(k + "=" + v);
     return env;
 }
 
-std::vector<char*> pointers(std::vector<std::string>& v) {
-    std::vector<char*> p;
-    for (auto& s : v)
+std::vector<char *> pointers(std::vector<std::string> &v) {
+    std::vector<char *> p;
+    for (auto &s : v)
         p.push_back(s.data());
     p.push_back(nullptr);
     return p;
@@ -110,18 +110,20 @@ struct Pipe {
     Pipe() {
         int fds[2];
         if (::pipe2(fds, O_CLOEXEC) != 0)
-            throw Error(errc::invalid_argument, fmt::format("command: pipe failed: {}", std::strerror(errno)));
+            throw Error(errc::invalid_argument,
+                        fmt::format("command: pipe failed: {}", std::strerror(errno)));
         read = fds[0];
         write = fds[1];
     }
 };
 
-std::string last_kib(const std::string& s) {
+std::string last_kib(const std::string &s) {
     constexpr std::size_t n = 1024;
     return detail::valid_utf8(s.size() > n ? s.substr(s.size() - n) : s);
 }
 
-asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions> o, nlohmann::json args) {
+asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions> o,
+                                            nlohmann::json args) {
     auto ex = co_await asio::this_coro::executor;
     // Cancellation is handled here: it kills the child, then the output is still collected.
     co_await asio::this_coro::throw_if_cancelled(false);
@@ -146,7 +148,8 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     auto child = std::make_shared<Child>(ex);
-    const int rc = ::posix_spawnp(&child->pid, argv_p[0], &actions, &attr, argv_p.data(), env_p.data());
+    const int rc =
+        ::posix_spawnp(&child->pid, argv_p[0], &actions, &attr, argv_p.data(), env_p.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     ::close(out.write);
@@ -154,9 +157,9 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
     if (rc != 0) {
         ::close(out.read);
         ::close(err.read);
-        throw Error(errc::invalid_argument, fmt::format("command '{}'{}: cannot start: {}", o->argv[0],
-                                                        o->cwd ? fmt::format(" in '{}'", *o->cwd) : "",
-                                                        std::strerror(rc)));
+        throw Error(errc::invalid_argument,
+                    fmt::format("command '{}'{}: cannot start: {}", o->argv[0],
+                                o->cwd ? fmt::format(" in '{}'", *o->cwd) : "", std::strerror(rc)));
     }
     const int pidfd = detail::open_pidfd(child->pid);
     child->out_pipe.assign(out.read);
@@ -205,10 +208,12 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
     }
     const std::string status = detail::describe_wait_status(child->status);
     if (cancelled)
-        throw Error(errc::job_cancelled, fmt::format("command '{}': cancelled, {}", o->argv[0], status));
+        throw Error(errc::job_cancelled,
+                    fmt::format("command '{}': cancelled, {}", o->argv[0], status));
     if (timed_out)
-        throw Error(errc::job_failed, fmt::format("command '{}': timed out after {}, {}", o->argv[0],
-                                                  format_duration(*o->timeout), status));
+        throw Error(errc::job_failed,
+                    fmt::format("command '{}': timed out after {}, {}", o->argv[0],
+                                format_duration(*o->timeout), status));
     if (!WIFEXITED(child->status) || WEXITSTATUS(child->status) != 0)
         throw Error(errc::job_failed, fmt::format("command '{}' {}; stderr: {}", o->argv[0], status,
                                                   last_kib(child->err.bytes)));
@@ -228,7 +233,7 @@ std::shared_ptr<const TaskFunction> command_task(CommandOptions options) {
     auto fn = std::make_shared<TaskFunction>();
     fn->is_coroutine = true;
     fn->arity = 0;
-    fn->coroutine = [o](JobContext&, const nlohmann::json& args) { return run_command(o, args); };
+    fn->coroutine = [o](JobContext &, const nlohmann::json &args) { return run_command(o, args); };
     return fn;
 }
 

@@ -7,31 +7,30 @@
 
 #include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/post.hpp>
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstring>
+#include <deque>
 #include <fcntl.h>
+#include <fstream>
+#include <mutex>
 #include <poll.h>
+#include <set>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <deque>
-#include <fstream>
-#include <mutex>
 #include <thread>
-#include <set>
+#include <unistd.h>
 
 namespace asched {
 namespace {
@@ -39,7 +38,7 @@ namespace {
 using nlohmann::json;
 using steady = std::chrono::steady_clock;
 
-std::string frame(const json& j) {
+std::string frame(const json &j) {
     std::string body = j.dump(-1, ' ', false, json::error_handler_t::replace);
     const auto n = static_cast<std::uint32_t>(body.size());
     std::string out(4, '\0');
@@ -49,7 +48,7 @@ std::string frame(const json& j) {
 
 // ---- the server (one thread, blocking calls) -------------------------------------------------
 
-bool read_full(int fd, char* p, std::size_t n) {
+bool read_full(int fd, char *p, std::size_t n) {
     while (n > 0) {
         const ssize_t r = ::read(fd, p, n);
         if (r == 0)
@@ -66,7 +65,7 @@ bool read_full(int fd, char* p, std::size_t n) {
 }
 
 // Writes all of `s`; `socket`: send() without SIGPIPE, else write() (a pipe).
-bool write_all(int fd, const std::string& s, bool socket) {
+bool write_all(int fd, const std::string &s, bool socket) {
     std::size_t off = 0;
     while (off < s.size()) {
         const ssize_t w = socket ? ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL)
@@ -81,7 +80,9 @@ bool write_all(int fd, const std::string& s, bool socket) {
     return true;
 }
 
-bool write_full(int sock, const std::string& s) { return write_all(sock, s, true); }
+bool write_full(int sock, const std::string &s) {
+    return write_all(sock, s, true);
+}
 
 // The host's handlers (a crash reporter, a test framework's) must not run in our processes:
 // a crash has to end the process with its signal, for the status to name it.
@@ -107,8 +108,8 @@ struct ChildRecord {
 };
 
 // In the job's child: run the task, write {"value"} or {"error"} to `out`, exit.
-[[noreturn]] void run_child(const ProcessTasks& tasks, const json& request, int out,
-                            const ProcessExecutorOptions& options) {
+[[noreturn]] void run_child(const ProcessTasks &tasks, const json &request, int out,
+                            const ProcessExecutorOptions &options) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     default_signals();
     if (options.memory_limit_bytes) {
@@ -120,7 +121,8 @@ struct ChildRecord {
         const std::string task = request.at("task").get<std::string>();
         auto it = tasks.functions().find(task);
         if (it == tasks.functions().end())
-            throw Error(errc::task_lookup, fmt::format("task '{}' is not in the process executor's tasks", task));
+            throw Error(errc::task_lookup,
+                        fmt::format("task '{}' is not in the process executor's tasks", task));
         JobContext context;
         context.job_id = request.at("job_id").get<std::string>();
         context.task_id = task;
@@ -129,15 +131,16 @@ struct ChildRecord {
         if (request.at("fire_time").is_string())
             context.scheduled_fire_time = parse_time(request["fire_time"].get<std::string>());
         context.metadata = request.at("metadata");
-        const json& args = request.at("args");
+        const json &args = request.at("args");
         json value;
         if (it->second->is_coroutine) {
             asio::io_context ioc;
             std::exception_ptr error;
-            asio::co_spawn(ioc, it->second->coroutine(context, args), [&](std::exception_ptr e, json v) {
-                error = e;
-                value = std::move(v);
-            });
+            asio::co_spawn(ioc, it->second->coroutine(context, args),
+                           [&](std::exception_ptr e, json v) {
+                               error = e;
+                               value = std::move(v);
+                           });
             ioc.run();
             if (error)
                 std::rethrow_exception(error);
@@ -145,23 +148,27 @@ struct ChildRecord {
             value = it->second->blocking(context, args);
         }
         reply = json{{"value", std::move(value)}};
-    } catch (const std::exception& e) {
-        reply = json{{"error", {{"type", detail::demangle(typeid(e).name())}, {"message", e.what()}}}};
+    } catch (const std::exception &e) {
+        reply =
+            json{{"error", {{"type", detail::demangle(typeid(e).name())}, {"message", e.what()}}}};
     } catch (...) {
-        reply = json{{"error", {{"type", "unknown"}, {"message", "a non-standard exception was thrown"}}}};
+        reply = json{
+            {"error", {{"type", "unknown"}, {"message", "a non-standard exception was thrown"}}}};
     }
     std::string text;
     try {
         text = reply.dump(-1, ' ', false, json::error_handler_t::replace);
-    } catch (const std::exception& e) {
-        text = json{{"error", {{"type", "asched::Error"}, {"message", std::string("result not JSON: ") + e.what()}}}}
+    } catch (const std::exception &e) {
+        text = json{{"error",
+                     {{"type", "asched::Error"},
+                      {"message", std::string("result not JSON: ") + e.what()}}}}
                    .dump();
     }
     const bool ok = write_all(out, text, false);
     ::_exit(ok ? 0 : 120);
 }
 
-json outcome(const ChildRecord& c, int status) {
+json outcome(const ChildRecord &c, int status) {
     json reply{{"tag", c.tag}, {"status", detail::describe_wait_status(status)}};
     json parsed;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !c.buffer.empty())
@@ -171,7 +178,7 @@ json outcome(const ChildRecord& c, int status) {
     return reply;
 }
 
-void drain_pipe(ChildRecord& c) {
+void drain_pipe(ChildRecord &c) {
     char buf[16 * 1024];
     for (;;) {
         const ssize_t r = ::read(c.out, buf, sizeof buf);
@@ -189,15 +196,16 @@ void drain_pipe(ChildRecord& c) {
     }
 }
 
-[[noreturn]] void serve(int sock, const ProcessTasks& tasks, const ProcessExecutorOptions& options) {
+[[noreturn]] void serve(int sock, const ProcessTasks &tasks,
+                        const ProcessExecutorOptions &options) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     default_signals();
     ::signal(SIGPIPE, SIG_IGN);
     std::map<std::uint64_t, ChildRecord> children;
     auto kill_all_and_exit = [&]() {
-        for (auto& [tag, c] : children)
+        for (auto &[tag, c] : children)
             ::kill(c.pid, SIGKILL);
-        for (auto& [tag, c] : children)
+        for (auto &[tag, c] : children)
             ::waitpid(c.pid, nullptr, 0);
         ::_exit(0);
     };
@@ -206,7 +214,7 @@ void drain_pipe(ChildRecord& c) {
         std::vector<std::uint64_t> owner{0};
         int timeout = -1;
         const auto now = steady::now();
-        for (auto& [tag, c] : children) {
+        for (auto &[tag, c] : children) {
             if (c.out >= 0) {
                 fds.push_back({c.out, POLLIN, 0});
                 owner.push_back(tag);
@@ -214,7 +222,8 @@ void drain_pipe(ChildRecord& c) {
             fds.push_back({c.pidfd, POLLIN, 0});
             owner.push_back(tag);
             if (c.kill_at) {
-                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*c.kill_at - now).count();
+                const auto ms =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(*c.kill_at - now).count();
                 const int t = static_cast<int>(std::max<long long>(0, ms));
                 timeout = timeout < 0 ? t : std::min(timeout, t);
             }
@@ -225,7 +234,7 @@ void drain_pipe(ChildRecord& c) {
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             std::uint32_t len = 0;
             std::string body;
-            if (!read_full(sock, reinterpret_cast<char*>(&len), 4))
+            if (!read_full(sock, reinterpret_cast<char *>(&len), 4))
                 kill_all_and_exit(); // the scheduler's process closed its end
             body.resize(len);
             if (!read_full(sock, body.data(), len))
@@ -236,22 +245,24 @@ void drain_pipe(ChildRecord& c) {
                 if (auto it = children.find(tag); it != children.end() && !it->second.kill_at) {
                     ::kill(it->second.pid, SIGTERM);
                     it->second.kill_at =
-                        steady::now() + std::chrono::duration_cast<steady::duration>(options.kill_grace);
+                        steady::now() +
+                        std::chrono::duration_cast<steady::duration>(options.kill_grace);
                 }
             } else if (request.contains("tag")) {
                 ChildRecord c;
                 c.tag = request["tag"].get<std::uint64_t>();
                 int p[2];
                 if (::pipe2(p, O_CLOEXEC) != 0) {
-                    write_full(sock, frame(json{{"tag", c.tag}, {"status", std::string("pipe failed: ") +
-                                                                              std::strerror(errno)}}));
+                    write_full(sock, frame(json{{"tag", c.tag},
+                                                {"status", std::string("pipe failed: ") +
+                                                               std::strerror(errno)}}));
                     continue;
                 }
                 const pid_t pid = ::fork();
                 if (pid == 0) {
                     ::close(sock);
                     ::close(p[0]);
-                    for (auto& [t, other] : children) {
+                    for (auto &[t, other] : children) {
                         if (other.out >= 0)
                             ::close(other.out);
                         ::close(other.pidfd);
@@ -261,8 +272,9 @@ void drain_pipe(ChildRecord& c) {
                 ::close(p[1]);
                 if (pid < 0) {
                     ::close(p[0]);
-                    write_full(sock, frame(json{{"tag", c.tag}, {"status", std::string("fork failed: ") +
-                                                                              std::strerror(errno)}}));
+                    write_full(sock, frame(json{{"tag", c.tag},
+                                                {"status", std::string("fork failed: ") +
+                                                               std::strerror(errno)}}));
                     continue;
                 }
                 c.pid = pid;
@@ -278,7 +290,7 @@ void drain_pipe(ChildRecord& c) {
             auto it = children.find(owner[i]);
             if (it == children.end())
                 continue;
-            ChildRecord& c = it->second;
+            ChildRecord &c = it->second;
             if (fds[i].fd == c.out) {
                 drain_pipe(c);
             } else if (fds[i].fd == c.pidfd) {
@@ -301,7 +313,7 @@ void drain_pipe(ChildRecord& c) {
             }
         }
         const auto later = steady::now();
-        for (auto& [tag, c] : children)
+        for (auto &[tag, c] : children)
             if (c.kill_at && later >= *c.kill_at) {
                 ::kill(c.pid, SIGKILL);
                 c.kill_at = steady::time_point::max();
@@ -354,17 +366,18 @@ struct ProcessExecutor::Impl {
             return;
         }
         writing = true;
-        asio::async_write(socket, asio::buffer(outbox.front()), [this](std::error_code ec, std::size_t) {
-            outbox.pop_front();
-            if (ec) {
-                outbox.clear();
-                writing = false;
-                return; // the reader sees the dead server and fails the jobs
-            }
-            write_next();
-        });
+        asio::async_write(socket, asio::buffer(outbox.front()),
+                          [this](std::error_code ec, std::size_t) {
+                              outbox.pop_front();
+                              if (ec) {
+                                  outbox.clear();
+                                  writing = false;
+                                  return; // the reader sees the dead server and fails the jobs
+                              }
+                              write_next();
+                          });
     }
-    void fail_all(const std::string& why) {
+    void fail_all(const std::string &why) {
         std::map<std::uint64_t, JobCompletion> failed;
         {
             std::lock_guard lock(mutex);
@@ -372,15 +385,15 @@ struct ProcessExecutor::Impl {
                 dead = why;
             failed.swap(pending);
         }
-        for (auto& [tag, done] : failed)
+        for (auto &[tag, done] : failed)
             done(std::make_exception_ptr(JobError("asched::ProcessExecutor", why)), nullptr);
     }
 };
 
 namespace {
 
-asio::awaitable<void> read_replies(ProcessExecutor::Impl* self) {
-    auto& socket = self->socket;
+asio::awaitable<void> read_replies(ProcessExecutor::Impl *self) {
+    auto &socket = self->socket;
     for (;;) {
         std::uint32_t len = 0;
         co_await asio::async_read(socket, asio::buffer(&len, 4), asio::use_awaitable);
@@ -402,32 +415,37 @@ asio::awaitable<void> read_replies(ProcessExecutor::Impl* self) {
         if (reply.contains("result") && reply["result"].contains("value")) {
             done(nullptr, std::move(reply["result"]["value"]));
         } else if (reply.contains("result")) {
-            const auto& e = reply["result"]["error"];
+            const auto &e = reply["result"]["error"];
             done(std::make_exception_ptr(JobError(e.value("type", std::string("unknown")),
                                                   e.value("message", std::string()))),
                  nullptr);
         } else {
-            done(std::make_exception_ptr(JobError(
-                     "asched::ChildProcessError",
-                     fmt::format("the job's child process {} before it returned a result", status))),
-                 nullptr);
+            done(
+                std::make_exception_ptr(JobError(
+                    "asched::ChildProcessError",
+                    fmt::format("the job's child process {} before it returned a result", status))),
+                nullptr);
         }
     }
 }
 
 } // namespace
 
-std::shared_ptr<ProcessExecutor> ProcessExecutor::launch(ProcessTasks tasks, ProcessExecutorOptions options) {
+std::shared_ptr<ProcessExecutor> ProcessExecutor::launch(ProcessTasks tasks,
+                                                         ProcessExecutorOptions options) {
     const int threads = thread_count();
     if (threads != 1)
-        throw Error(errc::invalid_argument,
-                    fmt::format("ProcessExecutor::launch: call it before any thread starts (this process has "
-                                "{} threads; fork() without exec would copy their locks)",
-                                threads));
+        throw Error(
+            errc::invalid_argument,
+            fmt::format(
+                "ProcessExecutor::launch: call it before any thread starts (this process has "
+                "{} threads; fork() without exec would copy their locks)",
+                threads));
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        throw Error(errc::invalid_argument, fmt::format("ProcessExecutor::launch: socketpair failed: {}",
-                                                        std::strerror(errno)));
+        throw Error(
+            errc::invalid_argument,
+            fmt::format("ProcessExecutor::launch: socketpair failed: {}", std::strerror(errno)));
     const pid_t pid = ::fork();
     if (pid < 0)
         throw Error(errc::invalid_argument,
@@ -441,16 +459,16 @@ std::shared_ptr<ProcessExecutor> ProcessExecutor::launch(ProcessTasks tasks, Pro
     impl->fd = sv[0];
     impl->server = pid;
     impl->options = options;
-    for (const auto& [id, fn] : tasks.functions())
+    for (const auto &[id, fn] : tasks.functions())
         impl->task_ids.insert(id);
     impl->socket.assign(asio::local::stream_protocol(), sv[0]);
-    Impl* raw = impl.get();
+    Impl *raw = impl.get();
     asio::co_spawn(impl->ioc, read_replies(raw), [raw](std::exception_ptr e) {
         std::string why = "the process executor's server exited";
         if (e) {
             try {
                 std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
+            } catch (const std::exception &ex) {
                 why += fmt::format(" ({})", ex.what());
             }
         }
@@ -477,14 +495,18 @@ ProcessExecutor::~ProcessExecutor() {
     ::waitpid(impl_->server, nullptr, 0);
 }
 
-pid_t ProcessExecutor::server_pid() const noexcept { return impl_->server; }
+pid_t ProcessExecutor::server_pid() const noexcept {
+    return impl_->server;
+}
 
-void ProcessExecutor::check(const std::string& task_id, const TaskFunction&) const {
+void ProcessExecutor::check(const std::string &task_id, const TaskFunction &) const {
     if (!impl_->task_ids.count(task_id))
-        throw Error(errc::invalid_argument,
-                    fmt::format("task '{}': field 'job_executor': the process executor was launched without "
-                                "this task (add it to the ProcessTasks given to launch())",
-                                task_id));
+        throw Error(
+            errc::invalid_argument,
+            fmt::format(
+                "task '{}': field 'job_executor': the process executor was launched without "
+                "this task (add it to the ProcessTasks given to launch())",
+                task_id));
 }
 
 void ProcessExecutor::execute(JobRun run, JobCompletion done) {
@@ -492,20 +514,22 @@ void ProcessExecutor::execute(JobRun run, JobCompletion done) {
     {
         std::lock_guard lock(impl_->mutex);
         if (impl_->dead) {
-            done(std::make_exception_ptr(JobError("asched::ProcessExecutor", *impl_->dead)), nullptr);
+            done(std::make_exception_ptr(JobError("asched::ProcessExecutor", *impl_->dead)),
+                 nullptr);
             return;
         }
         tag = impl_->next_tag++;
         impl_->pending.emplace(tag, std::move(done));
     }
-    const auto& c = run.context;
-    json request{{"tag", tag},
-                 {"task", run.task_id},
-                 {"args", run.args},
-                 {"job_id", c.job_id},
-                 {"schedule_id", c.schedule_id ? json(*c.schedule_id) : json()},
-                 {"fire_time", c.scheduled_fire_time ? json(format_time(*c.scheduled_fire_time)) : json()},
-                 {"metadata", c.metadata}};
+    const auto &c = run.context;
+    json request{
+        {"tag", tag},
+        {"task", run.task_id},
+        {"args", run.args},
+        {"job_id", c.job_id},
+        {"schedule_id", c.schedule_id ? json(*c.schedule_id) : json()},
+        {"fire_time", c.scheduled_fire_time ? json(format_time(*c.scheduled_fire_time)) : json()},
+        {"metadata", c.metadata}};
     impl_->send(frame(request));
     if (run.cancellation.is_connected()) {
         std::weak_ptr<Impl> weak = impl_;

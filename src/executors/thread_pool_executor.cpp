@@ -18,9 +18,11 @@ struct ThreadPoolExecutor::Impl {
 ThreadPoolExecutor::ThreadPoolExecutor(std::size_t threads)
     : impl_(std::make_unique<Impl>(std::max<std::size_t>(1, threads))) {}
 
-ThreadPoolExecutor::~ThreadPoolExecutor() { impl_->pool.join(); }
+ThreadPoolExecutor::~ThreadPoolExecutor() {
+    impl_->pool.join();
+}
 
-void ThreadPoolExecutor::check(const std::string& task_id, const TaskFunction& function) const {
+void ThreadPoolExecutor::check(const std::string &task_id, const TaskFunction &function) const {
     if (function.is_coroutine)
         throw Error(errc::invalid_argument,
                     fmt::format("task '{}': field 'job_executor': the thread pool runs blocking "
@@ -29,16 +31,17 @@ void ThreadPoolExecutor::check(const std::string& task_id, const TaskFunction& f
 }
 
 void ThreadPoolExecutor::execute(JobRun run, JobCompletion done) {
-    asio::post(impl_->pool, [f = &run.function, c = &run.context, a = &run.args, done = std::move(done)] {
-        nlohmann::json value;
-        std::exception_ptr error;
-        try {
-            value = f->blocking(*c, *a);
-        } catch (...) {
-            error = std::current_exception();
-        }
-        done(error, std::move(value));
-    });
+    asio::post(impl_->pool,
+               [f = &run.function, c = &run.context, a = &run.args, done = std::move(done)] {
+                   nlohmann::json value;
+                   std::exception_ptr error;
+                   try {
+                       value = f->blocking(*c, *a);
+                   } catch (...) {
+                       error = std::current_exception();
+                   }
+                   done(error, std::move(value));
+               });
 }
 
 } // namespace asched

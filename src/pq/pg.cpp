@@ -18,7 +18,7 @@ namespace asched::pg {
 
 namespace {
 
-std::string trimmed(const char* s) {
+std::string trimmed(const char *s) {
     std::string out = s ? s : "";
     while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
         out.pop_back();
@@ -28,14 +28,14 @@ std::string trimmed(const char* s) {
 } // namespace
 
 std::int64_t Result::affected() const {
-    const char* n = r_ ? PQcmdTuples(r_.get()) : "";
+    const char *n = r_ ? PQcmdTuples(r_.get()) : "";
     std::int64_t v = 0;
     std::from_chars(n, n + std::strlen(n), v);
     return v;
 }
 
 std::int64_t Result::int64(int row, int col) const {
-    const char* s = PQgetvalue(r_.get(), row, col);
+    const char *s = PQgetvalue(r_.get(), row, col);
     const auto len = std::size_t(PQgetlength(r_.get(), row, col));
     std::int64_t v = 0;
     auto [end, ec] = std::from_chars(s, s + len, v);
@@ -46,7 +46,7 @@ std::int64_t Result::int64(int row, int col) const {
     return v;
 }
 
-Param text_array(const std::vector<std::string>& values) {
+Param text_array(const std::vector<std::string> &values) {
     std::string out = "{";
     for (std::size_t i = 0; i < values.size(); ++i) {
         if (i)
@@ -63,16 +63,17 @@ Param text_array(const std::vector<std::string>& values) {
     return out;
 }
 
-std::string describe(const std::string& conninfo) {
-    char* error = nullptr;
-    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+std::string describe(const std::string &conninfo) {
+    char *error = nullptr;
+    PQconninfoOption *options = PQconninfoParse(conninfo.c_str(), &error);
     if (!options) {
         std::string why = error ? trimmed(error) : "out of memory";
         PQfreemem(error);
-        throw Error(errc::invalid_argument, fmt::format("postgres: invalid connection string: {}", why));
+        throw Error(errc::invalid_argument,
+                    fmt::format("postgres: invalid connection string: {}", why));
     }
     std::string host = "localhost", port = "5432", db;
-    for (auto* o = options; o->keyword; ++o) {
+    for (auto *o = options; o->keyword; ++o) {
         if (!o->val)
             continue;
         const std::string_view k = o->keyword;
@@ -87,7 +88,7 @@ std::string describe(const std::string& conninfo) {
     return fmt::format("{}:{}/{}", host, port, db);
 }
 
-std::string identifier(const std::string& name) {
+std::string identifier(const std::string &name) {
     std::string out = "\"";
     for (char c : name) {
         if (c == '"')
@@ -99,10 +100,12 @@ std::string identifier(const std::string& name) {
 
 // ---- Connection -------------------------------------------------------------------------------
 
-Connection::Connection(PGconn* conn, asio::any_io_executor ex, std::string where)
+Connection::Connection(PGconn *conn, asio::any_io_executor ex, std::string where)
     : conn_(conn), socket_(std::move(ex)), where_(std::move(where)) {}
 
-Connection::~Connection() { close(); }
+Connection::~Connection() {
+    close();
+}
 
 void Connection::close() noexcept {
     if (socket_.is_open())
@@ -120,14 +123,16 @@ bool Connection::in_transaction() const noexcept {
 void Connection::fail(std::string what) {
     std::string detail = conn_ ? trimmed(PQerrorMessage(conn_)) : "";
     close();
-    throw QueryError(fmt::format("postgres {}: {}{}{}", where_, what, detail.empty() ? "" : ": ", detail), "", true);
+    throw QueryError(
+        fmt::format("postgres {}: {}{}{}", where_, what, detail.empty() ? "" : ": ", detail), "",
+        true);
 }
 
-asio::awaitable<std::unique_ptr<Connection>> Connection::connect(asio::any_io_executor ex, std::string conninfo,
-                                                                 duration timeout) {
+asio::awaitable<std::unique_ptr<Connection>>
+Connection::connect(asio::any_io_executor ex, std::string conninfo, duration timeout) {
     const std::string where = describe(conninfo);
     const auto deadline = steady::now() + timeout;
-    PGconn* raw = PQconnectStart(conninfo.c_str());
+    PGconn *raw = PQconnectStart(conninfo.c_str());
     if (!raw)
         throw QueryError("postgres: out of memory", "", true);
     std::unique_ptr<Connection> c(new Connection(raw, ex, where));
@@ -145,10 +150,10 @@ asio::awaitable<std::unique_ptr<Connection>> Connection::connect(asio::any_io_ex
         c->socket_.assign(fd);
         if (state == PGRES_POLLING_OK)
             break;
-        const bool ready =
-            co_await c->wait(state == PGRES_POLLING_READING ? asio::posix::descriptor_base::wait_read
-                                                            : asio::posix::descriptor_base::wait_write,
-                             deadline);
+        const bool ready = co_await c->wait(state == PGRES_POLLING_READING
+                                                ? asio::posix::descriptor_base::wait_read
+                                                : asio::posix::descriptor_base::wait_write,
+                                            deadline);
         if (!ready)
             c->fail(fmt::format("no connection within {}", format_duration(timeout)));
         state = PQconnectPoll(raw);
@@ -158,7 +163,8 @@ asio::awaitable<std::unique_ptr<Connection>> Connection::connect(asio::any_io_ex
     co_return c;
 }
 
-asio::awaitable<bool> Connection::wait(asio::posix::descriptor_base::wait_type what, steady::time_point deadline) {
+asio::awaitable<bool> Connection::wait(asio::posix::descriptor_base::wait_type what,
+                                       steady::time_point deadline) {
     using namespace asio::experimental::awaitable_operators;
     using asio::experimental::as_tuple;
     asio::steady_timer timer(socket_.get_executor(), deadline);
@@ -179,7 +185,7 @@ asio::awaitable<bool> Connection::wait(asio::posix::descriptor_base::wait_type w
 void Connection::consume() {
     if (!PQconsumeInput(conn_))
         fail("connection lost");
-    while (PGnotify* n = PQnotifies(conn_)) {
+    while (PGnotify *n = PQnotifies(conn_)) {
         notifications_.push_back({n->relname, n->extra ? n->extra : "", n->be_pid});
         PQfreemem(n);
     }
@@ -203,7 +209,7 @@ asio::awaitable<Result> Connection::collect(std::string_view sql, steady::time_p
     std::optional<QueryError> error;
     for (bool done = false; !done;) {
         while (!PQisBusy(conn_)) {
-            PGresult* r = PQgetResult(conn_);
+            PGresult *r = PQgetResult(conn_);
             if (!r) {
                 done = true;
                 break;
@@ -217,9 +223,10 @@ asio::awaitable<Result> Connection::collect(std::string_view sql, steady::time_p
                 break;
             default:
                 if (!error) {
-                    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-                    error.emplace(fmt::format("postgres {}: {}", where_, trimmed(PQresultErrorMessage(r))),
-                                  state ? state : "", PQstatus(conn_) == CONNECTION_BAD);
+                    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                    error.emplace(
+                        fmt::format("postgres {}: {}", where_, trimmed(PQresultErrorMessage(r))),
+                        state ? state : "", PQstatus(conn_) == CONNECTION_BAD);
                 }
             }
         }
@@ -241,11 +248,12 @@ asio::awaitable<Result> Connection::collect(std::string_view sql, steady::time_p
 asio::awaitable<Result> Connection::query(std::string_view sql, Params params, duration timeout) {
     if (broken_)
         throw QueryError(fmt::format("postgres {}: connection closed", where_), "", true);
-    std::vector<const char*> values;
+    std::vector<const char *> values;
     values.reserve(params.size());
-    for (const auto& p : params)
+    for (const auto &p : params)
         values.push_back(p ? p->c_str() : nullptr);
-    if (!PQsendQueryParams(conn_, sql.data(), int(values.size()), nullptr, values.data(), nullptr, nullptr, 0))
+    if (!PQsendQueryParams(conn_, sql.data(), int(values.size()), nullptr, values.data(), nullptr,
+                           nullptr, 0))
         fail("cannot send a query");
     co_return co_await collect(sql, steady::now() + timeout);
 }
@@ -270,19 +278,23 @@ asio::awaitable<bool> Connection::wait_input(steady::time_point deadline) {
     co_return ready;
 }
 
-std::vector<Notification> Connection::take_notifications() { return std::exchange(notifications_, {}); }
+std::vector<Notification> Connection::take_notifications() {
+    return std::exchange(notifications_, {});
+}
 
 // ---- Pool -------------------------------------------------------------------------------------
 
-Pool::Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size, duration connect_timeout)
-    : ex_(std::move(ex)), conninfo_(std::move(conninfo)), size_(std::max<std::size_t>(size, 1)), connect_timeout_(connect_timeout) {
+Pool::Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size,
+           duration connect_timeout)
+    : ex_(std::move(ex)), conninfo_(std::move(conninfo)), size_(std::max<std::size_t>(size, 1)),
+      connect_timeout_(connect_timeout) {
     describe(conninfo_); // a malformed string fails here, not on first use
 }
 
 namespace {
 
 // Wakes a waiter of acquire(): its timer, set to fire now, on the timer's own executor.
-void wake(const std::shared_ptr<asio::steady_timer>& timer) {
+void wake(const std::shared_ptr<asio::steady_timer> &timer) {
     asio::post(timer->get_executor(), [timer] { timer->expires_at(steady::time_point::min()); });
 }
 
@@ -298,7 +310,8 @@ asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
         {
             std::lock_guard lock(mutex_);
             if (closed_)
-                throw Error(errc::store_failure, fmt::format("postgres {}: the store is stopped", describe(conninfo_)));
+                throw Error(errc::store_failure,
+                            fmt::format("postgres {}: the store is stopped", describe(conninfo_)));
             if (!idle_.empty()) {
                 auto conn = std::move(idle_.back());
                 idle_.pop_back();
@@ -308,8 +321,9 @@ asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
                 ++open_;
                 open_one = true;
             } else if (steady::now() >= deadline) {
-                throw Error(errc::store_failure, fmt::format("postgres {}: all {} connections stayed busy for {}",
-                                                             describe(conninfo_), size_, format_duration(timeout)));
+                throw Error(errc::store_failure,
+                            fmt::format("postgres {}: all {} connections stayed busy for {}",
+                                        describe(conninfo_), size_, format_duration(timeout)));
             } else {
                 waiter = std::make_shared<asio::steady_timer>(ex, deadline);
                 waiters_.push_back(waiter);
@@ -354,7 +368,7 @@ void Pool::give_back(std::unique_ptr<Connection> conn) {
                 // One dead connection usually means a restarted server: the idle ones are
                 // dead too, and finding out one query at a time would fail that many calls.
                 open_ -= idle_.size();
-                for (auto& c : idle_)
+                for (auto &c : idle_)
                     dropped.push_back(std::move(c));
                 idle_.clear();
             }
@@ -381,7 +395,7 @@ void Pool::close() {
         idle_.clear();
         waiters.swap(waiters_);
     }
-    for (auto& w : waiters)
+    for (auto &w : waiters)
         wake(w);
 }
 

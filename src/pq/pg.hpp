@@ -9,7 +9,6 @@
 #include <asio/awaitable.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
-
 #include <libpq-fe.h>
 
 #include <chrono>
@@ -32,32 +31,33 @@ using Params = std::vector<Param>;
 /// An error from the server or the connection. `sqlstate` is empty for connection failures;
 /// `connection_lost` says whether the connection is still usable.
 class QueryError : public Error {
-public:
+  public:
     QueryError(std::string message, std::string sqlstate, bool connection_lost)
         : Error(errc::store_failure, std::move(message)), sqlstate_(std::move(sqlstate)),
           connection_lost_(connection_lost) {}
-    const std::string& sqlstate() const noexcept { return sqlstate_; }
+    const std::string &sqlstate() const noexcept { return sqlstate_; }
     bool connection_lost() const noexcept { return connection_lost_; }
     /// Deadlock or serialization failure: running the transaction again may succeed.
     bool retryable() const noexcept { return sqlstate_ == "40P01" || sqlstate_ == "40001"; }
 
-private:
+  private:
     std::string sqlstate_;
     bool connection_lost_;
 };
 
 /// One statement's rows (text format).
 class Result {
-public:
+  public:
     Result() = default;
-    explicit Result(PGresult* r) : r_(r, &PQclear) {}
+    explicit Result(PGresult *r) : r_(r, &PQclear) {}
 
     int rows() const { return r_ ? PQntuples(r_.get()) : 0; }
     /// Rows changed by INSERT/UPDATE/DELETE.
     std::int64_t affected() const;
     bool is_null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
     std::string text(int row, int col) const {
-        return std::string(PQgetvalue(r_.get(), row, col), std::size_t(PQgetlength(r_.get(), row, col)));
+        return std::string(PQgetvalue(r_.get(), row, col),
+                           std::size_t(PQgetlength(r_.get(), row, col)));
     }
     std::optional<std::string> opt_text(int row, int col) const {
         return is_null(row, col) ? std::nullopt : std::optional(text(row, col));
@@ -72,7 +72,7 @@ public:
     }
     bool boolean(int row, int col) const { return PQgetvalue(r_.get(), row, col)[0] == 't'; }
 
-private:
+  private:
     std::shared_ptr<PGresult> r_;
 };
 
@@ -84,28 +84,44 @@ struct Notification {
 };
 
 /// Parameters in text form.
-inline Param param(std::string s) { return s; }
-inline Param param(std::int64_t v) { return std::to_string(v); }
-inline Param param(std::uint64_t v) { return std::to_string(v); }
-inline Param param(int v) { return std::to_string(v); }
-inline Param param(bool v) { return std::string(v ? "t" : "f"); }
-inline Param param(time_point t) { return std::to_string(t.time_since_epoch().count()); }
-inline Param param(duration d) { return std::to_string(d.count()); }
-template <class T> Param param(const std::optional<T>& v) { return v ? param(*v) : std::nullopt; }
+inline Param param(std::string s) {
+    return s;
+}
+inline Param param(std::int64_t v) {
+    return std::to_string(v);
+}
+inline Param param(std::uint64_t v) {
+    return std::to_string(v);
+}
+inline Param param(int v) {
+    return std::to_string(v);
+}
+inline Param param(bool v) {
+    return std::string(v ? "t" : "f");
+}
+inline Param param(time_point t) {
+    return std::to_string(t.time_since_epoch().count());
+}
+inline Param param(duration d) {
+    return std::to_string(d.count());
+}
+template <class T> Param param(const std::optional<T> &v) {
+    return v ? param(*v) : std::nullopt;
+}
 /// A text[] literal.
-Param text_array(const std::vector<std::string>& values);
+Param text_array(const std::vector<std::string> &values);
 
 /// One non-blocking libpq connection. Only one operation at a time; the caller's executor
 /// resumes it. Any failure to talk to the server marks it broken: the pool then drops it.
 class Connection {
-public:
+  public:
     /// Connects within `timeout`; throws QueryError naming the server (never the password).
     /// The socket is watched by `ex`, which must keep running while the connection is used.
-    static asio::awaitable<std::unique_ptr<Connection>> connect(asio::any_io_executor ex, std::string conninfo,
-                                                                duration timeout);
+    static asio::awaitable<std::unique_ptr<Connection>>
+    connect(asio::any_io_executor ex, std::string conninfo, duration timeout);
     ~Connection();
-    Connection(const Connection&) = delete;
-    Connection& operator=(const Connection&) = delete;
+    Connection(const Connection &) = delete;
+    Connection &operator=(const Connection &) = delete;
 
     /// `sql` is NUL-terminated and outlives the call (a literal, a cached string).
     /// One statement with parameters ($1, $2, ...); throws QueryError. `timeout` bounds the
@@ -125,17 +141,18 @@ public:
     /// Closes the socket at once (no goodbye to the server).
     void close() noexcept;
     /// The server as "host:port/dbname", for messages.
-    const std::string& where() const noexcept { return where_; }
+    const std::string &where() const noexcept { return where_; }
 
-private:
-    Connection(PGconn* conn, asio::any_io_executor ex, std::string where);
+  private:
+    Connection(PGconn *conn, asio::any_io_executor ex, std::string where);
     // false: the deadline came first.
-    asio::awaitable<bool> wait(asio::posix::descriptor_base::wait_type what, steady::time_point deadline);
+    asio::awaitable<bool> wait(asio::posix::descriptor_base::wait_type what,
+                               steady::time_point deadline);
     asio::awaitable<Result> collect(std::string_view sql, steady::time_point deadline);
     void consume();
     [[noreturn]] void fail(std::string what);
 
-    PGconn* conn_;
+    PGconn *conn_;
     asio::posix::stream_descriptor socket_;
     std::string where_;
     bool broken_ = false;
@@ -146,24 +163,25 @@ private:
 /// `timeout` for a free one. A broken connection returned to the pool is closed, and so are
 /// the idle ones (after a server restart they are all dead).
 class Pool : public std::enable_shared_from_this<Pool> {
-public:
+  public:
     /// Connections are watched by `ex`.
-    Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size, duration connect_timeout);
+    Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size,
+         duration connect_timeout);
 
     class Lease {
-    public:
+      public:
         Lease(std::shared_ptr<Pool> pool, std::unique_ptr<Connection> conn)
             : pool_(std::move(pool)), conn_(std::move(conn)) {}
-        Lease(Lease&&) = default;
-        Lease& operator=(Lease&&) = default;
+        Lease(Lease &&) = default;
+        Lease &operator=(Lease &&) = default;
         ~Lease() {
             if (pool_ && conn_)
                 pool_->give_back(std::move(conn_));
         }
-        Connection& operator*() const { return *conn_; }
-        Connection* operator->() const { return conn_.get(); }
+        Connection &operator*() const { return *conn_; }
+        Connection *operator->() const { return conn_.get(); }
 
-    private:
+      private:
         std::shared_ptr<Pool> pool_;
         std::unique_ptr<Connection> conn_;
     };
@@ -171,9 +189,9 @@ public:
     asio::awaitable<Lease> acquire(duration timeout);
     /// Closes the idle connections; the leased ones close when they come back.
     void close();
-    const std::string& conninfo() const noexcept { return conninfo_; }
+    const std::string &conninfo() const noexcept { return conninfo_; }
 
-private:
+  private:
     void give_back(std::unique_ptr<Connection> conn);
 
     asio::any_io_executor ex_;
@@ -183,13 +201,14 @@ private:
     std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> idle_;
     std::size_t open_ = 0; // idle, leased or connecting
-    std::deque<std::shared_ptr<asio::steady_timer>> waiters_; // acquire() calls waiting for a connection
+    std::deque<std::shared_ptr<asio::steady_timer>>
+        waiters_; // acquire() calls waiting for a connection
     bool closed_ = false;
 };
 
 /// "host:port/dbname" for a conninfo string or URI, without credentials.
-std::string describe(const std::string& conninfo);
+std::string describe(const std::string &conninfo);
 /// Double-quotes an SQL identifier.
-std::string identifier(const std::string& name);
+std::string identifier(const std::string &name);
 
 } // namespace asched::pg

@@ -25,7 +25,7 @@ asio::awaitable<T> on_strand(std::shared_ptr<SchedulerState> self, asio::awaitab
     }
 }
 
-nlohmann::json merged_metadata(const nlohmann::json& base, const nlohmann::json& extra,
+nlohmann::json merged_metadata(const nlohmann::json &base, const nlohmann::json &extra,
                                std::string_view what) {
     if (!extra.is_object())
         throw Error(errc::invalid_argument,
@@ -36,17 +36,18 @@ nlohmann::json merged_metadata(const nlohmann::json& base, const nlohmann::json&
     return out;
 }
 
-void check_args(const nlohmann::json& args, std::string_view what) {
+void check_args(const nlohmann::json &args, std::string_view what) {
     if (!args.is_array())
-        throw Error(errc::invalid_argument,
-                    fmt::format("{}: field 'args': expected a JSON array, got {}", what,
-                                args.type_name()));
+        throw Error(
+            errc::invalid_argument,
+            fmt::format("{}: field 'args': expected a JSON array, got {}", what, args.type_name()));
 }
 
 void check_non_negative(std::optional<duration> d, std::string_view what, std::string_view field) {
     if (d && *d < duration(0))
-        throw Error(errc::invalid_argument, fmt::format("{}: field '{}': must not be negative, got {}",
-                                                        what, field, format_duration(*d)));
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': must not be negative, got {}", what, field,
+                                format_duration(*d)));
 }
 
 // ---- tasks ---------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ asio::awaitable<std::optional<Task>> try_get_task(std::shared_ptr<SchedulerState
                                                   std::string id) {
     try {
         co_return co_await self->store->get_task(id);
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         if (e.code_value() != errc::task_lookup)
             throw;
     }
@@ -75,7 +76,7 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
     if (existing) {
         task = *existing;
     } else {
-        const auto& d = self->options.task_defaults;
+        const auto &d = self->options.task_defaults;
         task.id = id;
         task.max_running_jobs = d.max_running_jobs;
         task.misfire_grace_time = d.misfire_grace_time;
@@ -91,21 +92,24 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
         task.misfire_grace_time = *options.misfire_grace_time;
     check_non_negative(task.misfire_grace_time, fmt::format("task '{}'", id), "misfire_grace_time");
     if (options.metadata)
-        task.metadata = merged_metadata(task.metadata, *options.metadata, fmt::format("task '{}'", id));
+        task.metadata =
+            merged_metadata(task.metadata, *options.metadata, fmt::format("task '{}'", id));
     std::shared_ptr<JobExecutor> executor;
     if (fn) {
-        const std::string name =
-            options.job_executor ? *options.job_executor : (fn->is_coroutine ? "async" : "threadpool");
+        const std::string name = options.job_executor ? *options.job_executor
+                                                      : (fn->is_coroutine ? "async" : "threadpool");
         auto it = self->options.job_executors.find(name);
         if (it == self->options.job_executors.end())
-            throw Error(errc::invalid_argument,
-                        fmt::format("task '{}': field 'job_executor': no executor named '{}'", id, name));
+            throw Error(
+                errc::invalid_argument,
+                fmt::format("task '{}': field 'job_executor': no executor named '{}'", id, name));
         it->second->check(id, *fn);
         executor = it->second;
         task.job_executor = name;
     } else if (options.job_executor) {
-        throw Error(errc::invalid_argument,
-                    fmt::format("task '{}': field 'job_executor': only add_task can change it", id));
+        throw Error(
+            errc::invalid_argument,
+            fmt::format("task '{}': field 'job_executor': only add_task can change it", id));
     }
     co_await self->store->add_task(task);
     if (fn) {
@@ -148,8 +152,8 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
     s.next_fire_time = trigger->advance(std::nullopt, s.trigger_state);
     const bool stored = co_await self->store->add_schedule(s, options.conflict_policy);
     if (stored)
-        self->log(LogLevel::info, "added schedule '{}' of task '{}': {}, next fire {}", s.id, task_id,
-                  trigger->describe(),
+        self->log(LogLevel::info, "added schedule '{}' of task '{}': {}, next fire {}", s.id,
+                  task_id, trigger->describe(),
                   s.next_fire_time ? trigger->timezone().format(*s.next_fire_time) : "none");
     co_return s.id;
 }
@@ -213,7 +217,7 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
     auto waiter = std::make_shared<ResultWaiter>(self->strand);
     auto it = self->result_waiters.emplace(job_id, waiter);
     struct Unregister {
-        SchedulerState& s;
+        SchedulerState &s;
         decltype(it) entry;
         ~Unregister() { s.result_waiters.erase(entry); }
     } unregister{*self, it};
@@ -230,7 +234,8 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
             break;
         }
         if (!status.pending) {
-            unknown = !seen_pending; // seen queued or running before: it ended without a kept result
+            unknown =
+                !seen_pending; // seen queued or running before: it ended without a kept result
             break;
         }
         if (!wait) {
@@ -241,7 +246,8 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
         co_await waiter->wake.wait(self->options.poll_interval);
     }
     if (unknown)
-        throw Error(errc::job_lookup, fmt::format("job '{}' not found (unknown, or its result expired)", job_id));
+        throw Error(errc::job_lookup,
+                    fmt::format("job '{}' not found (unknown, or its result expired)", job_id));
     if (unfinished)
         throw Error(errc::job_lookup, fmt::format("job '{}' has not finished yet", job_id));
     co_return found;
@@ -260,24 +266,29 @@ asio::awaitable<nlohmann::json> do_run_job(std::shared_ptr<SchedulerState> self,
                     result->exception_type.value_or(""), result->exception_type ? ": " : "",
                     result->exception_message.value_or(std::string(to_string(result->outcome))));
     switch (result->outcome) {
-    case JobOutcome::success: co_return result->return_value;
-    case JobOutcome::error: throw Error(errc::job_failed, detail);
-    case JobOutcome::cancelled: throw Error(errc::job_cancelled, detail);
-    case JobOutcome::missed_start_deadline: throw Error(errc::job_deadline_missed, detail);
-    case JobOutcome::abandoned: throw Error(errc::job_abandoned, detail);
+    case JobOutcome::success:
+        co_return result->return_value;
+    case JobOutcome::error:
+        throw Error(errc::job_failed, detail);
+    case JobOutcome::cancelled:
+        throw Error(errc::job_cancelled, detail);
+    case JobOutcome::missed_start_deadline:
+        throw Error(errc::job_deadline_missed, detail);
+    case JobOutcome::abandoned:
+        throw Error(errc::job_abandoned, detail);
     }
     throw Error(errc::job_failed, detail);
 }
 
 asio::awaitable<Event> do_next_event(std::shared_ptr<SchedulerState> self, EventMask mask) {
     struct Slot {
-        explicit Slot(const asio::any_io_executor& ex) : wake(ex) {}
+        explicit Slot(const asio::any_io_executor &ex) : wake(ex) {}
         Wakeup wake;
         std::optional<Event> event;
     };
     auto slot = std::make_shared<Slot>(self->strand);
     auto sub = self->broker->subscribe(
-        [slot](const Event& e) {
+        [slot](const Event &e) {
             if (!slot->event) {
                 slot->event = e;
                 slot->wake.notify();
@@ -304,11 +315,11 @@ using detail::on_strand;
 AsyncScheduler::AsyncScheduler(asio::any_io_executor executor, AsyncSchedulerOptions options)
     : state_(std::make_shared<detail::SchedulerState>(std::move(executor), options)) {}
 
-AsyncScheduler::AsyncScheduler(asio::io_context& context, AsyncSchedulerOptions options)
+AsyncScheduler::AsyncScheduler(asio::io_context &context, AsyncSchedulerOptions options)
     : AsyncScheduler(context.get_executor(), options) {}
 
-AsyncScheduler::AsyncScheduler(AsyncScheduler&&) noexcept = default;
-AsyncScheduler& AsyncScheduler::operator=(AsyncScheduler&& other) noexcept {
+AsyncScheduler::AsyncScheduler(AsyncScheduler &&) noexcept = default;
+AsyncScheduler &AsyncScheduler::operator=(AsyncScheduler &&other) noexcept {
     if (this != &other) {
         AsyncScheduler old(std::move(*this));
         state_ = std::move(other.state_);
@@ -325,15 +336,27 @@ AsyncScheduler::~AsyncScheduler() {
     asio::post(state_->strand, [s = state_] { detail::fire(*s, detail::LifeEvent::stop); });
 }
 
-const std::string& AsyncScheduler::identity() const noexcept { return state_->identity; }
-RunState AsyncScheduler::state() const noexcept { return state_->run_state; }
-asio::any_io_executor AsyncScheduler::get_executor() const noexcept { return state_->executor; }
-std::shared_ptr<DataStore> AsyncScheduler::data_store() const noexcept { return state_->store; }
-std::shared_ptr<EventBroker> AsyncScheduler::event_broker() const noexcept { return state_->broker; }
-std::shared_ptr<Clock> AsyncScheduler::clock() const noexcept { return state_->clock; }
+const std::string &AsyncScheduler::identity() const noexcept {
+    return state_->identity;
+}
+RunState AsyncScheduler::state() const noexcept {
+    return state_->run_state;
+}
+asio::any_io_executor AsyncScheduler::get_executor() const noexcept {
+    return state_->executor;
+}
+std::shared_ptr<DataStore> AsyncScheduler::data_store() const noexcept {
+    return state_->store;
+}
+std::shared_ptr<EventBroker> AsyncScheduler::event_broker() const noexcept {
+    return state_->broker;
+}
+std::shared_ptr<Clock> AsyncScheduler::clock() const noexcept {
+    return state_->clock;
+}
 
 asio::awaitable<void>
-AsyncScheduler::scoped(std::function<asio::awaitable<void>(AsyncScheduler&)> body) {
+AsyncScheduler::scoped(std::function<asio::awaitable<void>(AsyncScheduler &)> body) {
     co_await open();
     std::exception_ptr failure;
     try {
@@ -352,20 +375,22 @@ asio::awaitable<void> AsyncScheduler::open() {
     return on_strand(state_, detail::ensure_open(state_));
 }
 
-asio::awaitable<void> AsyncScheduler::close() { return on_strand(state_, detail::do_close(state_)); }
-
-asio::awaitable<Task> AsyncScheduler::add_task_function(std::string_view id,
-                                                        std::shared_ptr<const TaskFunction> function,
-                                                        const TaskOptions& options) {
-    if (!function)
-        throw Error(errc::invalid_argument, "add_task: field 'function': must not be null");
-    return on_strand(state_, detail::do_add_task(state_, std::string(id), std::move(function),
-                                                 options, false));
+asio::awaitable<void> AsyncScheduler::close() {
+    return on_strand(state_, detail::do_close(state_));
 }
 
-asio::awaitable<Task> AsyncScheduler::configure_task(std::string_view id, const TaskOptions& options) {
-    return on_strand(state_,
-                     detail::do_add_task(state_, std::string(id), nullptr, options, true));
+asio::awaitable<Task>
+AsyncScheduler::add_task_function(std::string_view id, std::shared_ptr<const TaskFunction> function,
+                                  const TaskOptions &options) {
+    if (!function)
+        throw Error(errc::invalid_argument, "add_task: field 'function': must not be null");
+    return on_strand(
+        state_, detail::do_add_task(state_, std::string(id), std::move(function), options, false));
+}
+
+asio::awaitable<Task> AsyncScheduler::configure_task(std::string_view id,
+                                                     const TaskOptions &options) {
+    return on_strand(state_, detail::do_add_task(state_, std::string(id), nullptr, options, true));
 }
 
 namespace detail {
@@ -403,10 +428,11 @@ asio::awaitable<std::vector<Task>> AsyncScheduler::get_tasks() {
     return on_strand(state_, detail::do_get_tasks(state_));
 }
 
-asio::awaitable<std::string> AsyncScheduler::add_schedule(std::string_view task_id, TriggerPtr trigger,
-                                                          const ScheduleOptions& options) {
-    return on_strand(state_, detail::do_add_schedule(state_, std::string(task_id), std::move(trigger),
-                                                     options));
+asio::awaitable<std::string> AsyncScheduler::add_schedule(std::string_view task_id,
+                                                          TriggerPtr trigger,
+                                                          const ScheduleOptions &options) {
+    return on_strand(
+        state_, detail::do_add_schedule(state_, std::string(task_id), std::move(trigger), options));
 }
 
 asio::awaitable<Schedule> AsyncScheduler::get_schedule(std::string_view id) {
@@ -425,7 +451,8 @@ asio::awaitable<void> AsyncScheduler::pause_schedule(std::string_view id) {
     return on_strand(state_, detail::do_set_paused(state_, std::string(id), true, {}));
 }
 
-asio::awaitable<void> AsyncScheduler::unpause_schedule(std::string_view id, ResumeFrom resume_from) {
+asio::awaitable<void> AsyncScheduler::unpause_schedule(std::string_view id,
+                                                       ResumeFrom resume_from) {
     return on_strand(state_, detail::do_set_paused(state_, std::string(id), false, resume_from));
 }
 
@@ -433,11 +460,13 @@ asio::awaitable<void> AsyncScheduler::remove_schedule(std::string_view id) {
     return on_strand(state_, detail::do_remove_schedule(state_, std::string(id)));
 }
 
-asio::awaitable<std::string> AsyncScheduler::add_job(std::string_view task_id, const JobOptions& options) {
+asio::awaitable<std::string> AsyncScheduler::add_job(std::string_view task_id,
+                                                     const JobOptions &options) {
     return on_strand(state_, detail::do_add_job(state_, std::string(task_id), options));
 }
 
-asio::awaitable<nlohmann::json> AsyncScheduler::run_job(std::string_view task_id, const JobOptions& options) {
+asio::awaitable<nlohmann::json> AsyncScheduler::run_job(std::string_view task_id,
+                                                        const JobOptions &options) {
     return on_strand(state_, detail::do_run_job(state_, std::string(task_id), options));
 }
 
@@ -466,14 +495,17 @@ asio::awaitable<void> AsyncScheduler::run_until_stopped() {
     return on_strand(state_, detail::do_run_until_stopped(state_));
 }
 
-asio::awaitable<void> AsyncScheduler::stop() { return on_strand(state_, detail::do_stop(state_)); }
-
-asio::awaitable<void> AsyncScheduler::wait_until_stopped() {
-    return on_strand(state_, detail::wait_for_state(state_, [](RunState s) {
-                         return s == RunState::stopped;
-                     }));
+asio::awaitable<void> AsyncScheduler::stop() {
+    return on_strand(state_, detail::do_stop(state_));
 }
 
-asio::awaitable<void> AsyncScheduler::cleanup() { return on_strand(state_, detail::do_cleanup(state_)); }
+asio::awaitable<void> AsyncScheduler::wait_until_stopped() {
+    return on_strand(
+        state_, detail::wait_for_state(state_, [](RunState s) { return s == RunState::stopped; }));
+}
+
+asio::awaitable<void> AsyncScheduler::cleanup() {
+    return on_strand(state_, detail::do_cleanup(state_));
+}
 
 } // namespace asched

@@ -11,10 +11,10 @@
 namespace asched::detail {
 namespace {
 
-void queue_release(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<RunningJob> rj,
+void queue_release(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
                    JobResult result);
 
-JobResult result_of(const Job& job) {
+JobResult result_of(const Job &job) {
     JobResult r;
     r.job_id = job.id;
     r.task_id = job.task_id;
@@ -22,7 +22,7 @@ JobResult result_of(const Job& job) {
     return r;
 }
 
-void finish(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<RunningJob> rj,
+void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
             JobResult result, std::exception_ptr error, nlohmann::json value) {
     if (!error) {
         result.outcome = JobOutcome::success;
@@ -31,10 +31,10 @@ void finish(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<Running
         result.outcome = rj->cancel_requested ? JobOutcome::cancelled : JobOutcome::error;
         try {
             std::rethrow_exception(error);
-        } catch (const JobError& e) {
+        } catch (const JobError &e) {
             result.exception_type = e.type();
             result.exception_message = e.what();
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             result.exception_type = demangle(typeid(e).name());
             result.exception_message = e.what();
         } catch (...) {
@@ -66,7 +66,7 @@ asio::awaitable<void> commit(std::shared_ptr<SchedulerState> self, std::vector<J
             co_await self->store->release_jobs(self->identity, std::move(copy));
             self->store_ok();
             done = true;
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             self->store_failed(e);
             failure = e.what();
         }
@@ -76,15 +76,15 @@ asio::awaitable<void> commit(std::shared_ptr<SchedulerState> self, std::vector<J
         if (!first_failure)
             first_failure = now;
         if (!acquiring(self->phase) && now - *first_failure >= self->options.lease_duration) {
-            for (const auto& r : batch)
+            for (const auto &r : batch)
                 self->log(LogLevel::error,
                           "job '{}': result lost, the store could not be reached for {}: {}",
                           r.job.id, format_duration(self->options.lease_duration), failure);
             break;
         }
         const auto delay = backoff_delay(attempt, std::chrono::seconds(5));
-        self->log(LogLevel::warning, "releasing {} job(s) failed ({}), retrying in {}", batch.size(),
-                  failure, format_duration(delay));
+        self->log(LogLevel::warning, "releasing {} job(s) failed ({}), retrying in {}",
+                  batch.size(), failure, format_duration(delay));
         asio::steady_timer timer(self->strand, delay);
         co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }
@@ -95,17 +95,19 @@ asio::awaitable<void> flush_releases(std::shared_ptr<SchedulerState> self) {
     std::vector<PendingRelease> taken;
     while (!self->pending_releases.empty()) {
         taken.clear();
-        const std::size_t n = std::min(self->pending_releases.size(), self->options.max_release_batch);
+        const std::size_t n =
+            std::min(self->pending_releases.size(), self->options.max_release_batch);
         if (n == self->pending_releases.size()) {
             taken.swap(self->pending_releases);
         } else {
             std::move(self->pending_releases.begin(), self->pending_releases.begin() + n,
                       std::back_inserter(taken));
-            self->pending_releases.erase(self->pending_releases.begin(), self->pending_releases.begin() + n);
+            self->pending_releases.erase(self->pending_releases.begin(),
+                                         self->pending_releases.begin() + n);
         }
         std::vector<JobRelease> batch;
         batch.reserve(taken.size());
-        for (auto& p : taken) {
+        for (auto &p : taken) {
             // The store reads ids, token and expiry; the arguments stay behind.
             Job slim = std::move(p.job->job);
             slim.args = nullptr;
@@ -114,7 +116,7 @@ asio::awaitable<void> flush_releases(std::shared_ptr<SchedulerState> self) {
             batch.push_back(JobRelease{std::move(slim), std::move(p.result)});
         }
         co_await commit(self, std::move(batch));
-        for (auto& p : taken)
+        for (auto &p : taken)
             self->running.erase(p.job->job.id);
         self->job_wake.notify();
         self->main_wake.notify();
@@ -129,19 +131,20 @@ asio::awaitable<void> flush_and_clear(std::shared_ptr<SchedulerState> self) {
     co_await flush_releases(self);
 }
 
-void queue_release(const std::shared_ptr<SchedulerState>& self, std::shared_ptr<RunningJob> rj,
+void queue_release(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
                    JobResult result) {
     self->pending_releases.push_back(PendingRelease{std::move(rj), std::move(result)});
     if (self->release_flushing)
         return;
     self->release_flushing = true;
     // Posted, so that every job finishing in this turn of the strand joins the first batch.
-    asio::post(self->strand, [self] { spawn_logged(self, flush_and_clear(self), "releasing jobs", true); });
+    asio::post(self->strand,
+               [self] { spawn_logged(self, flush_and_clear(self), "releasing jobs", true); });
 }
 
 } // namespace
 
-void cancel_job(RunningJob& rj) {
+void cancel_job(RunningJob &rj) {
     if (rj.cancel_requested)
         return;
     rj.cancel_requested = true;
@@ -149,16 +152,17 @@ void cancel_job(RunningJob& rj) {
     rj.signal.emit(asio::cancellation_type::terminal);
 }
 
-void start_job(const std::shared_ptr<SchedulerState>& self, Job job) {
+void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
     auto rj = std::make_shared<RunningJob>();
     rj->job = std::move(job);
-    const Job& j = rj->job;
+    const Job &j = rj->job;
     self->running.emplace(j.id, rj);
     JobResult result = result_of(j);
     const auto now = self->clock->now();
     if (missed_deadline(j, now)) {
         result.outcome = JobOutcome::missed_start_deadline;
-        result.exception_message = fmt::format("start deadline {} passed", format_time(*j.start_deadline));
+        result.exception_message =
+            fmt::format("start deadline {} passed", format_time(*j.start_deadline));
         result.finished_at = now;
         result.expires_at = now + j.result_expiration_time;
         queue_release(self, std::move(rj), std::move(result));
@@ -170,16 +174,20 @@ void start_job(const std::shared_ptr<SchedulerState>& self, Job job) {
     if (fn == self->functions.end() || ex == self->task_executors.end()) {
         // Acquired for a task id this node registered: cannot happen unless a bug.
         finish(self, std::move(rj), std::move(result),
-               std::make_exception_ptr(Error(errc::task_lookup,
-                                             fmt::format("task '{}' is not registered here", j.task_id))),
+               std::make_exception_ptr(Error(
+                   errc::task_lookup, fmt::format("task '{}' is not registered here", j.task_id))),
                nullptr);
         return;
     }
     rj->function = fn->second;
     rj->executor = ex->second.get();
     // The job's metadata goes to the context: the release needs only ids and the token.
-    rj->context = JobContext{j.id, j.task_id, j.schedule_id, j.scheduled_fire_time,
-                             std::move(rj->job.metadata), rj->stop.get_token()};
+    rj->context = JobContext{j.id,
+                             j.task_id,
+                             j.schedule_id,
+                             j.scheduled_fire_time,
+                             std::move(rj->job.metadata),
+                             rj->stop.get_token()};
     self->log(LogLevel::debug, "job '{}' of task '{}' started", j.id, j.task_id);
     // The completion holds the job, not the scheduler: run_main keeps the state alive while
     // jobs run, and the last reference must never drop on an executor's thread.
@@ -198,9 +206,9 @@ void start_job(const std::shared_ptr<SchedulerState>& self, Job job) {
             }
         });
     };
-    rj->executor->execute(JobRun{j.task_id, *rj->function, rj->context, j.args, self->executor,
-                                 rj->signal.slot()},
-                          std::move(done));
+    rj->executor->execute(
+        JobRun{j.task_id, *rj->function, rj->context, j.args, self->executor, rj->signal.slot()},
+        std::move(done));
     // A job that was in flight when the grace period ended is cancelled like the others.
     if (self->phase == Phase::cancelling || self->phase == Phase::crashed)
         cancel_job(*rj);

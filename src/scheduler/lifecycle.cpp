@@ -11,27 +11,26 @@
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <unistd.h>
 
 namespace asched::detail {
 namespace {
 
-std::string default_identity(const void* self) {
+std::string default_identity(const void *self) {
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) != 0)
         std::snprintf(host, sizeof host, "localhost");
     return fmt::format("{}-{}-{:x}", host, ::getpid(), reinterpret_cast<std::uintptr_t>(self));
 }
 
-void on_event(const std::weak_ptr<SchedulerState>& weak, const Event& event) {
+void on_event(const std::weak_ptr<SchedulerState> &weak, const Event &event) {
     auto self = weak.lock();
     if (!self)
         return;
     if (std::holds_alternative<JobAdded>(event)) {
         self->job_wake.notify();
-    } else if (auto* r = std::get_if<JobReleased>(&event)) {
+    } else if (auto *r = std::get_if<JobReleased>(&event)) {
         self->job_wake.notify();
         auto [begin, end] = self->result_waiters.equal_range(r->job_id);
         for (auto it = begin; it != end; ++it)
@@ -45,14 +44,14 @@ void on_event(const std::weak_ptr<SchedulerState>& weak, const Event& event) {
 std::string what_of(std::exception_ptr e) {
     try {
         std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
+    } catch (const std::exception &ex) {
         return ex.what();
     } catch (...) {
         return "unknown error";
     }
 }
 
-void crash(SchedulerState& self, const std::string& why) {
+void crash(SchedulerState &self, const std::string &why) {
     if (!self.crash)
         self.crash = why;
     self.log(LogLevel::error, "scheduler '{}' crashed: {}", self.identity, why);
@@ -64,11 +63,11 @@ asio::awaitable<void> start_up(std::shared_ptr<SchedulerState> self) {
     if (self->options.role != SchedulerRole::scheduler) {
         try {
             co_await self->store->reap_abandoned_jobs(self->identity);
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             self->log(LogLevel::warning, "reaping abandoned jobs failed: {}", e.what());
         }
     }
-    for (auto& [name, executor] : self->options.job_executors) {
+    for (auto &[name, executor] : self->options.job_executors) {
         auto started = executor->start(self->executor, self->logger);
         co_await std::move(started);
     }
@@ -92,18 +91,19 @@ asio::awaitable<void> shut_down(std::shared_ptr<SchedulerState> self) {
             fire(*self, LifeEvent::grace_over);
         }
         // Blocking tasks cannot be interrupted: their threads are waited for.
-        const auto wait = self->phase == Phase::draining ? std::max(deadline - now, steady::duration(0))
-                                                         : steady::duration(std::chrono::seconds(1));
+        const auto wait = self->phase == Phase::draining
+                              ? std::max(deadline - now, steady::duration(0))
+                              : steady::duration(std::chrono::seconds(1));
         co_await self->main_wake.wait(wait);
     }
     fire(*self, LifeEvent::idle);
     while (self->lease_loop_running)
         co_await self->main_wake.wait(std::chrono::seconds(1));
-    for (auto& [name, executor] : self->options.job_executors) {
+    for (auto &[name, executor] : self->options.job_executors) {
         try {
             auto stopped = executor->stop();
             co_await std::move(stopped);
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             self->log(LogLevel::warning, "job executor '{}' failed to stop: {}", name, e.what());
         }
     }
@@ -115,21 +115,21 @@ asio::awaitable<void> run_main(std::shared_ptr<SchedulerState> self) {
         co_await start_up(self);
         while (self->phase == Phase::started)
             co_await self->main_wake.wait(std::chrono::hours(24));
-    } catch (const std::exception& e) {
+    } catch (const std::exception &e) {
         crash(*self, e.what());
     }
     co_await shut_down(self);
 }
 
-void publish_state(SchedulerState& s) {
+void publish_state(SchedulerState &s) {
     s.run_state = run_state_of(s.phase);
-    for (auto& w : s.state_waiters)
+    for (auto &w : s.state_waiters)
         w->notify();
 }
 
 } // namespace
 
-bool fire(SchedulerState& self, LifeEvent event) {
+bool fire(SchedulerState &self, LifeEvent event) {
     const auto t = next_transition(self.phase, event);
     if (!t)
         return false;
@@ -139,14 +139,19 @@ bool fire(SchedulerState& self, LifeEvent event) {
     publish_state(self);
     switch (t->action) {
     case LifeAction::open:
-    case LifeAction::spawn_loops: break; // run_main performs these
-    case LifeAction::stop_acquiring: self.wake_all(); break;
+    case LifeAction::spawn_loops:
+        break; // run_main performs these
+    case LifeAction::stop_acquiring:
+        self.wake_all();
+        break;
     case LifeAction::cancel_jobs:
-        for (auto& [id, rj] : self.running)
+        for (auto &[id, rj] : self.running)
             cancel_job(*rj);
         self.wake_all();
         break;
-    case LifeAction::release_leases: self.lease_wake.notify(); break;
+    case LifeAction::release_leases:
+        self.lease_wake.notify();
+        break;
     case LifeAction::finish:
         self.log(LogLevel::info, "scheduler '{}' stopped", self.identity);
         self.broker->publish_local(SchedulerStopped{self.clock->now(), self.crash});
@@ -156,8 +161,8 @@ bool fire(SchedulerState& self, LifeEvent event) {
     return true;
 }
 
-void spawn_logged(const std::shared_ptr<SchedulerState>& self, asio::awaitable<void> op,
-                  const char* what, bool fatal) {
+void spawn_logged(const std::shared_ptr<SchedulerState> &self, asio::awaitable<void> op,
+                  const char *what, bool fatal) {
     asio::co_spawn(self->strand, std::move(op),
                    asio::bind_executor(self->strand, [self, what, fatal](std::exception_ptr e) {
                        if (!e)
@@ -179,7 +184,7 @@ asio::awaitable<void> ensure_open(std::shared_ptr<SchedulerState> self) {
     co_await self->store->start(std::move(context));
     std::weak_ptr<SchedulerState> weak = self;
     self->internal_subscription = self->broker->subscribe(
-        [weak](const Event& e) { on_event(weak, e); },
+        [weak](const Event &e) { on_event(weak, e); },
         event_mask<JobAdded, JobReleased, ScheduleAdded, ScheduleUpdated>(), self->strand);
     if (self->clock->is_manual() && self->clock_listener == 0) {
         self->clock_listener = self->clock->add_listener([weak] {
@@ -247,19 +252,23 @@ SchedulerState::SchedulerState(asio::any_io_executor ex, AsyncSchedulerOptions o
     if (options.poll_interval <= duration(0))
         throw Error(errc::invalid_argument, "scheduler: field 'poll_interval': must be positive");
     if (options.cleanup_interval && *options.cleanup_interval <= duration(0))
-        throw Error(errc::invalid_argument, "scheduler: field 'cleanup_interval': must be positive");
+        throw Error(errc::invalid_argument,
+                    "scheduler: field 'cleanup_interval': must be positive");
     if (options.stop_grace_period < duration(0))
-        throw Error(errc::invalid_argument, "scheduler: field 'stop_grace_period': must not be negative");
+        throw Error(errc::invalid_argument,
+                    "scheduler: field 'stop_grace_period': must not be negative");
     if (options.max_release_batch == 0)
-        throw Error(errc::invalid_argument, "scheduler: field 'max_release_batch': must be positive");
-    for (auto& [name, executor] : options.job_executors)
+        throw Error(errc::invalid_argument,
+                    "scheduler: field 'max_release_batch': must be positive");
+    for (auto &[name, executor] : options.job_executors)
         if (!executor)
             throw Error(errc::invalid_argument,
                         fmt::format("scheduler: field 'job_executors': '{}' is null", name));
     if (!options.job_executors.count("async"))
         options.job_executors["async"] = std::make_shared<InlineExecutor>();
     if (!options.job_executors.count("threadpool"))
-        options.job_executors["threadpool"] = std::make_shared<ThreadPoolExecutor>(options.thread_pool_size);
+        options.job_executors["threadpool"] =
+            std::make_shared<ThreadPoolExecutor>(options.thread_pool_size);
 }
 
 SchedulerState::~SchedulerState() {
@@ -267,11 +276,12 @@ SchedulerState::~SchedulerState() {
         clock->remove_listener(clock_listener);
 }
 
-void SchedulerState::store_failed(const std::exception& e) {
+void SchedulerState::store_failed(const std::exception &e) {
     if (store_degraded)
         return;
     store_degraded = true;
-    log(LogLevel::error, "store health: degraded ({}); the scheduler keeps running and retries", e.what());
+    log(LogLevel::error, "store health: degraded ({}); the scheduler keeps running and retries",
+        e.what());
     broker->publish_local(StoreHealthChanged{clock->now(), identity, true, e.what()});
 }
 

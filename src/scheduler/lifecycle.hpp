@@ -50,10 +50,13 @@ std::optional<Transition> next_transition(Phase phase, LifeEvent event) noexcept
 /// The public RunState of a phase.
 RunState run_state_of(Phase phase) noexcept;
 /// Whether the loops may acquire schedules and jobs.
-inline bool acquiring(Phase p) noexcept { return p == Phase::started; }
+inline bool acquiring(Phase p) noexcept {
+    return p == Phase::started;
+}
 /// Whether jobs may be running (and their leases must be renewed).
 inline bool jobs_may_run(Phase p) noexcept {
-    return p == Phase::started || p == Phase::draining || p == Phase::cancelling || p == Phase::crashed;
+    return p == Phase::started || p == Phase::draining || p == Phase::cancelling ||
+           p == Phase::crashed;
 }
 std::string_view to_string(Phase p) noexcept;
 std::string_view to_string(LifeEvent e) noexcept;

@@ -33,10 +33,12 @@ constexpr std::array<Transition, 16> table{{
 
 } // namespace
 
-std::span<const Transition> lifecycle_table() noexcept { return table; }
+std::span<const Transition> lifecycle_table() noexcept {
+    return table;
+}
 
 std::optional<Transition> next_transition(Phase phase, LifeEvent event) noexcept {
-    for (const auto& t : table)
+    for (const auto &t : table)
         if (t.from == phase && t.event == event)
             return t;
     return std::nullopt;
@@ -44,39 +46,57 @@ std::optional<Transition> next_transition(Phase phase, LifeEvent event) noexcept
 
 RunState run_state_of(Phase p) noexcept {
     switch (p) {
-    case P::stopped: return RunState::stopped;
-    case P::starting: return RunState::starting;
-    case P::started: return RunState::started;
+    case P::stopped:
+        return RunState::stopped;
+    case P::starting:
+        return RunState::starting;
+    case P::started:
+        return RunState::started;
     case P::draining:
     case P::cancelling:
     case P::crashed:
-    case P::releasing: return RunState::stopping;
+    case P::releasing:
+        return RunState::stopping;
     }
     return RunState::stopped;
 }
 
 std::string_view to_string(Phase p) noexcept {
     switch (p) {
-    case P::stopped: return "stopped";
-    case P::starting: return "starting";
-    case P::started: return "started";
-    case P::draining: return "draining";
-    case P::cancelling: return "cancelling";
-    case P::crashed: return "crashed";
-    case P::releasing: return "releasing";
+    case P::stopped:
+        return "stopped";
+    case P::starting:
+        return "starting";
+    case P::started:
+        return "started";
+    case P::draining:
+        return "draining";
+    case P::cancelling:
+        return "cancelling";
+    case P::crashed:
+        return "crashed";
+    case P::releasing:
+        return "releasing";
     }
     return "?";
 }
 
 std::string_view to_string(LifeEvent e) noexcept {
     switch (e) {
-    case E::start: return "start";
-    case E::ready: return "ready";
-    case E::stop: return "stop";
-    case E::grace_over: return "grace_over";
-    case E::idle: return "idle";
-    case E::released: return "released";
-    case E::crash: return "crash";
+    case E::start:
+        return "start";
+    case E::ready:
+        return "ready";
+    case E::stop:
+        return "stop";
+    case E::grace_over:
+        return "grace_over";
+    case E::idle:
+        return "idle";
+    case E::released:
+        return "released";
+    case E::crash:
+        return "crash";
     }
     return "?";
 }

@@ -8,7 +8,7 @@
 namespace asched::detail {
 namespace {
 
-ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point now) {
+ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point now) {
     ScheduleRelease r{s.id, s.lease_token, s.last_fire_time, s.next_fire_time, {}, s.trigger_state};
     try {
         std::uniform_real_distribution<double> uniform(0.0, 1.0);
@@ -20,7 +20,7 @@ ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point
         r.trigger_state = std::move(plan.trigger_state);
         self.log(LogLevel::debug, "schedule '{}': {} job(s), next fire {}", s.id, r.jobs.size(),
                  r.next_fire_time ? format_time(*r.next_fire_time) : "none");
-    } catch (const std::exception& e) {
+    } catch (const std::exception &e) {
         // A trigger that cannot say its next time finishes the schedule; the loop goes on.
         self.log(LogLevel::error, "schedule '{}': trigger failed, the schedule is finished: {}",
                  s.id, e.what());
@@ -31,11 +31,13 @@ ScheduleRelease plan_release(SchedulerState& self, const Schedule& s, time_point
 }
 
 // A loop's store call failed: report the health, and say how long to wait (capped backoff).
-duration loop_failed(SchedulerState& s, const std::exception& e, unsigned& failures, const char* loop) {
+duration loop_failed(SchedulerState &s, const std::exception &e, unsigned &failures,
+                     const char *loop) {
     s.store_failed(e);
-    const auto retry =
-        backoff_delay(failures++, std::max<duration>(s.options.poll_interval, std::chrono::seconds(1)));
-    s.log(LogLevel::warning, "{}: store failed ({}), retrying in {}", loop, e.what(), format_duration(retry));
+    const auto retry = backoff_delay(
+        failures++, std::max<duration>(s.options.poll_interval, std::chrono::seconds(1)));
+    s.log(LogLevel::warning, "{}: store failed ({}), retrying in {}", loop, e.what(),
+          format_duration(retry));
     return retry;
 }
 
@@ -48,12 +50,12 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
         bool more = false;
         std::optional<duration> retry;
         try {
-            auto schedules =
-                co_await self->store->acquire_schedules(self->identity, self->options.lease_duration, batch);
+            auto schedules = co_await self->store->acquire_schedules(
+                self->identity, self->options.lease_duration, batch);
             const auto now = self->clock->now();
             std::vector<ScheduleRelease> releases;
             releases.reserve(schedules.size());
-            for (const auto& s : schedules)
+            for (const auto &s : schedules)
                 releases.push_back(plan_release(*self, s, now));
             co_await self->store->release_schedules(self->identity, std::move(releases));
             more = schedules.size() == batch;
@@ -63,12 +65,13 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
             }
             failures = 0;
             self->store_ok();
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             retry = loop_failed(*self, e, failures, "schedule loop");
         }
         if (more)
             continue;
-        co_await self->schedule_wake.wait(retry ? steady::duration(*retry) : delay_until(*self, wake_at));
+        co_await self->schedule_wake.wait(retry ? steady::duration(*retry)
+                                                : delay_until(*self, wake_at));
     }
 }
 
@@ -85,20 +88,21 @@ asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
             const std::size_t limit = cap > self->running.size() ? cap - self->running.size() : 0;
             if (limit > 0 && !self->functions.empty()) {
                 task_ids.clear();
-                for (auto& [id, fn] : self->functions)
+                for (auto &[id, fn] : self->functions)
                     task_ids.push_back(id);
                 auto acquired = co_await self->store->acquire_jobs(
                     self->identity, self->options.lease_duration, limit, task_ids);
-                for (auto& job : acquired.jobs)
+                for (auto &job : acquired.jobs)
                     start_job(self, std::move(job));
                 wake_at = acquired.next_ready_time;
             }
             failures = 0;
             self->store_ok();
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             retry = loop_failed(*self, e, failures, "job loop");
         }
-        co_await self->job_wake.wait(retry ? steady::duration(*retry) : delay_until(*self, wake_at));
+        co_await self->job_wake.wait(retry ? steady::duration(*retry)
+                                           : delay_until(*self, wake_at));
     }
 }
 
@@ -111,12 +115,12 @@ asio::awaitable<void> lease_loop(std::shared_ptr<SchedulerState> self) {
             next = self->clock->now() + period;
             if (!self->running.empty()) {
                 ids.clear();
-                for (auto& [id, rj] : self->running)
+                for (auto &[id, rj] : self->running)
                     ids.push_back(id);
                 try {
                     co_await self->store->extend_acquired_job_leases(self->identity, ids,
                                                                      self->options.lease_duration);
-                } catch (const std::exception& e) {
+                } catch (const std::exception &e) {
                     self->log(LogLevel::warning, "lease renewal failed: {}", e.what());
                     next = self->clock->now() + std::min<duration>(period, std::chrono::seconds(1));
                 }
@@ -134,7 +138,7 @@ asio::awaitable<void> cleanup_loop(std::shared_ptr<SchedulerState> self) {
             next = self->clock->now() + interval;
             try {
                 co_await self->store->cleanup();
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 self->log(LogLevel::warning, "cleanup failed: {}", e.what());
             }
         }
@@ -160,15 +164,15 @@ asio::awaitable<void> lease_loop_flagged(std::shared_ptr<SchedulerState> self) {
     co_await lease_loop(self);
 }
 
-void spawn_counted(const std::shared_ptr<SchedulerState>& self, asio::awaitable<void> loop,
-                   const char* name) {
+void spawn_counted(const std::shared_ptr<SchedulerState> &self, asio::awaitable<void> loop,
+                   const char *name) {
     ++self->loops;
     spawn_logged(self, counted(self, std::move(loop)), name, true);
 }
 
 } // namespace
 
-steady::duration delay_until(const SchedulerState& s, std::optional<time_point> at) {
+steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at) {
     const steady::duration poll = s.options.poll_interval;
     if (!at)
         return poll;
@@ -180,7 +184,7 @@ steady::duration delay_until(const SchedulerState& s, std::optional<time_point> 
     return std::min<steady::duration>(poll, d);
 }
 
-void spawn_loops(const std::shared_ptr<SchedulerState>& self) {
+void spawn_loops(const std::shared_ptr<SchedulerState> &self) {
     const auto role = self->options.role;
     if (role != SchedulerRole::worker)
         spawn_counted(self, schedule_loop(self), "schedule loop");

@@ -18,8 +18,9 @@ struct Scheduler::Impl {
 
     template <class T> T call(asio::awaitable<T> op) {
         if (context.get_executor().running_in_this_thread())
-            throw Error(errc::not_running,
-                        "Scheduler: a blocking call from the scheduler's own thread would deadlock");
+            throw Error(
+                errc::not_running,
+                "Scheduler: a blocking call from the scheduler's own thread would deadlock");
         return asio::co_spawn(context, std::move(op), asio::use_future).get();
     }
 };
@@ -36,7 +37,7 @@ Scheduler::~Scheduler() {
             impl_->call(impl_->scheduler->wait_until_stopped());
         }
         impl_->call(impl_->scheduler->close());
-    } catch (const std::exception&) {
+    } catch (const std::exception &) {
         // Keep going: the thread must be joined whatever the store said.
     }
     impl_->work.reset();
@@ -44,22 +45,27 @@ Scheduler::~Scheduler() {
     impl_->thread.join();
 }
 
-AsyncScheduler& Scheduler::async() noexcept { return *impl_->scheduler; }
-RunState Scheduler::state() const noexcept { return impl_->scheduler->state(); }
+AsyncScheduler &Scheduler::async() noexcept {
+    return *impl_->scheduler;
+}
+RunState Scheduler::state() const noexcept {
+    return impl_->scheduler->state();
+}
 
 Task Scheduler::add_task_function(std::string_view id, std::shared_ptr<const TaskFunction> function,
-                                  const TaskOptions& options) {
-    return impl_->call(
-        impl_->scheduler->add_task_function(id, std::move(function), options));
+                                  const TaskOptions &options) {
+    return impl_->call(impl_->scheduler->add_task_function(id, std::move(function), options));
 }
-Task Scheduler::configure_task(std::string_view id, const TaskOptions& options) {
+Task Scheduler::configure_task(std::string_view id, const TaskOptions &options) {
     return impl_->call(impl_->scheduler->configure_task(id, options));
 }
-std::vector<Task> Scheduler::get_tasks() { return impl_->call(impl_->scheduler->get_tasks()); }
+std::vector<Task> Scheduler::get_tasks() {
+    return impl_->call(impl_->scheduler->get_tasks());
+}
 
-std::string Scheduler::add_schedule(std::string_view task_id, TriggerPtr trigger, const ScheduleOptions& options) {
-    return impl_->call(
-        impl_->scheduler->add_schedule(task_id, std::move(trigger), options));
+std::string Scheduler::add_schedule(std::string_view task_id, TriggerPtr trigger,
+                                    const ScheduleOptions &options) {
+    return impl_->call(impl_->scheduler->add_schedule(task_id, std::move(trigger), options));
 }
 Schedule Scheduler::get_schedule(std::string_view id) {
     return impl_->call(impl_->scheduler->get_schedule(id));
@@ -67,7 +73,9 @@ Schedule Scheduler::get_schedule(std::string_view id) {
 std::optional<Schedule> Scheduler::try_get_schedule(std::string_view id) {
     return impl_->call(impl_->scheduler->try_get_schedule(id));
 }
-std::vector<Schedule> Scheduler::get_schedules() { return impl_->call(impl_->scheduler->get_schedules()); }
+std::vector<Schedule> Scheduler::get_schedules() {
+    return impl_->call(impl_->scheduler->get_schedules());
+}
 void Scheduler::pause_schedule(std::string_view id) {
     impl_->call(impl_->scheduler->pause_schedule(id));
 }
@@ -78,26 +86,40 @@ void Scheduler::remove_schedule(std::string_view id) {
     impl_->call(impl_->scheduler->remove_schedule(id));
 }
 
-std::string Scheduler::add_job(std::string_view task_id, const JobOptions& options) {
+std::string Scheduler::add_job(std::string_view task_id, const JobOptions &options) {
     return impl_->call(impl_->scheduler->add_job(task_id, options));
 }
-nlohmann::json Scheduler::run_job(std::string_view task_id, const JobOptions& options) {
+nlohmann::json Scheduler::run_job(std::string_view task_id, const JobOptions &options) {
     return impl_->call(impl_->scheduler->run_job(task_id, options));
 }
 std::optional<JobResult> Scheduler::get_job_result(std::string_view job_id, bool wait) {
     return impl_->call(impl_->scheduler->get_job_result(job_id, wait));
 }
-std::vector<Job> Scheduler::get_jobs() { return impl_->call(impl_->scheduler->get_jobs()); }
+std::vector<Job> Scheduler::get_jobs() {
+    return impl_->call(impl_->scheduler->get_jobs());
+}
 
 Subscription Scheduler::subscribe(EventCallback callback, EventMask mask, bool one_shot) {
     return impl_->scheduler->subscribe(std::move(callback), mask, one_shot);
 }
-Event Scheduler::next_event(EventMask mask) { return impl_->call(impl_->scheduler->next_event(mask)); }
+Event Scheduler::next_event(EventMask mask) {
+    return impl_->call(impl_->scheduler->next_event(mask));
+}
 
-void Scheduler::start_in_background() { impl_->call(impl_->scheduler->start_in_background()); }
-void Scheduler::run_until_stopped() { impl_->call(impl_->scheduler->run_until_stopped()); }
-void Scheduler::stop() { impl_->call(impl_->scheduler->stop()); }
-void Scheduler::wait_until_stopped() { impl_->call(impl_->scheduler->wait_until_stopped()); }
-void Scheduler::cleanup() { impl_->call(impl_->scheduler->cleanup()); }
+void Scheduler::start_in_background() {
+    impl_->call(impl_->scheduler->start_in_background());
+}
+void Scheduler::run_until_stopped() {
+    impl_->call(impl_->scheduler->run_until_stopped());
+}
+void Scheduler::stop() {
+    impl_->call(impl_->scheduler->stop());
+}
+void Scheduler::wait_until_stopped() {
+    impl_->call(impl_->scheduler->wait_until_stopped());
+}
+void Scheduler::cleanup() {
+    impl_->call(impl_->scheduler->cleanup());
+}
 
 } // namespace asched

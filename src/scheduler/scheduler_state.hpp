@@ -7,9 +7,9 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/bind_executor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <fmt/format.h>
@@ -26,8 +26,8 @@ using steady = std::chrono::steady_clock;
 
 /// A level-triggered wake-up for one waiting loop: notify() before wait() is not lost.
 class Wakeup {
-public:
-    explicit Wakeup(const asio::any_io_executor& executor) : timer_(executor) {}
+  public:
+    explicit Wakeup(const asio::any_io_executor &executor) : timer_(executor) {}
     void notify() {
         pending_ = true;
         timer_.cancel();
@@ -35,7 +35,7 @@ public:
     /// Returns after notify() or `timeout` of real time, whichever comes first.
     asio::awaitable<void> wait(std::chrono::steady_clock::duration timeout);
 
-private:
+  private:
     asio::steady_timer timer_;
     bool pending_ = false;
 };
@@ -45,7 +45,7 @@ struct RunningJob {
     Job job;
     JobContext context;
     std::shared_ptr<const TaskFunction> function;
-    JobExecutor* executor = nullptr;
+    JobExecutor *executor = nullptr;
     std::stop_source stop;
     asio::cancellation_signal signal;
     bool cancel_requested = false;
@@ -58,7 +58,7 @@ struct PendingRelease {
 };
 
 struct ResultWaiter {
-    explicit ResultWaiter(const asio::any_io_executor& executor) : wake(executor) {}
+    explicit ResultWaiter(const asio::any_io_executor &executor) : wake(executor) {}
     Wakeup wake;
 };
 
@@ -66,7 +66,7 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     SchedulerState(asio::any_io_executor executor, AsyncSchedulerOptions options);
     ~SchedulerState();
 
-    template <class... A> void log(LogLevel level, fmt::format_string<A...> f, A&&... args) const {
+    template <class... A> void log(LogLevel level, fmt::format_string<A...> f, A &&...args) const {
         if (logger.enabled(level))
             logger.log(level, fmt::format(f, std::forward<A>(args)...));
     }
@@ -75,7 +75,7 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     /// Records how the last store call went: the first failure after success turns the health
     /// to degraded, the first success after failures back to ok; each change is logged and
     /// published as StoreHealthChanged. Called on the strand.
-    void store_failed(const std::exception& e);
+    void store_failed(const std::exception &e);
     void store_ok();
     /// No acquiring loop left, no job running, no release in flight.
     bool idle() const noexcept { return loops == 0 && running.empty() && !release_flushing; }
@@ -92,7 +92,7 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     Phase phase = Phase::stopped;
     std::atomic<RunState> run_state{RunState::stopped}; // mirrors `phase` for state()
     bool services_open = false;
-    std::size_t loops = 0;    // acquiring loops (schedule, job, cleanup) still running
+    std::size_t loops = 0; // acquiring loops (schedule, job, cleanup) still running
     bool lease_loop_running = false;
     std::optional<std::string> crash;
     bool store_degraded = false;
@@ -126,13 +126,13 @@ template <class F> OnExit(F) -> OnExit<F>;
 /// co_spawns `op` on the strand; an exception it ends with is logged as `what` and, with
 /// `fatal`, crashes the scheduler (the lifecycle then stops it). The one completion helper
 /// for background work whose failure matters.
-void spawn_logged(const std::shared_ptr<SchedulerState>& self, asio::awaitable<void> op,
-                  const char* what, bool fatal);
+void spawn_logged(const std::shared_ptr<SchedulerState> &self, asio::awaitable<void> op,
+                  const char *what, bool fatal);
 
 // ---- lifecycle.cpp --------------------------------------------------------------------------
 /// Feeds `event` to the lifecycle table and performs the synchronous part of its action;
 /// returns whether a transition fired.
-bool fire(SchedulerState& self, LifeEvent event);
+bool fire(SchedulerState &self, LifeEvent event);
 asio::awaitable<void> ensure_open(std::shared_ptr<SchedulerState> self);
 asio::awaitable<void> do_start(std::shared_ptr<SchedulerState> self, bool wait_started);
 asio::awaitable<void> do_close(std::shared_ptr<SchedulerState> self);
@@ -140,14 +140,14 @@ asio::awaitable<void> wait_for_state(std::shared_ptr<SchedulerState> self,
                                      std::function<bool(RunState)> done);
 
 // ---- loops.cpp ------------------------------------------------------------------------------
-void spawn_loops(const std::shared_ptr<SchedulerState>& self);
+void spawn_loops(const std::shared_ptr<SchedulerState> &self);
 /// How long a loop may sleep before `at` (real time), bounded by the poll interval.
-steady::duration delay_until(const SchedulerState& s, std::optional<time_point> at);
+steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at);
 
 // ---- job_runner.cpp -------------------------------------------------------------------------
 /// Starts an acquired job on its task's executor (or ends it at once: misfire, no function).
-void start_job(const std::shared_ptr<SchedulerState>& self, Job job);
+void start_job(const std::shared_ptr<SchedulerState> &self, Job job);
 /// Cancels one running job through its signal and stop token.
-void cancel_job(RunningJob& job);
+void cancel_job(RunningJob &job);
 
 } // namespace asched::detail

@@ -15,12 +15,12 @@ using namespace std::chrono;
                 fmt::format("calendar interval trigger: field '{}': {}", field, why));
 }
 
-std::string format_date(const year_month_day& d) {
+std::string format_date(const year_month_day &d) {
     return fmt::format("{:04}-{:02}-{:02}", int(d.year()), unsigned(d.month()), unsigned(d.day()));
 }
 
-std::optional<year_month_day> read_date(const nlohmann::json& j, const char* field) {
-    const auto* v = detail::find(j, field);
+std::optional<year_month_day> read_date(const nlohmann::json &j, const char *field) {
+    const auto *v = detail::find(j, field);
     if (!v)
         return std::nullopt;
     if (!v->is_string())
@@ -39,9 +39,11 @@ std::optional<year_month_day> read_date(const nlohmann::json& j, const char* fie
 
 } // namespace
 
-CalendarIntervalTrigger::CalendarIntervalTrigger(CalendarIntervalTriggerOptions o) : options_(std::move(o)) {
-    const auto& x = options_;
-    for (auto [name, v] : {std::pair{"years", x.years}, {"months", x.months}, {"weeks", x.weeks}, {"days", x.days}})
+CalendarIntervalTrigger::CalendarIntervalTrigger(CalendarIntervalTriggerOptions o)
+    : options_(std::move(o)) {
+    const auto &x = options_;
+    for (auto [name, v] :
+         {std::pair{"years", x.years}, {"months", x.months}, {"weeks", x.weeks}, {"days", x.days}})
         if (v < 0)
             bad(name, fmt::format("must not be negative, got {}", v));
     if (x.years == 0 && x.months == 0 && x.weeks == 0 && x.days == 0)
@@ -61,7 +63,7 @@ CalendarIntervalTrigger::CalendarIntervalTrigger(CalendarIntervalTriggerOptions 
 }
 
 year_month_day CalendarIntervalTrigger::advance(year_month_day d) const {
-    const auto& x = options_;
+    const auto &x = options_;
     if (x.years || x.months) {
         // Keep the day of month; where it does not exist, step again (Jan 31 -> Mar 31).
         const int step = x.years * 12 + x.months;
@@ -77,7 +79,7 @@ year_month_day CalendarIntervalTrigger::advance(year_month_day d) const {
 }
 
 std::optional<time_point> CalendarIntervalTrigger::next(std::optional<time_point> previous) const {
-    const auto& x = options_;
+    const auto &x = options_;
     if (!x.start_date)
         throw Error(errc::invalid_argument,
                     "calendar interval trigger: field 'start_date': not set (add the trigger to a "
@@ -113,7 +115,7 @@ std::shared_ptr<const Trigger> CalendarIntervalTrigger::with_start(time_point no
 }
 
 nlohmann::json CalendarIntervalTrigger::to_json() const {
-    const auto& x = options_;
+    const auto &x = options_;
     return {{"type", "calendarinterval"},
             {"version", json_format_version},
             {"years", x.years},
@@ -123,23 +125,26 @@ nlohmann::json CalendarIntervalTrigger::to_json() const {
             {"hour", x.hour},
             {"minute", x.minute},
             {"second", x.second},
-            {"start_date", x.start_date ? nlohmann::json(format_date(*x.start_date)) : nlohmann::json()},
+            {"start_date",
+             x.start_date ? nlohmann::json(format_date(*x.start_date)) : nlohmann::json()},
             {"end_date", x.end_date ? nlohmann::json(format_date(*x.end_date)) : nlohmann::json()},
             {"timezone", x.timezone.name()}};
 }
 
 std::string CalendarIntervalTrigger::describe() const {
-    const auto& x = options_;
+    const auto &x = options_;
     std::string step;
-    for (auto [name, v] : {std::pair{"y", x.years}, {"mo", x.months}, {"w", x.weeks}, {"d", x.days}})
+    for (auto [name, v] :
+         {std::pair{"y", x.years}, {"mo", x.months}, {"w", x.weeks}, {"d", x.days}})
         if (v)
             step += fmt::format("{}{}", v, name);
-    return fmt::format("calendarinterval[every {} at {:02}:{:02}:{:02} {}{}]", step, x.hour, x.minute,
-                       x.second, x.timezone.name(),
+    return fmt::format("calendarinterval[every {} at {:02}:{:02}:{:02} {}{}]", step, x.hour,
+                       x.minute, x.second, x.timezone.name(),
                        x.start_date ? " from " + format_date(*x.start_date) : std::string());
 }
 
-std::shared_ptr<const CalendarIntervalTrigger> CalendarIntervalTrigger::from_json(const nlohmann::json& j) {
+std::shared_ptr<const CalendarIntervalTrigger>
+CalendarIntervalTrigger::from_json(const nlohmann::json &j) {
     constexpr std::string_view what = "calendar interval trigger";
     detail::check_version(j, what);
     CalendarIntervalTriggerOptions o;
@@ -153,7 +158,8 @@ std::shared_ptr<const CalendarIntervalTrigger> CalendarIntervalTrigger::from_jso
     o.start_date = read_date(j, "start_date");
     o.end_date = read_date(j, "end_date");
     o.timezone = detail::get_timezone(j, what);
-    return detail::deserializing([&] { return std::make_shared<const CalendarIntervalTrigger>(std::move(o)); });
+    return detail::deserializing(
+        [&] { return std::make_shared<const CalendarIntervalTrigger>(std::move(o)); });
 }
 
 } // namespace asched

@@ -12,14 +12,16 @@ namespace {
 
 using nlohmann::json;
 
-void check_children(const std::vector<TriggerPtr>& triggers, std::string_view what, std::size_t min) {
+void check_children(const std::vector<TriggerPtr> &triggers, std::string_view what,
+                    std::size_t min) {
     if (triggers.size() < min)
         throw Error(errc::invalid_argument,
-                    fmt::format("{}: field 'triggers': needs at least {} trigger{}, got {}", what, min,
-                                min == 1 ? "" : "s", triggers.size()));
+                    fmt::format("{}: field 'triggers': needs at least {} trigger{}, got {}", what,
+                                min, min == 1 ? "" : "s", triggers.size()));
     for (std::size_t i = 0; i < triggers.size(); ++i)
         if (!triggers[i])
-            throw Error(errc::invalid_argument, fmt::format("{}: field 'triggers': entry {} is null", what, i));
+            throw Error(errc::invalid_argument,
+                        fmt::format("{}: field 'triggers': entry {} is null", what, i));
 }
 
 // The children's pending fire times and states, unpacked from and packed into the JSON state.
@@ -28,7 +30,8 @@ struct Pending {
     std::vector<json> states;
 
     // Reads `state`, or (when null: the first call) asks every child for its first fire time.
-    static Pending load(const std::vector<TriggerPtr>& children, const json& state, std::string_view what) {
+    static Pending load(const std::vector<TriggerPtr> &children, const json &state,
+                        std::string_view what) {
         Pending p;
         p.times.resize(children.size());
         p.states.resize(children.size());
@@ -37,18 +40,19 @@ struct Pending {
                 p.times[i] = children[i]->advance(std::nullopt, p.states[i]);
             return p;
         }
-        const auto* times = detail::find(state, "pending");
-        const auto* states = detail::find(state, "states");
+        const auto *times = detail::find(state, "pending");
+        const auto *states = detail::find(state, "states");
         if (!times || !states || !times->is_array() || !states->is_array() ||
             times->size() != children.size() || states->size() != children.size())
             throw Error(errc::deserialization,
                         fmt::format("{}: trigger state does not fit its {} children: {}", what,
                                     children.size(), state.dump()));
         for (std::size_t i = 0; i < children.size(); ++i) {
-            const json& t = (*times)[i];
+            const json &t = (*times)[i];
             if (!t.is_null() && !t.is_number_integer())
                 throw Error(errc::deserialization,
-                            fmt::format("{}: trigger state: pending time {} is not an integer: {}", what, i, t.dump()));
+                            fmt::format("{}: trigger state: pending time {} is not an integer: {}",
+                                        what, i, t.dump()));
             if (!t.is_null())
                 p.times[i] = time_point(duration(t.get<std::int64_t>()));
             p.states[i] = (*states)[i];
@@ -56,17 +60,18 @@ struct Pending {
         return p;
     }
 
-    void store(json& state, const TimeZone& zone) {
+    void store(json &state, const TimeZone &zone) {
         json times = json::array();
-        for (const auto& t : this->times)
+        for (const auto &t : this->times)
             times.push_back(t ? json(t->time_since_epoch().count()) : json());
-        state = json{{"pending", std::move(times)}, {"states", std::move(states)}, {"zone", zone.name()}};
+        state = json{
+            {"pending", std::move(times)}, {"states", std::move(states)}, {"zone", zone.name()}};
     }
 };
 
 // Replays advance() from the first fire until it passes `previous`: O(fires so far).
 template <class T>
-std::optional<time_point> replay(const T& trigger, std::optional<time_point> previous) {
+std::optional<time_point> replay(const T &trigger, std::optional<time_point> previous) {
     json state;
     std::optional<time_point> t;
     do {
@@ -75,38 +80,38 @@ std::optional<time_point> replay(const T& trigger, std::optional<time_point> pre
     return t;
 }
 
-TimeZone zone_in(const json& state, const TimeZone& fallback) {
-    if (const auto* z = detail::find(state, "zone"); z && z->is_string())
+TimeZone zone_in(const json &state, const TimeZone &fallback) {
+    if (const auto *z = detail::find(state, "zone"); z && z->is_string())
         return TimeZone(z->get<std::string>());
     return fallback;
 }
 
-json children_json(const std::vector<TriggerPtr>& triggers) {
+json children_json(const std::vector<TriggerPtr> &triggers) {
     json out = json::array();
-    for (const auto& t : triggers)
+    for (const auto &t : triggers)
         out.push_back(t->to_json());
     return out;
 }
 
-std::vector<TriggerPtr> children_from_json(const json& j, std::string_view what) {
-    const auto* list = detail::find(j, "triggers");
+std::vector<TriggerPtr> children_from_json(const json &j, std::string_view what) {
+    const auto *list = detail::find(j, "triggers");
     if (!list || !list->is_array())
         detail::bad_field(what, "triggers", "expected an array of triggers");
     std::vector<TriggerPtr> out;
     for (std::size_t i = 0; i < list->size(); ++i) {
         try {
             out.push_back(trigger_from_json((*list)[i]));
-        } catch (const Error& e) {
+        } catch (const Error &e) {
             detail::bad_field(what, "triggers", fmt::format("entry {}: {}", i, e.what()));
         }
     }
     return out;
 }
 
-std::vector<TriggerPtr> children_with_start(const std::vector<TriggerPtr>& triggers, time_point now,
-                                            bool& changed) {
+std::vector<TriggerPtr> children_with_start(const std::vector<TriggerPtr> &triggers, time_point now,
+                                            bool &changed) {
     std::vector<TriggerPtr> out;
-    for (const auto& t : triggers) {
+    for (const auto &t : triggers) {
         auto bound = t->with_start(now);
         changed |= bound != nullptr;
         out.push_back(bound ? std::move(bound) : t);
@@ -114,7 +119,7 @@ std::vector<TriggerPtr> children_with_start(const std::vector<TriggerPtr>& trigg
     return out;
 }
 
-std::string describe_children(std::string_view name, const std::vector<TriggerPtr>& triggers,
+std::string describe_children(std::string_view name, const std::vector<TriggerPtr> &triggers,
                               std::string_view extra) {
     std::string out = std::string(name) + "[";
     for (std::size_t i = 0; i < triggers.size(); ++i)
@@ -126,24 +131,27 @@ std::string describe_children(std::string_view name, const std::vector<TriggerPt
 
 // ---- AndTrigger -----------------------------------------------------------------------------
 
-AndTrigger::AndTrigger(std::vector<TriggerPtr> triggers, duration threshold, std::size_t max_iterations)
+AndTrigger::AndTrigger(std::vector<TriggerPtr> triggers, duration threshold,
+                       std::size_t max_iterations)
     : triggers_(std::move(triggers)), threshold_(threshold), max_iterations_(max_iterations) {
     check_children(triggers_, "and trigger", 1);
     if (threshold_ < duration(0))
         throw Error(errc::invalid_argument,
-                    fmt::format("and trigger: field 'threshold': must not be negative, got {}s", to_seconds(threshold_)));
+                    fmt::format("and trigger: field 'threshold': must not be negative, got {}s",
+                                to_seconds(threshold_)));
     if (max_iterations_ == 0)
-        throw Error(errc::invalid_argument, "and trigger: field 'max_iterations': must be at least 1, got 0");
+        throw Error(errc::invalid_argument,
+                    "and trigger: field 'max_iterations': must be at least 1, got 0");
 }
 
 std::optional<time_point> AndTrigger::next(std::optional<time_point> previous) const {
     return replay(*this, previous);
 }
 
-std::optional<time_point> AndTrigger::advance(std::optional<time_point>, json& state) const {
+std::optional<time_point> AndTrigger::advance(std::optional<time_point>, json &state) const {
     Pending p = Pending::load(triggers_, state, "and trigger");
     for (std::size_t round = 0; round < max_iterations_; ++round) {
-        if (std::any_of(p.times.begin(), p.times.end(), [](const auto& t) { return !t; })) {
+        if (std::any_of(p.times.begin(), p.times.end(), [](const auto &t) { return !t; })) {
             p.store(state, timezone());
             return std::nullopt;
         }
@@ -170,7 +178,9 @@ std::optional<time_point> AndTrigger::advance(std::optional<time_point>, json& s
                             max_iterations_, to_seconds(threshold_)));
 }
 
-TimeZone AndTrigger::zone_of(const json& state) const { return zone_in(state, timezone()); }
+TimeZone AndTrigger::zone_of(const json &state) const {
+    return zone_in(state, timezone());
+}
 
 json AndTrigger::to_json() const {
     return json{{"type", "and"},
@@ -181,25 +191,31 @@ json AndTrigger::to_json() const {
 }
 
 std::string AndTrigger::describe() const {
-    return describe_children("and", triggers_, fmt::format(", threshold={}s", to_seconds(threshold_)));
+    return describe_children("and", triggers_,
+                             fmt::format(", threshold={}s", to_seconds(threshold_)));
 }
 
 std::shared_ptr<const Trigger> AndTrigger::with_start(time_point now) const {
     bool changed = false;
     auto children = children_with_start(triggers_, now, changed);
-    return changed ? std::make_shared<const AndTrigger>(std::move(children), threshold_, max_iterations_) : nullptr;
+    return changed ? std::make_shared<const AndTrigger>(std::move(children), threshold_,
+                                                        max_iterations_)
+                   : nullptr;
 }
 
-std::shared_ptr<const AndTrigger> AndTrigger::from_json(const json& j) {
+std::shared_ptr<const AndTrigger> AndTrigger::from_json(const json &j) {
     constexpr std::string_view what = "and trigger";
     detail::check_version(j, what);
     auto children = children_from_json(j, what);
-    const auto threshold = detail::get_duration(j, what, "threshold").value_or(std::chrono::seconds(1));
+    const auto threshold =
+        detail::get_duration(j, what, "threshold").value_or(std::chrono::seconds(1));
     const auto iterations = detail::get_or<std::int64_t>(j, what, "max_iterations", 10'000);
     if (iterations < 1)
-        detail::bad_field(what, "max_iterations", fmt::format("must be at least 1, got {}", iterations));
+        detail::bad_field(what, "max_iterations",
+                          fmt::format("must be at least 1, got {}", iterations));
     return detail::deserializing([&] {
-        return std::make_shared<const AndTrigger>(std::move(children), threshold, std::size_t(iterations));
+        return std::make_shared<const AndTrigger>(std::move(children), threshold,
+                                                  std::size_t(iterations));
     });
 }
 
@@ -213,7 +229,7 @@ std::optional<time_point> OrTrigger::next(std::optional<time_point> previous) co
     return replay(*this, previous);
 }
 
-std::optional<time_point> OrTrigger::advance(std::optional<time_point>, json& state) const {
+std::optional<time_point> OrTrigger::advance(std::optional<time_point>, json &state) const {
     Pending p = Pending::load(triggers_, state, "or trigger");
     std::optional<std::size_t> first;
     for (std::size_t i = 0; i < p.times.size(); ++i)
@@ -232,13 +248,18 @@ std::optional<time_point> OrTrigger::advance(std::optional<time_point>, json& st
     return earliest;
 }
 
-TimeZone OrTrigger::zone_of(const json& state) const { return zone_in(state, timezone()); }
-
-json OrTrigger::to_json() const {
-    return json{{"type", "or"}, {"version", json_format_version}, {"triggers", children_json(triggers_)}};
+TimeZone OrTrigger::zone_of(const json &state) const {
+    return zone_in(state, timezone());
 }
 
-std::string OrTrigger::describe() const { return describe_children("or", triggers_, ""); }
+json OrTrigger::to_json() const {
+    return json{
+        {"type", "or"}, {"version", json_format_version}, {"triggers", children_json(triggers_)}};
+}
+
+std::string OrTrigger::describe() const {
+    return describe_children("or", triggers_, "");
+}
 
 std::shared_ptr<const Trigger> OrTrigger::with_start(time_point now) const {
     bool changed = false;
@@ -246,11 +267,12 @@ std::shared_ptr<const Trigger> OrTrigger::with_start(time_point now) const {
     return changed ? std::make_shared<const OrTrigger>(std::move(children)) : nullptr;
 }
 
-std::shared_ptr<const OrTrigger> OrTrigger::from_json(const json& j) {
+std::shared_ptr<const OrTrigger> OrTrigger::from_json(const json &j) {
     constexpr std::string_view what = "or trigger";
     detail::check_version(j, what);
     auto children = children_from_json(j, what);
-    return detail::deserializing([&] { return std::make_shared<const OrTrigger>(std::move(children)); });
+    return detail::deserializing(
+        [&] { return std::make_shared<const OrTrigger>(std::move(children)); });
 }
 
 } // namespace asched

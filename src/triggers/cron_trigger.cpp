@@ -18,15 +18,17 @@ using local_seconds = std::chrono::local_time<seconds>;
 
 enum Field { year_f, month_f, day_f, week_f, dow_f, hour_f, minute_f, second_f, field_count };
 
-constexpr std::array<const char*, field_count> field_names{
+constexpr std::array<const char *, field_count> field_names{
     "year", "month", "day", "week", "day_of_week", "hour", "minute", "second"};
 constexpr std::array<int, field_count> field_min{1970, 1, 1, 1, 0, 0, 0, 0};
 constexpr std::array<int, field_count> field_max{9999, 12, 31, 53, 6, 23, 59, 59};
-constexpr std::array<const char*, field_count> field_default{"*", "1", "1", "*", "*", "0", "0", "0"};
+constexpr std::array<const char *, field_count> field_default{"*", "1", "1", "*",
+                                                              "*", "0", "0", "0"};
 
-constexpr std::array<const char*, 12> month_names{"jan", "feb", "mar", "apr", "may", "jun",
-                                                  "jul", "aug", "sep", "oct", "nov", "dec"};
-constexpr std::array<const char*, 7> weekday_names{"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+constexpr std::array<const char *, 12> month_names{"jan", "feb", "mar", "apr", "may", "jun",
+                                                   "jul", "aug", "sep", "oct", "nov", "dec"};
+constexpr std::array<const char *, 7> weekday_names{"mon", "tue", "wed", "thu",
+                                                    "fri", "sat", "sun"};
 
 [[noreturn]] void bad(int field, std::string_view expr, std::string_view why) {
     throw Error(errc::invalid_argument,
@@ -35,7 +37,7 @@ constexpr std::array<const char*, 7> weekday_names{"mon", "tue", "wed", "thu", "
 
 std::string lower(std::string_view s) {
     std::string out(s);
-    for (auto& c : out)
+    for (auto &c : out)
         c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
@@ -49,13 +51,15 @@ std::string_view trim(std::string_view s) {
 }
 
 bool all_digits(std::string_view s) {
-    return !s.empty() && s.size() <= 6 &&
-           std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    return !s.empty() && s.size() <= 6 && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c));
+    });
 }
 
 bool all_alpha(std::string_view s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalpha(static_cast<unsigned char>(c));
+    });
 }
 
 int weekday_index(int field, std::string_view expr, std::string_view name) {
@@ -76,7 +80,8 @@ int endpoint(int field, std::string_view expr, std::string_view token) {
             return (v + 6) % 7; // crontab numbering: 0 and 7 are Sunday, 1 is Monday
         }
         if (v < field_min[field] || v > field_max[field])
-            bad(field, expr, fmt::format("{} is out of range {}-{}", v, field_min[field], field_max[field]));
+            bad(field, expr,
+                fmt::format("{} is out of range {}-{}", v, field_min[field], field_max[field]));
         return v;
     }
     if (field == month_f && all_alpha(token)) {
@@ -95,8 +100,8 @@ int endpoint(int field, std::string_view expr, std::string_view token) {
 struct CronTrigger::Fields {
     std::bitset<10000> years;
     std::bitset<13> months;
-    std::bitset<32> month_days;     // static days of month
-    bool last_day = false;          // `last`
+    std::bitset<32> month_days;                    // static days of month
+    bool last_day = false;                         // `last`
     std::vector<std::pair<int, int>> nth_weekdays; // (n 1-5 or 0 for last, weekday)
     bool any_day = true;
     std::bitset<54> weeks;
@@ -109,14 +114,30 @@ struct CronTrigger::Fields {
 
     void set(int field, int v) {
         switch (field) {
-        case year_f: years.set(v); break;
-        case month_f: months.set(v); break;
-        case day_f: month_days.set(v); break;
-        case week_f: weeks.set(v); break;
-        case dow_f: weekdays.set(v); break;
-        case hour_f: hours.set(v); break;
-        case minute_f: minutes.set(v); break;
-        default: seconds_.set(v); break;
+        case year_f:
+            years.set(v);
+            break;
+        case month_f:
+            months.set(v);
+            break;
+        case day_f:
+            month_days.set(v);
+            break;
+        case week_f:
+            weeks.set(v);
+            break;
+        case dow_f:
+            weekdays.set(v);
+            break;
+        case hour_f:
+            hours.set(v);
+            break;
+        case minute_f:
+            minutes.set(v);
+            break;
+        default:
+            seconds_.set(v);
+            break;
         }
     }
 
@@ -126,8 +147,8 @@ struct CronTrigger::Fields {
         bool star = false;
         for (;;) {
             const auto comma = all.find(',', pos);
-            const std::string_view expr =
-                trim(std::string_view(all).substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+            const std::string_view expr = trim(std::string_view(all).substr(
+                pos, comma == std::string::npos ? std::string::npos : comma - pos));
             star |= parse_one(field, expr);
             if (comma == std::string::npos)
                 break;
@@ -182,7 +203,8 @@ struct CronTrigger::Fields {
                     if (all_digits(a) && all_digits(b) && first == last)
                         wraps = false;
                 } else if (last < first) {
-                    bad(field, expr, fmt::format("the range start {} is after its end {}", first, last));
+                    bad(field, expr,
+                        fmt::format("the range start {} is after its end {}", first, last));
                 }
             } else if (step == 0) {
                 last = first;
@@ -205,7 +227,7 @@ struct CronTrigger::Fields {
     }
 
     bool parse_day_special(std::string_view expr) {
-        static constexpr std::array<const char*, 5> ordinals{"1st", "2nd", "3rd", "4th", "5th"};
+        static constexpr std::array<const char *, 5> ordinals{"1st", "2nd", "3rd", "4th", "5th"};
         const auto space = expr.find(' ');
         const auto head = expr.substr(0, space);
         if (space == std::string_view::npos) {
@@ -214,7 +236,8 @@ struct CronTrigger::Fields {
                 return true;
             }
             if (all_alpha(head) || (head.size() > 4 && head.substr(0, 4) == "last"))
-                bad(day_f, expr, "unrecognised expression (after 'last' only a weekday name may follow)");
+                bad(day_f, expr,
+                    "unrecognised expression (after 'last' only a weekday name may follow)");
             return false;
         }
         const auto tail = trim(expr.substr(space + 1));
@@ -281,7 +304,7 @@ struct CronTrigger::Fields {
         return true;
     }
 
-    template <std::size_t N> static int next_set(const std::bitset<N>& b, int from) {
+    template <std::size_t N> static int next_set(const std::bitset<N> &b, int from) {
         for (int i = std::max(from, 0); i < int(N); ++i)
             if (b[i])
                 return i;
@@ -304,7 +327,8 @@ struct CronTrigger::Fields {
     std::optional<local_seconds> next_match(local_seconds from) const {
         auto day = std::chrono::floor<days>(from);
         std::chrono::hh_mm_ss hms{from - day};
-        int h = int(hms.hours().count()), mi = int(hms.minutes().count()), s = int(hms.seconds().count());
+        int h = int(hms.hours().count()), mi = int(hms.minutes().count()),
+            s = int(hms.seconds().count());
         std::chrono::year_month_day ymd{std::chrono::sys_days(day.time_since_epoch())};
         int y = int(ymd.year()), m = int(unsigned(ymd.month())), d = int(unsigned(ymd.day()));
         auto reset_time = [&] { h = mi = s = 0; };
@@ -331,7 +355,8 @@ struct CronTrigger::Fields {
             const auto cm = std::chrono::month(unsigned(m));
             const auto allowed = days_of(cy, cm);
             int nd = next_set(allowed, d);
-            while (nd > 0 && !day_filters(std::chrono::sys_days(cy / cm / std::chrono::day(unsigned(nd)))))
+            while (nd > 0 &&
+                   !day_filters(std::chrono::sys_days(cy / cm / std::chrono::day(unsigned(nd)))))
                 nd = next_set(allowed, nd + 1);
             if (nd < 0) {
                 if (++m > 12)
@@ -351,7 +376,8 @@ struct CronTrigger::Fields {
                 continue; // the day bitset ends at the month's length
             }
             const auto [nh, nmi, ns] = *time;
-            const auto date = local_seconds(std::chrono::sys_days(cy / cm / std::chrono::day(unsigned(d))).time_since_epoch());
+            const auto date = local_seconds(
+                std::chrono::sys_days(cy / cm / std::chrono::day(unsigned(d))).time_since_epoch());
             return date + std::chrono::hours(nh) + std::chrono::minutes(nmi) + seconds(ns);
         }
         return std::nullopt;
@@ -360,7 +386,7 @@ struct CronTrigger::Fields {
 
 namespace {
 
-std::array<std::optional<std::string>, field_count> given(const CronTriggerOptions& o) {
+std::array<std::optional<std::string>, field_count> given(const CronTriggerOptions &o) {
     return {o.year, o.month, o.day, o.week, o.day_of_week, o.hour, o.minute, o.second};
 }
 
@@ -400,7 +426,8 @@ CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
                     fmt::format("crontab \"{}\": expected 5 fields (minute hour day month "
                                 "day_of_week), got {}",
                                 line, parts.size()));
-    static constexpr std::array<const char*, 5> names{"minute", "hour", "day", "month", "day_of_week"};
+    static constexpr std::array<const char *, 5> names{"minute", "hour", "day", "month",
+                                                       "day_of_week"};
     CronTriggerOptions o;
     o.minute = parts[0].second;
     o.hour = parts[1].second;
@@ -412,13 +439,15 @@ CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
     o.timezone = std::move(timezone);
     try {
         return CronTrigger(std::move(o));
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         // Name the column of the field at fault.
         std::string where;
         for (std::size_t k = 0; k < 5; ++k)
-            if (std::string_view(e.what()).find(fmt::format("'{}'", names[k])) != std::string_view::npos)
+            if (std::string_view(e.what()).find(fmt::format("'{}'", names[k])) !=
+                std::string_view::npos)
                 where = fmt::format(" at position {}", parts[k].first);
-        throw Error(errc::invalid_argument, fmt::format("crontab \"{}\"{}: {}", line, where, e.what()));
+        throw Error(errc::invalid_argument,
+                    fmt::format("crontab \"{}\"{}: {}", line, where, e.what()));
     }
 }
 
@@ -432,18 +461,18 @@ std::optional<time_point> CronTrigger::next(std::optional<time_point> previous) 
     time_point candidate = previous ? *previous + seconds(1) : *options_.start_time;
     if (options_.start_time && candidate < *options_.start_time)
         candidate = *options_.start_time;
-    const TimeZone& zone = options_.timezone;
+    const TimeZone &zone = options_.timezone;
     // Walk the periods of constant UTC offset in order: a wall time inside a gap belongs to no
     // period (skipped), a repeated wall time to two (fired twice, in instant order).
     for (;;) {
         const OffsetPeriod period = zone.period_at(candidate);
-        const local_seconds local(std::chrono::floor<seconds>(candidate).time_since_epoch() + period.offset);
+        const local_seconds local(std::chrono::floor<seconds>(candidate).time_since_epoch() +
+                                  period.offset);
         const auto match = fields_->next_match(local);
         if (!match)
             return std::nullopt;
-        const time_point instant = *match == local
-                                       ? candidate
-                                       : time_point(match->time_since_epoch() - period.offset);
+        const time_point instant =
+            *match == local ? candidate : time_point(match->time_since_epoch() - period.offset);
         if (period.end == time_point::max() || instant < period.end) {
             if (options_.end_time && instant > *options_.end_time)
                 return std::nullopt;
@@ -495,14 +524,14 @@ std::string CronTrigger::describe() const {
     return out + fmt::format(", timezone='{}']", options_.timezone.name());
 }
 
-std::shared_ptr<const CronTrigger> CronTrigger::from_json(const nlohmann::json& j) {
+std::shared_ptr<const CronTrigger> CronTrigger::from_json(const nlohmann::json &j) {
     constexpr std::string_view what = "cron trigger";
     detail::check_version(j, what);
     CronTriggerOptions o;
-    std::array<std::optional<std::string>*, field_count> slots{&o.year, &o.month, &o.day, &o.week,
-                                                              &o.day_of_week, &o.hour, &o.minute, &o.second};
+    std::array<std::optional<std::string> *, field_count> slots{
+        &o.year, &o.month, &o.day, &o.week, &o.day_of_week, &o.hour, &o.minute, &o.second};
     for (int f = 0; f < field_count; ++f) {
-        const auto* v = detail::find(j, field_names[f]);
+        const auto *v = detail::find(j, field_names[f]);
         if (!v)
             continue;
         if (v->is_number_integer())

@@ -31,7 +31,7 @@ std::string DateTrigger::describe() const {
     return fmt::format("date[{}]", zone_.format(run_time_));
 }
 
-std::shared_ptr<const DateTrigger> DateTrigger::from_json(const nlohmann::json& j) {
+std::shared_ptr<const DateTrigger> DateTrigger::from_json(const nlohmann::json &j) {
     constexpr std::string_view what = "date trigger";
     detail::check_version(j, what);
     const auto run_time = detail::get_time(j, what, "run_time");

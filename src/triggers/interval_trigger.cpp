@@ -11,19 +11,20 @@ namespace asched {
 namespace {
 
 [[noreturn]] void bad(std::string_view field, std::string_view why) {
-    throw Error(errc::invalid_argument, fmt::format("interval trigger: field '{}': {}", field, why));
+    throw Error(errc::invalid_argument,
+                fmt::format("interval trigger: field '{}': {}", field, why));
 }
 
-duration total_interval(const IntervalTriggerOptions& o) {
+duration total_interval(const IntervalTriggerOptions &o) {
     const struct {
-        const char* name;
+        const char *name;
         double value;
         long double us;
-    } parts[] = {{"weeks", o.weeks, 604800e6L},  {"days", o.days, 86400e6L},
-                 {"hours", o.hours, 3600e6L},    {"minutes", o.minutes, 60e6L},
-                 {"seconds", o.seconds, 1e6L},   {"microseconds", o.microseconds, 1.0L}};
+    } parts[] = {{"weeks", o.weeks, 604800e6L}, {"days", o.days, 86400e6L},
+                 {"hours", o.hours, 3600e6L},   {"minutes", o.minutes, 60e6L},
+                 {"seconds", o.seconds, 1e6L},  {"microseconds", o.microseconds, 1.0L}};
     long double total = 0;
-    for (const auto& p : parts) {
+    for (const auto &p : parts) {
         if (!std::isfinite(p.value))
             bad(p.name, fmt::format("must be a finite number, got {}", p.value));
         total += static_cast<long double>(p.value) * p.us;
@@ -49,11 +50,11 @@ IntervalTrigger::IntervalTrigger(duration interval, std::optional<time_point> st
                                  std::optional<time_point> end, TimeZone zone)
     : interval_(interval), start_(start), end_(end), zone_(std::move(zone)) {
     if (interval_ <= duration(0))
-        bad("interval", fmt::format("total interval must be positive, got {}",
-                                    format_duration(interval_)));
+        bad("interval",
+            fmt::format("total interval must be positive, got {}", format_duration(interval_)));
     if (start_ && end_ && *end_ < *start_)
-        bad("end_time", fmt::format("{} is before start_time {}", format_time(*end_),
-                                    format_time(*start_)));
+        bad("end_time",
+            fmt::format("{} is before start_time {}", format_time(*end_), format_time(*start_)));
 }
 
 std::optional<time_point> IntervalTrigger::next(std::optional<time_point> previous) const {
@@ -98,7 +99,7 @@ std::string IntervalTrigger::describe() const {
     return out + "]";
 }
 
-std::shared_ptr<const IntervalTrigger> IntervalTrigger::from_json(const nlohmann::json& j) {
+std::shared_ptr<const IntervalTrigger> IntervalTrigger::from_json(const nlohmann::json &j) {
     constexpr std::string_view what = "interval trigger";
     detail::check_version(j, what);
     const auto interval = detail::get_duration(j, what, "interval");
@@ -108,7 +109,8 @@ std::shared_ptr<const IntervalTrigger> IntervalTrigger::from_json(const nlohmann
     const auto start = detail::get_time(j, what, "start_time");
     const auto end = detail::get_time(j, what, "end_time");
     return detail::deserializing([&] {
-        return std::shared_ptr<const IntervalTrigger>(new IntervalTrigger(*interval, start, end, zone));
+        return std::shared_ptr<const IntervalTrigger>(
+            new IntervalTrigger(*interval, start, end, zone));
     });
 }
 

@@ -9,7 +9,7 @@
 
 namespace asched {
 
-TriggerPtr trigger_from_json(const nlohmann::json& j) {
+TriggerPtr trigger_from_json(const nlohmann::json &j) {
     detail::check_version(j, "trigger");
     const auto type = detail::get<std::string>(j, "trigger", "type");
     if (type == "date")

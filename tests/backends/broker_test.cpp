@@ -6,13 +6,12 @@
 
 #include <asched/event_brokers/postgres_event_broker.hpp>
 
-#include <signal.h>
-
-#include <algorithm>
-#include <sstream>
-
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
+
+#include <algorithm>
+#include <signal.h>
+#include <sstream>
 
 using namespace asched;
 using namespace std::chrono_literals;
@@ -20,36 +19,43 @@ using test::eventually;
 
 namespace {
 
-const char* const broker_kinds[] = {"local", "redis", "postgres"};
+const char *const broker_kinds[] = {"local", "redis", "postgres"};
 const auto brokers = boost::unit_test::data::make(broker_kinds);
 
 struct Inbox {
     std::vector<Event> events;
     std::vector<std::string> ids() const {
         std::vector<std::string> out;
-        for (auto& e : events)
-            if (auto* j = std::get_if<JobAdded>(&e))
+        for (auto &e : events)
+            if (auto *j = std::get_if<JobAdded>(&e))
                 out.push_back(j->job_id);
         return out;
     }
 };
 
 // Whether a networked broker is connected and receiving.
-bool up(const RedisEventBroker& b) { return b.subscribed(); }
-bool up(const PostgresEventBroker& b) { return b.listening(); }
+bool up(const RedisEventBroker &b) {
+    return b.subscribed();
+}
+bool up(const PostgresEventBroker &b) {
+    return b.listening();
+}
 
-test::PostgresServer& postgres() { return test::shared_postgres(); }
+test::PostgresServer &postgres() {
+    return test::shared_postgres();
+}
 
 struct BrokerFixture {
     asio::io_context ioc;
     std::optional<test::RedisServer> redis;
     Logger quiet{LogLevel::off, {}};
 
-    std::shared_ptr<EventBroker> make(const std::string& kind) {
+    std::shared_ptr<EventBroker> make(const std::string &kind) {
         if (kind == "local")
             return std::make_shared<LocalEventBroker>();
         if (kind == "postgres")
-            return std::make_shared<PostgresEventBroker>(PostgresEventBrokerOptions{.conninfo = postgres().conninfo()});
+            return std::make_shared<PostgresEventBroker>(
+                PostgresEventBrokerOptions{.conninfo = postgres().conninfo()});
         if (!redis)
             redis.emplace();
         return std::make_shared<RedisEventBroker>(RedisEventBrokerOptions{.port = redis->port()});
@@ -58,14 +64,16 @@ struct BrokerFixture {
     template <class T> T run(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
 };
 
-JobAdded job_added(int i) { return JobAdded{test::t0, "job-" + std::to_string(i), "t", std::nullopt}; }
+JobAdded job_added(int i) {
+    return JobAdded{test::t0, "job-" + std::to_string(i), "t", std::nullopt};
+}
 
 asio::awaitable<void> start(std::shared_ptr<EventBroker> b, Logger logger) {
     co_await b->start(co_await asio::this_coro::executor, logger);
 }
 
 asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> b, std::vector<Event> events) {
-    for (auto& e : events)
+    for (auto &e : events)
         co_await b->publish(e);
 }
 
@@ -74,9 +82,10 @@ asio::awaitable<void> delivery_contract(std::shared_ptr<EventBroker> b, Logger l
     co_await start(b, logger);
     auto ex = co_await asio::this_coro::executor;
     Inbox jobs, once, all;
-    auto s1 = b->subscribe([&](const Event& e) { jobs.events.push_back(e); }, event_mask<JobAdded>(), ex);
-    auto s2 = b->subscribe([&](const Event& e) { once.events.push_back(e); }, all_events, ex, true);
-    auto s3 = b->subscribe([&](const Event& e) { all.events.push_back(e); }, all_events, ex);
+    auto s1 =
+        b->subscribe([&](const Event &e) { jobs.events.push_back(e); }, event_mask<JobAdded>(), ex);
+    auto s2 = b->subscribe([&](const Event &e) { once.events.push_back(e); }, all_events, ex, true);
+    auto s3 = b->subscribe([&](const Event &e) { all.events.push_back(e); }, all_events, ex);
     std::vector<Event> events;
     std::vector<std::string> expected;
     for (int i = 0; i < 100; ++i) {
@@ -85,7 +94,8 @@ asio::awaitable<void> delivery_contract(std::shared_ptr<EventBroker> b, Logger l
         events.push_back(TaskAdded{test::t0, "t"});
     }
     co_await publish_all(b, events);
-    co_await eventually([&] { return jobs.events.size() == 100 && all.events.size() == 200; }, "local delivery");
+    co_await eventually([&] { return jobs.events.size() == 100 && all.events.size() == 200; },
+                        "local delivery");
     BOOST_TEST(jobs.ids() == expected);
     BOOST_TEST(once.events.size() == 1u);
     s3.unsubscribe();
@@ -99,15 +109,15 @@ asio::awaitable<void> delivery_contract(std::shared_ptr<EventBroker> b, Logger l
 // Two nodes on one channel: each event reaches the other node once, and the publishing node
 // once (locally, not again through the server).
 template <class Broker>
-asio::awaitable<void> other_nodes_get_each_event_once(std::shared_ptr<Broker> a, std::shared_ptr<Broker> b,
-                                                      Logger logger) {
+asio::awaitable<void> other_nodes_get_each_event_once(std::shared_ptr<Broker> a,
+                                                      std::shared_ptr<Broker> b, Logger logger) {
     co_await start(a, logger);
     co_await start(b, logger);
     co_await eventually([&] { return up(*a) && up(*b); }, "both subscribed");
     auto ex = co_await asio::this_coro::executor;
     Inbox at_a, at_b;
-    auto sa = a->subscribe([&](const Event& e) { at_a.events.push_back(e); }, all_events, ex);
-    auto sb = b->subscribe([&](const Event& e) { at_b.events.push_back(e); }, all_events, ex);
+    auto sa = a->subscribe([&](const Event &e) { at_a.events.push_back(e); }, all_events, ex);
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
     std::vector<Event> events;
     for (int i = 0; i < 50; ++i)
         events.push_back(job_added(i));
@@ -124,14 +134,14 @@ asio::awaitable<void> other_nodes_get_each_event_once(std::shared_ptr<Broker> a,
 }
 
 template <class Server, class Broker>
-asio::awaitable<void> reconnects_and_subscribes_again(Server* server, std::shared_ptr<Broker> a,
+asio::awaitable<void> reconnects_and_subscribes_again(Server *server, std::shared_ptr<Broker> a,
                                                       std::shared_ptr<Broker> b, Logger logger) {
     co_await start(a, logger);
     co_await start(b, logger);
     co_await eventually([&] { return up(*a) && up(*b); }, "both subscribed");
     auto ex = co_await asio::this_coro::executor;
     Inbox at_b;
-    auto sb = b->subscribe([&](const Event& e) { at_b.events.push_back(e); }, all_events, ex);
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
     server->stop();
     co_await eventually([&] { return !up(*b); }, "the subscription noticed the outage");
     // Published while the server is down: delivered locally, not queued (nodes also poll).
@@ -141,7 +151,8 @@ asio::awaitable<void> reconnects_and_subscribes_again(Server* server, std::share
     co_await eventually([&] { return up(*a) && up(*b); }, "subscribed again", 30s);
     std::vector<Event> after{job_added(2)};
     co_await publish_all(a, after);
-    co_await eventually([&] { return std::ranges::count(at_b.ids(), "job-2") == 1; }, "an event after the reconnect");
+    co_await eventually([&] { return std::ranges::count(at_b.ids(), "job-2") == 1; },
+                        "an event after the reconnect");
     // job-1 may still pass if the publisher had not tried before the server came back (this
     // coroutine blocks its thread while the server starts); nothing arrives twice.
     auto ids = at_b.ids();
@@ -154,22 +165,23 @@ asio::awaitable<void> reconnects_and_subscribes_again(Server* server, std::share
 // NOTIFY's 8000-byte limit: free text is left out of the payload, an event still too big is
 // delivered locally only, and neither breaks what follows.
 asio::awaitable<void> big_events_never_break_notify(std::shared_ptr<PostgresEventBroker> a,
-                                                    std::shared_ptr<PostgresEventBroker> b, Logger logger) {
+                                                    std::shared_ptr<PostgresEventBroker> b,
+                                                    Logger logger) {
     co_await start(a, logger);
     co_await start(b, logger);
     co_await eventually([&] { return up(*a) && up(*b); }, "both listening");
     auto ex = co_await asio::this_coro::executor;
     Inbox at_a, at_b;
-    auto sa = a->subscribe([&](const Event& e) { at_a.events.push_back(e); }, all_events, ex);
-    auto sb = b->subscribe([&](const Event& e) { at_b.events.push_back(e); }, all_events, ex);
+    auto sa = a->subscribe([&](const Event &e) { at_a.events.push_back(e); }, all_events, ex);
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
     JobReleased released{test::t0, "job-r", "node-a", "t"};
     released.outcome = JobOutcome::error;
     released.exception_message = std::string(64 * 1024, 'x');
-    std::vector<Event> events{released, JobAdded{test::t0, std::string(10'000, 'j'), "t", std::nullopt},
-                              job_added(7)};
+    std::vector<Event> events{
+        released, JobAdded{test::t0, std::string(10'000, 'j'), "t", std::nullopt}, job_added(7)};
     co_await publish_all(a, events);
     co_await eventually([&] { return at_b.events.size() == 2; }, "the two events that fit");
-    auto* got = std::get_if<JobReleased>(&at_b.events[0]);
+    auto *got = std::get_if<JobReleased>(&at_b.events[0]);
     BOOST_REQUIRE(got);
     BOOST_TEST(got->job_id == "job-r");
     BOOST_TEST(!got->exception_message.has_value()); // ids only on the wire
@@ -183,17 +195,19 @@ asio::awaitable<void> big_events_never_break_notify(std::shared_ptr<PostgresEven
 // A listener whose server side stops answering (the backend frozen: the TCP connection stays
 // open) is found by the heartbeat and replaced.
 asio::awaitable<void> heartbeat_replaces_a_frozen_listener(std::shared_ptr<PostgresEventBroker> a,
-                                                           std::shared_ptr<PostgresEventBroker> b, Logger logger) {
+                                                           std::shared_ptr<PostgresEventBroker> b,
+                                                           Logger logger) {
     co_await start(a, logger);
     co_await start(b, logger);
     co_await eventually([&] { return up(*a) && up(*b); }, "both listening");
     auto ex = co_await asio::this_coro::executor;
     Inbox at_b;
-    auto sb = b->subscribe([&](const Event& e) { at_b.events.push_back(e); }, all_events, ex);
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
     test::Psql side(postgres().conninfo());
     // Every LISTENing backend of the test channel: freeze them.
-    const std::string pids = side.exec("SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE query LIKE "
-                                       "'LISTEN \"heartbeat_test\"%'");
+    const std::string pids =
+        side.exec("SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE query LIKE "
+                  "'LISTEN \"heartbeat_test\"%'");
     std::vector<int> frozen;
     for (std::istringstream in(pids); !in.eof();) {
         int pid = 0;
@@ -203,7 +217,8 @@ asio::awaitable<void> heartbeat_replaces_a_frozen_listener(std::shared_ptr<Postg
     BOOST_REQUIRE(frozen.size() == 2u);
     for (int pid : frozen)
         ::kill(pid, SIGSTOP);
-    co_await eventually([&] { return b->reconnects() >= 1 && up(*b); }, "the heartbeat replaced the listener");
+    co_await eventually([&] { return b->reconnects() >= 1 && up(*b); },
+                        "the heartbeat replaced the listener");
     for (int pid : frozen)
         ::kill(pid, SIGCONT);
     co_await eventually([&] { return a->reconnects() >= 1 && up(*a); }, "both replaced");
@@ -226,8 +241,8 @@ BOOST_DATA_TEST_CASE_F(BrokerFixture, delivers_in_order_by_mask, brokers, kind) 
 BOOST_FIXTURE_TEST_CASE(redis_other_nodes_get_each_event_once, BrokerFixture) {
     redis.emplace();
     RedisEventBrokerOptions o{.port = redis->port()};
-    run(other_nodes_get_each_event_once(std::make_shared<RedisEventBroker>(o), std::make_shared<RedisEventBroker>(o),
-                                        quiet));
+    run(other_nodes_get_each_event_once(std::make_shared<RedisEventBroker>(o),
+                                        std::make_shared<RedisEventBroker>(o), quiet));
 }
 
 BOOST_FIXTURE_TEST_CASE(redis_reconnects_and_subscribes_again, BrokerFixture) {
@@ -244,7 +259,8 @@ BOOST_FIXTURE_TEST_CASE(postgres_other_nodes_get_each_event_once, BrokerFixture)
 }
 
 BOOST_FIXTURE_TEST_CASE(postgres_reconnects_and_listens_again, BrokerFixture) {
-    PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(), .channel = "reconnect_test",
+    PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(),
+                                 .channel = "reconnect_test",
                                  .max_reconnect_delay = 200ms};
     run(reconnects_and_subscribes_again(&postgres(), std::make_shared<PostgresEventBroker>(o),
                                         std::make_shared<PostgresEventBroker>(o), quiet));
@@ -257,8 +273,10 @@ BOOST_FIXTURE_TEST_CASE(postgres_big_events_never_break_notify, BrokerFixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(postgres_heartbeat_replaces_a_frozen_listener, BrokerFixture) {
-    PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(), .channel = "heartbeat_test",
-                                 .heartbeat_interval = 200ms, .heartbeat_timeout = 300ms,
+    PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(),
+                                 .channel = "heartbeat_test",
+                                 .heartbeat_interval = 200ms,
+                                 .heartbeat_timeout = 300ms,
                                  .max_reconnect_delay = 200ms};
     run(heartbeat_replaces_a_frozen_listener(std::make_shared<PostgresEventBroker>(o),
                                              std::make_shared<PostgresEventBroker>(o), quiet));

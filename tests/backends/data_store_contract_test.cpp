@@ -16,16 +16,20 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* const store_kinds[] = {"memory", "sqlite", "postgres"};
+const char *const store_kinds[] = {"memory", "sqlite", "postgres"};
 const auto stores = boost::unit_test::data::make(store_kinds);
 
 // One server for the whole run (initdb takes seconds); each test has a schema of its own.
-test::PostgresServer& postgres() { return test::shared_postgres(); }
+test::PostgresServer &postgres() {
+    return test::shared_postgres();
+}
 
 std::shared_ptr<DataStore> make_postgres_store() {
     static int n = 0;
-    return std::make_shared<PostgresDataStore>(PostgresDataStoreOptions{
-        .conninfo = postgres().conninfo(), .schema = "contract_" + std::to_string(++n), .database_clock = false});
+    return std::make_shared<PostgresDataStore>(
+        PostgresDataStoreOptions{.conninfo = postgres().conninfo(),
+                                 .schema = "contract_" + std::to_string(++n),
+                                 .database_clock = false});
 }
 
 struct StoreFixture : test::IoContextFixture {
@@ -45,7 +49,7 @@ struct StoreFixture : test::IoContextFixture {
         if (store) {
             try {
                 sync(store->stop());
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 BOOST_TEST_MESSAGE("stopping the store failed: " << e.what());
             }
             store.reset();
@@ -53,15 +57,16 @@ struct StoreFixture : test::IoContextFixture {
         expect_no_work_left();
     }
 
-    void open(const std::string& kind) {
+    void open(const std::string &kind) {
         if (kind == "memory")
             store = std::make_shared<MemoryDataStore>();
         else if (kind == "sqlite")
-            store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = dir.path("store.db")});
+            store = std::make_shared<SqliteDataStore>(
+                SqliteDataStoreOptions{.path = dir.path("store.db")});
         else
             store = make_postgres_store();
         sync(store->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}));
-        sub = broker->subscribe([this](const Event& e) { events.push_back(e); }, all_events,
+        sub = broker->subscribe([this](const Event &e) { events.push_back(e); }, all_events,
                                 events_ioc.get_executor());
         add_task("t", 1);
         event_names(); // each test sees only its own events
@@ -71,7 +76,7 @@ struct StoreFixture : test::IoContextFixture {
         events_ioc.restart();
         events_ioc.poll();
         std::vector<std::string> out;
-        for (auto& e : events)
+        for (auto &e : events)
             out.emplace_back(event_name(e));
         events.clear();
         return out;
@@ -88,8 +93,8 @@ struct StoreFixture : test::IoContextFixture {
         Schedule s;
         s.id = std::move(id);
         s.task_id = "t";
-        s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{
-            .seconds = to_seconds(every), .start_time = clock->now()});
+        s.trigger = std::make_shared<IntervalTrigger>(
+            IntervalTriggerOptions{.seconds = to_seconds(every), .start_time = clock->now()});
         s.next_fire_time = clock->now();
         return s;
     }
@@ -102,7 +107,7 @@ struct StoreFixture : test::IoContextFixture {
         return j;
     }
 
-    JobResult result(const Job& j, JobOutcome outcome, duration keep = 1h) {
+    JobResult result(const Job &j, JobOutcome outcome, duration keep = 1h) {
         JobResult r;
         r.job_id = j.id;
         r.task_id = j.task_id;
@@ -146,7 +151,7 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, conflict_policies, stores, kind) {
     BOOST_CHECK_THROW(sync(store->add_schedule(changed, ConflictPolicy::exception)), Error);
     try {
         sync(store->add_schedule(changed, ConflictPolicy::exception));
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::conflicting_id);
     }
     BOOST_TEST(sync(store->add_schedule(changed, ConflictPolicy::replace)));
@@ -183,7 +188,8 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, due_schedules_are_leased_in_fire_time_order
     BOOST_TEST(retaken.size() == 2u); // both leases expired
 }
 
-BOOST_DATA_TEST_CASE_F(StoreFixture, release_creates_jobs_once_per_fire_and_checks_the_token, stores, kind) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, release_creates_jobs_once_per_fire_and_checks_the_token,
+                       stores, kind) {
     open(kind);
     sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
     auto got = sync(store->acquire_schedules("a", 30s, 1));
@@ -194,7 +200,8 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, release_creates_jobs_once_per_fire_and_chec
         j.scheduled_fire_time = fire;
         return j;
     };
-    std::vector<ScheduleRelease> wrong{{"s", got[0].lease_token + 1, test::t0, test::t0 + 10s, {make(test::t0)}}};
+    std::vector<ScheduleRelease> wrong{
+        {"s", got[0].lease_token + 1, test::t0, test::t0 + 10s, {make(test::t0)}}};
     sync(store->release_schedules("a", wrong));
     BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty()); // refused: stale token
     std::vector<ScheduleRelease> right{
@@ -208,12 +215,14 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, release_creates_jobs_once_per_fire_and_chec
     // The same fire again (a retry after a crash) creates nothing.
     clock->advance(10s);
     auto again = sync(store->acquire_schedules("a", 30s, 1));
-    std::vector<ScheduleRelease> dup{{"s", again.at(0).lease_token, test::t0, test::t0 + 20s, {make(test::t0)}}};
+    std::vector<ScheduleRelease> dup{
+        {"s", again.at(0).lease_token, test::t0, test::t0 + 20s, {make(test::t0)}}};
     sync(store->release_schedules("a", dup));
     BOOST_TEST(sync(store->get_jobs(std::nullopt)).size() == 1u);
 }
 
-BOOST_DATA_TEST_CASE_F(StoreFixture, replacing_a_leased_schedule_refuses_the_old_release, stores, kind) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, replacing_a_leased_schedule_refuses_the_old_release, stores,
+                       kind) {
     open(kind);
     sync(store->add_schedule(schedule("s"), ConflictPolicy::exception));
     auto got = sync(store->acquire_schedules("a", 30s, 1));
@@ -229,7 +238,8 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, replacing_a_leased_schedule_refuses_the_old
     BOOST_TEST(sync(store->get_schedules(std::nullopt)).at(0).paused);
 }
 
-BOOST_DATA_TEST_CASE_F(StoreFixture, jobs_respect_the_per_task_cap_and_registered_tasks, stores, kind) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, jobs_respect_the_per_task_cap_and_registered_tasks, stores,
+                       kind) {
     open(kind);
     add_task("other", std::nullopt);
     for (int i = 0; i < 3; ++i)
@@ -241,8 +251,8 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, jobs_respect_the_per_task_cap_and_registere
     BOOST_TEST(first.jobs.size() == 4u); // 1 of "t" (cap 1) + 3 of "other"
     BOOST_TEST(acquire(10, {"t"}).jobs.empty());
     BOOST_TEST(sync(store->get_task("t")).running_jobs == 1);
-    const Job& running = *std::find_if(first.jobs.begin(), first.jobs.end(),
-                                       [](const Job& j) { return j.task_id == "t"; });
+    const Job &running = *std::find_if(first.jobs.begin(), first.jobs.end(),
+                                       [](const Job &j) { return j.task_id == "t"; });
     BOOST_TEST(sync(store->release_job("w1", running, result(running, JobOutcome::success))));
     BOOST_TEST(sync(store->get_task("t")).running_jobs == 0);
     BOOST_TEST(acquire(10, {"t"}).jobs.size() == 1u);
@@ -262,7 +272,7 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, jobs_are_handed_out_oldest_first, stores, k
     }
     auto got = acquire(6, {"t", "u"});
     std::vector<std::string> order;
-    for (auto& j : got.jobs)
+    for (auto &j : got.jobs)
         order.push_back(j.id);
     BOOST_TEST(order == ids);
 }
@@ -418,7 +428,8 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, reaping_abandons_only_the_callers_jobs, sto
     BOOST_TEST(sync(store->get_jobs(std::nullopt)).at(0).id == theirs.id);
 }
 
-BOOST_DATA_TEST_CASE_F(StoreFixture, cleanup_removes_finished_schedules_without_jobs, stores, kind) {
+BOOST_DATA_TEST_CASE_F(StoreFixture, cleanup_removes_finished_schedules_without_jobs, stores,
+                       kind) {
     open(kind);
     Schedule once = schedule("once");
     once.trigger = std::make_shared<DateTrigger>(test::t0);
@@ -446,7 +457,8 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, events_of_a_job_lifecycle, stores, kind) {
     sync(store->add_job(job()));
     auto got = acquire(1).jobs.at(0);
     sync(store->release_job("w1", got, result(got, JobOutcome::success)));
-    BOOST_TEST(event_names() == (std::vector<std::string>{"JobAdded", "JobAcquired", "JobReleased"}));
+    BOOST_TEST(event_names() ==
+               (std::vector<std::string>{"JobAdded", "JobAcquired", "JobReleased"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

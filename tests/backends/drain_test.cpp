@@ -5,7 +5,6 @@
 #include "hooked_store.hpp"
 #include "servers.hpp"
 
-
 using namespace asched;
 using namespace std::chrono_literals;
 using test::eventually;
@@ -17,11 +16,12 @@ namespace {
 
 enum class Backend { memory, sqlite, postgres };
 
-std::shared_ptr<DataStore> make_store(Backend b, test::TempDir& dir) {
+std::shared_ptr<DataStore> make_store(Backend b, test::TempDir &dir) {
     static int n = 0;
     ++n;
     switch (b) {
-    case Backend::memory: return std::make_shared<MemoryDataStore>();
+    case Backend::memory:
+        return std::make_shared<MemoryDataStore>();
     case Backend::sqlite:
         return std::make_shared<SqliteDataStore>(
             SqliteDataStoreOptions{.path = dir.path("drain-" + std::to_string(n) + ".db")});
@@ -52,10 +52,10 @@ struct Rig {
     std::shared_ptr<DataStore> inner;
     std::shared_ptr<test::StoreHooks> hooks;
     std::optional<SchedulerFixture> fixture;
-    SchedulerFixture& f() { return *fixture; }
+    SchedulerFixture &f() { return *fixture; }
 };
 
-asio::awaitable<std::vector<std::string>> add_jobs(AsyncScheduler& s, const char* task, int n) {
+asio::awaitable<std::vector<std::string>> add_jobs(AsyncScheduler &s, const char *task, int n) {
     std::vector<std::string> ids;
     for (int i = 0; i < n; ++i) {
         JobOptions keep{.args = {i}, .result_expiration_time = 1h};
@@ -66,25 +66,25 @@ asio::awaitable<std::vector<std::string>> add_jobs(AsyncScheduler& s, const char
 }
 
 // Every id has exactly one kept result, with `outcome`, and nothing is left queued or leased.
-asio::awaitable<void> each_has_one_result(SchedulerFixture* f, std::vector<std::string> ids,
+asio::awaitable<void> each_has_one_result(SchedulerFixture *f, std::vector<std::string> ids,
                                           JobOutcome outcome) {
-    auto& s = f->s();
-    for (const auto& id : ids) {
+    auto &s = f->s();
+    for (const auto &id : ids) {
         auto r = co_await s.get_job_result(id, false);
         BOOST_TEST_REQUIRE(r.has_value());
         BOOST_TEST(r->outcome == outcome);
     }
     std::map<std::string, int> released;
-    for (auto& e : f->recorder->of<JobReleased>())
+    for (auto &e : f->recorder->of<JobReleased>())
         ++released[e.job_id];
-    for (const auto& id : ids)
+    for (const auto &id : ids)
         BOOST_TEST(released[id] == 1, "job " << id << " released " << released[id] << " times");
     auto left = co_await s.get_jobs();
     BOOST_TEST(left.empty());
 }
 
-asio::awaitable<void> stop_while_jobs_finish(SchedulerFixture* f) {
-    auto& s = f->s();
+asio::awaitable<void> stop_while_jobs_finish(SchedulerFixture *f) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     auto fn = [gate](int v) { return wait_at(gate, v); };
     TaskOptions unlimited_jobs{.max_running_jobs = unlimited};
@@ -98,10 +98,11 @@ asio::awaitable<void> stop_while_jobs_finish(SchedulerFixture* f) {
     co_await each_has_one_result(f, ids, JobOutcome::success);
 }
 
-asio::awaitable<void> stop_while_acquiring(SchedulerFixture* f, std::shared_ptr<test::StoreHooks> hooks,
+asio::awaitable<void> stop_while_acquiring(SchedulerFixture *f,
+                                           std::shared_ptr<test::StoreHooks> hooks,
                                            std::shared_ptr<std::atomic<int>> started_after_stop) {
-    auto& s = f->s();
-    auto* sp = &s;
+    auto &s = f->s();
+    auto *sp = &s;
     auto fn = [sp, started_after_stop](int v) -> asio::awaitable<int> {
         if (sp->state() == RunState::stopped)
             ++*started_after_stop;
@@ -130,8 +131,9 @@ void run_stop_while_acquiring(Backend b, int rounds) {
     }
 }
 
-asio::awaitable<void> store_fails_during_drain(SchedulerFixture* f, std::shared_ptr<test::StoreHooks> hooks) {
-    auto& s = f->s();
+asio::awaitable<void> store_fails_during_drain(SchedulerFixture *f,
+                                               std::shared_ptr<test::StoreHooks> hooks) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     auto fn = [gate](int v) { return wait_at(gate, v); };
     TaskOptions unlimited_jobs{.max_running_jobs = unlimited};
@@ -147,8 +149,9 @@ asio::awaitable<void> store_fails_during_drain(SchedulerFixture* f, std::shared_
     co_await each_has_one_result(f, ids, JobOutcome::success);
 }
 
-asio::awaitable<void> store_unreachable_during_drain(SchedulerFixture* f, std::shared_ptr<test::StoreHooks> hooks) {
-    auto& s = f->s();
+asio::awaitable<void> store_unreachable_during_drain(SchedulerFixture *f,
+                                                     std::shared_ptr<test::StoreHooks> hooks) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     auto fn = [gate](int v) { return wait_at(gate, v); };
     co_await s.add_task("finish", fn);
@@ -188,9 +191,15 @@ BOOST_AUTO_TEST_CASE(stop_while_100_jobs_finish_postgres) {
     Rig rig(Backend::postgres);
     rig.f().run(stop_while_jobs_finish(&rig.f()));
 }
-BOOST_AUTO_TEST_CASE(stop_while_acquiring_memory_x50) { run_stop_while_acquiring(Backend::memory, 50); }
-BOOST_AUTO_TEST_CASE(stop_while_acquiring_sqlite_x50) { run_stop_while_acquiring(Backend::sqlite, 50); }
-BOOST_AUTO_TEST_CASE(stop_while_acquiring_postgres_x50) { run_stop_while_acquiring(Backend::postgres, 50); }
+BOOST_AUTO_TEST_CASE(stop_while_acquiring_memory_x50) {
+    run_stop_while_acquiring(Backend::memory, 50);
+}
+BOOST_AUTO_TEST_CASE(stop_while_acquiring_sqlite_x50) {
+    run_stop_while_acquiring(Backend::sqlite, 50);
+}
+BOOST_AUTO_TEST_CASE(stop_while_acquiring_postgres_x50) {
+    run_stop_while_acquiring(Backend::postgres, 50);
+}
 
 BOOST_AUTO_TEST_CASE(store_fails_during_the_drain) {
     auto o = SchedulerFixture::base_options();
@@ -219,11 +228,14 @@ BOOST_AUTO_TEST_CASE(destructor_while_releases_are_in_flight) {
         o.data_store = std::make_shared<test::HookedStore>(inner, hooks);
         AsyncScheduler s(ioc, o);
         TaskOptions unlimited_jobs{.max_running_jobs = unlimited};
-        test::run(ioc, s.add_task("quick", [](int v) -> asio::awaitable<int> { co_return v; }, unlimited_jobs));
+        test::run(ioc,
+                  s.add_task(
+                      "quick", [](int v) -> asio::awaitable<int> { co_return v; }, unlimited_jobs));
         hooks->hold_releases = true;
         ids = test::run(ioc, add_jobs(s, "quick", 30));
         test::run(ioc, s.start_in_background());
-        test::run(ioc, eventually([hooks] { return hooks->releases_held >= 1; }, "a release in flight"));
+        test::run(ioc,
+                  eventually([hooks] { return hooks->releases_held >= 1; }, "a release in flight"));
         // The handle goes away with the release held inside the store.
     }
     hooks->hold_releases = false;
@@ -232,7 +244,7 @@ BOOST_AUTO_TEST_CASE(destructor_while_releases_are_in_flight) {
         ioc.run_for(10ms);
     BOOST_TEST(ioc.stopped());
     BOOST_TEST(hooks->released_jobs == 30);
-    for (const auto& id : ids) {
+    for (const auto &id : ids) {
         auto r = test::sync(inner->get_job_result(id));
         BOOST_TEST_REQUIRE(r.has_value());
         BOOST_TEST(r->outcome == JobOutcome::success);

@@ -15,7 +15,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-test::PostgresServer& server() { return test::shared_postgres(); }
+test::PostgresServer &server() {
+    return test::shared_postgres();
+}
 
 struct PgFixture {
     asio::io_context ioc;
@@ -28,7 +30,7 @@ struct PgFixture {
         schema = "store_" + std::to_string(++n);
     }
     ~PgFixture() {
-        for (auto& node : nodes)
+        for (auto &node : nodes)
             run(node->stop());
     }
 
@@ -49,7 +51,7 @@ struct PgFixture {
         return o;
     }
 
-    void add_task(DataStore& store, std::string id, std::optional<int> cap = std::nullopt) {
+    void add_task(DataStore &store, std::string id, std::optional<int> cap = std::nullopt) {
         Task t;
         t.id = std::move(id);
         t.max_running_jobs = cap;
@@ -66,8 +68,8 @@ struct PgFixture {
 };
 
 // Acquires jobs in batches of `batch` until none are left; the ids acquired, in order.
-asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<PostgresDataStore> store, std::string who,
-                                                     std::size_t batch) {
+asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<PostgresDataStore> store,
+                                                     std::string who, std::size_t batch) {
     std::vector<std::string> got;
     std::vector<std::string> tasks{"t"};
     for (;;) {
@@ -75,7 +77,7 @@ asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<PostgresDat
         if (acq.jobs.empty())
             co_return got;
         std::vector<JobRelease> done;
-        for (auto& j : acq.jobs) {
+        for (auto &j : acq.jobs) {
             got.push_back(j.id);
             JobResult r;
             r.job_id = j.id;
@@ -87,21 +89,22 @@ asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<PostgresDat
     }
 }
 
-asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<PostgresDataStore> store, std::string who) {
+asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<PostgresDataStore> store,
+                                                          std::string who) {
     std::vector<std::string> got;
     for (;;) {
         auto leased = co_await store->acquire_schedules(who, 30s, 7);
         if (leased.empty())
             co_return got;
-        for (auto& s : leased)
+        for (auto &s : leased)
             got.push_back(s.id);
         // Held, not released: a second lease of any of them would be a double fire.
     }
 }
 
 // A scheduler on PostgreSQL, real clock: the server goes away for a while and comes back.
-asio::awaitable<void> health_goes_degraded_and_back(asio::io_context* ioc, test::Recorder* recorder,
-                                                    AsyncScheduler* s) {
+asio::awaitable<void> health_goes_degraded_and_back(asio::io_context *ioc, test::Recorder *recorder,
+                                                    AsyncScheduler *s) {
     auto ran = std::make_shared<std::atomic<int>>(0);
     auto tick = [ran] { ++*ran; }; // named: GCC 12 double-destroys a capturing lambda temporary
     co_await s->add_task("tick", tick);
@@ -110,16 +113,19 @@ asio::awaitable<void> health_goes_degraded_and_back(asio::io_context* ioc, test:
     co_await s->start_in_background();
     co_await test::eventually([&] { return ran->load() >= 2; }, "jobs before the outage");
     server().stop();
-    co_await test::eventually([&] { return recorder->count<StoreHealthChanged>() >= 1; }, "degraded");
+    co_await test::eventually([&] { return recorder->count<StoreHealthChanged>() >= 1; },
+                              "degraded");
     BOOST_TEST(s->state() == RunState::started); // the scheduler keeps running
     server().start();
-    co_await test::eventually([&] { return recorder->count<StoreHealthChanged>() >= 2; }, "ok again", 30s);
+    co_await test::eventually([&] { return recorder->count<StoreHealthChanged>() >= 2; },
+                              "ok again", 30s);
     auto changes = recorder->of<StoreHealthChanged>();
     BOOST_TEST(changes[0].degraded);
     BOOST_TEST(!changes[0].reason.empty());
     BOOST_TEST(!changes[1].degraded);
     const int after = ran->load();
-    co_await test::eventually([&] { return ran->load() >= after + 2; }, "jobs after the outage", 30s);
+    co_await test::eventually([&] { return ran->load() >= after + 2; }, "jobs after the outage",
+                              30s);
     co_await s->stop();
     co_await s->wait_until_stopped();
     (void)ioc;
@@ -134,8 +140,11 @@ BOOST_AUTO_TEST_CASE(a_scheduler_survives_an_outage_and_reports_its_health) {
     options.clock = std::make_shared<SystemClock>();
     options.poll_interval = 500ms;
     options.logger.level = LogLevel::off;
-    options.data_store = std::make_shared<PostgresDataStore>(PostgresDataStoreOptions{
-        .conninfo = server().conninfo(), .schema = "health", .connect_timeout = 1s, .query_timeout = 2s});
+    options.data_store = std::make_shared<PostgresDataStore>(
+        PostgresDataStoreOptions{.conninfo = server().conninfo(),
+                                 .schema = "health",
+                                 .connect_timeout = 1s,
+                                 .query_timeout = 2s});
     test::SchedulerFixture f(std::move(options)); // the store must not outlive f's io_context
     f.run(health_goes_degraded_and_back(&f.ioc, f.recorder.get(), &f.s()), 90s);
 }
@@ -228,7 +237,7 @@ BOOST_FIXTURE_TEST_CASE(an_outage_fails_calls_then_the_store_reconnects, PgFixtu
     try {
         run(store->get_tasks());
         BOOST_FAIL("a call with the server down succeeded");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::store_failure);
         BOOST_TEST(std::string(e.what()).find("127.0.0.1") != std::string::npos);
     }
@@ -256,16 +265,18 @@ BOOST_FIXTURE_TEST_CASE(a_blocked_query_times_out_and_the_store_recovers, PgFixt
 
 BOOST_FIXTURE_TEST_CASE(a_server_that_never_answers_fails_the_start, PgFixture) {
     // Accepts TCP connections and says nothing: a frozen server.
-    asio::ip::tcp::acceptor silent(ioc, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    asio::ip::tcp::acceptor silent(ioc,
+                                   asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
     silent.listen();
     PostgresDataStoreOptions options;
-    options.conninfo = fmt::format("host=127.0.0.1 port={} user=asched dbname=postgres", silent.local_endpoint().port());
+    options.conninfo = fmt::format("host=127.0.0.1 port={} user=asched dbname=postgres",
+                                   silent.local_endpoint().port());
     options.connect_timeout = 300ms;
     auto store = std::make_shared<PostgresDataStore>(options);
     try {
         run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
         BOOST_FAIL("start() succeeded against a silent server");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::store_failure);
         BOOST_TEST(std::string(e.what()).find("no connection within") != std::string::npos);
     }
@@ -282,7 +293,7 @@ BOOST_FIXTURE_TEST_CASE(a_foreign_or_newer_schema_is_refused, PgFixture) {
     try {
         run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
         BOOST_FAIL("a foreign schema was accepted");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()).find("not asched's") != std::string::npos);
     }
     run(store->stop());
@@ -297,7 +308,7 @@ BOOST_FIXTURE_TEST_CASE(a_foreign_or_newer_schema_is_refused, PgFixture) {
     try {
         run(old_build->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
         BOOST_FAIL("a newer schema was accepted");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()).find("version 99") != std::string::npos);
     }
     run(old_build->stop());
@@ -307,7 +318,7 @@ BOOST_AUTO_TEST_CASE(a_malformed_connection_string_is_named) {
     try {
         PostgresDataStore store(PostgresDataStoreOptions{.conninfo = "host=x port"});
         BOOST_FAIL("accepted");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::invalid_argument);
         BOOST_TEST(std::string(e.what()).find("invalid connection string") != std::string::npos);
     }

@@ -16,7 +16,7 @@ struct TempDirHolder {
 };
 struct SqliteSchedulerFixture : TempDirHolder, SchedulerFixture {
     SqliteSchedulerFixture() : SchedulerFixture(sqlite_options(dir.path("asched.db"))) {}
-    static AsyncSchedulerOptions sqlite_options(const std::string& path) {
+    static AsyncSchedulerOptions sqlite_options(const std::string &path) {
         auto o = SchedulerFixture::base_options();
         o.data_store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = path});
         return o;
@@ -38,26 +38,49 @@ struct PostgresSchedulerFixture : SchedulerFixture {
 };
 
 BOOST_AUTO_TEST_SUITE(scheduler_on_postgres)
-BOOST_FIXTURE_TEST_CASE(interval_fires, PostgresSchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(interval_fires, PostgresSchedulerFixture) {
+    run(interval_fires_on_the_manual_clock(this));
+}
 BOOST_FIXTURE_TEST_CASE(combining_trigger_state, PostgresSchedulerFixture) {
     run(combining_trigger_state_is_kept_by_the_store(this));
 }
-BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, PostgresSchedulerFixture) { run(one_off_job_and_its_result(this)); }
-BOOST_FIXTURE_TEST_CASE(failing_tasks, PostgresSchedulerFixture) { run(failing_tasks_become_results(this)); }
-BOOST_FIXTURE_TEST_CASE(per_task_cap, PostgresSchedulerFixture) { run(max_running_jobs_under_contention(this)); }
-BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) { run(paused_schedules(this)); }
-BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) { run(misfire_grace_time(this)); }
+BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, PostgresSchedulerFixture) {
+    run(one_off_job_and_its_result(this));
+}
+BOOST_FIXTURE_TEST_CASE(failing_tasks, PostgresSchedulerFixture) {
+    run(failing_tasks_become_results(this));
+}
+BOOST_FIXTURE_TEST_CASE(per_task_cap, PostgresSchedulerFixture) {
+    run(max_running_jobs_under_contention(this));
+}
+BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) {
+    run(paused_schedules(this));
+}
+BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) {
+    run(misfire_grace_time(this));
+}
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(scheduler_on_sqlite)
-BOOST_FIXTURE_TEST_CASE(interval_fires, SqliteSchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(interval_fires, SqliteSchedulerFixture) {
+    run(interval_fires_on_the_manual_clock(this));
+}
 BOOST_FIXTURE_TEST_CASE(combining_trigger_state, SqliteSchedulerFixture) {
     run(combining_trigger_state_is_kept_by_the_store(this));
 }
-BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, SqliteSchedulerFixture) { run(one_off_job_and_its_result(this)); }
-BOOST_FIXTURE_TEST_CASE(failing_tasks, SqliteSchedulerFixture) { run(failing_tasks_become_results(this)); }
-BOOST_FIXTURE_TEST_CASE(per_task_cap, SqliteSchedulerFixture) { run(max_running_jobs_under_contention(this)); }
-BOOST_FIXTURE_TEST_CASE(pause_and_resume, SqliteSchedulerFixture) { run(paused_schedules(this)); }
-BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) { run(misfire_grace_time(this)); }
+BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, SqliteSchedulerFixture) {
+    run(one_off_job_and_its_result(this));
+}
+BOOST_FIXTURE_TEST_CASE(failing_tasks, SqliteSchedulerFixture) {
+    run(failing_tasks_become_results(this));
+}
+BOOST_FIXTURE_TEST_CASE(per_task_cap, SqliteSchedulerFixture) {
+    run(max_running_jobs_under_contention(this));
+}
+BOOST_FIXTURE_TEST_CASE(pause_and_resume, SqliteSchedulerFixture) {
+    run(paused_schedules(this));
+}
+BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) {
+    run(misfire_grace_time(this));
+}
 BOOST_AUTO_TEST_SUITE_END()
-

@@ -7,14 +7,15 @@
 namespace {
 
 // The first column of the first row of `sql`, or the connection error.
-std::string query_one(const std::string& conninfo, const char* sql) {
-    PGconn* c = PQconnectdb(conninfo.c_str());
+std::string query_one(const std::string &conninfo, const char *sql) {
+    PGconn *c = PQconnectdb(conninfo.c_str());
     std::string out;
     if (PQstatus(c) != CONNECTION_OK) {
         out = std::string("error: ") + PQerrorMessage(c);
     } else {
-        PGresult* r = PQexec(c, sql);
-        out = PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : std::string("error: ") + PQerrorMessage(c);
+        PGresult *r = PQexec(c, sql);
+        out = PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0)
+                                                   : std::string("error: ") + PQerrorMessage(c);
         PQclear(r);
     }
     PQfinish(c);

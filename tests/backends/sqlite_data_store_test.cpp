@@ -15,10 +15,10 @@ using test::sync;
 namespace {
 
 // Raw SQL on the file, as another program (or a corrupting disk) would do it.
-void raw_sql(const std::string& path, const std::string& sql) {
-    sqlite3* db = nullptr;
+void raw_sql(const std::string &path, const std::string &sql) {
+    sqlite3 *db = nullptr;
     BOOST_REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    char* err = nullptr;
+    char *err = nullptr;
     const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
     const std::string message = err ? err : "";
     sqlite3_free(err);
@@ -26,7 +26,7 @@ void raw_sql(const std::string& path, const std::string& sql) {
     BOOST_REQUIRE_MESSAGE(rc == SQLITE_OK, sql + ": " + message);
 }
 
-std::string file_bytes(const std::string& path) {
+std::string file_bytes(const std::string &path) {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
 }
@@ -38,8 +38,8 @@ struct SqliteFixture {
     std::shared_ptr<LocalEventBroker> broker = std::make_shared<LocalEventBroker>();
     asio::io_context events_ioc;
     std::vector<Event> events;
-    Subscription sub = broker->subscribe([this](const Event& e) { events.push_back(e); }, all_events,
-                                         events_ioc.get_executor());
+    Subscription sub = broker->subscribe([this](const Event &e) { events.push_back(e); },
+                                         all_events, events_ioc.get_executor());
 
     std::shared_ptr<SqliteDataStore> open() {
         auto store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = path});
@@ -50,7 +50,7 @@ struct SqliteFixture {
     std::string start_error() {
         try {
             open();
-        } catch (const Error& e) {
+        } catch (const Error &e) {
             BOOST_TEST((e.code_value() == errc::store_failure));
             return e.what();
         }
@@ -75,8 +75,8 @@ struct SqliteFixture {
         events_ioc.restart();
         events_ioc.poll();
         std::vector<RecordQuarantined> out;
-        for (auto& e : events)
-            if (auto* q = std::get_if<RecordQuarantined>(&e))
+        for (auto &e : events)
+            if (auto *q = std::get_if<RecordQuarantined>(&e))
                 out.push_back(*q);
         return out;
     }
@@ -101,7 +101,8 @@ BOOST_AUTO_TEST_CASE(everything_survives_a_restart) {
         sync(store->add_schedule(stored, ConflictPolicy::exception));
         auto leased = sync(store->acquire_schedules("w", 30s, 10));
         BOOST_REQUIRE(leased.size() == 1u);
-        ScheduleRelease r{"s", leased[0].lease_token, test::t0, stored.next_fire_time, {}, stored.trigger_state};
+        ScheduleRelease r{"s", leased[0].lease_token, test::t0, stored.next_fire_time,
+                          {},  stored.trigger_state};
         r.next_fire_time = stored.trigger->advance(stored.next_fire_time, r.trigger_state);
         Job j;
         j.id = "j1";
@@ -175,7 +176,7 @@ BOOST_AUTO_TEST_CASE(undecodable_rows_are_quarantined_and_the_rest_still_work) {
     t.id = "t";
     t.max_running_jobs = std::nullopt;
     sync(store->add_task(t));
-    for (const char* id : {"good", "corrupt", "unknown-trigger"})
+    for (const char *id : {"good", "corrupt", "unknown-trigger"})
         sync(store->add_schedule(schedule(id, every(10s)), ConflictPolicy::exception));
     raw_sql(path, "UPDATE schedules SET data = '{not json' WHERE id = 'corrupt'");
     raw_sql(path, "UPDATE schedules SET data = json_set(data, '$.trigger.type', 'lunar') "
@@ -187,14 +188,14 @@ BOOST_AUTO_TEST_CASE(undecodable_rows_are_quarantined_and_the_rest_still_work) {
     BOOST_REQUIRE(q.size() == 2u);
     std::set<std::string> ids{q[0].record_id, q[1].record_id};
     BOOST_TEST((ids == std::set<std::string>{"corrupt", "unknown-trigger"}));
-    for (auto& e : q)
+    for (auto &e : q)
         BOOST_TEST(e.kind == "schedule");
     auto lunar = q[0].record_id == "unknown-trigger" ? q[0] : q[1];
     BOOST_TEST(lunar.error.find("lunar") != std::string::npos);
     BOOST_TEST(sync(store->get_schedules(std::nullopt)).size() == 1u);
 
     // A corrupt job is quarantined at acquisition; the healthy one is handed out.
-    for (const char* id : {"j-bad", "j-ok"}) {
+    for (const char *id : {"j-bad", "j-ok"}) {
         Job j;
         j.id = id;
         j.task_id = "t";
@@ -206,12 +207,13 @@ BOOST_AUTO_TEST_CASE(undecodable_rows_are_quarantined_and_the_rest_still_work) {
     BOOST_TEST(got.jobs[0].id == "j-ok");
     BOOST_TEST(quarantined().size() == 3u);
     // The quarantine keeps the original text for a human to look at.
-    sqlite3* db = nullptr;
+    sqlite3 *db = nullptr;
     sqlite3_open(path.c_str(), &db);
-    sqlite3_stmt* st = nullptr;
+    sqlite3_stmt *st = nullptr;
     sqlite3_prepare_v2(db, "SELECT data FROM quarantine WHERE id = 'corrupt'", -1, &st, nullptr);
     BOOST_REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-    BOOST_TEST(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "{not json");
+    BOOST_TEST(std::string(reinterpret_cast<const char *>(sqlite3_column_text(st, 0))) ==
+               "{not json");
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -231,12 +233,13 @@ BOOST_AUTO_TEST_CASE(two_connections_never_lease_the_same_job) {
         sync(a->add_job(j));
     }
     std::vector<std::string> got_a, got_b;
-    auto drain = [](std::shared_ptr<SqliteDataStore> store, std::string who, std::vector<std::string>& out) {
+    auto drain = [](std::shared_ptr<SqliteDataStore> store, std::string who,
+                    std::vector<std::string> &out) {
         for (;;) {
             auto acq = sync(store->acquire_jobs(who, 60s, 7, {"t"}));
             if (acq.jobs.empty())
                 return;
-            for (auto& j : acq.jobs)
+            for (auto &j : acq.jobs)
                 out.push_back(j.id);
         }
     };

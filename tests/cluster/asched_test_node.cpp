@@ -14,17 +14,15 @@
 #include <asched/asched.hpp>
 
 #include <asio.hpp>
-
 #include <fmt/format.h>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fcntl.h>
 #include <map>
 #include <memory>
 #include <string>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 
@@ -45,12 +43,12 @@ struct Config {
     std::string ledger;
 };
 
-[[noreturn]] void usage(const std::string& why) {
+[[noreturn]] void usage(const std::string &why) {
     std::fprintf(stderr, "asched_test_node: %s\n", why.c_str());
     std::exit(2);
 }
 
-Config parse(int argc, char** argv) {
+Config parse(int argc, char **argv) {
     Config c;
     std::map<std::string, std::string> kv;
     for (int i = 1; i < argc; ++i) {
@@ -59,7 +57,7 @@ Config parse(int argc, char** argv) {
             usage("bad argument " + key);
         kv[key.substr(2)] = argv[++i];
     }
-    auto take = [&](const char* k) -> std::optional<std::string> {
+    auto take = [&](const char *k) -> std::optional<std::string> {
         auto it = kv.find(k);
         if (it == kv.end())
             return std::nullopt;
@@ -94,19 +92,22 @@ Config parse(int argc, char** argv) {
     return c;
 }
 
-std::shared_ptr<asched::DataStore> make_store(const std::string& spec) {
+std::shared_ptr<asched::DataStore> make_store(const std::string &spec) {
     if (spec.rfind("sqlite:", 0) == 0)
-        return std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = spec.substr(7)});
+        return std::make_shared<asched::SqliteDataStore>(
+            asched::SqliteDataStoreOptions{.path = spec.substr(7)});
     if (spec.rfind("postgres:", 0) == 0)
         return std::make_shared<asched::PostgresDataStore>(
-            asched::PostgresDataStoreOptions{.conninfo = spec.substr(9), .schema = "cluster",
-                                             .connect_timeout = 2s, .query_timeout = 5s});
+            asched::PostgresDataStoreOptions{.conninfo = spec.substr(9),
+                                             .schema = "cluster",
+                                             .connect_timeout = 2s,
+                                             .query_timeout = 5s});
     if (spec == "memory")
         return std::make_shared<asched::MemoryDataStore>();
     usage("unknown store " + spec);
 }
 
-std::shared_ptr<asched::EventBroker> make_broker(const std::string& spec) {
+std::shared_ptr<asched::EventBroker> make_broker(const std::string &spec) {
     if (spec == "local")
         return std::make_shared<asched::LocalEventBroker>();
     if (spec.rfind("redis:", 0) == 0)
@@ -120,30 +121,34 @@ std::shared_ptr<asched::EventBroker> make_broker(const std::string& spec) {
 
 struct Ledger {
     int fd = -1;
-    void write(const std::string& line) const {
+    void write(const std::string &line) const {
         if (fd >= 0 && ::write(fd, line.data(), line.size()) != ssize_t(line.size()))
             std::perror("ledger write");
     }
 };
 
 asio::awaitable<void> work(std::shared_ptr<const Ledger> ledger, std::string identity, int job_ms,
-                           asched::JobContext& job) {
-    const auto now = std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now());
-    ledger->write(fmt::format("{} {} {} {} {}\n", job.job_id, job.schedule_id.value_or("-"),
-                              job.scheduled_fire_time ? job.scheduled_fire_time->time_since_epoch().count() : 0,
-                              identity, now.time_since_epoch().count()));
+                           asched::JobContext &job) {
+    const auto now =
+        std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now());
+    ledger->write(fmt::format(
+        "{} {} {} {} {}\n", job.job_id, job.schedule_id.value_or("-"),
+        job.scheduled_fire_time ? job.scheduled_fire_time->time_since_epoch().count() : 0, identity,
+        now.time_since_epoch().count()));
     asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(job_ms));
     co_await t.async_wait(asio::use_awaitable);
 }
 
-asio::awaitable<void> run(asched::AsyncScheduler& s, Config c, std::shared_ptr<const Ledger> ledger) {
-    auto task = [ledger, identity = c.identity, ms = c.job_ms](asched::JobContext& job) {
+asio::awaitable<void> run(asched::AsyncScheduler &s, Config c,
+                          std::shared_ptr<const Ledger> ledger) {
+    auto task = [ledger, identity = c.identity, ms = c.job_ms](asched::JobContext &job) {
         return work(ledger, identity, ms, job);
     };
     asched::TaskOptions task_options;
     task_options.max_running_jobs = asched::unlimited;
     co_await s.add_task("work", task, task_options);
-    const auto start = c.start_at.value_or(std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now()));
+    const auto start = c.start_at.value_or(
+        std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now()));
     for (int i = 0; i < c.schedules; ++i) {
         asched::IntervalTrigger trigger({.seconds = c.every, .start_time = start});
         asched::ScheduleOptions o;
@@ -164,7 +169,7 @@ asio::awaitable<void> run(asched::AsyncScheduler& s, Config c, std::shared_ptr<c
     else
         deadline.expires_at(asio::steady_timer::time_point::max());
     // A signal cancels the deadline; either way the wait below ends.
-    signals.async_wait([&deadline](const std::error_code& ec, int) {
+    signals.async_wait([&deadline](const std::error_code &ec, int) {
         if (!ec)
             deadline.cancel();
     });
@@ -177,7 +182,7 @@ asio::awaitable<void> run(asched::AsyncScheduler& s, Config c, std::shared_ptr<c
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     const Config c = parse(argc, argv);
     auto ledger = std::make_shared<Ledger>();
     if (!c.ledger.empty()) {
@@ -190,21 +195,22 @@ int main(int argc, char** argv) {
     options.data_store = make_store(c.store);
     options.event_broker = make_broker(c.broker);
     options.identity = c.identity;
-    options.lease_duration = std::chrono::duration_cast<asched::duration>(std::chrono::duration<double>(c.lease));
+    options.lease_duration =
+        std::chrono::duration_cast<asched::duration>(std::chrono::duration<double>(c.lease));
     options.poll_interval = std::chrono::milliseconds(c.poll_ms);
-    options.stop_grace_period = std::chrono::duration_cast<asched::duration>(std::chrono::duration<double>(c.grace));
+    options.stop_grace_period =
+        std::chrono::duration_cast<asched::duration>(std::chrono::duration<double>(c.grace));
     options.logger.level = asched::LogLevel::warning;
     asched::AsyncScheduler scheduler(ioc.get_executor(), std::move(options));
     std::exception_ptr failure;
-    std::function<asio::awaitable<void>(asched::AsyncScheduler&)> body = [&c, ledger](asched::AsyncScheduler& s) {
-        return run(s, c, ledger);
-    };
+    std::function<asio::awaitable<void>(asched::AsyncScheduler &)> body =
+        [&c, ledger](asched::AsyncScheduler &s) { return run(s, c, ledger); };
     asio::co_spawn(ioc, scheduler.scoped(body), [&](std::exception_ptr e) { failure = e; });
     ioc.run();
     if (failure) {
         try {
             std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             std::fprintf(stderr, "node %s failed: %s\n", c.identity.c_str(), e.what());
             return 1;
         }

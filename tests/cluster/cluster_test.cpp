@@ -2,10 +2,10 @@
 // ../shared/reference/reliability-scenarios.md, in their short CI variants). Every node runs
 // asched_test_node with the PostgreSQL store; every execution is a ledger line. Waits are
 // bounded and poll for their condition.
-#include <boost/test/unit_test.hpp>
-
 #include "process_support.hpp"
 #include "servers.hpp"
+
+#include <boost/test/unit_test.hpp>
 
 using namespace std::chrono_literals;
 using namespace asched::proc;
@@ -25,27 +25,27 @@ struct Cluster {
     // A whole second a little ahead: every node defines the same schedules from it.
     std::int64_t start_us = (now_us() / 1'000'000 + 3) * 1'000'000;
 
-    std::vector<std::string> node(const std::string& id, const std::string& broker, int schedules,
-                                  const std::string& run_for, const std::string& lease, const std::string& job_ms,
-                                  const std::string& grace = "5") const {
-        return {"--store",    "postgres:" + pg.conninfo(),
-                "--broker",   broker,
-                "--identity", id,
+    std::vector<std::string> node(const std::string &id, const std::string &broker, int schedules,
+                                  const std::string &run_for, const std::string &lease,
+                                  const std::string &job_ms, const std::string &grace = "5") const {
+        return {"--store",     "postgres:" + pg.conninfo(),
+                "--broker",    broker,
+                "--identity",  id,
                 "--schedules", std::to_string(schedules),
-                "--every",    "1",
-                "--start-at", asched::format_time(asched::time_point(asched::duration(start_us))),
-                "--job-ms",   job_ms,
-                "--lease",    lease,
-                "--poll",     "500",
-                "--run-for",  run_for,
-                "--grace",    grace,
-                "--ledger",   ledger};
+                "--every",     "1",
+                "--start-at",  asched::format_time(asched::time_point(asched::duration(start_us))),
+                "--job-ms",    job_ms,
+                "--lease",     lease,
+                "--poll",      "500",
+                "--run-for",   run_for,
+                "--grace",     grace,
+                "--ledger",    ledger};
     }
 
-    std::map<Fire, int> count(const std::string& sql) {
+    std::map<Fire, int> count(const std::string &sql) {
         Psql db(pg.conninfo());
         std::map<Fire, int> out;
-        for (auto& row : db.rows(sql))
+        for (auto &row : db.rows(sql))
             ++out[{row[0], std::stoll(row[1])}];
         return out;
     }
@@ -57,39 +57,43 @@ struct Cluster {
         const auto ran_lines = read_ledger(ledger);
         check_no_fire_twice(ran_lines);
         std::map<Fire, int> ran;
-        for (auto& l : ran_lines)
+        for (auto &l : ran_lines)
             ++ran[{l.schedule_id, l.fire_us}];
         auto results = count("SELECT schedule_id, scheduled_fire_time FROM cluster.results");
-        auto not_run = count("SELECT schedule_id, scheduled_fire_time FROM cluster.results WHERE data::jsonb ->> "
-                             "'outcome' IN ('abandoned', 'cancelled', 'missed_start_deadline')");
+        auto not_run = count(
+            "SELECT schedule_id, scheduled_fire_time FROM cluster.results WHERE data::jsonb ->> "
+            "'outcome' IN ('abandoned', 'cancelled', 'missed_start_deadline')");
         auto queued = count("SELECT schedule_id, scheduled_fire_time FROM cluster.jobs");
         Psql db(pg.conninfo());
-        auto rows = db.rows("SELECT id, coalesce(last_fire_time::text, '') FROM cluster.schedules ORDER BY id");
+        auto rows = db.rows(
+            "SELECT id, coalesce(last_fire_time::text, '') FROM cluster.schedules ORDER BY id");
         BOOST_TEST(rows.size() == schedules);
         std::size_t fires = 0;
-        for (auto& row : rows) {
+        for (auto &row : rows) {
             BOOST_REQUIRE_MESSAGE(!row[1].empty(), "schedule " << row[0] << " never fired");
             for (std::int64_t t = start_us; t <= std::stoll(row[1]); t += 1'000'000) {
                 const Fire key{row[0], t};
                 ++fires;
-                BOOST_TEST_CHECK(results[key] + queued[key] == 1, row[0] << "@" << t << ": " << results[key]
-                                                                         << " results, " << queued[key] << " queued");
+                BOOST_TEST_CHECK(results[key] + queued[key] == 1,
+                                 row[0] << "@" << t << ": " << results[key] << " results, "
+                                        << queued[key] << " queued");
                 // An abandoned job may have started before its node died.
                 if (not_run[key] == 0)
-                    BOOST_TEST_CHECK(ran[key] == results[key], row[0] << "@" << t << " ran " << ran[key] << " times");
+                    BOOST_TEST_CHECK(ran[key] == results[key],
+                                     row[0] << "@" << t << " ran " << ran[key] << " times");
             }
         }
         return fires;
     }
 
-    std::string scalar(const std::string& sql) {
+    std::string scalar(const std::string &sql) {
         Psql db(pg.conninfo());
         return db.exec(sql);
     }
 };
 
 // R1: 3 nodes, 100 schedules every second for 32 s; with `broker` (or none: "local").
-void herd(const std::string& broker_kind) {
+void herd(const std::string &broker_kind) {
     Cluster c;
     std::optional<RedisServer> redis;
     std::string broker = "local";
@@ -108,10 +112,11 @@ void herd(const std::string& broker_kind) {
     const auto fires = c.check_every_fire_once(100);
     BOOST_TEST(fires >= 100u * 30);
     std::set<std::string> who;
-    for (auto& l : read_ledger(c.ledger))
+    for (auto &l : read_ledger(c.ledger))
         who.insert(l.identity);
     BOOST_TEST(who.size() == 3u); // the work is shared
-    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") == "0");
+    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
+               "0");
     BOOST_TEST_MESSAGE("R1 (" << broker_kind << "): " << fires << " fires, each exactly once");
 }
 
@@ -119,9 +124,15 @@ void herd(const std::string& broker_kind) {
 
 BOOST_AUTO_TEST_SUITE(cluster)
 
-BOOST_AUTO_TEST_CASE(r1_three_nodes_no_broker_every_fire_once) { herd("local"); }
-BOOST_AUTO_TEST_CASE(r1_three_nodes_postgres_broker_every_fire_once) { herd("postgres"); }
-BOOST_AUTO_TEST_CASE(r1_three_nodes_redis_broker_every_fire_once) { herd("redis"); }
+BOOST_AUTO_TEST_CASE(r1_three_nodes_no_broker_every_fire_once) {
+    herd("local");
+}
+BOOST_AUTO_TEST_CASE(r1_three_nodes_postgres_broker_every_fire_once) {
+    herd("postgres");
+}
+BOOST_AUTO_TEST_CASE(r1_three_nodes_redis_broker_every_fire_once) {
+    herd("redis");
+}
 
 // R3/R4: the node running jobs is killed; its jobs end abandoned once, within lease + poll +
 // 1 s, and the others go on firing every schedule.
@@ -135,24 +146,28 @@ BOOST_AUTO_TEST_CASE(r3_r4_sigkill_takeover_and_abandoned_once) {
     eventually(
         [&] {
             auto l = read_ledger(c.ledger);
-            return std::count_if(l.begin(), l.end(), [](auto& x) { return x.identity == "n1"; }) >= 3;
+            return std::count_if(l.begin(), l.end(), [](auto &x) { return x.identity == "n1"; }) >=
+                   3;
         },
         "n1 running jobs", 40s);
     n1.kill(SIGKILL);
     const auto killed_at = now_us();
     BOOST_TEST(n1.wait() == 128 + SIGKILL);
     std::vector<LedgerLine> held;
-    for (auto& l : read_ledger(c.ledger))
+    for (auto &l : read_ledger(c.ledger))
         if (l.identity == "n1")
             held.push_back(l);
     BOOST_TEST(n2.wait(60s) == 0);
     BOOST_TEST(n3.wait(60s) == 0);
 
     Psql db(c.pg.conninfo());
-    for (auto& l : held) {
-        auto rows = db.rows("SELECT data::jsonb ->> 'outcome', data::jsonb ->> 'finished_at' FROM cluster.results "
-                            "WHERE job_id = '" + l.job_id + "'");
-        BOOST_REQUIRE_MESSAGE(rows.size() == 1u, "job " << l.job_id << " of n1: " << rows.size() << " results");
+    for (auto &l : held) {
+        auto rows = db.rows(
+            "SELECT data::jsonb ->> 'outcome', data::jsonb ->> 'finished_at' FROM cluster.results "
+            "WHERE job_id = '" +
+            l.job_id + "'");
+        BOOST_REQUIRE_MESSAGE(rows.size() == 1u,
+                              "job " << l.job_id << " of n1: " << rows.size() << " results");
         BOOST_TEST(rows[0][0] == "abandoned");
         const auto finished = asched::parse_time(rows[0][1]).time_since_epoch().count();
         // lease 3 s + poll 0.5 s + 1 s
@@ -160,8 +175,8 @@ BOOST_AUTO_TEST_CASE(r3_r4_sigkill_takeover_and_abandoned_once) {
     }
     // The others went on: fires after the kill ran on n2/n3, every fire once.
     auto after = read_ledger(c.ledger);
-    BOOST_TEST(std::count_if(after.begin(), after.end(), [&](auto& l) { return l.fire_us > killed_at + 1'000'000; }) >=
-               20);
+    BOOST_TEST(std::count_if(after.begin(), after.end(),
+                             [&](auto &l) { return l.fire_us > killed_at + 1'000'000; }) >= 20);
     c.check_every_fire_once(20);
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.jobs WHERE acquired_by = 'n1'") == "0");
     BOOST_TEST(c.scalar("SELECT coalesce(sum(running_jobs), 0) FROM cluster.tasks") == "0");
@@ -178,7 +193,8 @@ BOOST_AUTO_TEST_CASE(r7_sigterm_drains_releases_and_exits_0) {
     eventually(
         [&] {
             auto l = read_ledger(c.ledger);
-            return std::count_if(l.begin(), l.end(), [](auto& x) { return x.identity == "n1"; }) >= 3;
+            return std::count_if(l.begin(), l.end(), [](auto &x) { return x.identity == "n1"; }) >=
+                   3;
         },
         "n1 running jobs", 40s);
     n1.kill(SIGTERM);
@@ -189,12 +205,14 @@ BOOST_AUTO_TEST_CASE(r7_sigterm_drains_releases_and_exits_0) {
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.jobs WHERE acquired_by = 'n1'") == "0");
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by = 'n1'") == "0");
     std::vector<LedgerLine> held;
-    for (auto& l : read_ledger(c.ledger))
+    for (auto &l : read_ledger(c.ledger))
         if (l.identity == "n1")
             held.push_back(l);
     Psql db(c.pg.conninfo());
-    for (auto& l : held) {
-        auto outcome = db.exec("SELECT data::jsonb ->> 'outcome' FROM cluster.results WHERE job_id = '" + l.job_id + "'");
+    for (auto &l : held) {
+        auto outcome =
+            db.exec("SELECT data::jsonb ->> 'outcome' FROM cluster.results WHERE job_id = '" +
+                    l.job_id + "'");
         BOOST_TEST(outcome == "cancelled");
     }
     const auto stopped_us = now_us();
@@ -203,7 +221,7 @@ BOOST_AUTO_TEST_CASE(r7_sigterm_drains_releases_and_exits_0) {
     auto after = read_ledger(c.ledger);
     // The next fire after n1 stopped ran within one poll (0.5 s) plus a second of fire spacing.
     std::int64_t first_after = 0;
-    for (auto& l : after)
+    for (auto &l : after)
         if (l.fire_us > stopped_us && (first_after == 0 || l.start_us < first_after))
             first_after = l.start_us;
     BOOST_TEST(first_after != 0);
@@ -232,12 +250,13 @@ BOOST_AUTO_TEST_CASE(r8_postgres_restart_under_load) {
     auto ledger = read_ledger(c.ledger);
     BOOST_TEST(ledger.size() > ledger_at_restart + 100); // work resumed after the restart
     // Fires inside the outage were made up afterwards (coalesce all, no grace limit).
-    BOOST_TEST(std::count_if(ledger.begin(), ledger.end(), [&](auto& l) {
+    BOOST_TEST(std::count_if(ledger.begin(), ledger.end(), [&](auto &l) {
                    return l.fire_us > down_at + 2'000'000 && l.fire_us < down_at + 8'000'000;
                }) >= 50 * 5);
     const auto fires = c.check_every_fire_once(50);
     BOOST_TEST_MESSAGE("R8: " << fires << " fires across a 10 s outage, each exactly once");
-    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") == "0");
+    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
+               "0");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

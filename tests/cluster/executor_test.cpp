@@ -1,19 +1,19 @@
 // Process executor and command tasks with real child processes: a task that segfaults,
 // aborts, exits or allocates without end ends its job, not the scheduler; cancelling kills
 // the child; command tasks report status and bounded output.
-#include <boost/test/unit_test.hpp>
-
 #include "test_support.hpp"
 
 #include <asched/command_task.hpp>
 #include <asched/job_executors/process_executor.hpp>
 
+#include <boost/test/unit_test.hpp>
+
 #include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <cstdlib>
-#include <cstring>
 #include <thread>
 
 using namespace asched;
@@ -21,13 +21,19 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int add(int a, int b) { return a + b; }
+int add(int a, int b) {
+    return a + b;
+}
 int segfault() {
     std::raise(SIGSEGV);
     return 0;
 }
-int abort_now() { std::abort(); }
-int exit_3() { std::exit(3); }
+int abort_now() {
+    std::abort();
+}
+int exit_3() {
+    std::exit(3);
+}
 std::size_t hog() {
     std::vector<std::unique_ptr<char[]>> chunks;
     for (;;) {
@@ -39,7 +45,9 @@ int sleep_long() {
     std::this_thread::sleep_for(1h);
     return 0;
 }
-asio::awaitable<int> co_twice(int x) { co_return 2 * x; }
+asio::awaitable<int> co_twice(int x) {
+    co_return 2 * x;
+}
 
 ProcessTasks process_tasks() {
     ProcessTasks t;
@@ -68,20 +76,21 @@ AsyncSchedulerOptions options() {
     return o;
 }
 
-asio::awaitable<JobResult> run_to_result(AsyncScheduler& s, std::string task, nlohmann::json args) {
+asio::awaitable<JobResult> run_to_result(AsyncScheduler &s, std::string task, nlohmann::json args) {
     JobOptions o{.args = std::move(args), .result_expiration_time = 1h};
     auto id = co_await s.add_job(task, o);
     auto r = co_await s.get_job_result(id, true);
     co_return *r;
 }
 
-void expect(const JobResult& r, JobOutcome outcome, const std::string& needle) {
+void expect(const JobResult &r, JobOutcome outcome, const std::string &needle) {
     BOOST_TEST(to_string(r.outcome) == to_string(outcome));
     const std::string message = r.exception_message.value_or("");
-    BOOST_TEST(message.find(needle) != std::string::npos, "'" << message << "' lacks '" << needle << "'");
+    BOOST_TEST(message.find(needle) != std::string::npos,
+               "'" << message << "' lacks '" << needle << "'");
 }
 
-asio::awaitable<void> register_process_tasks(AsyncScheduler& s) {
+asio::awaitable<void> register_process_tasks(AsyncScheduler &s) {
     TaskOptions in_process{.max_running_jobs = unlimited, .job_executor = "process"};
     co_await s.add_task("add", add, in_process);
     co_await s.add_task("segfault", segfault, in_process);
@@ -92,7 +101,7 @@ asio::awaitable<void> register_process_tasks(AsyncScheduler& s) {
     co_await s.add_task("co_twice", co_twice, in_process);
 }
 
-asio::awaitable<void> crashing_tasks(AsyncScheduler& s) {
+asio::awaitable<void> crashing_tasks(AsyncScheduler &s) {
     co_await register_process_tasks(s);
     co_await s.start_in_background();
     nlohmann::json args1 = {2, 3};
@@ -116,7 +125,8 @@ asio::awaitable<void> crashing_tasks(AsyncScheduler& s) {
     std::string task5 = "hog";
     auto mem = co_await run_to_result(s, task5, args5);
     BOOST_TEST(mem.outcome == JobOutcome::error);
-    BOOST_TEST(*mem.exception_type == "std::bad_alloc", *mem.exception_type << ": " << *mem.exception_message);
+    BOOST_TEST(*mem.exception_type == "std::bad_alloc",
+               *mem.exception_type << ": " << *mem.exception_message);
     // A task's own exception keeps its type, and a coroutine task runs in the child too.
     nlohmann::json args6 = {1};
     std::string task6 = "add";
@@ -135,12 +145,14 @@ asio::awaitable<void> crashing_tasks(AsyncScheduler& s) {
     co_await s.wait_until_stopped();
 }
 
-bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+bool alive(pid_t pid) {
+    return ::kill(pid, 0) == 0;
+}
 
 // Children of the fork server (from /proc), to see that a cancelled job's child is gone.
 std::vector<pid_t> children_of(pid_t parent) {
     std::vector<pid_t> out;
-    for (auto& entry : std::filesystem::directory_iterator("/proc")) {
+    for (auto &entry : std::filesystem::directory_iterator("/proc")) {
         const auto name = entry.path().filename().string();
         if (name.find_first_not_of("0123456789") != std::string::npos)
             continue;
@@ -160,7 +172,7 @@ std::vector<pid_t> children_of(pid_t parent) {
     return out;
 }
 
-asio::awaitable<void> cancel_kills_the_child(AsyncScheduler& s) {
+asio::awaitable<void> cancel_kills_the_child(AsyncScheduler &s) {
     co_await register_process_tasks(s);
     co_await s.start_in_background();
     JobOptions keep{.result_expiration_time = 1h};
@@ -172,7 +184,8 @@ asio::awaitable<void> cancel_kills_the_child(AsyncScheduler& s) {
     co_await s.wait_until_stopped();
     auto r = co_await s.get_job_result(id, false);
     BOOST_TEST(r->outcome == JobOutcome::cancelled);
-    co_await test::eventually([&] { return !alive(child) || children_of(server).empty(); }, "child gone");
+    co_await test::eventually([&] { return !alive(child) || children_of(server).empty(); },
+                              "child gone");
 }
 
 // ---- command tasks -----------------------------------------------------------------------
@@ -181,22 +194,25 @@ std::map<std::string, std::shared_ptr<const TaskFunction>> commands() {
     std::map<std::string, std::shared_ptr<const TaskFunction>> c;
     c["ok"] = command_task({.argv = {"sh", "-c", "echo hi; echo warn >&2"}});
     c["fails"] = command_task({.argv = {"sh", "-c", "echo oops >&2; exit 3"}});
-    c["chatty"] = command_task({.argv = {"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"}, .output_limit = 1000});
+    c["chatty"] = command_task(
+        {.argv = {"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"}, .output_limit = 1000});
     c["slow"] = command_task({.argv = {"sleep", "60"}, .timeout = 200ms});
-    c["env"] = command_task({.argv = {"sh", "-c", "echo $GREETING; pwd"}, .env = {{"GREETING", "hello"}}, .cwd = "/tmp"});
+    c["env"] = command_task({.argv = {"sh", "-c", "echo $GREETING; pwd"},
+                             .env = {{"GREETING", "hello"}},
+                             .cwd = "/tmp"});
     c["echo"] = command_task({.argv = {"echo"}});
     c["missing"] = command_task({.argv = {"/nonexistent/program"}});
     c["sleeper"] = command_task({.argv = {"sleep", "60"}});
     return c;
 }
 
-asio::awaitable<void> register_commands(AsyncScheduler& s) {
+asio::awaitable<void> register_commands(AsyncScheduler &s) {
     TaskOptions many{.max_running_jobs = unlimited};
-    for (auto& [name, fn] : commands())
+    for (auto &[name, fn] : commands())
         co_await s.add_task_function(name, fn, many);
 }
 
-asio::awaitable<void> command_tasks(AsyncScheduler& s) {
+asio::awaitable<void> command_tasks(AsyncScheduler &s) {
     co_await register_commands(s);
     co_await s.start_in_background();
 
@@ -213,7 +229,8 @@ asio::awaitable<void> command_tasks(AsyncScheduler& s) {
     std::string task9 = "fails";
     auto fails = co_await run_to_result(s, task9, args9);
     BOOST_TEST(fails.outcome == JobOutcome::error);
-    BOOST_TEST(fails.exception_message->find("exited with status 3") != std::string::npos, *fails.exception_message);
+    BOOST_TEST(fails.exception_message->find("exited with status 3") != std::string::npos,
+               *fails.exception_message);
     BOOST_TEST(fails.exception_message->find("oops") != std::string::npos);
 
     nlohmann::json args10 = nlohmann::json::array();
@@ -228,7 +245,8 @@ asio::awaitable<void> command_tasks(AsyncScheduler& s) {
     std::string task11 = "slow";
     auto slow = co_await run_to_result(s, task11, args11);
     BOOST_TEST(slow.outcome == JobOutcome::error);
-    BOOST_TEST(slow.exception_message->find("timed out") != std::string::npos, *slow.exception_message);
+    BOOST_TEST(slow.exception_message->find("timed out") != std::string::npos,
+               *slow.exception_message);
     BOOST_TEST((std::chrono::steady_clock::now() - began < 10s));
 
     nlohmann::json args12 = nlohmann::json::array();
@@ -248,7 +266,7 @@ asio::awaitable<void> command_tasks(AsyncScheduler& s) {
     co_await s.wait_until_stopped();
 }
 
-asio::awaitable<void> cancel_a_command(AsyncScheduler& s) {
+asio::awaitable<void> cancel_a_command(AsyncScheduler &s) {
     co_await register_commands(s);
     co_await s.start_in_background();
     JobOptions keep{.result_expiration_time = 1h};

@@ -1,24 +1,23 @@
 // What the process tests share: asched_test_node children, their ledgers, bounded waits.
 #pragma once
 
-#include <boost/test/unit_test.hpp>
-
 #include <asched/asched.hpp>
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <boost/test/unit_test.hpp>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <signal.h>
+#include <spawn.h>
 #include <sstream>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
-extern char** environ;
+extern char **environ;
 
 namespace asched::proc {
 
@@ -28,14 +27,15 @@ using Clock = std::chrono::steady_clock;
 
 // A child process running asched_test_node; killed if still running at scope exit.
 class Node {
-public:
+  public:
     explicit Node(std::vector<std::string> args) {
         args.insert(args.begin(), ASCHED_TEST_NODE);
-        std::vector<char*> argv;
-        for (auto& a : args)
+        std::vector<char *> argv;
+        for (auto &a : args)
             argv.push_back(a.data());
         argv.push_back(nullptr);
-        BOOST_REQUIRE(posix_spawn(&pid_, ASCHED_TEST_NODE, nullptr, nullptr, argv.data(), environ) == 0);
+        BOOST_REQUIRE(
+            posix_spawn(&pid_, ASCHED_TEST_NODE, nullptr, nullptr, argv.data(), environ) == 0);
     }
     ~Node() {
         if (pid_ > 0) {
@@ -61,7 +61,7 @@ public:
         }
     }
 
-private:
+  private:
     pid_t pid_ = -1;
 };
 
@@ -72,7 +72,7 @@ struct LedgerLine {
     std::int64_t start_us = 0;
 };
 
-inline std::vector<LedgerLine> read_ledger(const std::string& path) {
+inline std::vector<LedgerLine> read_ledger(const std::string &path) {
     std::vector<LedgerLine> out;
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
@@ -84,7 +84,8 @@ inline std::vector<LedgerLine> read_ledger(const std::string& path) {
     return out;
 }
 
-template <class Pred> void eventually(Pred done, const char* what, std::chrono::seconds limit = 30s) {
+template <class Pred>
+void eventually(Pred done, const char *what, std::chrono::seconds limit = 30s) {
     const auto deadline = Clock::now() + limit;
     while (!done()) {
         if (Clock::now() > deadline)
@@ -96,7 +97,8 @@ template <class Pred> void eventually(Pred done, const char* what, std::chrono::
 struct Dir {
     std::filesystem::path path;
     Dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "asched-proc-XXXXXX").string();
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "asched-proc-XXXXXX").string();
         BOOST_REQUIRE(::mkdtemp(pattern.data()));
         path = pattern;
     }
@@ -104,20 +106,20 @@ struct Dir {
         std::error_code ec;
         std::filesystem::remove_all(path, ec);
     }
-    std::string operator/(const char* name) const { return (path / name).string(); }
+    std::string operator/(const char *name) const { return (path / name).string(); }
 };
 
 inline std::int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
-inline void check_no_fire_twice(const std::vector<LedgerLine>& ledger) {
+inline void check_no_fire_twice(const std::vector<LedgerLine> &ledger) {
     std::set<std::pair<std::string, std::int64_t>> seen;
-    for (auto& l : ledger)
+    for (auto &l : ledger)
         BOOST_TEST_CHECK(seen.emplace(l.schedule_id, l.fire_us).second,
                          "fire " << l.schedule_id << "@" << l.fire_us << " ran twice");
 }
-
 
 } // namespace asched::proc

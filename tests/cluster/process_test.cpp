@@ -1,10 +1,9 @@
 // Crash and restart with real processes on one SQLite file: SIGKILL a node while it runs jobs,
 // start it again (same identity, or another one), and two nodes sharing a file. Every wait
 // is bounded and polls for the condition.
-#include <boost/test/unit_test.hpp>
-
 #include "process_support.hpp"
 
+#include <boost/test/unit_test.hpp>
 #include <sqlite3.h>
 
 using namespace std::chrono_literals;
@@ -14,17 +13,19 @@ namespace {
 using namespace asched::proc;
 
 // Rows of a query on the database file, every column as text ("" for NULL).
-std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql) {
-    sqlite3* db = nullptr;
-    BOOST_REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    BOOST_REQUIRE_MESSAGE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK, sqlite3_errmsg(db));
+std::vector<std::vector<std::string>> query(const std::string &db_path, const std::string &sql) {
+    sqlite3 *db = nullptr;
+    BOOST_REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+                  SQLITE_OK);
+    sqlite3_stmt *st = nullptr;
+    BOOST_REQUIRE_MESSAGE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK,
+                          sqlite3_errmsg(db));
     std::vector<std::vector<std::string>> rows;
     while (sqlite3_step(st) == SQLITE_ROW) {
         std::vector<std::string> row;
         for (int i = 0; i < sqlite3_column_count(st); ++i) {
-            const auto* t = sqlite3_column_text(st, i);
-            row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+            const auto *t = sqlite3_column_text(st, i);
+            row.emplace_back(t ? reinterpret_cast<const char *>(t) : "");
         }
         rows.push_back(std::move(row));
     }
@@ -33,16 +34,18 @@ std::vector<std::vector<std::string>> query(const std::string& db_path, const st
     return rows;
 }
 
-void check_integrity(const std::string& db) {
+void check_integrity(const std::string &db) {
     auto rows = query(db, "PRAGMA integrity_check");
     BOOST_REQUIRE(!rows.empty());
     BOOST_TEST(rows[0][0] == "ok");
 }
 
 // A node holding 3 long jobs is killed; returns (ledger at the kill, kill time).
-std::pair<std::vector<LedgerLine>, std::int64_t> start_and_kill(const Dir& dir, const std::string& lease) {
-    Node n1({"--store", "sqlite:" + dir / "a.db", "--identity", "n1", "--schedules", "3", "--every", "1",
-             "--job-ms", "600000", "--lease", lease, "--poll", "100", "--ledger", dir / "ledger"});
+std::pair<std::vector<LedgerLine>, std::int64_t> start_and_kill(const Dir &dir,
+                                                                const std::string &lease) {
+    Node n1({"--store", "sqlite:" + dir / "a.db", "--identity", "n1", "--schedules", "3", "--every",
+             "1", "--job-ms", "600000", "--lease", lease, "--poll", "100", "--ledger",
+             dir / "ledger"});
     eventually([&] { return read_ledger(dir / "ledger").size() >= 3; }, "3 jobs running on n1");
     n1.kill(SIGKILL);
     const auto killed_at = now_us();
@@ -50,10 +53,12 @@ std::pair<std::vector<LedgerLine>, std::int64_t> start_and_kill(const Dir& dir, 
     return {read_ledger(dir / "ledger"), killed_at};
 }
 
-std::map<std::string, std::vector<std::string>> results_by_job(const std::string& db) {
+std::map<std::string, std::vector<std::string>> results_by_job(const std::string &db) {
     std::map<std::string, std::vector<std::string>> out;
-    for (auto& row : query(db, "SELECT job_id, json_extract(data, '$.outcome'), json_extract(data, '$.finished_at'), "
-                               "json_extract(data, '$.exception_message') FROM results"))
+    for (auto &row : query(
+             db,
+             "SELECT job_id, json_extract(data, '$.outcome'), json_extract(data, '$.finished_at'), "
+             "json_extract(data, '$.exception_message') FROM results"))
         out[row[0]] = {row[1], row[2], row[3]};
     return out;
 }
@@ -63,14 +68,15 @@ std::map<std::string, std::vector<std::string>> results_by_job(const std::string
 BOOST_AUTO_TEST_CASE(sigkill_then_restart_with_the_same_identity_abandons_at_once) {
     Dir dir;
     auto [running, killed_at] = start_and_kill(dir, "20");
-    Node again({"--store", "sqlite:" + dir / "a.db", "--identity", "n1", "--schedules", "3", "--every", "1",
-                "--job-ms", "10", "--lease", "20", "--poll", "100", "--run-for", "1.5", "--ledger", dir / "ledger"});
+    Node again({"--store", "sqlite:" + dir / "a.db", "--identity", "n1", "--schedules", "3",
+                "--every", "1", "--job-ms", "10", "--lease", "20", "--poll", "100", "--run-for",
+                "1.5", "--ledger", dir / "ledger"});
     BOOST_TEST(again.wait() == 0);
 
     auto results = results_by_job(dir / "a.db");
-    for (auto& l : running) {
+    for (auto &l : running) {
         BOOST_REQUIRE_MESSAGE(results.count(l.job_id), "no result for killed job " << l.job_id);
-        const auto& r = results[l.job_id];
+        const auto &r = results[l.job_id];
         BOOST_TEST(r[0] == "abandoned");
         BOOST_TEST(r[2].find("restarted") != std::string::npos);
         // At once: long before the 20 s lease would have run out.
@@ -85,14 +91,15 @@ BOOST_AUTO_TEST_CASE(sigkill_then_restart_with_the_same_identity_abandons_at_onc
 BOOST_AUTO_TEST_CASE(sigkill_then_another_identity_abandons_after_the_lease) {
     Dir dir;
     auto [running, killed_at] = start_and_kill(dir, "3");
-    Node other({"--store", "sqlite:" + dir / "a.db", "--identity", "n2", "--schedules", "3", "--every", "1",
-                "--job-ms", "10", "--lease", "3", "--poll", "100", "--run-for", "6", "--ledger", dir / "ledger"});
+    Node other({"--store", "sqlite:" + dir / "a.db", "--identity", "n2", "--schedules", "3",
+                "--every", "1", "--job-ms", "10", "--lease", "3", "--poll", "100", "--run-for", "6",
+                "--ledger", dir / "ledger"});
     BOOST_TEST(other.wait() == 0);
 
     auto results = results_by_job(dir / "a.db");
-    for (auto& l : running) {
+    for (auto &l : running) {
         BOOST_REQUIRE_MESSAGE(results.count(l.job_id), "no result for killed job " << l.job_id);
-        const auto& r = results[l.job_id];
+        const auto &r = results[l.job_id];
         BOOST_TEST(r[0] == "abandoned");
         BOOST_TEST(r[2].find("lease of worker 'n1' expired") != std::string::npos);
         // Not before the lease: n1 renewed it every 1.5 s, so it ran out 1.5-3 s after the kill.
@@ -101,7 +108,8 @@ BOOST_AUTO_TEST_CASE(sigkill_then_another_identity_abandons_after_the_lease) {
     }
     // n2 took the schedules over and kept firing them, each fire once.
     auto ledger = read_ledger(dir / "ledger");
-    BOOST_TEST(std::count_if(ledger.begin(), ledger.end(), [](auto& l) { return l.identity == "n2"; }) >= 3);
+    BOOST_TEST(std::count_if(ledger.begin(), ledger.end(),
+                             [](auto &l) { return l.identity == "n2"; }) >= 3);
     check_no_fire_twice(ledger);
     BOOST_TEST(query(dir / "a.db", "SELECT count(*) FROM schedules")[0][0] == "3");
     check_integrity(dir / "a.db");
@@ -113,11 +121,17 @@ BOOST_AUTO_TEST_CASE(two_processes_on_one_file_run_every_fire_exactly_once) {
     // whole second a little ahead.
     const auto start_us = (now_us() / 1'000'000 + 2) * 1'000'000;
     const auto start = asched::format_time(asched::time_point(asched::duration(start_us)));
-    auto node = [&](const char* id) {
-        return std::vector<std::string>{"--store",  "sqlite:" + dir / "a.db", "--identity", id,
-                                        "--schedules", "200", "--every", "1", "--start-at", start,
-                                        "--job-ms", "5", "--lease", "10", "--poll", "200",
-                                        "--run-for", "7", "--ledger", dir / "ledger"};
+    auto node = [&](const char *id) {
+        return std::vector<std::string>{"--store",     "sqlite:" + dir / "a.db",
+                                        "--identity",  id,
+                                        "--schedules", "200",
+                                        "--every",     "1",
+                                        "--start-at",  start,
+                                        "--job-ms",    "5",
+                                        "--lease",     "10",
+                                        "--poll",      "200",
+                                        "--run-for",   "7",
+                                        "--ledger",    dir / "ledger"};
     };
     Node a(node("n1"));
     Node b(node("n2"));
@@ -127,33 +141,35 @@ BOOST_AUTO_TEST_CASE(two_processes_on_one_file_run_every_fire_exactly_once) {
     const auto ledger = read_ledger(dir / "ledger");
     check_no_fire_twice(ledger);
     std::map<std::pair<std::string, std::int64_t>, int> ran;
-    for (auto& l : ledger)
+    for (auto &l : ledger)
         ++ran[{l.schedule_id, l.fire_us}];
     std::map<std::pair<std::string, std::int64_t>, int> results, queued;
-    for (auto& row : query(dir / "a.db", "SELECT schedule_id, scheduled_fire_time FROM results"))
+    for (auto &row : query(dir / "a.db", "SELECT schedule_id, scheduled_fire_time FROM results"))
         ++results[{row[0], std::stoll(row[1])}];
-    for (auto& row : query(dir / "a.db", "SELECT schedule_id, scheduled_fire_time FROM jobs"))
+    for (auto &row : query(dir / "a.db", "SELECT schedule_id, scheduled_fire_time FROM jobs"))
         ++queued[{row[0], std::stoll(row[1])}];
     // Every fire from the start up to each schedule's last fire: exactly one job (finished
     // with one result, or still queued when both nodes stopped), and a result iff it ran.
     std::size_t fires = 0;
     auto schedules = query(dir / "a.db", "SELECT id, last_fire_time FROM schedules");
     BOOST_TEST(schedules.size() == 200u);
-    for (auto& row : schedules) {
+    for (auto &row : schedules) {
         BOOST_REQUIRE_MESSAGE(!row[1].empty(), "schedule " << row[0] << " never fired");
         for (std::int64_t t = start_us; t <= std::stoll(row[1]); t += 1'000'000) {
             const std::pair<std::string, std::int64_t> key{row[0], t};
             ++fires;
-            BOOST_TEST_CHECK(results[key] + queued[key] == 1, row[0] << "@" << t << ": " << results[key]
-                                                                     << " results, " << queued[key] << " queued");
-            BOOST_TEST_CHECK(ran[key] == results[key], row[0] << "@" << t << " ran " << ran[key] << " times");
+            BOOST_TEST_CHECK(results[key] + queued[key] == 1, row[0] << "@" << t << ": "
+                                                                     << results[key] << " results, "
+                                                                     << queued[key] << " queued");
+            BOOST_TEST_CHECK(ran[key] == results[key],
+                             row[0] << "@" << t << " ran " << ran[key] << " times");
         }
     }
     BOOST_TEST(fires >= 200u * 4);
     std::set<std::string> who;
-    for (auto& l : ledger)
+    for (auto &l : ledger)
         who.insert(l.identity);
-    BOOST_TEST_MESSAGE("fires: " << fires << ", ledger lines: " << ledger.size() << ", nodes that ran jobs: "
-                                 << who.size());
+    BOOST_TEST_MESSAGE("fires: " << fires << ", ledger lines: " << ledger.size()
+                                 << ", nodes that ran jobs: " << who.size());
     check_integrity(dir / "a.db");
 }

@@ -23,9 +23,10 @@ struct Unsupported : std::runtime_error {
 
 // A corpus datetime: zoned "…+01:00[Europe/Berlin]", fixed "…+01:00", or (cron only) naive
 // "…", read as a wall time in `zone` (first occurrence if repeated; an error in a gap).
-ZonedTime read_time(const std::string& text, const TimeZone& zone, const char* field) {
+ZonedTime read_time(const std::string &text, const TimeZone &zone, const char *field) {
     const bool naive = text.size() >= 19 && text.find('Z', 19) == std::string::npos &&
-                       text.find('+', 19) == std::string::npos && text.find('-', 19) == std::string::npos;
+                       text.find('+', 19) == std::string::npos &&
+                       text.find('-', 19) == std::string::npos;
     if (!naive)
         return parse_zoned_time(text);
     auto as_utc = parse_zoned_time(text + "Z").instant;
@@ -36,7 +37,7 @@ ZonedTime read_time(const std::string& text, const TimeZone& zone, const char* f
     return {info.first, zone};
 }
 
-std::optional<std::string> cron_value(const json& spec, const char* key) {
+std::optional<std::string> cron_value(const json &spec, const char *key) {
     auto it = spec.find(key);
     if (it == spec.end() || it->is_null())
         return std::nullopt;
@@ -50,22 +51,25 @@ std::optional<std::string> cron_value(const json& spec, const char* key) {
 // time plus k steps, read as its first occurrence, or with the offset before the jump when it
 // falls into a gap. Its state keeps the wall time.
 class WallClockInterval final : public Trigger {
-public:
+  public:
     WallClockInterval(ZonedTime start, duration step, std::optional<ZonedTime> end)
         : start_(std::move(start)), step_(step), end_(std::move(end)) {}
 
     std::optional<time_point> next(std::optional<time_point>) const override {
         throw std::logic_error("WallClockInterval: use advance()");
     }
-    std::optional<time_point> advance(std::optional<time_point> previous, json& state) const override {
-        const TimeZone& zone = start_.zone;
-        local_time wall = previous ? local_time(duration(state.at("wall").get<std::int64_t>())) + step_
-                                   : zone.to_local(start_.instant);
+    std::optional<time_point> advance(std::optional<time_point> previous,
+                                      json &state) const override {
+        const TimeZone &zone = start_.zone;
+        local_time wall = previous
+                              ? local_time(duration(state.at("wall").get<std::int64_t>())) + step_
+                              : zone.to_local(start_.instant);
         time_point at = start_.instant;
         if (previous) {
             const auto info = zone.resolve(wall);
             if (info.kind == LocalTimeInfo::Kind::nonexistent)
-                at = time_point(wall.time_since_epoch() - zone.offset_at(zone.period_at(info.first).begin - duration(1)));
+                at = time_point(wall.time_since_epoch() -
+                                zone.offset_at(zone.period_at(info.first).begin - duration(1)));
             else
                 at = info.first;
         }
@@ -81,13 +85,13 @@ public:
     std::string describe() const override { return "wall-clock-interval"; }
     TimeZone timezone() const override { return start_.zone; }
 
-private:
+  private:
     ZonedTime start_;
     duration step_;
     std::optional<ZonedTime> end_;
 };
 
-TriggerPtr build(const json& spec, bool wall_clock_intervals = false) {
+TriggerPtr build(const json &spec, bool wall_clock_intervals = false) {
     const auto type = spec.at("type").get<std::string>();
     if (type == "date") {
         auto run = parse_zoned_time(spec.at("run_time").get<std::string>());
@@ -146,17 +150,18 @@ TriggerPtr build(const json& spec, bool wall_clock_intervals = false) {
             j["timezone"] = "UTC";
         try {
             return CalendarIntervalTrigger::from_json(j);
-        } catch (const Error& e) {
+        } catch (const Error &e) {
             throw Error(errc::invalid_argument, e.what());
         }
     }
     if (type == "and" || type == "or") {
         std::vector<TriggerPtr> children;
-        for (const auto& child : spec.at("triggers"))
+        for (const auto &child : spec.at("triggers"))
             children.push_back(build(child, wall_clock_intervals));
         if (type == "or")
             return std::make_shared<OrTrigger>(std::move(children));
-        return std::make_shared<AndTrigger>(std::move(children), from_seconds(spec.value("threshold", 1.0)),
+        return std::make_shared<AndTrigger>(std::move(children),
+                                            from_seconds(spec.value("threshold", 1.0)),
                                             spec.value("max_iterations", std::size_t(10000)));
     }
     throw Unsupported("trigger type '" + type + "' is not implemented yet");
@@ -166,18 +171,18 @@ struct Outcome {
     bool ok = true;
     std::string detail;
     bool reference_defect = false; ///< asched differs where the reference is provably wrong
-    bool documented = false;        ///< asched differs in a way its README documents
+    bool documented = false;       ///< asched differs in a way its README documents
 };
 
 // At the first fire where asched and the reference differ, the reference is provably wrong
 // when its value does not match the cron expression at all, or when asched's value is an
 // earlier instant that matches, lies inside the trigger's bounds and after the previous
 // (shared) fire: the reference skipped it. Returns the proof, or nothing.
-std::optional<std::string> cron_reference_defect(const CronTrigger& cron, const json& spec,
+std::optional<std::string> cron_reference_defect(const CronTrigger &cron, const json &spec,
                                                  std::optional<time_point> previous,
-                                                 time_point asched, const std::string& expected) {
+                                                 time_point asched, const std::string &expected) {
     const time_point reference = parse_time(expected);
-    const TimeZone& zone = cron.timezone();
+    const TimeZone &zone = cron.timezone();
     if (!cron.matches(reference))
         return "the reference returned " + expected + ", which reads " + zone.format(reference) +
                " in " + zone.name() + " and does not match the expression";
@@ -189,17 +194,17 @@ std::optional<std::string> cron_reference_defect(const CronTrigger& cron, const 
     const bool in_bounds = (!start || asched >= *start) && (!end || asched <= *end) &&
                            (!previous || asched > *previous);
     if (asched < reference && in_bounds && cron.matches(asched))
-        return "the reference skipped " + zone.format(asched) + ", which matches the expression, and returned " +
-               expected;
+        return "the reference skipped " + zone.format(asched) +
+               ", which matches the expression, and returned " + expected;
     return std::nullopt;
 }
 
 // Whether the reference's fire instants (and its exhaustion or error) come out of `trigger`.
-bool same_instants(const Trigger& trigger, const json& c) {
+bool same_instants(const Trigger &trigger, const json &c) {
     std::optional<time_point> prev;
     json state;
     try {
-        for (const auto& f : c.at("fire_times")) {
+        for (const auto &f : c.at("fire_times")) {
             prev = trigger.advance(prev, state);
             if (!prev || *prev != parse_time(f.get<std::string>()))
                 return false;
@@ -210,17 +215,17 @@ bool same_instants(const Trigger& trigger, const json& c) {
             trigger.advance(prev, state);
             return false;
         }
-    } catch (const Error&) {
+    } catch (const Error &) {
         return c.value("error_stage", "") == "next";
     }
     return true;
 }
 
-bool has_zoned_interval(const json& spec) {
+bool has_zoned_interval(const json &spec) {
     if (spec.value("type", "") == "interval")
         return !parse_zoned_time(spec.at("start_time").get<std::string>()).zone.is_fixed();
     if (spec.contains("triggers"))
-        for (const auto& child : spec["triggers"])
+        for (const auto &child : spec["triggers"])
             if (has_zoned_interval(child))
                 return true;
     return false;
@@ -228,8 +233,8 @@ bool has_zoned_interval(const json& spec) {
 
 // A documented difference inside a combining trigger: the same tree with the reference's
 // wall-clock intervals reproduces the reference exactly.
-std::optional<std::string> interval_deviation(const json& c) {
-    const json& spec = c.at("trigger");
+std::optional<std::string> interval_deviation(const json &c) {
+    const json &spec = c.at("trigger");
     const auto type = spec.value("type", "");
     if ((type != "and" && type != "or") || !has_zoned_interval(spec))
         return std::nullopt;
@@ -237,20 +242,21 @@ std::optional<std::string> interval_deviation(const json& c) {
         if (same_instants(*build(spec, true), c))
             return "with the reference's wall-clock interval arithmetic the same tree gives the "
                    "reference's fire times; asched counts intervals in elapsed time";
-    } catch (const std::exception&) {
+    } catch (const std::exception &) {
     }
     return std::nullopt;
 }
 
 // A cron step on a weekday or month name, which the reference drops and asched honours (so
 // "mon/0" is rejected), nested in a combining trigger.
-std::optional<std::string> step_on_name_deviation(const json& spec, const std::string& error) {
+std::optional<std::string> step_on_name_deviation(const json &spec, const std::string &error) {
     if (spec.value("type", "") == "cron") {
-        for (const char* f : {"month", "day_of_week"}) {
+        for (const char *f : {"month", "day_of_week"}) {
             const auto v = cron_value(spec, f);
             if (!v)
                 continue;
-            for (std::size_t slash = v->find('/'); slash != std::string::npos; slash = v->find('/', slash + 1))
+            for (std::size_t slash = v->find('/'); slash != std::string::npos;
+                 slash = v->find('/', slash + 1))
                 if (slash > 0 && std::isalpha(static_cast<unsigned char>((*v)[slash - 1])) &&
                     error.find(*v) != std::string::npos)
                     return std::string("cron field '") + f + "': a step on a name (" + *v +
@@ -258,30 +264,31 @@ std::optional<std::string> step_on_name_deviation(const json& spec, const std::s
         }
     }
     if (spec.contains("triggers"))
-        for (const auto& child : spec["triggers"])
+        for (const auto &child : spec["triggers"])
             if (auto d = step_on_name_deviation(child, error))
                 return d;
     return std::nullopt;
 }
 
-Outcome check(const json& c) {
-    const json& spec = c.at("trigger");
+Outcome check(const json &c) {
+    const json &spec = c.at("trigger");
     const bool expect_error = c.value("error", false);
     const std::string stage = c.value("error_stage", "");
-    const json& fires = c.contains("asched_fire_times") ? c["asched_fire_times"] : c.at("fire_times");
+    const json &fires =
+        c.contains("asched_fire_times") ? c["asched_fire_times"] : c.at("fire_times");
     const bool exhausted = c.contains("asched_exhausted") ? c["asched_exhausted"].get<bool>()
-                                                           : c.value("exhausted", false);
+                                                          : c.value("exhausted", false);
     std::set<std::size_t> gaps;
     if (c.contains("gap_indices") && !c.contains("asched_fire_times"))
-        for (auto& g : c["gap_indices"])
+        for (auto &g : c["gap_indices"])
             gaps.insert(g.get<std::size_t>());
 
     TriggerPtr trigger;
     try {
         trigger = build(spec);
-    } catch (const Unsupported&) {
+    } catch (const Unsupported &) {
         throw;
-    } catch (const std::exception& e) {
+    } catch (const std::exception &e) {
         if (expect_error && stage == "construct")
             return {};
         Outcome r{false, std::string("construction failed: ") + e.what()};
@@ -307,8 +314,9 @@ Outcome check(const json& c) {
             const auto actual = trigger->zone_of(state).format(*next);
             const bool same = gaps.count(i) ? parse_time(expected) == *next : expected == actual;
             if (!same) {
-                Outcome r{false, "fire " + std::to_string(i) + ": expected " + expected + ", got " + actual};
-                if (const auto* cron = dynamic_cast<const CronTrigger*>(trigger.get()))
+                Outcome r{false, "fire " + std::to_string(i) + ": expected " + expected + ", got " +
+                                     actual};
+                if (const auto *cron = dynamic_cast<const CronTrigger *>(trigger.get()))
                     if (auto proof = cron_reference_defect(*cron, spec, prev, *next, expected)) {
                         r.reference_defect = true;
                         r.detail = "fire " + std::to_string(i) + ": " + *proof;
@@ -326,7 +334,7 @@ Outcome check(const json& c) {
             trigger->advance(prev, state);
             return {false, "expected the next call to fail, it succeeded"};
         }
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         if (expect_error && stage == "next")
             return {};
         return {false, std::string("next() threw: ") + e.what()};
@@ -336,7 +344,7 @@ Outcome check(const json& c) {
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     std::set<std::string> types;
     bool verbose = false;
     std::vector<std::string> files;
@@ -357,7 +365,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::size_t passed = 0, failed = 0, quirks = 0;
-    for (const auto& file : files) {
+    for (const auto &file : files) {
         std::ifstream in(file);
         if (!in) {
             std::fprintf(stderr, "asched_conformance: cannot read %s\n", file.c_str());
@@ -372,7 +380,7 @@ int main(int argc, char** argv) {
             json c;
             try {
                 c = json::parse(line);
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 std::printf("%s:%zu: not JSON: %s\n", file.c_str(), number, e.what());
                 ++failed;
                 continue;
@@ -381,12 +389,12 @@ int main(int argc, char** argv) {
             if (!types.empty() && !types.count(type))
                 continue;
             bool quirk = false;
-            for (auto& t : c.value("tags", json::array()))
+            for (auto &t : c.value("tags", json::array()))
                 quirk |= t == "quirk";
             Outcome r;
             try {
                 r = check(c);
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 r = {false, e.what()};
             }
             if (!r.ok && !quirk && !r.reference_defect && !r.documented)
@@ -403,8 +411,8 @@ int main(int argc, char** argv) {
             } else if (r.documented) {
                 // Not tagged as a quirk in the corpus, but one of asched's documented differences.
                 ++quirks;
-                std::printf("DEVIATION %s (documented difference): %s\n", c.value("id", "?").c_str(),
-                            r.detail.c_str());
+                std::printf("DEVIATION %s (documented difference): %s\n",
+                            c.value("id", "?").c_str(), r.detail.c_str());
             } else if (r.reference_defect) {
                 // Counted with the quirks: a documented difference where the reference is wrong.
                 ++quirks;
@@ -413,10 +421,12 @@ int main(int argc, char** argv) {
             } else {
                 ++failed;
                 std::printf("FAIL %s (%s): %s\n  trigger: %s\n", c.value("id", "?").c_str(),
-                            c.value("note", "").c_str(), r.detail.c_str(), c["trigger"].dump().c_str());
+                            c.value("note", "").c_str(), r.detail.c_str(),
+                            c["trigger"].dump().c_str());
             }
         }
     }
-    std::printf("conformance: %zu passed, %zu failed, %zu quirk-deviations\n", passed, failed, quirks);
+    std::printf("conformance: %zu passed, %zu failed, %zu quirk-deviations\n", passed, failed,
+                quirks);
     return failed == 0 ? 0 : 1;
 }

@@ -13,7 +13,8 @@ int main() {
 #ifdef CONSUMER_SQLITE
     const auto path = std::filesystem::temp_directory_path() / "asched-consumer.db";
     std::filesystem::remove(path);
-    options.data_store = std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = path});
+    options.data_store =
+        std::make_shared<asched::SqliteDataStore>(asched::SqliteDataStoreOptions{.path = path});
 #endif
 #ifdef CONSUMER_POSTGRES
     // Linked, not connected: the store connects at start().

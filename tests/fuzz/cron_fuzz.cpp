@@ -10,7 +10,7 @@
 
 namespace {
 
-void exercise(const asched::CronTrigger& t) {
+void exercise(const asched::CronTrigger &t) {
     std::optional<asched::time_point> prev;
     for (int i = 0; i < 4; ++i) {
         prev = t.next(prev);
@@ -22,24 +22,25 @@ void exercise(const asched::CronTrigger& t) {
 
 } // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
     if (size == 0)
         return 0;
     static const asched::TimeZone berlin("Europe/Berlin"); // DST gaps and overlaps
     static const auto start = asched::parse_time("2025-03-29T23:00:00Z");
-    const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
+    const std::string_view text(reinterpret_cast<const char *>(data) + 1, size - 1);
     try {
         if (data[0] % 2 == 0) {
             exercise(asched::CronTrigger::from_crontab(text, berlin, start));
         } else {
             // Up to eight fields separated by newlines, in significance order; empty lines unset.
             asched::CronTriggerOptions o;
-            std::optional<std::string>* slots[] = {&o.year, &o.month, &o.day, &o.week,
-                                                   &o.day_of_week, &o.hour, &o.minute, &o.second};
+            std::optional<std::string> *slots[] = {&o.year,        &o.month, &o.day,    &o.week,
+                                                   &o.day_of_week, &o.hour,  &o.minute, &o.second};
             std::size_t field = 0, pos = 0;
             while (field < 8 && pos <= text.size()) {
                 const auto nl = text.find('\n', pos);
-                const auto part = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+                const auto part = text.substr(
+                    pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
                 if (!part.empty())
                     *slots[field] = std::string(part);
                 ++field;
@@ -51,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             o.timezone = berlin;
             exercise(asched::CronTrigger(o));
         }
-    } catch (const asched::Error&) {
+    } catch (const asched::Error &) {
         // A clear error is the expected answer to junk.
     }
     return 0;

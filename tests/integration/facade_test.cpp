@@ -19,7 +19,7 @@ BOOST_AUTO_TEST_CASE(blocking_operations) {
     BOOST_CHECK_THROW(s.run_job("fail"), Error);
 
     std::atomic<int> released{0};
-    auto sub = s.subscribe([&](const Event&) { ++released; }, event_mask<JobReleased>());
+    auto sub = s.subscribe([&](const Event &) { ++released; }, event_mask<JobReleased>());
     IntervalTrigger every_minute({.minutes = 1, .start_time = test::t0 + 1min});
     ScheduleOptions so;
     so.id = "m";
@@ -46,7 +46,7 @@ BOOST_AUTO_TEST_CASE(destructor_stops_a_running_scheduler) {
     auto o = test::SchedulerFixture::base_options();
     o.stop_grace_period = 50ms;
     Scheduler s(o);
-    s.add_task("t", [](JobContext& job) {
+    s.add_task("t", [](JobContext &job) {
         while (!job.cancelled())
             std::this_thread::yield();
     });

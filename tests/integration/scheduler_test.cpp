@@ -9,14 +9,24 @@ using test::SchedulerFixture;
 
 BOOST_AUTO_TEST_SUITE(scheduler)
 
-BOOST_FIXTURE_TEST_CASE(interval_fires, SchedulerFixture) { run(interval_fires_on_the_manual_clock(this)); }
+BOOST_FIXTURE_TEST_CASE(interval_fires, SchedulerFixture) {
+    run(interval_fires_on_the_manual_clock(this));
+}
 BOOST_FIXTURE_TEST_CASE(combining_trigger_state, SchedulerFixture) {
     run(combining_trigger_state_is_kept_by_the_store(this));
 }
-BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, SchedulerFixture) { run(one_off_job_and_its_result(this)); }
-BOOST_FIXTURE_TEST_CASE(failing_tasks, SchedulerFixture) { run(failing_tasks_become_results(this)); }
-BOOST_FIXTURE_TEST_CASE(blocking_tasks, SchedulerFixture) { run(blocking_tasks_do_not_block_the_executor(this)); }
-BOOST_FIXTURE_TEST_CASE(per_task_cap, SchedulerFixture) { run(max_running_jobs_under_contention(this)); }
+BOOST_FIXTURE_TEST_CASE(one_off_jobs_and_results, SchedulerFixture) {
+    run(one_off_job_and_its_result(this));
+}
+BOOST_FIXTURE_TEST_CASE(failing_tasks, SchedulerFixture) {
+    run(failing_tasks_become_results(this));
+}
+BOOST_FIXTURE_TEST_CASE(blocking_tasks, SchedulerFixture) {
+    run(blocking_tasks_do_not_block_the_executor(this));
+}
+BOOST_FIXTURE_TEST_CASE(per_task_cap, SchedulerFixture) {
+    run(max_running_jobs_under_contention(this));
+}
 BOOST_AUTO_TEST_CASE(global_cap) {
     SchedulerFixture f(with_concurrency(3));
     f.run(global_max_concurrent_jobs(&f));
@@ -30,13 +40,27 @@ BOOST_FIXTURE_TEST_CASE(coalesce_earliest, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(coalesce_all, SchedulerFixture) {
     run(coalescing_100_missed_fires(this, CoalescePolicy::all, 100));
 }
-BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) { run(paused_schedules(this)); }
-BOOST_FIXTURE_TEST_CASE(unknown_tasks, SchedulerFixture) { run(unknown_task_ids(this)); }
-BOOST_FIXTURE_TEST_CASE(conflict_policies, SchedulerFixture) { run(conflicting_schedule_ids(this)); }
-BOOST_FIXTURE_TEST_CASE(misfires, SchedulerFixture) { run(misfire_grace_time(this)); }
-BOOST_FIXTURE_TEST_CASE(jitter, SchedulerFixture) { run(jitter_delays_the_start(this)); }
-BOOST_FIXTURE_TEST_CASE(events, SchedulerFixture) { run(events_are_published(this)); }
-BOOST_FIXTURE_TEST_CASE(cleanup, SchedulerFixture) { run(cleanup_removes_finished_schedules(this)); }
+BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) {
+    run(paused_schedules(this));
+}
+BOOST_FIXTURE_TEST_CASE(unknown_tasks, SchedulerFixture) {
+    run(unknown_task_ids(this));
+}
+BOOST_FIXTURE_TEST_CASE(conflict_policies, SchedulerFixture) {
+    run(conflicting_schedule_ids(this));
+}
+BOOST_FIXTURE_TEST_CASE(misfires, SchedulerFixture) {
+    run(misfire_grace_time(this));
+}
+BOOST_FIXTURE_TEST_CASE(jitter, SchedulerFixture) {
+    run(jitter_delays_the_start(this));
+}
+BOOST_FIXTURE_TEST_CASE(events, SchedulerFixture) {
+    run(events_are_published(this));
+}
+BOOST_FIXTURE_TEST_CASE(cleanup, SchedulerFixture) {
+    run(cleanup_removes_finished_schedules(this));
+}
 BOOST_AUTO_TEST_CASE(lease_renewal) {
     SchedulerFixture f(with_lease(10s));
     f.run(leases_are_renewed_while_jobs_run(&f));

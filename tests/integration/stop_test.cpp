@@ -4,8 +4,8 @@
 
 using namespace asched;
 using namespace std::chrono_literals;
-using test::SchedulerFixture;
 using test::eventually;
+using test::SchedulerFixture;
 
 namespace {
 
@@ -20,8 +20,8 @@ asio::awaitable<void> sleep_for(duration d) {
     co_await t.async_wait(asio::use_awaitable);
 }
 
-asio::awaitable<void> stop_waits_for_running_jobs(SchedulerFixture* f) {
-    auto& s = f->s();
+asio::awaitable<void> stop_waits_for_running_jobs(SchedulerFixture *f) {
+    auto &s = f->s();
     auto started = std::make_shared<std::atomic<int>>(0);
     auto short_fn = [started]() -> asio::awaitable<int> {
         ++*started;
@@ -39,18 +39,18 @@ asio::awaitable<void> stop_waits_for_running_jobs(SchedulerFixture* f) {
     BOOST_TEST(s.state() == RunState::stopped);
     auto r = co_await s.get_job_result(id, false);
     BOOST_TEST(r->outcome == JobOutcome::success); // drained, not cancelled
-    BOOST_TEST((co_await s.get_jobs()).empty());    // every lease released
+    BOOST_TEST((co_await s.get_jobs()).empty());   // every lease released
 }
 
-asio::awaitable<void> stop_cancels_after_the_grace_period(SchedulerFixture* f) {
-    auto& s = f->s();
+asio::awaitable<void> stop_cancels_after_the_grace_period(SchedulerFixture *f) {
+    auto &s = f->s();
     auto started = std::make_shared<std::atomic<int>>(0);
     auto forever_fn = [started]() -> asio::awaitable<void> {
         ++*started;
         co_await sleep_for(1h);
     };
     co_await s.add_task("forever", forever_fn);
-    auto cooperative_fn = [started](JobContext& job) {
+    auto cooperative_fn = [started](JobContext &job) {
         ++*started;
         // A blocking task sees the cancellation through its stop token.
         while (!job.cancelled())
@@ -75,7 +75,7 @@ asio::awaitable<void> stop_cancels_after_the_grace_period(SchedulerFixture* f) {
     BOOST_TEST((co_await s.run_job("quick")) == 3);
 }
 
-asio::awaitable<void> scoped_body(AsyncScheduler& s) {
+asio::awaitable<void> scoped_body(AsyncScheduler &s) {
     co_await s.add_task("t", [](int x) { return x; });
     co_await s.start_in_background();
     JobOptions five{.args = {5}};
@@ -83,22 +83,20 @@ asio::awaitable<void> scoped_body(AsyncScheduler& s) {
     throw std::runtime_error("leaving the scope by exception");
 }
 
-asio::awaitable<void> scope_stops_on_exception(SchedulerFixture* f) {
+asio::awaitable<void> scope_stops_on_exception(SchedulerFixture *f) {
     try {
-        std::function<asio::awaitable<void>(AsyncScheduler&)> body = scoped_body;
+        std::function<asio::awaitable<void>(AsyncScheduler &)> body = scoped_body;
         co_await f->s().scoped(body);
         BOOST_FAIL("the body's exception was swallowed");
-    } catch (const std::runtime_error& e) {
+    } catch (const std::runtime_error &e) {
         BOOST_TEST(std::string(e.what()) == "leaving the scope by exception");
     }
     BOOST_TEST(f->s().state() == RunState::stopped);
 }
 
-asio::awaitable<void> run_until_stopped_returns_normally(SchedulerFixture* f) {
-    auto& s = f->s();
-    auto stopper_fn = [f]() -> asio::awaitable<void> {
-        co_await f->s().stop();
-    };
+asio::awaitable<void> run_until_stopped_returns_normally(SchedulerFixture *f) {
+    auto &s = f->s();
+    auto stopper_fn = [f]() -> asio::awaitable<void> { co_await f->s().stop(); };
     co_await s.add_task("stopper", stopper_fn);
     co_await s.add_job("stopper");
     co_await s.run_until_stopped();
@@ -110,14 +108,18 @@ asio::awaitable<void> run_until_stopped_returns_normally(SchedulerFixture* f) {
 
 BOOST_AUTO_TEST_SUITE(stopping)
 
-BOOST_FIXTURE_TEST_CASE(graceful_drain, SchedulerFixture) { run(stop_waits_for_running_jobs(this)); }
+BOOST_FIXTURE_TEST_CASE(graceful_drain, SchedulerFixture) {
+    run(stop_waits_for_running_jobs(this));
+}
 
 BOOST_AUTO_TEST_CASE(cancel_after_grace) {
     SchedulerFixture f(with_grace(100ms));
     f.run(stop_cancels_after_the_grace_period(&f));
 }
 
-BOOST_FIXTURE_TEST_CASE(scope_bound_form, SchedulerFixture) { run(scope_stops_on_exception(this)); }
+BOOST_FIXTURE_TEST_CASE(scope_bound_form, SchedulerFixture) {
+    run(scope_stops_on_exception(this));
+}
 
 BOOST_FIXTURE_TEST_CASE(run_until_stopped, SchedulerFixture) {
     run(run_until_stopped_returns_normally(this));
@@ -152,7 +154,8 @@ BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
     o.clock = std::make_shared<SystemClock>();
     AsyncScheduler s(ioc, o);
     auto recorder = std::make_shared<test::Recorder>();
-    auto sub = s.subscribe([recorder](const Event& e) { (*recorder)(e); }, event_mask<JobReleased>());
+    auto sub =
+        s.subscribe([recorder](const Event &e) { (*recorder)(e); }, event_mask<JobReleased>());
     auto work = asio::make_work_guard(ioc);
     std::vector<std::thread> threads;
     for (int i = 0; i < 4; ++i)
@@ -164,10 +167,10 @@ BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
     call(s.start_in_background());
     std::vector<std::future<nlohmann::json>> results;
     for (int i = 0; i < 200; ++i)
-        results.push_back(asio::co_spawn(
-            ioc, s.run_job(i % 2 ? "square" : "half", {.args = {i}}), asio::use_future));
+        results.push_back(asio::co_spawn(ioc, s.run_job(i % 2 ? "square" : "half", {.args = {i}}),
+                                         asio::use_future));
     long sum = 0;
-    for (auto& r : results)
+    for (auto &r : results)
         sum += r.get().get<long>();
     long expected = 0;
     for (int i = 0; i < 200; ++i)
@@ -178,7 +181,7 @@ BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
     BOOST_TEST(recorder->count<JobReleased>() == 200u);
     work.reset();
     ioc.stop();
-    for (auto& t : threads)
+    for (auto &t : threads)
         t.join();
 }
 
@@ -186,11 +189,11 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-asio::awaitable<void> roles_split_the_work(AsyncScheduler* planner, AsyncScheduler* worker,
+asio::awaitable<void> roles_split_the_work(AsyncScheduler *planner, AsyncScheduler *worker,
                                            std::shared_ptr<ManualClock> clock,
                                            std::shared_ptr<test::Recorder> recorder) {
     // Only the worker registers the callable; the planner stores the task record.
-    auto record = [](JobContext& job) -> asio::awaitable<std::string> { co_return job.job_id; };
+    auto record = [](JobContext &job) -> asio::awaitable<std::string> { co_return job.job_id; };
     co_await worker->add_task("work", record);
     co_await planner->start_in_background();
     co_await worker->start_in_background();
@@ -199,11 +202,11 @@ asio::awaitable<void> roles_split_the_work(AsyncScheduler* planner, AsyncSchedul
     co_await eventually([&] { return recorder->count<JobReleased>() == 1; }, "first fire ran");
     clock->advance(std::chrono::seconds(10));
     co_await eventually([&] { return recorder->count<JobReleased>() == 2; }, "second fire ran");
-    for (const auto& r : recorder->of<JobReleased>()) {
+    for (const auto &r : recorder->of<JobReleased>()) {
         BOOST_TEST(r.scheduler_id == "worker-node");
         BOOST_TEST(r.outcome == JobOutcome::success);
     }
-    for (const auto& a : recorder->of<JobAcquired>())
+    for (const auto &a : recorder->of<JobAcquired>())
         BOOST_TEST(a.scheduler_id == "worker-node");
 }
 
@@ -214,7 +217,7 @@ BOOST_AUTO_TEST_CASE(scheduler_and_worker_roles_share_a_store) {
     auto clock = std::make_shared<ManualClock>(test::t0);
     auto store = std::make_shared<MemoryDataStore>();
     auto broker = std::make_shared<LocalEventBroker>();
-    auto options = [&](const char* id, SchedulerRole role) {
+    auto options = [&](const char *id, SchedulerRole role) {
         auto o = SchedulerFixture::base_options();
         o.identity = id;
         o.role = role;
@@ -226,7 +229,7 @@ BOOST_AUTO_TEST_CASE(scheduler_and_worker_roles_share_a_store) {
     AsyncScheduler planner(ioc, options("planner-node", SchedulerRole::scheduler));
     AsyncScheduler worker(ioc, options("worker-node", SchedulerRole::worker));
     auto recorder = std::make_shared<test::Recorder>();
-    auto sub = planner.subscribe([recorder](const Event& e) { (*recorder)(e); },
+    auto sub = planner.subscribe([recorder](const Event &e) { (*recorder)(e); },
                                  event_mask<JobAcquired, JobReleased>());
     test::run(ioc, roles_split_the_work(&planner, &worker, clock, recorder));
     test::run(ioc, SchedulerFixture::stop_and_wait(planner));

@@ -14,15 +14,15 @@ struct Recorder {
     std::mutex mutex;
     std::vector<Event> events;
 
-    void operator()(const Event& e) {
+    void operator()(const Event &e) {
         std::lock_guard lock(mutex);
         events.push_back(e);
     }
     template <class T> std::vector<T> of() {
         std::lock_guard lock(mutex);
         std::vector<T> out;
-        for (auto& e : events)
-            if (auto* p = std::get_if<T>(&e))
+        for (auto &e : events)
+            if (auto *p = std::get_if<T>(&e))
                 out.push_back(*p);
         return out;
     }
@@ -59,7 +59,7 @@ struct SchedulerFixture : IoContextFixture {
         if (!options.clock)
             options.clock = clock;
         scheduler.emplace(ioc.get_executor(), std::move(options));
-        subscription = scheduler->subscribe([r = recorder](const Event& e) { (*r)(e); });
+        subscription = scheduler->subscribe([r = recorder](const Event &e) { (*r)(e); });
     }
 
     static AsyncSchedulerOptions base_options() {
@@ -71,16 +71,17 @@ struct SchedulerFixture : IoContextFixture {
         return o;
     }
 
-    AsyncScheduler& s() { return *scheduler; }
+    AsyncScheduler &s() { return *scheduler; }
 
-    template <class T> T run(asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    template <class T>
+    T run(asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::seconds(30)) {
         return test::run(ioc, std::move(op), limit);
     }
 
     /// Released jobs whose outcome is recorded, by outcome.
     std::size_t released(JobOutcome outcome) {
         std::size_t n = 0;
-        for (auto& r : recorder->of<JobReleased>())
+        for (auto &r : recorder->of<JobReleased>())
             n += r.outcome == outcome;
         return n;
     }
@@ -88,7 +89,7 @@ struct SchedulerFixture : IoContextFixture {
     ~SchedulerFixture() {
         if (scheduler && scheduler->state() != RunState::stopped) {
             try {
-                auto& sc = *scheduler;
+                auto &sc = *scheduler;
                 run(stop_and_wait(sc));
             } catch (...) {
             }
@@ -96,7 +97,7 @@ struct SchedulerFixture : IoContextFixture {
         expect_no_work_left();
     }
 
-    static asio::awaitable<void> stop_and_wait(AsyncScheduler& sc) {
+    static asio::awaitable<void> stop_and_wait(AsyncScheduler &sc) {
         co_await sc.stop();
         co_await sc.wait_until_stopped();
     }

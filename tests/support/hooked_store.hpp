@@ -25,17 +25,22 @@ struct StoreHooks {
 };
 
 class HookedStore final : public DataStore {
-public:
+  public:
     HookedStore(std::shared_ptr<DataStore> inner, std::shared_ptr<StoreHooks> hooks)
         : inner_(std::move(inner)), hooks_(std::move(hooks)) {}
 
     asio::awaitable<void> start(StoreContext c) override { return inner_->start(std::move(c)); }
     asio::awaitable<void> stop() override { return inner_->stop(); }
     asio::awaitable<void> add_task(Task t) override { return inner_->add_task(std::move(t)); }
-    asio::awaitable<void> remove_task(std::string id) override { return inner_->remove_task(std::move(id)); }
-    asio::awaitable<Task> get_task(std::string id) override { return inner_->get_task(std::move(id)); }
+    asio::awaitable<void> remove_task(std::string id) override {
+        return inner_->remove_task(std::move(id));
+    }
+    asio::awaitable<Task> get_task(std::string id) override {
+        return inner_->get_task(std::move(id));
+    }
     asio::awaitable<std::vector<Task>> get_tasks() override { return inner_->get_tasks(); }
-    asio::awaitable<std::vector<Schedule>> get_schedules(std::optional<std::vector<std::string>> ids) override {
+    asio::awaitable<std::vector<Schedule>>
+    get_schedules(std::optional<std::vector<std::string>> ids) override {
         return inner_->get_schedules(std::move(ids));
     }
     asio::awaitable<bool> add_schedule(Schedule s, ConflictPolicy p) override {
@@ -48,14 +53,18 @@ public:
                                                              std::size_t limit) override {
         return inner_->acquire_schedules(std::move(id), lease, limit);
     }
-    asio::awaitable<void> release_schedules(std::string id, std::vector<ScheduleRelease> r) override {
+    asio::awaitable<void> release_schedules(std::string id,
+                                            std::vector<ScheduleRelease> r) override {
         return inner_->release_schedules(std::move(id), std::move(r));
     }
     asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override {
         return inner_->get_next_schedule_run_time();
     }
-    asio::awaitable<void> add_jobs(std::vector<Job> jobs) override { return inner_->add_jobs(std::move(jobs)); }
-    asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) override {
+    asio::awaitable<void> add_jobs(std::vector<Job> jobs) override {
+        return inner_->add_jobs(std::move(jobs));
+    }
+    asio::awaitable<std::vector<Job>>
+    get_jobs(std::optional<std::vector<std::string>> ids) override {
         return inner_->get_jobs(std::move(ids));
     }
     asio::awaitable<JobAcquisition> acquire_jobs(std::string id, duration lease, std::size_t limit,
@@ -69,7 +78,8 @@ public:
         }
         co_return acquired;
     }
-    asio::awaitable<std::vector<bool>> release_jobs(std::string id, std::vector<JobRelease> r) override {
+    asio::awaitable<std::vector<bool>> release_jobs(std::string id,
+                                                    std::vector<JobRelease> r) override {
         if (hooks_->hold_releases) {
             ++hooks_->releases_held;
             co_await wait_for(hooks_->hold_releases, false);
@@ -91,7 +101,8 @@ public:
     asio::awaitable<JobStatus> get_job_status(std::string id) override {
         return inner_->get_job_status(std::move(id));
     }
-    asio::awaitable<void> extend_acquired_schedule_leases(std::string id, std::vector<std::string> ids,
+    asio::awaitable<void> extend_acquired_schedule_leases(std::string id,
+                                                          std::vector<std::string> ids,
                                                           duration lease) override {
         return inner_->extend_acquired_schedule_leases(std::move(id), std::move(ids), lease);
     }
@@ -104,9 +115,9 @@ public:
     }
     asio::awaitable<void> cleanup() override { return inner_->cleanup(); }
 
-private:
+  private:
     // Bounded: a test that forgets to open a hold fails instead of hanging.
-    static asio::awaitable<void> wait_for(const std::atomic<bool>& flag, bool value) {
+    static asio::awaitable<void> wait_for(const std::atomic<bool> &flag, bool value) {
         asio::steady_timer timer(co_await asio::this_coro::executor);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (flag != value && std::chrono::steady_clock::now() < deadline) {

@@ -11,10 +11,10 @@ namespace asched::test::scenarios {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-inline asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture *f) {
+    auto &s = f->s();
     std::vector<time_point> fired;
-    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
+    co_await s.add_task("tick", [&fired](JobContext &job) -> asio::awaitable<void> {
         fired.push_back(*job.scheduled_fire_time);
         co_return;
     });
@@ -35,17 +35,17 @@ inline asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture
     BOOST_TEST((sched.last_fire_time == test::t0 + 15s));
 }
 
-inline asio::awaitable<void> combining_trigger_state_is_kept_by_the_store(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> combining_trigger_state_is_kept_by_the_store(SchedulerFixture *f) {
+    auto &s = f->s();
     std::vector<time_point> fired;
-    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
+    co_await s.add_task("tick", [&fired](JobContext &job) -> asio::awaitable<void> {
         fired.push_back(*job.scheduled_fire_time);
         co_return;
     });
     // Fires at +5, +15, +20, +25, +35: which child is pending lives in the schedule's state.
     auto from = [](int secs, int offset) {
-        return std::make_shared<IntervalTrigger>(
-            IntervalTriggerOptions{.seconds = double(secs), .start_time = test::t0 + std::chrono::seconds(offset)});
+        return std::make_shared<IntervalTrigger>(IntervalTriggerOptions{
+            .seconds = double(secs), .start_time = test::t0 + std::chrono::seconds(offset)});
     };
     auto either = std::make_shared<OrTrigger>(std::vector<TriggerPtr>{from(10, 5), from(15, 5)});
     ScheduleOptions options;
@@ -57,19 +57,18 @@ inline asio::awaitable<void> combining_trigger_state_is_kept_by_the_store(Schedu
         f->clock->advance(std::chrono::seconds(steps[i]));
         co_await eventually([&] { return fired.size() == i + 1; }, "or trigger fire");
     }
-    BOOST_TEST((fired == std::vector<time_point>{test::t0 + 5s, test::t0 + 15s, test::t0 + 20s, test::t0 + 25s,
-                                                 test::t0 + 35s}));
+    BOOST_TEST((fired == std::vector<time_point>{test::t0 + 5s, test::t0 + 15s, test::t0 + 20s,
+                                                 test::t0 + 25s, test::t0 + 35s}));
     auto sched = co_await s.get_schedule("either");
     BOOST_TEST((sched.next_fire_time == test::t0 + 45s));
     BOOST_TEST(sched.trigger_state.is_object());
 }
 
-inline asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture *f) {
+    auto &s = f->s();
     co_await s.add_task("add", [](int a, int b) { return a + b; });
-    co_await s.add_task("greet", [](std::string who) -> asio::awaitable<std::string> {
-        co_return "hello " + who;
-    });
+    co_await s.add_task(
+        "greet", [](std::string who) -> asio::awaitable<std::string> { co_return "hello " + who; });
     co_await s.start_in_background();
     JobOptions two_three{.args = {2, 3}};
     BOOST_TEST((co_await s.run_job("add", two_three)) == 5);
@@ -89,7 +88,7 @@ inline asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture* f) {
     try {
         co_await s.get_job_result(id, false);
         BOOST_FAIL("expired result still readable");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::job_lookup);
     }
     // Without a kept result: waiting returns nullopt once the job ends.
@@ -99,8 +98,8 @@ inline asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture* f) {
     BOOST_TEST(!none.has_value());
 }
 
-inline asio::awaitable<void> failing_tasks_become_results(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> failing_tasks_become_results(SchedulerFixture *f) {
+    auto &s = f->s();
     co_await s.add_task("boom", []() -> int { throw std::runtime_error("disk full"); });
     co_await s.add_task("coro_boom", []() -> asio::awaitable<void> {
         throw std::logic_error("bad state");
@@ -111,7 +110,7 @@ inline asio::awaitable<void> failing_tasks_become_results(SchedulerFixture* f) {
     try {
         co_await s.run_job("boom");
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::job_failed);
         BOOST_TEST(std::string(e.what()).find("std::runtime_error: disk full") != std::string::npos,
                    e.what());
@@ -139,8 +138,8 @@ inline asio::awaitable<void> failing_tasks_become_results(SchedulerFixture* f) {
     BOOST_TEST((co_await s.run_job("add", one_two)) == 3);
 }
 
-inline asio::awaitable<void> blocking_tasks_do_not_block_the_executor(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> blocking_tasks_do_not_block_the_executor(SchedulerFixture *f) {
+    auto &s = f->s();
     auto promise = std::make_shared<std::promise<int>>();
     auto future = promise->get_future().share();
     auto blocker_fn = [future]() {
@@ -168,7 +167,7 @@ inline asio::awaitable<void> blocking_tasks_do_not_block_the_executor(SchedulerF
     BOOST_TEST(tasks[1].job_executor == "async");
 }
 
-inline asio::awaitable<int> result_value(AsyncScheduler* s, std::string id) {
+inline asio::awaitable<int> result_value(AsyncScheduler *s, std::string id) {
     auto r = co_await s->get_job_result(id);
     BOOST_TEST_REQUIRE(r.has_value());
     BOOST_TEST(r->job_id == id);
@@ -176,8 +175,8 @@ inline asio::awaitable<int> result_value(AsyncScheduler* s, std::string id) {
     co_return value;
 }
 
-inline asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture *f) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     TaskOptions two{.max_running_jobs = 2};
     auto limited_fn = [gate](int v) { return wait_at(gate, v); };
@@ -193,7 +192,7 @@ inline asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture*
     BOOST_TEST((co_await s.get_tasks())[0].running_jobs == 2);
     gate->open();
     int sum = 0;
-    for (auto& id : ids) {
+    for (auto &id : ids) {
         // The result is co_awaited in a coroutine of its own, not in this loop's body: GCC 12
         // handed this loop a destroyed JobResult now and then (a local of a loop body in a
         // coroutine, initialised from a co_await).
@@ -204,8 +203,8 @@ inline asio::awaitable<void> max_running_jobs_under_contention(SchedulerFixture*
     BOOST_TEST(gate->peak == 2);
 }
 
-inline asio::awaitable<void> global_max_concurrent_jobs(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> global_max_concurrent_jobs(SchedulerFixture *f) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     TaskOptions any{.max_running_jobs = asched::unlimited};
     auto any_fn = [gate](int v) { return wait_at(gate, v); };
@@ -221,15 +220,18 @@ inline asio::awaitable<void> global_max_concurrent_jobs(SchedulerFixture* f) {
     BOOST_TEST(gate->peak == 3);
 }
 
-inline asio::awaitable<void> coalescing_100_missed_fires(SchedulerFixture* f, CoalescePolicy policy,
-                                                  std::size_t expected) {
-    auto& s = f->s();
+inline asio::awaitable<void> coalescing_100_missed_fires(SchedulerFixture *f, CoalescePolicy policy,
+                                                         std::size_t expected) {
+    auto &s = f->s();
     std::vector<time_point> fired;
     TaskOptions unlimited_jobs{.max_running_jobs = asched::unlimited};
-    co_await s.add_task("tick", [&fired](JobContext& job) -> asio::awaitable<void> {
-        fired.push_back(*job.scheduled_fire_time);
-        co_return;
-    }, unlimited_jobs);
+    co_await s.add_task(
+        "tick",
+        [&fired](JobContext &job) -> asio::awaitable<void> {
+            fired.push_back(*job.scheduled_fire_time);
+            co_return;
+        },
+        unlimited_jobs);
     IntervalTrigger every_second({.seconds = 1, .start_time = test::t0});
     ScheduleOptions options;
     options.id = "s";
@@ -248,8 +250,8 @@ inline asio::awaitable<void> coalescing_100_missed_fires(SchedulerFixture* f, Co
     BOOST_TEST(fired.size() == expected);
 }
 
-inline asio::awaitable<void> paused_schedules(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> paused_schedules(SchedulerFixture *f) {
+    auto &s = f->s();
     std::atomic<int> runs{0};
     co_await s.add_task("tick", [&runs]() -> asio::awaitable<void> {
         ++runs;
@@ -282,14 +284,14 @@ inline asio::awaitable<void> paused_schedules(SchedulerFixture* f) {
     BOOST_CHECK_THROW(co_await s.pause_schedule("missing"), Error);
 }
 
-inline asio::awaitable<void> unknown_task_ids(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> unknown_task_ids(SchedulerFixture *f) {
+    auto &s = f->s();
     co_await s.start_in_background();
     IntervalTrigger t({.seconds = 1});
     try {
         co_await s.add_schedule("nope", t);
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::task_lookup);
         BOOST_TEST(std::string(e.what()).find("'nope'") != std::string::npos);
     }
@@ -302,8 +304,8 @@ inline asio::awaitable<void> unknown_task_ids(SchedulerFixture* f) {
     co_await s.remove_schedule("nope"); // ignored
 }
 
-inline asio::awaitable<void> conflicting_schedule_ids(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> conflicting_schedule_ids(SchedulerFixture *f) {
+    auto &s = f->s();
     co_await s.add_task("t", []() -> asio::awaitable<void> { co_return; });
     IntervalTrigger first({.seconds = 10, .start_time = test::t0});
     IntervalTrigger second({.seconds = 20, .start_time = test::t0});
@@ -317,7 +319,7 @@ inline asio::awaitable<void> conflicting_schedule_ids(SchedulerFixture* f) {
     try {
         co_await s.add_schedule("t", second, o);
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::conflicting_id);
     }
     o.conflict_policy = ConflictPolicy::replace;
@@ -326,8 +328,8 @@ inline asio::awaitable<void> conflicting_schedule_ids(SchedulerFixture* f) {
     BOOST_TEST((co_await s.get_schedules()).size() == 1u);
 }
 
-inline asio::awaitable<void> misfire_grace_time(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> misfire_grace_time(SchedulerFixture *f) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     auto slow_fn = [gate](int v) { return wait_at(gate, v); };
     co_await s.add_task("slow", slow_fn);
@@ -349,11 +351,11 @@ inline asio::awaitable<void> misfire_grace_time(SchedulerFixture* f) {
     BOOST_TEST(f->released(JobOutcome::success) == 1u);
 }
 
-inline asio::awaitable<void> jitter_delays_the_start(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> jitter_delays_the_start(SchedulerFixture *f) {
+    auto &s = f->s();
     std::vector<std::pair<time_point, time_point>> starts; // (fire, started)
     auto clock = f->clock;
-    auto j_fn = [&starts, clock](JobContext& job) -> asio::awaitable<void> {
+    auto j_fn = [&starts, clock](JobContext &job) -> asio::awaitable<void> {
         starts.emplace_back(*job.scheduled_fire_time, clock->now());
         co_return;
     };
@@ -376,8 +378,8 @@ inline asio::awaitable<void> jitter_delays_the_start(SchedulerFixture* f) {
     BOOST_TEST((starts[0].second == test::t0 + 10s + jitter));
 }
 
-inline asio::awaitable<void> events_are_published(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> events_are_published(SchedulerFixture *f) {
+    auto &s = f->s();
     co_await s.add_task("t", []() -> asio::awaitable<int> { co_return 1; });
     co_await s.start_in_background();
     DateTrigger once(test::t0);
@@ -388,8 +390,9 @@ inline asio::awaitable<void> events_are_published(SchedulerFixture* f) {
     BOOST_TEST(released.scheduler_id == "test-node");
     co_await s.stop();
     co_await s.wait_until_stopped();
-    co_await eventually([f] { return f->recorder->count<SchedulerStopped>() == 1; }, "stopped event");
-    auto& r = *f->recorder;
+    co_await eventually([f] { return f->recorder->count<SchedulerStopped>() == 1; },
+                        "stopped event");
+    auto &r = *f->recorder;
     BOOST_TEST(r.count<SchedulerStarted>() == 1u);
     BOOST_TEST(r.count<TaskAdded>() == 1u);
     BOOST_TEST(r.count<ScheduleAdded>() == 1u);
@@ -397,12 +400,12 @@ inline asio::awaitable<void> events_are_published(SchedulerFixture* f) {
     BOOST_TEST(r.count<JobAcquired>() == 1u);
     BOOST_TEST(r.count<JobReleased>() == 1u);
     BOOST_TEST(r.count<ScheduleUpdated>() >= 1u);
-    for (auto& e : r.events)
+    for (auto &e : r.events)
         BOOST_TEST((event_timestamp(e) == test::t0));
 }
 
-inline asio::awaitable<void> cleanup_removes_finished_schedules(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> cleanup_removes_finished_schedules(SchedulerFixture *f) {
+    auto &s = f->s();
     co_await s.add_task("t", []() -> asio::awaitable<void> { co_return; });
     co_await s.start_in_background();
     DateTrigger once(test::t0 + 1s);
@@ -415,12 +418,13 @@ inline asio::awaitable<void> cleanup_removes_finished_schedules(SchedulerFixture
     BOOST_TEST((co_await s.try_get_schedule("once")).has_value());
     co_await s.cleanup();
     BOOST_TEST(!(co_await s.try_get_schedule("once")).has_value());
-    co_await eventually([f] { return f->recorder->count<ScheduleRemoved>() == 1; }, "removed event");
+    co_await eventually([f] { return f->recorder->count<ScheduleRemoved>() == 1; },
+                        "removed event");
     BOOST_TEST(f->recorder->of<ScheduleRemoved>()[0].finished);
 }
 
-inline asio::awaitable<void> leases_are_renewed_while_jobs_run(SchedulerFixture* f) {
-    auto& s = f->s();
+inline asio::awaitable<void> leases_are_renewed_while_jobs_run(SchedulerFixture *f) {
+    auto &s = f->s();
     auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
     auto long_fn = [gate]() { return wait_at(gate, 1); };
     co_await s.add_task("long", long_fn);

@@ -6,16 +6,16 @@
 #include "test_support.hpp"
 
 #include <libpq-fe.h>
+
+#include <filesystem>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
-#include <filesystem>
-#include <thread>
-
-extern char** environ;
+extern char **environ;
 
 namespace asched::test {
 
@@ -37,16 +37,16 @@ inline bool accepts(std::uint16_t port) {
 
 /// A child process; SIGKILLed and reaped at destruction if still running.
 class Process {
-public:
+  public:
     Process() = default;
     explicit Process(std::vector<std::string> argv) { spawn(std::move(argv)); }
-    Process(const Process&) = delete;
-    Process& operator=(const Process&) = delete;
+    Process(const Process &) = delete;
+    Process &operator=(const Process &) = delete;
     ~Process() { kill(SIGKILL); }
 
     void spawn(std::vector<std::string> argv) {
-        std::vector<char*> args;
-        for (auto& a : argv)
+        std::vector<char *> args;
+        for (auto &a : argv)
             args.push_back(a.data());
         args.push_back(nullptr);
         if (posix_spawnp(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0)
@@ -75,21 +75,22 @@ public:
         pid_ = -1;
     }
 
-private:
+  private:
     pid_t pid_ = -1;
 };
 
 /// redis-server on a free loopback port, no persistence.
 class RedisServer {
-public:
+  public:
     RedisServer() : port_(free_port()) { start(); }
 
     std::uint16_t port() const noexcept { return port_; }
 
     /// Starts it again on the same port (after stop()).
     void start() {
-        process_.spawn({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--dir", dir_.path(""), "--logfile", dir_.path("redis.log")});
+        process_.spawn({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                        "--save", "", "--appendonly", "no", "--dir", dir_.path(""), "--logfile",
+                        dir_.path("redis.log")});
         wait_until(true);
     }
     /// Kills it (SIGKILL: like a crash), so clients see their connections drop.
@@ -98,12 +99,13 @@ public:
         wait_until(false);
     }
 
-private:
+  private:
     void wait_until(bool up) const {
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
         while (accepts(port_) != up) {
             if (std::chrono::steady_clock::now() > deadline)
-                throw std::runtime_error(std::string("redis-server did not ") + (up ? "start" : "stop"));
+                throw std::runtime_error(std::string("redis-server did not ") +
+                                         (up ? "start" : "stop"));
             std::this_thread::sleep_for(std::chrono::milliseconds(10)); // bounded poll for the port
         }
     }
@@ -127,17 +129,18 @@ inline void run_command(std::vector<std::string> argv) {
 /// since PostgreSQL refuses to run as root. stop() is `pg_ctl stop -m immediate` (a crash, as
 /// far as clients can tell); start() brings it back on the same port.
 class PostgresServer {
-public:
+  public:
     PostgresServer() : port_(free_port()) {
         if (::getuid() == 0) {
-            const passwd* pw = ::getpwnam("postgres");
+            const passwd *pw = ::getpwnam("postgres");
             if (!pw)
-                throw std::runtime_error("running as root needs the 'postgres' user (package postgresql)");
+                throw std::runtime_error(
+                    "running as root needs the 'postgres' user (package postgresql)");
             if (::chown(dir_.path("").c_str(), pw->pw_uid, pw->pw_gid) != 0)
                 throw std::runtime_error("cannot hand the temporary directory to 'postgres'");
         }
-        run_command(as_owner({bin("initdb"), "-D", data(), "-U", "asched", "--auth=trust", "-E", "UTF8",
-                              "--no-sync", "--no-instructions"}));
+        run_command(as_owner({bin("initdb"), "-D", data(), "-U", "asched", "--auth=trust", "-E",
+                              "UTF8", "--no-sync", "--no-instructions"}));
         start();
     }
     ~PostgresServer() {
@@ -146,20 +149,22 @@ public:
         } catch (...) {
         }
     }
-    PostgresServer(const PostgresServer&) = delete;
-    PostgresServer& operator=(const PostgresServer&) = delete;
+    PostgresServer(const PostgresServer &) = delete;
+    PostgresServer &operator=(const PostgresServer &) = delete;
 
     std::uint16_t port() const noexcept { return port_; }
     /// A libpq connection string for the database "postgres".
     std::string conninfo() const {
-        return "host=127.0.0.1 port=" + std::to_string(port_) + " user=asched dbname=postgres connect_timeout=5";
+        return "host=127.0.0.1 port=" + std::to_string(port_) +
+               " user=asched dbname=postgres connect_timeout=5";
     }
 
     void start() {
-        run_command(as_owner({bin("pg_ctl"), "-D", data(), "-l", dir_.path("server.log"), "-w", "-t", "60", "-o",
-                              "-p " + std::to_string(port_) + " -k " + dir_.path("") +
-                                  " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-                              "start"}));
+        run_command(as_owner(
+            {bin("pg_ctl"), "-D", data(), "-l", dir_.path("server.log"), "-w", "-t", "60", "-o",
+             "-p " + std::to_string(port_) + " -k " + dir_.path("") +
+                 " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+             "start"}));
         running_ = true;
     }
     void stop() {
@@ -169,11 +174,11 @@ public:
         run_command(as_owner({bin("pg_ctl"), "-D", data(), "-m", "immediate", "-w", "stop"}));
     }
 
-private:
+  private:
     std::string data() const { return dir_.path("data"); }
 
-    static std::string bin(const std::string& tool) {
-        for (const char* dir : {"/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"})
+    static std::string bin(const std::string &tool) {
+        for (const char *dir : {"/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"})
             if (std::filesystem::exists(std::string(dir) + "/" + tool))
                 return std::string(dir) + "/" + tool;
         return tool; // from PATH
@@ -191,25 +196,25 @@ private:
 
 /// One PostgreSQL server for a whole test program (initdb takes seconds); tests separate
 /// their data by schema or channel. A test that stops it starts it again before it ends.
-inline PostgresServer& shared_postgres() {
+inline PostgresServer &shared_postgres() {
     static PostgresServer server;
     return server;
 }
 
 /// A blocking libpq connection for a test's side queries (locking a table, reading a ledger).
 class Psql {
-public:
-    explicit Psql(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+  public:
+    explicit Psql(const std::string &conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
         if (PQstatus(conn_) != CONNECTION_OK)
             throw std::runtime_error(std::string("psql: ") + PQerrorMessage(conn_));
     }
     ~Psql() { PQfinish(conn_); }
-    Psql(const Psql&) = delete;
-    Psql& operator=(const Psql&) = delete;
+    Psql(const Psql &) = delete;
+    Psql &operator=(const Psql &) = delete;
 
     /// Runs `sql`; the first column of the first row ("" without rows). Throws on an error.
-    std::string exec(const std::string& sql) {
-        PGresult* r = PQexec(conn_, sql.c_str());
+    std::string exec(const std::string &sql) {
+        PGresult *r = PQexec(conn_, sql.c_str());
         const auto status = PQresultStatus(r);
         std::string out;
         if (status == PGRES_TUPLES_OK && PQntuples(r) > 0)
@@ -221,8 +226,8 @@ public:
     }
 
     /// Every row of `sql`, each column as text ("" for NULL). Throws on an error.
-    std::vector<std::vector<std::string>> rows(const std::string& sql) {
-        PGresult* r = PQexec(conn_, sql.c_str());
+    std::vector<std::vector<std::string>> rows(const std::string &sql) {
+        PGresult *r = PQexec(conn_, sql.c_str());
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             PQclear(r);
             throw std::runtime_error("psql: " + sql + ": " + PQerrorMessage(conn_));
@@ -238,8 +243,8 @@ public:
         return out;
     }
 
-private:
-    PGconn* conn_;
+  private:
+    PGconn *conn_;
 };
 
 } // namespace asched::test

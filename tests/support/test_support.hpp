@@ -6,21 +6,22 @@
 #include <asio.hpp>
 #include <boost/test/unit_test.hpp>
 
-#include <stdlib.h>
-
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <stdlib.h>
 #include <system_error>
 
 namespace asched::test {
 
-inline time_point at(std::string_view iso) { return parse_time(iso); }
+inline time_point at(std::string_view iso) {
+    return parse_time(iso);
+}
 inline const time_point t0 = parse_time("2025-01-01T00:00:00Z");
 
 /// The first `n` fire times of `t`, formatted in its zone.
-inline std::vector<std::string> fires(const Trigger& t, std::size_t n) {
+inline std::vector<std::string> fires(const Trigger &t, std::size_t n) {
     std::vector<std::string> out;
     std::optional<time_point> prev;
     nlohmann::json state;
@@ -36,7 +37,8 @@ inline std::vector<std::string> fires(const Trigger& t, std::size_t n) {
 
 /// Drives `ioc` until `op` completes, failing the test after `limit` of real time.
 template <class T>
-T run(asio::io_context& ioc, asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::seconds(30)) {
+T run(asio::io_context &ioc, asio::awaitable<T> op,
+      std::chrono::seconds limit = std::chrono::seconds(30)) {
     auto fut = asio::co_spawn(ioc, std::move(op), asio::use_future);
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
@@ -53,9 +55,10 @@ T run(asio::io_context& ioc, asio::awaitable<T> op, std::chrono::seconds limit =
 /// elsewhere).
 /// A fresh directory under the system temp dir, removed with everything in it at scope exit.
 class TempDir {
-public:
+  public:
     TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "asched-test-XXXXXX").string();
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "asched-test-XXXXXX").string();
         if (!::mkdtemp(pattern.data()))
             throw std::runtime_error("mkdtemp failed");
         path_ = pattern;
@@ -64,11 +67,11 @@ public:
         std::error_code ec;
         std::filesystem::remove_all(path_, ec);
     }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    std::string path(const std::string& name) const { return (path_ / name).string(); }
+    TempDir(const TempDir &) = delete;
+    TempDir &operator=(const TempDir &) = delete;
+    std::string path(const std::string &name) const { return (path_ / name).string(); }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
@@ -81,7 +84,7 @@ template <class T> T sync(asio::awaitable<T> op) {
 /// it returns as soon as the condition holds. Takes a predicate and a C string so that
 /// `co_await eventually([&] {...}, "...")` creates no temporary with a destructor.
 template <class Pred>
-asio::awaitable<void> eventually(Pred done, const char* what,
+asio::awaitable<void> eventually(Pred done, const char *what,
                                  std::chrono::seconds limit = std::chrono::seconds(20)) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -96,7 +99,8 @@ asio::awaitable<void> eventually(Pred done, const char* what,
 /// True when `ioc` has no work left: every timer, socket operation, posted handler and
 /// coroutine that ran on it has finished. Runs it until it runs out of work, for at most
 /// `limit` of real time (work that is merely finishing gets to finish).
-inline bool no_work_left(asio::io_context& ioc, std::chrono::milliseconds limit = std::chrono::milliseconds(2000)) {
+inline bool no_work_left(asio::io_context &ioc,
+                         std::chrono::milliseconds limit = std::chrono::milliseconds(2000)) {
     ioc.restart();
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -114,8 +118,8 @@ struct IoContextFixture {
     bool check_work = true;
 
     IoContextFixture() = default;
-    IoContextFixture(const IoContextFixture&) = delete;
-    IoContextFixture& operator=(const IoContextFixture&) = delete;
+    IoContextFixture(const IoContextFixture &) = delete;
+    IoContextFixture &operator=(const IoContextFixture &) = delete;
     /// Call last in a derived fixture's destructor, after its scheduler has stopped.
     void expect_no_work_left() {
         if (check_work)
@@ -130,25 +134,29 @@ struct IoContextFixture {
 // How Boost.Test prints asched's values in failure messages.
 namespace boost::test_tools::tt_detail {
 template <> struct print_log_value<asched::time_point> {
-    void operator()(std::ostream& os, const asched::time_point& t) { os << asched::format_time(t); }
+    void operator()(std::ostream &os, const asched::time_point &t) { os << asched::format_time(t); }
 };
 template <> struct print_log_value<asched::duration> {
-    void operator()(std::ostream& os, const asched::duration& d) { os << asched::format_duration(d); }
+    void operator()(std::ostream &os, const asched::duration &d) {
+        os << asched::format_duration(d);
+    }
 };
 template <> struct print_log_value<asched::TimeZone> {
-    void operator()(std::ostream& os, const asched::TimeZone& z) { os << z.name(); }
+    void operator()(std::ostream &os, const asched::TimeZone &z) { os << z.name(); }
 };
 template <> struct print_log_value<asched::JobOutcome> {
-    void operator()(std::ostream& os, asched::JobOutcome v) { os << asched::to_string(v); }
+    void operator()(std::ostream &os, asched::JobOutcome v) { os << asched::to_string(v); }
 };
 template <> struct print_log_value<asched::RunState> {
-    void operator()(std::ostream& os, asched::RunState v) { os << asched::to_string(v); }
+    void operator()(std::ostream &os, asched::RunState v) { os << asched::to_string(v); }
 };
 template <> struct print_log_value<asched::errc> {
-    void operator()(std::ostream& os, asched::errc v) { os << asched::make_error_code(v).message(); }
+    void operator()(std::ostream &os, asched::errc v) {
+        os << asched::make_error_code(v).message();
+    }
 };
 template <class T> struct print_log_value<std::optional<T>> {
-    void operator()(std::ostream& os, const std::optional<T>& v) {
+    void operator()(std::ostream &os, const std::optional<T> &v) {
         if (v)
             print_log_value<T>()(os, *v);
         else

@@ -12,7 +12,7 @@ namespace {
 std::string error_of(CronTriggerOptions o) {
     try {
         CronTrigger t(std::move(o));
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         return e.what();
     }
     return "";
@@ -24,7 +24,8 @@ BOOST_AUTO_TEST_SUITE(cron_trigger)
 
 BOOST_AUTO_TEST_CASE(defaults_below_the_last_given_field_are_minimums) {
     CronTrigger daily({.hour = "5", .start_time = test::t0});
-    BOOST_TEST(fires(daily, 2) == (std::vector<std::string>{"2025-01-01T05:00:00+00:00", "2025-01-02T05:00:00+00:00"}));
+    BOOST_TEST(fires(daily, 2) == (std::vector<std::string>{"2025-01-01T05:00:00+00:00",
+                                                            "2025-01-02T05:00:00+00:00"}));
     CronTrigger yearly({.start_time = test::t0 + 1s});
     BOOST_TEST(fires(yearly, 1) == std::vector<std::string>{"2026-01-01T00:00:00+00:00"});
 }
@@ -32,57 +33,73 @@ BOOST_AUTO_TEST_CASE(defaults_below_the_last_given_field_are_minimums) {
 BOOST_AUTO_TEST_CASE(names_ranges_steps_and_day_forms) {
     CronTrigger weekdays({.day_of_week = "mon-fri", .hour = "9", .start_time = test::t0});
     // 2025-01-01 is a Wednesday.
-    BOOST_TEST(fires(weekdays, 4) == (std::vector<std::string>{
-        "2025-01-01T09:00:00+00:00", "2025-01-02T09:00:00+00:00", "2025-01-03T09:00:00+00:00",
-        "2025-01-06T09:00:00+00:00"}));
+    BOOST_TEST(
+        fires(weekdays, 4) ==
+        (std::vector<std::string>{"2025-01-01T09:00:00+00:00", "2025-01-02T09:00:00+00:00",
+                                  "2025-01-03T09:00:00+00:00", "2025-01-06T09:00:00+00:00"}));
     CronTrigger odd({.day_of_week = "1-5/2", .hour = "9", .start_time = test::t0}); // mon, wed, fri
-    BOOST_TEST(fires(odd, 3) == (std::vector<std::string>{
-        "2025-01-01T09:00:00+00:00", "2025-01-03T09:00:00+00:00", "2025-01-06T09:00:00+00:00"}));
+    BOOST_TEST(fires(odd, 3) ==
+               (std::vector<std::string>{"2025-01-01T09:00:00+00:00", "2025-01-03T09:00:00+00:00",
+                                         "2025-01-06T09:00:00+00:00"}));
     CronTrigger last({.day = "last", .start_time = test::t0});
-    BOOST_TEST(fires(last, 2) == (std::vector<std::string>{"2025-01-31T00:00:00+00:00", "2025-02-28T00:00:00+00:00"}));
+    BOOST_TEST(fires(last, 2) == (std::vector<std::string>{"2025-01-31T00:00:00+00:00",
+                                                           "2025-02-28T00:00:00+00:00"}));
     CronTrigger second_friday({.day = "2nd fri", .start_time = test::t0});
     BOOST_TEST(fires(second_friday, 1) == std::vector<std::string>{"2025-01-10T00:00:00+00:00"});
     CronTrigger feb29({.month = "feb", .day = "29", .start_time = test::t0});
-    BOOST_TEST(fires(feb29, 2) == (std::vector<std::string>{"2028-02-29T00:00:00+00:00", "2032-02-29T00:00:00+00:00"}));
+    BOOST_TEST(fires(feb29, 2) == (std::vector<std::string>{"2028-02-29T00:00:00+00:00",
+                                                            "2032-02-29T00:00:00+00:00"}));
     CronTrigger never({.month = "2", .day = "30", .start_time = test::t0});
     BOOST_TEST(fires(never, 1).empty());
 }
 
 BOOST_AUTO_TEST_CASE(dst_gaps_are_skipped_and_repeated_hours_fire_twice) {
     const TimeZone berlin("Europe/Berlin");
-    CronTrigger at_0230({.hour = "2", .minute = "30", .start_time = test::at("2025-03-29T00:00:00Z"),
+    CronTrigger at_0230({.hour = "2",
+                         .minute = "30",
+                         .start_time = test::at("2025-03-29T00:00:00Z"),
                          .timezone = berlin});
-    BOOST_TEST(fires(at_0230, 2) == (std::vector<std::string>{"2025-03-29T02:30:00+01:00", "2025-03-31T02:30:00+02:00"}));
-    CronTrigger half_hourly({.minute = "*/30", .start_time = test::at("2025-10-25T23:30:00Z"),
-                             .timezone = berlin});
-    BOOST_TEST(fires(half_hourly, 6) == (std::vector<std::string>{
-        "2025-10-26T01:30:00+02:00", "2025-10-26T02:00:00+02:00", "2025-10-26T02:30:00+02:00",
-        "2025-10-26T02:00:00+01:00", "2025-10-26T02:30:00+01:00", "2025-10-26T03:00:00+01:00"}));
+    BOOST_TEST(fires(at_0230, 2) == (std::vector<std::string>{"2025-03-29T02:30:00+01:00",
+                                                              "2025-03-31T02:30:00+02:00"}));
+    CronTrigger half_hourly(
+        {.minute = "*/30", .start_time = test::at("2025-10-25T23:30:00Z"), .timezone = berlin});
+    BOOST_TEST(
+        fires(half_hourly, 6) ==
+        (std::vector<std::string>{"2025-10-26T01:30:00+02:00", "2025-10-26T02:00:00+02:00",
+                                  "2025-10-26T02:30:00+02:00", "2025-10-26T02:00:00+01:00",
+                                  "2025-10-26T02:30:00+01:00", "2025-10-26T03:00:00+01:00"}));
 }
 
 BOOST_AUTO_TEST_CASE(after_2037_the_zone_files_footer_rule_applies) {
-    CronTrigger noon({.hour = "12", .start_time = test::at("2040-07-01T00:00:00Z"), .timezone = TimeZone("Europe/Berlin")});
+    CronTrigger noon({.hour = "12",
+                      .start_time = test::at("2040-07-01T00:00:00Z"),
+                      .timezone = TimeZone("Europe/Berlin")});
     BOOST_TEST(fires(noon, 1) == std::vector<std::string>{"2040-07-01T12:00:00+02:00"});
-    BOOST_TEST(TimeZone("America/New_York").format(test::at("2050-01-01T12:00:00Z")) == "2050-01-01T07:00:00-05:00");
-    BOOST_TEST(TimeZone("America/New_York").format(test::at("2050-07-01T12:00:00Z")) == "2050-07-01T08:00:00-04:00");
+    BOOST_TEST(TimeZone("America/New_York").format(test::at("2050-01-01T12:00:00Z")) ==
+               "2050-01-01T07:00:00-05:00");
+    BOOST_TEST(TimeZone("America/New_York").format(test::at("2050-07-01T12:00:00Z")) ==
+               "2050-07-01T08:00:00-04:00");
 }
 
 BOOST_AUTO_TEST_CASE(errors_name_the_field_and_the_expression) {
     BOOST_TEST(error_of({.hour = "25"}) == "cron field 'hour': 25 is out of range 0-23 in \"25\"");
-    BOOST_TEST(error_of({.minute = "*/0"}) == "cron field 'minute': step must be positive, got 0 in \"*/0\"");
-    BOOST_TEST(error_of({.month = "fab"}) == "cron field 'month': invalid month name 'fab' in \"fab\"");
+    BOOST_TEST(error_of({.minute = "*/0"}) ==
+               "cron field 'minute': step must be positive, got 0 in \"*/0\"");
+    BOOST_TEST(error_of({.month = "fab"}) ==
+               "cron field 'month': invalid month name 'fab' in \"fab\"");
     BOOST_TEST(error_of({.day = "lastday"}).find("cron field 'day'") == 0u);
     BOOST_TEST(error_of({.day_of_week = "mon#2"}).find("cron field 'day_of_week'") == 0u);
-    BOOST_TEST(error_of({.hour = "5-3"}).find("range start 5 is after its end 3") != std::string::npos);
+    BOOST_TEST(error_of({.hour = "5-3"}).find("range start 5 is after its end 3") !=
+               std::string::npos);
     BOOST_TEST(error_of({.second = "*/60"}).find("step 60 is larger") != std::string::npos);
-    for (const char* junk : {"L", "?", "@daily", "1,,2", "1-", "*/", "5L", "1W", "1#2"})
+    for (const char *junk : {"L", "?", "@daily", "1,,2", "1-", "*/", "5L", "1W", "1#2"})
         BOOST_TEST(!error_of({.hour = junk}).empty(), junk);
     try {
         CronTrigger::from_crontab("*/5 25 * * *");
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
-        BOOST_TEST(std::string(e.what()) ==
-                   "crontab \"*/5 25 * * *\" at position 5: cron field 'hour': 25 is out of range 0-23 in \"25\"");
+    } catch (const Error &e) {
+        BOOST_TEST(std::string(e.what()) == "crontab \"*/5 25 * * *\" at position 5: cron field "
+                                            "'hour': 25 is out of range 0-23 in \"25\"");
     }
     BOOST_CHECK_THROW(CronTrigger::from_crontab("* * * *"), Error);
 }
@@ -93,7 +110,8 @@ BOOST_AUTO_TEST_CASE(crontab_lines_and_json_round_trips) {
     BOOST_TEST(back->to_json() == t.to_json());
     BOOST_TEST(fires(*back, 40) == fires(t, 40));
     BOOST_TEST(fires(t, 1) == std::vector<std::string>{"2025-01-01T09:00:00-05:00"});
-    BOOST_TEST(t.describe() == "cron[month='*', day='*', day_of_week='1-5', hour='9-17', minute='*/15', timezone='America/New_York']");
+    BOOST_TEST(t.describe() == "cron[month='*', day='*', day_of_week='1-5', hour='9-17', "
+                               "minute='*/15', timezone='America/New_York']");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

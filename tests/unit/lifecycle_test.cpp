@@ -64,7 +64,7 @@ BOOST_AUTO_TEST_CASE(the_table) {
         {P::releasing, E::released, P::stopped, A::finish},
         {P::releasing, E::crash, P::stopped, A::finish},
     };
-    for (const auto& r : rows) {
+    for (const auto &r : rows) {
         BOOST_TEST_CONTEXT(to_string(r.from) << " + " << to_string(r.event)) {
             auto t = next_transition(r.from, r.event);
             BOOST_TEST(t.has_value() == r.to.has_value());
@@ -76,7 +76,7 @@ BOOST_AUTO_TEST_CASE(the_table) {
     }
     // Every row of the table is listed above.
     std::size_t listed = 0;
-    for (const auto& r : rows)
+    for (const auto &r : rows)
         listed += r.to.has_value();
     BOOST_TEST(listed == lifecycle_table().size());
 }
@@ -84,15 +84,20 @@ BOOST_AUTO_TEST_CASE(the_table) {
 BOOST_AUTO_TEST_CASE(every_way_out_ends_stopped_after_releasing) {
     using E = LifeEvent;
     // stop while started, with and without the grace period running out
-    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::stop, E::idle, E::released}) == Phase::stopped));
-    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::stop, E::grace_over, E::idle, E::released}) == Phase::stopped));
+    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::stop, E::idle, E::released}) ==
+                Phase::stopped));
+    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::stop, E::grace_over, E::idle,
+                                     E::released}) == Phase::stopped));
     // stop (or the destructor) while starting
-    BOOST_TEST((run(Phase::stopped, {E::start, E::stop, E::ready, E::idle, E::released}) == Phase::stopped));
+    BOOST_TEST((run(Phase::stopped, {E::start, E::stop, E::ready, E::idle, E::released}) ==
+                Phase::stopped));
     // a crash while started, while draining, while cancelling
-    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::crash, E::idle, E::released}) == Phase::stopped));
-    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::stop, E::crash, E::idle, E::released}) == Phase::stopped));
+    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::crash, E::idle, E::released}) ==
+                Phase::stopped));
+    BOOST_TEST((run(Phase::stopped, {E::start, E::ready, E::stop, E::crash, E::idle,
+                                     E::released}) == Phase::stopped));
     // nothing reaches stopped without passing through releasing
-    for (const auto& t : lifecycle_table())
+    for (const auto &t : lifecycle_table())
         if (t.to == Phase::stopped)
             BOOST_TEST(to_string(t.from) == "releasing");
     // and a job can only be running in the phases that renew leases

@@ -7,7 +7,7 @@ using nlohmann::json;
 
 namespace {
 
-template <class T> T round_trip(const T& v) {
+template <class T> T round_trip(const T &v) {
     json j = v;
     // Through text, as a store would keep it.
     return json::parse(j.dump()).get<T>();
@@ -17,8 +17,11 @@ Schedule sample_schedule() {
     Schedule s;
     s.id = "nightly";
     s.task_id = "report";
-    s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{
-        .hours = 1.5, .start_time = test::t0, .end_time = test::t0 + 48h, .timezone = TimeZone("Europe/Berlin")});
+    s.trigger = std::make_shared<IntervalTrigger>(
+        IntervalTriggerOptions{.hours = 1.5,
+                               .start_time = test::t0,
+                               .end_time = test::t0 + 48h,
+                               .timezone = TimeZone("Europe/Berlin")});
     s.args = json::array({1, "two", json{{"three", 3}}});
     s.paused = true;
     s.coalesce = CoalescePolicy::all;
@@ -74,8 +77,9 @@ BOOST_AUTO_TEST_CASE(job_and_result) {
     j.lease_token = 7;
     BOOST_TEST((round_trip(j) == j));
 
-    JobResult r{j.id, "add", "s", JobOutcome::error, test::t0, test::t0 + 2s, test::t0 + 1h,
-                "std::runtime_error", "boom", json()};
+    JobResult r{j.id,     "add",         "s",           JobOutcome::error,
+                test::t0, test::t0 + 2s, test::t0 + 1h, "std::runtime_error",
+                "boom",   json()};
     BOOST_TEST((round_trip(r) == r));
     r.outcome = JobOutcome::success;
     r.exception_type.reset();
@@ -103,7 +107,7 @@ BOOST_AUTO_TEST_CASE(every_event_type) {
         StoreHealthChanged{test::t0, "node-1", true, "connection refused"},
     };
     BOOST_TEST(events.size() == std::variant_size_v<Event>);
-    for (const auto& e : events) {
+    for (const auto &e : events) {
         json j = e;
         BOOST_TEST(j["type"] == event_name(e));
         Event back = json::parse(j.dump()).get<Event>();
@@ -118,7 +122,7 @@ BOOST_AUTO_TEST_CASE(newer_versions_and_bad_fields_are_refused_by_name) {
     try {
         (void)j.get<Schedule>();
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::deserialization);
         BOOST_TEST(std::string(e.what()).find("version") != std::string::npos);
     }
@@ -127,7 +131,7 @@ BOOST_AUTO_TEST_CASE(newer_versions_and_bad_fields_are_refused_by_name) {
     try {
         (void)k.get<Schedule>();
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()).find("'coalesce'") != std::string::npos, e.what());
         BOOST_TEST(std::string(e.what()).find("sometimes") != std::string::npos, e.what());
     }
@@ -139,7 +143,7 @@ BOOST_AUTO_TEST_CASE(newer_versions_and_bad_fields_are_refused_by_name) {
     try {
         (void)missing.get<Schedule>();
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()) == "schedule: field 'task_id': missing");
     }
 }
@@ -158,9 +162,10 @@ BOOST_AUTO_TEST_CASE(enums_by_member_name) {
     try {
         enum_from_string<SchedulerRole>("boss");
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
-        BOOST_TEST(std::string(e.what()) ==
-                   "SchedulerRole: unknown value \"boss\" (expected one of scheduler, worker, both)");
+    } catch (const Error &e) {
+        BOOST_TEST(
+            std::string(e.what()) ==
+            "SchedulerRole: unknown value \"boss\" (expected one of scheduler, worker, both)");
     }
 }
 

@@ -10,14 +10,17 @@ Schedule every_second(CoalescePolicy coalesce) {
     Schedule s;
     s.id = "s";
     s.task_id = "t";
-    s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{.seconds = 1, .start_time = test::t0});
+    s.trigger = std::make_shared<IntervalTrigger>(
+        IntervalTriggerOptions{.seconds = 1, .start_time = test::t0});
     s.coalesce = coalesce;
     s.next_fire_time = test::t0;
     return s;
 }
 
 int counter = 0;
-std::string next_id() { return "job-" + std::to_string(++counter); }
+std::string next_id() {
+    return "job-" + std::to_string(++counter);
+}
 
 } // namespace
 
@@ -50,9 +53,10 @@ BOOST_AUTO_TEST_CASE(jobs_carry_the_schedule_settings) {
     s.args = {1, 2};
     s.metadata = {{"k", "v"}};
     s.job_result_expiration_time = 5min;
-    auto plan = plan_fires(s, test::t0, [] { return 0.0; }, next_id);
+    auto plan = plan_fires(
+        s, test::t0, [] { return 0.0; }, next_id);
     BOOST_REQUIRE(plan.jobs.size() == 1u);
-    const Job& j = plan.jobs[0];
+    const Job &j = plan.jobs[0];
     BOOST_TEST(j.args == s.args);
     BOOST_TEST(j.metadata == s.metadata);
     BOOST_TEST((j.schedule_id == std::optional<std::string>("s")));
@@ -65,7 +69,8 @@ BOOST_AUTO_TEST_CASE(misfire_deadline_is_fire_plus_jitter_plus_grace) {
     auto s = every_second(CoalescePolicy::latest);
     s.misfire_grace_time = 300ms;
     s.max_jitter = 200ms;
-    auto plan = plan_fires(s, test::t0, [] { return 0.5; }, next_id);
+    auto plan = plan_fires(
+        s, test::t0, [] { return 0.5; }, next_id);
     BOOST_REQUIRE(plan.jobs.size() == 1u);
     BOOST_TEST((plan.jobs[0].jitter == 100ms));
     BOOST_TEST((plan.jobs[0].start_deadline == test::t0 + 400ms));
@@ -77,30 +82,34 @@ BOOST_AUTO_TEST_CASE(misfire_deadline_is_fire_plus_jitter_plus_grace) {
 BOOST_AUTO_TEST_CASE(jitter_never_reaches_the_following_fire) {
     auto s = every_second(CoalescePolicy::all);
     s.max_jitter = 10s;
-    auto plan = plan_fires(s, test::t0 + 2s, [] { return 1.0; }, next_id);
+    auto plan = plan_fires(
+        s, test::t0 + 2s, [] { return 1.0; }, next_id);
     BOOST_REQUIRE(plan.jobs.size() == 3u);
-    for (const auto& j : plan.jobs)
+    for (const auto &j : plan.jobs)
         BOOST_TEST((j.jitter == 1s - 1us));
 }
 
 BOOST_AUTO_TEST_CASE(not_due_and_exhausted) {
     auto s = every_second(CoalescePolicy::latest);
     s.next_fire_time = test::t0 + 5s;
-    auto plan = plan_fires(s, test::t0, [] { return 0.0; }, next_id);
+    auto plan = plan_fires(
+        s, test::t0, [] { return 0.0; }, next_id);
     BOOST_TEST(plan.jobs.empty());
     BOOST_TEST((plan.next_fire_time == test::t0 + 5s));
 
     Schedule once = s;
     once.trigger = std::make_shared<DateTrigger>(test::t0);
     once.next_fire_time = test::t0;
-    auto done = plan_fires(once, test::t0 + 1h, [] { return 0.0; }, next_id);
+    auto done = plan_fires(
+        once, test::t0 + 1h, [] { return 0.0; }, next_id);
     BOOST_TEST(done.jobs.size() == 1u);
     BOOST_TEST(!done.next_fire_time);
 }
 
 BOOST_AUTO_TEST_CASE(resume_from_skips_to_the_first_fire_at_or_after) {
     Schedule s;
-    s.trigger = std::make_shared<IntervalTrigger>(IntervalTriggerOptions{.seconds = 10, .start_time = test::t0});
+    s.trigger = std::make_shared<IntervalTrigger>(
+        IntervalTriggerOptions{.seconds = 10, .start_time = test::t0});
     s.next_fire_time = test::t0;
     skip_fires_before(s, test::t0 + 25s);
     BOOST_TEST((s.next_fire_time == test::t0 + 30s));
@@ -113,25 +122,29 @@ BOOST_AUTO_TEST_CASE(plan_fires_carries_a_combining_triggers_state) {
     // or(every 10 s, every 15 s): 0, 10, 15, 20, 30, 40, 45 ...; the state says which child
     // is pending, so the plan must continue from it rather than from the fire time alone.
     auto every = [](int secs) {
-        return std::make_shared<IntervalTrigger>(IntervalTriggerOptions{.seconds = double(secs), .start_time = test::t0});
+        return std::make_shared<IntervalTrigger>(
+            IntervalTriggerOptions{.seconds = double(secs), .start_time = test::t0});
     };
     Schedule s = every_second(CoalescePolicy::all);
     s.trigger = std::make_shared<OrTrigger>(std::vector<TriggerPtr>{every(10), every(15)});
     s.next_fire_time = s.trigger->advance(std::nullopt, s.trigger_state);
     BOOST_TEST((s.next_fire_time == test::t0));
     int id = 0;
-    auto plan = plan_fires(s, test::t0 + 20s, [] { return 0.0; }, [&] { return std::to_string(++id); });
+    auto plan = plan_fires(
+        s, test::t0 + 20s, [] { return 0.0; }, [&] { return std::to_string(++id); });
     std::vector<time_point> fires;
-    for (const auto& j : plan.jobs)
+    for (const auto &j : plan.jobs)
         fires.push_back(*j.scheduled_fire_time);
-    BOOST_TEST((fires == std::vector<time_point>{test::t0, test::t0 + 10s, test::t0 + 15s, test::t0 + 20s}));
+    BOOST_TEST((fires ==
+                std::vector<time_point>{test::t0, test::t0 + 10s, test::t0 + 15s, test::t0 + 20s}));
     BOOST_TEST((plan.next_fire_time == test::t0 + 30s));
     s.next_fire_time = plan.next_fire_time;
     s.trigger_state = plan.trigger_state;
     // The state survives the schedule's JSON form, as a store keeps it.
     Schedule back = nlohmann::json(s).get<Schedule>();
     BOOST_TEST((back == s));
-    auto later = plan_fires(back, test::t0 + 45s, [] { return 0.0; }, [&] { return std::to_string(++id); });
+    auto later = plan_fires(
+        back, test::t0 + 45s, [] { return 0.0; }, [&] { return std::to_string(++id); });
     BOOST_TEST(later.jobs.size() == 3u); // 30, 40, 45
     BOOST_TEST((later.next_fire_time == test::t0 + 50s));
 }

@@ -6,25 +6,31 @@ using nlohmann::json;
 
 namespace {
 
-JobContext context() { return JobContext{"job-1", "t", std::nullopt, std::nullopt, json::object(), {}}; }
+JobContext context() {
+    return JobContext{"job-1", "t", std::nullopt, std::nullopt, json::object(), {}};
+}
 
 struct Point {
     int x = 0;
     int y = 0;
 };
-void to_json(json& j, const Point& p) { j = {{"x", p.x}, {"y", p.y}}; }
-void from_json(const json& j, Point& p) {
+void to_json(json &j, const Point &p) {
+    j = {{"x", p.x}, {"y", p.y}};
+}
+void from_json(const json &j, Point &p) {
     p.x = j.at("x").get<int>();
     p.y = j.at("y").get<int>();
 }
 
-int plain_function(int a) { return a + 1; }
+int plain_function(int a) {
+    return a + 1;
+}
 
-std::string error_of(const TaskFunction& f, const json& args) {
+std::string error_of(const TaskFunction &f, const json &args) {
     auto ctx = context();
     try {
         f.blocking(ctx, args);
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         return e.what();
     }
     return "";
@@ -41,7 +47,9 @@ BOOST_AUTO_TEST_CASE(blocking_callables_convert_arguments_and_results) {
     auto ctx = context();
     BOOST_TEST(add->blocking(ctx, {2, 3}) == 5);
 
-    auto point = make_task_function([](Point p, std::string s) { return Point{p.y, int(s.size())}; });
+    auto point = make_task_function([](Point p, std::string s) {
+        return Point{p.y, int(s.size())};
+    });
     BOOST_TEST(point->blocking(ctx, json::array({{{"x", 1}, {"y", 2}}, "abc"})) ==
                (json{{"x", 2}, {"y", 3}}));
 
@@ -53,7 +61,8 @@ BOOST_AUTO_TEST_CASE(blocking_callables_convert_arguments_and_results) {
 }
 
 BOOST_AUTO_TEST_CASE(job_context_is_passed_first) {
-    auto f = make_task_function([](JobContext& job, int n) { return job.job_id + ":" + std::to_string(n); });
+    auto f = make_task_function(
+        [](JobContext &job, int n) { return job.job_id + ":" + std::to_string(n); });
     BOOST_TEST(f->arity == 1u);
     auto ctx = context();
     BOOST_TEST(f->blocking(ctx, {7}) == "job-1:7");

@@ -33,7 +33,7 @@ BOOST_AUTO_TEST_CASE(unknown_zone_is_a_clear_error) {
     try {
         TimeZone z("Mars/Olympus");
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(e.code_value() == errc::invalid_argument);
         BOOST_TEST(std::string(e.what()).find("Mars/Olympus") != std::string::npos);
     }
@@ -53,18 +53,19 @@ BOOST_AUTO_TEST_CASE(bad_time_text_names_the_position) {
     try {
         parse_time("2025-01-01 00:00:00Z");
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()).find("position 11") != std::string::npos, e.what());
     }
     BOOST_CHECK_THROW(parse_time("2025-02-30T00:00:00Z"), Error);
-    BOOST_CHECK_THROW(parse_time("2025-01-01T00:00:00"), Error);                // no offset
-    BOOST_CHECK_THROW(parse_time("2025-10-26T02:30:00+03:00[Europe/Berlin]"), Error); // wrong offset
+    BOOST_CHECK_THROW(parse_time("2025-01-01T00:00:00"), Error); // no offset
+    BOOST_CHECK_THROW(parse_time("2025-10-26T02:30:00+03:00[Europe/Berlin]"),
+                      Error); // wrong offset
 }
 
 BOOST_AUTO_TEST_CASE(seconds_round_half_to_even) {
     BOOST_TEST(from_seconds(1.5).count() == 1'500'000);
-    BOOST_TEST(from_seconds(0.0000005).count() == 0);  // 0.5 us -> 0
-    BOOST_TEST(from_seconds(0.0000015).count() == 2);  // 1.5 us -> 2
+    BOOST_TEST(from_seconds(0.0000005).count() == 0); // 0.5 us -> 0
+    BOOST_TEST(from_seconds(0.0000015).count() == 2); // 1.5 us -> 2
     BOOST_TEST(to_seconds(duration(2'500'000)) == 2.5);
     BOOST_CHECK_THROW(from_seconds(std::numeric_limits<double>::infinity()), Error);
     BOOST_TEST(format_duration(90min) == "1h30m");

@@ -15,12 +15,13 @@ BOOST_AUTO_TEST_CASE(date_trigger_fires_once_in_its_zone) {
 }
 
 BOOST_AUTO_TEST_CASE(interval_counts_elapsed_time_across_dst) {
-    IntervalTrigger t({.hours = 1, .start_time = test::at("2025-03-30T00:30:00Z"),
+    IntervalTrigger t({.hours = 1,
+                       .start_time = test::at("2025-03-30T00:30:00Z"),
                        .timezone = TimeZone("Europe/Berlin")});
     // Hourly in elapsed time: no non-existent 02:30, no repeated instant.
-    BOOST_TEST(fires(t, 3) == (std::vector<std::string>{"2025-03-30T01:30:00+01:00",
-                                                         "2025-03-30T03:30:00+02:00",
-                                                         "2025-03-30T04:30:00+02:00"}));
+    BOOST_TEST(fires(t, 3) ==
+               (std::vector<std::string>{"2025-03-30T01:30:00+01:00", "2025-03-30T03:30:00+02:00",
+                                         "2025-03-30T04:30:00+02:00"}));
 }
 
 BOOST_AUTO_TEST_CASE(interval_end_time_is_inclusive) {
@@ -38,8 +39,13 @@ BOOST_AUTO_TEST_CASE(interval_next_after_an_arbitrary_instant) {
 }
 
 BOOST_AUTO_TEST_CASE(interval_parts_add_up_and_may_be_fractional) {
-    IntervalTrigger t({.weeks = 1, .days = 1, .hours = 1, .minutes = 1, .seconds = 1.5,
-                       .microseconds = 2, .start_time = test::t0});
+    IntervalTrigger t({.weeks = 1,
+                       .days = 1,
+                       .hours = 1,
+                       .minutes = 1,
+                       .seconds = 1.5,
+                       .microseconds = 2,
+                       .start_time = test::t0});
     BOOST_TEST(t.interval().count() == 694'861'500'002LL);
 }
 
@@ -47,14 +53,14 @@ BOOST_AUTO_TEST_CASE(interval_rejects_bad_input_by_field) {
     try {
         IntervalTrigger t({.seconds = 0});
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()).find("'interval'") != std::string::npos, e.what());
     }
     BOOST_CHECK_THROW(IntervalTrigger({.seconds = -5}), Error);
     try {
         IntervalTrigger t({.seconds = 1, .start_time = test::t0, .end_time = test::t0 - 1s});
         BOOST_FAIL("no error");
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         BOOST_TEST(std::string(e.what()).find("'end_time'") != std::string::npos, e.what());
     }
 }
@@ -76,7 +82,7 @@ BOOST_AUTO_TEST_CASE(json_round_trip_keeps_fire_times) {
         std::make_shared<IntervalTrigger>(IntervalTriggerOptions{
             .days = 1, .start_time = test::t0, .timezone = TimeZone("+05:45")}),
     };
-    for (const auto& t : triggers) {
+    for (const auto &t : triggers) {
         auto back = trigger_from_json(nlohmann::json::parse(t->to_json().dump()));
         BOOST_TEST(back->to_json() == t->to_json());
         BOOST_TEST(fires(*back, 20) == fires(*t, 20));

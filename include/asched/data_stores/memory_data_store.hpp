@@ -12,7 +12,7 @@ namespace asched {
 /// shared by several schedulers in one process. Thread safety: each method holds an internal
 /// mutex for a short, non-suspending critical section; events are published after it.
 class MemoryDataStore final : public DataStore {
-public:
+  public:
     MemoryDataStore();
     ~MemoryDataStore() override;
 
@@ -32,7 +32,8 @@ public:
                                             std::vector<ScheduleRelease> releases) override;
     asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override;
     asio::awaitable<void> add_jobs(std::vector<Job> jobs) override;
-    asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) override;
+    asio::awaitable<std::vector<Job>>
+    get_jobs(std::optional<std::vector<std::string>> ids) override;
     asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
                                                  std::size_t limit,
                                                  std::vector<std::string> task_ids) override;
@@ -49,7 +50,7 @@ public:
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
 
-private:
+  private:
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -47,7 +47,7 @@ struct PostgresDataStoreOptions {
 /// - When the server goes away, calls fail with Error(store_failure) at once or within
 ///   query_timeout; the next call connects again. The scheduler retries with backoff.
 class PostgresDataStore final : public DataStore {
-public:
+  public:
     /// The schema version this build writes.
     static constexpr int schema_version = 1;
 
@@ -70,7 +70,8 @@ public:
                                             std::vector<ScheduleRelease> releases) override;
     asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override;
     asio::awaitable<void> add_jobs(std::vector<Job> jobs) override;
-    asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) override;
+    asio::awaitable<std::vector<Job>>
+    get_jobs(std::optional<std::vector<std::string>> ids) override;
     asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
                                                  std::size_t limit,
                                                  std::vector<std::string> task_ids) override;
@@ -89,7 +90,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     std::shared_ptr<Impl> impl_;
 };
 

@@ -31,7 +31,7 @@ struct SqliteDataStoreOptions {
 /// forward on start(); start() throws Error(store_failure) for a file that is not an asched
 /// database or has a newer schema than this build knows.
 class SqliteDataStore final : public DataStore {
-public:
+  public:
     /// The schema version this build writes.
     static constexpr int schema_version = 1;
 
@@ -54,7 +54,8 @@ public:
                                             std::vector<ScheduleRelease> releases) override;
     asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override;
     asio::awaitable<void> add_jobs(std::vector<Job> jobs) override;
-    asio::awaitable<std::vector<Job>> get_jobs(std::optional<std::vector<std::string>> ids) override;
+    asio::awaitable<std::vector<Job>>
+    get_jobs(std::optional<std::vector<std::string>> ids) override;
     asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
                                                  std::size_t limit,
                                                  std::vector<std::string> task_ids) override;
@@ -73,7 +74,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     std::shared_ptr<Impl> impl_;
 };
 

@@ -7,7 +7,7 @@ namespace asched {
 
 /// The default broker: publish() is publish_local(). Nothing is serialised.
 class LocalEventBroker final : public EventBroker {
-public:
+  public:
     asio::awaitable<void> publish(Event event) override;
     asio::awaitable<void> publish_batch(std::vector<Event> events) override;
 };

@@ -33,7 +33,7 @@ struct PostgresEventBrokerOptions {
 /// also polls its store. NOTIFY does not pass PgBouncer in transaction mode: point the broker
 /// at the server itself.
 class PostgresEventBroker final : public EventBroker {
-public:
+  public:
     explicit PostgresEventBroker(PostgresEventBrokerOptions options);
     ~PostgresEventBroker() override;
 
@@ -48,7 +48,7 @@ public:
 
     struct State;
 
-private:
+  private:
     std::shared_ptr<State> state_;
 };
 

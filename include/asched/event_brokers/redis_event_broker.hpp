@@ -26,7 +26,7 @@ struct RedisEventBrokerOptions {
 /// polls its store, so a lost wake-up delays work but loses none. The sockets are Asio's;
 /// hiredis only formats commands and parses replies.
 class RedisEventBroker final : public EventBroker {
-public:
+  public:
     explicit RedisEventBroker(RedisEventBrokerOptions options = {});
     ~RedisEventBroker() override;
 
@@ -39,7 +39,7 @@ public:
 
     struct State;
 
-private:
+  private:
     std::shared_ptr<State> state_;
 };
 

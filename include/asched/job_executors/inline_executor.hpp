@@ -9,8 +9,8 @@ namespace asched {
 /// job's cancellation slot bound: a cancelled job sees terminal cancellation at its next
 /// suspension point. The scheduler's default "async" executor.
 class InlineExecutor final : public JobExecutor {
-public:
-    void check(const std::string& task_id, const TaskFunction& function) const override;
+  public:
+    void check(const std::string &task_id, const TaskFunction &function) const override;
     void execute(JobRun run, JobCompletion done) override;
 };
 

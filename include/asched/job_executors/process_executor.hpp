@@ -4,32 +4,31 @@
 #include <asched/job_executor.hpp>
 #include <asched/time.hpp>
 
-#include <sys/types.h>
-
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 
 namespace asched {
 
 /// The tasks a ProcessExecutor can run, by task id. Register the same callable with the
 /// scheduler under the same id (with TaskOptions::job_executor naming the executor).
 class ProcessTasks {
-public:
-    template <class F> ProcessTasks& add(std::string id, F f) {
+  public:
+    template <class F> ProcessTasks &add(std::string id, F f) {
         functions_[std::move(id)] = make_task_function(std::move(f));
         return *this;
     }
-    ProcessTasks& add_function(std::string id, std::shared_ptr<const TaskFunction> f) {
+    ProcessTasks &add_function(std::string id, std::shared_ptr<const TaskFunction> f) {
         functions_[std::move(id)] = std::move(f);
         return *this;
     }
-    const std::map<std::string, std::shared_ptr<const TaskFunction>>& functions() const noexcept {
+    const std::map<std::string, std::shared_ptr<const TaskFunction>> &functions() const noexcept {
         return functions_;
     }
 
-private:
+  private:
     std::map<std::string, std::shared_ptr<const TaskFunction>> functions_;
 };
 
@@ -57,14 +56,15 @@ struct ProcessExecutorOptions {
 /// kill_grace; the job ends cancelled. Thread safety: execute() may be called from any
 /// scheduler's strand; one executor may serve several schedulers.
 class ProcessExecutor final : public JobExecutor {
-public:
+  public:
     /// Forks the server. Call it at the top of main(), before any thread exists: throws
     /// Error(invalid_argument) naming the thread count otherwise (fork() without exec in a
     /// threaded program can deadlock the child).
-    static std::shared_ptr<ProcessExecutor> launch(ProcessTasks tasks, ProcessExecutorOptions options = {});
+    static std::shared_ptr<ProcessExecutor> launch(ProcessTasks tasks,
+                                                   ProcessExecutorOptions options = {});
     ~ProcessExecutor() override;
 
-    void check(const std::string& task_id, const TaskFunction& function) const override;
+    void check(const std::string &task_id, const TaskFunction &function) const override;
     void execute(JobRun run, JobCompletion done) override;
     /// The server's process id.
     pid_t server_pid() const noexcept;
@@ -72,7 +72,7 @@ public:
     struct Impl;
     explicit ProcessExecutor(std::shared_ptr<Impl> impl);
 
-private:
+  private:
     std::shared_ptr<Impl> impl_;
 };
 

@@ -13,14 +13,14 @@ namespace asched {
 /// default "threadpool" executor (AsyncSchedulerOptions::thread_pool_size threads).
 /// Destruction joins the threads: every job must have ended by then.
 class ThreadPoolExecutor final : public JobExecutor {
-public:
+  public:
     explicit ThreadPoolExecutor(std::size_t threads = 8);
     ~ThreadPoolExecutor() override;
 
-    void check(const std::string& task_id, const TaskFunction& function) const override;
+    void check(const std::string &task_id, const TaskFunction &function) const override;
     void execute(JobRun run, JobCompletion done) override;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -12,7 +12,7 @@ struct CalendarIntervalTriggerOptions {
     int months = 0;
     int weeks = 0;
     int days = 0;
-    int hour = 0;   ///< time of day, in `timezone`
+    int hour = 0; ///< time of day, in `timezone`
     int minute = 0;
     int second = 0;
     std::optional<std::chrono::year_month_day> start_date; ///< default: today when scheduled
@@ -25,7 +25,7 @@ struct CalendarIntervalTriggerOptions {
 /// A date whose time falls in a DST gap is skipped; a repeated time fires at its first
 /// occurrence.
 class CalendarIntervalTrigger final : public Trigger {
-public:
+  public:
     /// Throws Error(invalid_argument) naming the field: no positive step, a negative step, a
     /// time of day out of range, end_date before start_date.
     explicit CalendarIntervalTrigger(CalendarIntervalTriggerOptions options);
@@ -36,9 +36,9 @@ public:
     TimeZone timezone() const override { return options_.timezone; }
     std::shared_ptr<const Trigger> with_start(time_point now) const override;
 
-    static std::shared_ptr<const CalendarIntervalTrigger> from_json(const nlohmann::json& j);
+    static std::shared_ptr<const CalendarIntervalTrigger> from_json(const nlohmann::json &j);
 
-private:
+  private:
     std::chrono::year_month_day advance(std::chrono::year_month_day d) const;
     CalendarIntervalTriggerOptions options_;
 };

@@ -31,7 +31,7 @@ struct CronTriggerOptions {
 /// day_of_week must both match). A wall time that does not exist (a DST gap) is skipped; a
 /// repeated one fires at both occurrences. Resolution: whole seconds.
 class CronTrigger final : public Trigger {
-public:
+  public:
     /// Throws Error(invalid_argument) naming the field and the expression, e.g.
     /// `cron field 'hour': 25 is out of range 0-23 in "25"`.
     explicit CronTrigger(CronTriggerOptions options);
@@ -50,11 +50,11 @@ public:
     TimeZone timezone() const override { return options_.timezone; }
     std::shared_ptr<const Trigger> with_start(time_point now) const override;
 
-    static std::shared_ptr<const CronTrigger> from_json(const nlohmann::json& j);
+    static std::shared_ptr<const CronTrigger> from_json(const nlohmann::json &j);
 
     struct Fields;
 
-private:
+  private:
     CronTriggerOptions options_;
     std::shared_ptr<const Fields> fields_;
 };

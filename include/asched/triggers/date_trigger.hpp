@@ -7,7 +7,7 @@ namespace asched {
 
 /// Fires once, at `run_time`.
 class DateTrigger final : public Trigger {
-public:
+  public:
     explicit DateTrigger(time_point run_time, TimeZone zone = TimeZone::utc());
     /// From ISO 8601 text with an offset and optional [zone]; throws Error(invalid_argument).
     explicit DateTrigger(std::string_view run_time);
@@ -19,9 +19,9 @@ public:
     std::string describe() const override;
     TimeZone timezone() const override { return zone_; }
 
-    static std::shared_ptr<const DateTrigger> from_json(const nlohmann::json& j);
+    static std::shared_ptr<const DateTrigger> from_json(const nlohmann::json &j);
 
-private:
+  private:
     time_point run_time_;
     TimeZone zone_;
 };

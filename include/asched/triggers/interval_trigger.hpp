@@ -22,7 +22,7 @@ struct IntervalTriggerOptions {
 /// elapsed time, so it never yields a non-existent wall time (use CalendarIntervalTrigger for
 /// "the same wall time every day").
 class IntervalTrigger final : public Trigger {
-public:
+  public:
     /// Throws Error(invalid_argument) naming the field: a total interval that is not
     /// positive, or end_time before start_time.
     explicit IntervalTrigger(IntervalTriggerOptions options);
@@ -37,9 +37,9 @@ public:
     TimeZone timezone() const override { return zone_; }
     std::shared_ptr<const Trigger> with_start(time_point now) const override;
 
-    static std::shared_ptr<const IntervalTrigger> from_json(const nlohmann::json& j);
+    static std::shared_ptr<const IntervalTrigger> from_json(const nlohmann::json &j);
 
-private:
+  private:
     IntervalTrigger(duration interval, std::optional<time_point> start,
                     std::optional<time_point> end, TimeZone zone);
 

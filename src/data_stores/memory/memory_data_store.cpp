@@ -33,10 +33,10 @@ struct MemoryDataStore::State {
         std::uint64_t seq;
     };
     std::unordered_map<std::string, JobEntry> jobs;
-    std::map<std::uint64_t, std::string> job_order;                // creation order
-    std::unordered_map<std::string, std::set<QueueKey>> queued;    // per task: unleased jobs
-    std::set<TimeKey> job_leases;                                  // (acquired_until, id)
-    std::set<std::pair<std::string, time_point>> fire_keys;        // (schedule, fire time)
+    std::map<std::uint64_t, std::string> job_order;             // creation order
+    std::unordered_map<std::string, std::set<QueueKey>> queued; // per task: unleased jobs
+    std::set<TimeKey> job_leases;                               // (acquired_until, id)
+    std::set<std::pair<std::string, time_point>> fire_keys;     // (schedule, fire time)
     std::unordered_map<std::string, std::size_t> jobs_per_schedule;
 
     std::unordered_map<std::string, JobResult> results;
@@ -46,7 +46,7 @@ struct MemoryDataStore::State {
 
     time_point now() const { return context.clock->now(); }
 
-    void index_schedule(const Schedule& s) {
+    void index_schedule(const Schedule &s) {
         if (s.acquired_until) {
             schedule_leases.emplace(*s.acquired_until, s.id);
         } else if (!s.paused && s.next_fire_time) {
@@ -54,14 +54,14 @@ struct MemoryDataStore::State {
         }
     }
 
-    void unindex_schedule(const Schedule& s) {
+    void unindex_schedule(const Schedule &s) {
         if (s.next_fire_time)
             due.erase({*s.next_fire_time, s.id});
         if (s.acquired_until)
             schedule_leases.erase({*s.acquired_until, s.id});
     }
 
-    const Task& require_task(const std::string& id) const {
+    const Task &require_task(const std::string &id) const {
         auto it = tasks.find(id);
         if (it == tasks.end())
             throw Error(errc::task_lookup, fmt::format("task '{}' not found", id));
@@ -89,7 +89,7 @@ struct MemoryDataStore::State {
     }
 
     void erase_job(std::unordered_map<std::string, JobEntry>::iterator it) {
-        const Job& job = it->second.job;
+        const Job &job = it->second.job;
         if (job.acquired_until)
             job_leases.erase({*job.acquired_until, job.id});
         else if (auto q = queued.find(job.task_id); q != queued.end())
@@ -106,8 +106,8 @@ struct MemoryDataStore::State {
     }
 
     void finish_job(std::unordered_map<std::string, JobEntry>::iterator it, JobResult result,
-                    const std::string& scheduler_id) {
-        const Job& job = it->second.job;
+                    const std::string &scheduler_id) {
+        const Job &job = it->second.job;
         if (job.acquired_by)
             if (auto t = tasks.find(job.task_id); t != tasks.end() && t->second.running_jobs > 0)
                 --t->second.running_jobs;
@@ -121,15 +121,15 @@ struct MemoryDataStore::State {
         erase_job(it);
     }
 
-
     void abandon_expired_job_leases(time_point at) {
         while (!job_leases.empty() && job_leases.begin()->first <= at) {
             auto it = jobs.find(job_leases.begin()->second);
             const std::string holder = it->second.job.acquired_by.value_or("");
-            finish_job(it,
-                       detail::store_result(it->second.job, JobOutcome::abandoned, at,
-                                   fmt::format("the lease of worker '{}' expired", holder)),
-                       holder);
+            finish_job(
+                it,
+                detail::store_result(it->second.job, JobOutcome::abandoned, at,
+                                     fmt::format("the lease of worker '{}' expired", holder)),
+                holder);
         }
     }
 
@@ -150,13 +150,15 @@ asio::awaitable<void> MemoryDataStore::start(StoreContext context) {
     co_return;
 }
 
-asio::awaitable<void> MemoryDataStore::stop() { co_return; }
+asio::awaitable<void> MemoryDataStore::stop() {
+    co_return;
+}
 
 asio::awaitable<void> MemoryDataStore::add_task(Task task) {
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         if (auto it = s.tasks.find(task.id); it != s.tasks.end()) {
             task.running_jobs = it->second.running_jobs;
             it->second = std::move(task);
@@ -176,7 +178,7 @@ asio::awaitable<void> MemoryDataStore::remove_task(std::string task_id) {
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         s.require_task(task_id);
         s.tasks.erase(task_id);
         s.events.push_back(TaskRemoved{s.now(), task_id});
@@ -193,7 +195,7 @@ asio::awaitable<Task> MemoryDataStore::get_task(std::string task_id) {
 asio::awaitable<std::vector<Task>> MemoryDataStore::get_tasks() {
     std::lock_guard lock(state_->mutex);
     std::vector<Task> out;
-    for (auto& [id, t] : state_->tasks)
+    for (auto &[id, t] : state_->tasks)
         out.push_back(t);
     co_return out;
 }
@@ -203,15 +205,15 @@ MemoryDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
     std::lock_guard lock(state_->mutex);
     std::vector<Schedule> out;
     if (ids) {
-        for (auto& id : *ids)
+        for (auto &id : *ids)
             if (auto it = state_->schedules.find(id); it != state_->schedules.end())
                 out.push_back(it->second);
     } else {
-        for (auto& [id, s] : state_->schedules)
+        for (auto &[id, s] : state_->schedules)
             out.push_back(s);
     }
-    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
-    out.erase(std::unique(out.begin(), out.end(), [](auto& a, auto& b) { return a.id == b.id; }),
+    std::sort(out.begin(), out.end(), [](auto &a, auto &b) { return a.id < b.id; });
+    out.erase(std::unique(out.begin(), out.end(), [](auto &a, auto &b) { return a.id == b.id; }),
               out.end());
     co_return out;
 }
@@ -220,7 +222,7 @@ asio::awaitable<bool> MemoryDataStore::add_schedule(Schedule schedule, ConflictP
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         s.require_task(schedule.task_id);
         schedule.acquired_by.reset();
         schedule.acquired_until.reset();
@@ -255,9 +257,9 @@ asio::awaitable<void> MemoryDataStore::remove_schedules(std::vector<std::string>
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         const auto now = s.now();
-        for (auto& id : ids) {
+        for (auto &id : ids) {
             auto it = s.schedules.find(id);
             if (it == s.schedules.end())
                 continue;
@@ -273,11 +275,11 @@ asio::awaitable<void> MemoryDataStore::remove_schedules(std::vector<std::string>
 asio::awaitable<std::vector<Schedule>>
 MemoryDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     const auto now = s.now();
     // Expired leases make their schedules available again.
     while (!s.schedule_leases.empty() && s.schedule_leases.begin()->first <= now) {
-        auto& sched = s.schedules.at(s.schedule_leases.begin()->second);
+        auto &sched = s.schedules.at(s.schedule_leases.begin()->second);
         s.schedule_leases.erase(s.schedule_leases.begin());
         sched.acquired_by.reset();
         sched.acquired_until.reset();
@@ -285,7 +287,7 @@ MemoryDataStore::acquire_schedules(std::string scheduler_id, duration lease, std
     }
     std::vector<Schedule> out;
     while (out.size() < limit && !s.due.empty() && s.due.begin()->first <= now) {
-        auto& sched = s.schedules.at(s.due.begin()->second);
+        auto &sched = s.schedules.at(s.due.begin()->second);
         s.due.erase(s.due.begin());
         sched.acquired_by = scheduler_id;
         sched.acquired_until = now + lease;
@@ -301,13 +303,13 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         const auto now = s.now();
-        for (auto& r : releases) {
+        for (auto &r : releases) {
             auto it = s.schedules.find(r.schedule_id);
             if (it == s.schedules.end())
                 continue; // removed while it was processed: its fires go with it
-            Schedule& sched = it->second;
+            Schedule &sched = it->second;
             if (sched.acquired_by != scheduler_id || sched.lease_token != r.lease_token) {
                 s.context.logger.log(
                     LogLevel::info,
@@ -316,13 +318,13 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
                                 r.schedule_id, scheduler_id));
                 continue;
             }
-            for (auto& job : r.jobs) {
+            for (auto &job : r.jobs) {
                 try {
                     s.insert_job(std::move(job), now);
-                } catch (const Error& e) {
-                    s.context.logger.log(LogLevel::error,
-                                         fmt::format("schedule '{}': job not created: {}",
-                                                     r.schedule_id, e.what()));
+                } catch (const Error &e) {
+                    s.context.logger.log(
+                        LogLevel::error,
+                        fmt::format("schedule '{}': job not created: {}", r.schedule_id, e.what()));
                 }
             }
             s.unindex_schedule(sched);
@@ -342,7 +344,7 @@ asio::awaitable<void> MemoryDataStore::release_schedules(std::string scheduler_i
 
 asio::awaitable<std::optional<time_point>> MemoryDataStore::get_next_schedule_run_time() {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     std::optional<time_point> t;
     if (!s.due.empty())
         t = s.due.begin()->first;
@@ -355,11 +357,11 @@ asio::awaitable<void> MemoryDataStore::add_jobs(std::vector<Job> jobs) {
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         // Check every job first: all are added or none.
         std::set<std::string> ids;
         std::set<std::pair<std::string, time_point>> keys;
-        for (const auto& job : jobs) {
+        for (const auto &job : jobs) {
             s.require_task(job.task_id);
             if (s.jobs.contains(job.id) || !ids.insert(job.id).second)
                 throw Error(errc::conflicting_id, fmt::format("job '{}' already exists", job.id));
@@ -367,12 +369,12 @@ asio::awaitable<void> MemoryDataStore::add_jobs(std::vector<Job> jobs) {
                 const std::pair key{*job.schedule_id, *job.scheduled_fire_time};
                 if (s.fire_keys.contains(key) || !keys.insert(key).second)
                     throw Error(errc::conflicting_id,
-                                fmt::format("job '{}': schedule '{}' has a job for {} already", job.id,
-                                            key.first, format_time(key.second)));
+                                fmt::format("job '{}': schedule '{}' has a job for {} already",
+                                            job.id, key.first, format_time(key.second)));
             }
         }
         const auto now = s.now();
-        for (auto& job : jobs) {
+        for (auto &job : jobs) {
             job.acquired_by.reset();
             job.acquired_until.reset();
             s.insert_job(std::move(job), now);
@@ -382,21 +384,22 @@ asio::awaitable<void> MemoryDataStore::add_jobs(std::vector<Job> jobs) {
     co_await detail::publish_all(state_->context.broker, std::move(events));
 }
 
-asio::awaitable<std::vector<Job>> MemoryDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
+asio::awaitable<std::vector<Job>>
+MemoryDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     std::vector<Job> out;
     if (ids) {
-        std::vector<std::pair<std::uint64_t, const Job*>> found;
-        for (auto& id : *ids)
+        std::vector<std::pair<std::uint64_t, const Job *>> found;
+        for (auto &id : *ids)
             if (auto it = s.jobs.find(id); it != s.jobs.end())
                 found.emplace_back(it->second.seq, &it->second.job);
         std::sort(found.begin(), found.end());
         found.erase(std::unique(found.begin(), found.end()), found.end());
-        for (auto& [seq, job] : found)
+        for (auto &[seq, job] : found)
             out.push_back(*job);
     } else {
-        for (auto& [seq, id] : s.job_order)
+        for (auto &[seq, id] : s.job_order)
             out.push_back(s.jobs.at(id).job);
     }
     co_return out;
@@ -409,7 +412,7 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         const auto now = s.now();
         s.abandon_expired_job_leases(now);
 
@@ -417,11 +420,11 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
         using Head = std::pair<QueueKey, std::string>; // (queue key, task id)
         std::priority_queue<Head, std::vector<Head>, std::greater<>> heads;
         std::unordered_map<std::string, std::size_t> slots;
-        auto push_head = [&](const std::string& task_id) {
+        auto push_head = [&](const std::string &task_id) {
             auto q = s.queued.find(task_id);
             if (q == s.queued.end() || q->second.empty())
                 return;
-            const QueueKey& head = *q->second.begin();
+            const QueueKey &head = *q->second.begin();
             if (std::get<0>(head) > now) {
                 if (!out.next_ready_time || std::get<0>(head) < *out.next_ready_time)
                     out.next_ready_time = std::get<0>(head);
@@ -431,15 +434,15 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
         };
         std::sort(task_ids.begin(), task_ids.end());
         task_ids.erase(std::unique(task_ids.begin(), task_ids.end()), task_ids.end());
-        for (auto& id : task_ids) {
+        for (auto &id : task_ids) {
             auto t = s.tasks.find(id);
             if (t == s.tasks.end())
                 continue;
-            const Task& task = t->second;
+            const Task &task = t->second;
             const std::size_t free =
-                task.max_running_jobs
-                    ? static_cast<std::size_t>(std::max(0, *task.max_running_jobs - task.running_jobs))
-                    : std::numeric_limits<std::size_t>::max();
+                task.max_running_jobs ? static_cast<std::size_t>(
+                                            std::max(0, *task.max_running_jobs - task.running_jobs))
+                                      : std::numeric_limits<std::size_t>::max();
             if (free == 0)
                 continue;
             slots[id] = free;
@@ -450,12 +453,12 @@ asio::awaitable<JobAcquisition> MemoryDataStore::acquire_jobs(std::string schedu
             heads.pop();
             auto it = s.jobs.find(std::get<2>(key));
             s.queued[task_id].erase(key);
-            Job& job = it->second.job;
+            Job &job = it->second.job;
             if (missed_deadline(job, now)) {
                 s.finish_job(it,
                              detail::store_result(job, JobOutcome::missed_start_deadline, now,
-                                           fmt::format("start deadline {} passed",
-                                                       format_time(*job.start_deadline))),
+                                                  fmt::format("start deadline {} passed",
+                                                              format_time(*job.start_deadline))),
                              scheduler_id);
                 push_head(task_id);
                 continue;
@@ -483,8 +486,8 @@ asio::awaitable<std::vector<bool>> MemoryDataStore::release_jobs(std::string sch
     std::vector<bool> applied;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
-        for (auto& [job, result] : releases) {
+        auto &s = *state_;
+        for (auto &[job, result] : releases) {
             auto it = s.jobs.find(job.id);
             if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id ||
                 it->second.job.lease_token != job.lease_token) {
@@ -506,7 +509,7 @@ asio::awaitable<std::vector<bool>> MemoryDataStore::release_jobs(std::string sch
 
 asio::awaitable<std::optional<JobResult>> MemoryDataStore::get_job_result(std::string job_id) {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     auto it = s.results.find(job_id);
     if (it == s.results.end() || it->second.expires_at <= s.now())
         co_return std::nullopt;
@@ -515,7 +518,7 @@ asio::awaitable<std::optional<JobResult>> MemoryDataStore::get_job_result(std::s
 
 asio::awaitable<JobStatus> MemoryDataStore::get_job_status(std::string job_id) {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     JobStatus out;
     if (auto it = s.results.find(job_id); it != s.results.end() && it->second.expires_at > s.now())
         out.result = it->second;
@@ -528,13 +531,14 @@ asio::awaitable<void> MemoryDataStore::extend_acquired_schedule_leases(std::stri
                                                                        std::vector<std::string> ids,
                                                                        duration lease) {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     const auto now = s.now();
     const auto until = now + lease;
-    for (auto& id : ids) {
+    for (auto &id : ids) {
         auto it = s.schedules.find(id);
         // An expired lease is not renewed: another scheduler may take the schedule over.
-        if (it == s.schedules.end() || it->second.acquired_by != scheduler_id || *it->second.acquired_until <= now)
+        if (it == s.schedules.end() || it->second.acquired_by != scheduler_id ||
+            *it->second.acquired_until <= now)
             continue;
         s.unindex_schedule(it->second);
         it->second.acquired_until = until;
@@ -547,15 +551,16 @@ asio::awaitable<void> MemoryDataStore::extend_acquired_job_leases(std::string sc
                                                                   std::vector<std::string> ids,
                                                                   duration lease) {
     std::lock_guard lock(state_->mutex);
-    auto& s = *state_;
+    auto &s = *state_;
     const auto now = s.now();
     const auto until = now + lease;
-    for (auto& id : ids) {
+    for (auto &id : ids) {
         auto it = s.jobs.find(id);
         // An expired lease is not renewed: the job is abandoned at the next acquisition.
-        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id || *it->second.job.acquired_until <= now)
+        if (it == s.jobs.end() || it->second.job.acquired_by != scheduler_id ||
+            *it->second.job.acquired_until <= now)
             continue;
-        Job& job = it->second.job;
+        Job &job = it->second.job;
         s.job_leases.erase({*job.acquired_until, id});
         job.acquired_until = until;
         s.job_leases.emplace(until, id);
@@ -567,18 +572,18 @@ asio::awaitable<void> MemoryDataStore::reap_abandoned_jobs(std::string scheduler
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         const auto now = s.now();
         std::vector<std::string> mine;
-        for (auto& [until, id] : s.job_leases)
+        for (auto &[until, id] : s.job_leases)
             if (s.jobs.at(id).job.acquired_by == scheduler_id)
                 mine.push_back(id);
-        for (auto& id : mine) {
+        for (auto &id : mine) {
             auto it = s.jobs.find(id);
             s.finish_job(it,
-                         detail::store_result(it->second.job, JobOutcome::abandoned, now,
-                                       fmt::format("worker '{}' restarted while the job ran",
-                                                   scheduler_id)),
+                         detail::store_result(
+                             it->second.job, JobOutcome::abandoned, now,
+                             fmt::format("worker '{}' restarted while the job ran", scheduler_id)),
                          scheduler_id);
         }
         events = s.take_events();
@@ -590,7 +595,7 @@ asio::awaitable<void> MemoryDataStore::cleanup() {
     std::vector<Event> events;
     {
         std::lock_guard lock(state_->mutex);
-        auto& s = *state_;
+        auto &s = *state_;
         const auto now = s.now();
         while (!s.result_expiry.empty() && s.result_expiry.begin()->first <= now) {
             s.results.erase(s.result_expiry.begin()->second);
@@ -598,10 +603,10 @@ asio::awaitable<void> MemoryDataStore::cleanup() {
         }
         s.abandon_expired_job_leases(now);
         std::vector<std::string> finished;
-        for (auto& [id, sched] : s.schedules)
+        for (auto &[id, sched] : s.schedules)
             if (!sched.next_fire_time && !sched.acquired_by && !s.jobs_per_schedule.contains(id))
                 finished.push_back(id);
-        for (auto& id : finished) {
+        for (auto &id : finished) {
             auto it = s.schedules.find(id);
             s.events.push_back(ScheduleRemoved{now, id, it->second.task_id, true});
             s.unindex_schedule(it->second);

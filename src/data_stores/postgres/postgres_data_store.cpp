@@ -1,7 +1,6 @@
 // PostgresDataStore: every operation is one READ COMMITTED transaction on a pooled,
 // non-blocking connection; rows are leased with FOR UPDATE SKIP LOCKED.
 #include "../../pq/pg.hpp"
-
 #include "../row_codec.hpp"
 #include "../store_util.hpp"
 
@@ -25,7 +24,7 @@ namespace {
 
 // Migration k (1-based) brings the schema from version k-1 to k. Never edit one that shipped.
 // "{S}" is the schema. Times are microseconds since the Unix epoch (bigint), as in SQLite.
-constexpr const char* migrations[] = {
+constexpr const char *migrations[] = {
     // 1: the first schema.
     R"sql(
 CREATE SEQUENCE {S}.lease_tokens;
@@ -93,7 +92,8 @@ constexpr int known_version = int(std::size(migrations));
 static_assert(known_version == PostgresDataStore::schema_version);
 
 #define ASCHED_SCHEDULE_COLUMNS                                                                    \
-    "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, acquired_until, " \
+    "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, "               \
+    "acquired_until, "                                                                             \
     "lease_token"
 // job_row() reads these; queries append seq (13) and earliest_start (14) where they need them.
 #define ASCHED_JOB_COLUMNS                                                                         \
@@ -108,7 +108,7 @@ static_assert(known_version == PostgresDataStore::schema_version);
 
 // One row of a Result, read like a SQLite statement (what row_codec.hpp expects).
 struct Row {
-    const pg::Result& r;
+    const pg::Result &r;
     int row;
     bool is_null(int c) const { return r.is_null(row, c); }
     std::int64_t int64(int c) const { return r.int64(row, c); }
@@ -119,12 +119,14 @@ struct Row {
     std::optional<time_point> opt_time(int c) const { return r.opt_time(row, c); }
 };
 
-json opt_json(const std::optional<time_point>& t) {
+json opt_json(const std::optional<time_point> &t) {
     return t ? json(t->time_since_epoch().count()) : json(nullptr);
 }
-json opt_json(const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); }
+json opt_json(const std::optional<std::string> &s) {
+    return s ? json(*s) : json(nullptr);
+}
 
-json job_record(const Job& job) {
+json job_record(const Job &job) {
     return json{{"id", job.id},
                 {"task_id", job.task_id},
                 {"schedule_id", opt_json(job.schedule_id)},
@@ -144,16 +146,16 @@ struct Unit {};
 
 struct PostgresDataStore::Impl {
     PostgresDataStoreOptions options;
-    std::string schema;        // quoted identifier
-    std::string where;         // host:port/db, for messages
+    std::string schema; // quoted identifier
+    std::string where;  // host:port/db, for messages
     std::shared_ptr<pg::Pool> pool;
     StoreContext context;
 
     std::mutex sql_mutex;
-    std::unordered_map<const char*, std::string> sql_cache;
+    std::unordered_map<const char *, std::string> sql_cache;
 
     // `text` with {S} replaced by the schema; cached per literal.
-    const std::string& sql(const char* text) {
+    const std::string &sql(const char *text) {
         std::lock_guard lock(sql_mutex);
         auto [it, fresh] = sql_cache.try_emplace(text);
         if (fresh) {
@@ -165,11 +167,14 @@ struct PostgresDataStore::Impl {
         return it->second;
     }
 
-    void log(LogLevel level, std::string message) const { context.logger.log(level, std::move(message)); }
+    void log(LogLevel level, std::string message) const {
+        context.logger.log(level, std::move(message));
+    }
 
-    pg::Pool& connections() {
+    pg::Pool &connections() {
         if (!pool)
-            throw Error(errc::store_failure, fmt::format("postgres store {} is not started", where));
+            throw Error(errc::store_failure,
+                        fmt::format("postgres store {} is not started", where));
         return *pool;
     }
 };
@@ -181,45 +186,50 @@ using Impl = PostgresDataStore::Impl;
 // What one operation works with: its connection, the transaction's now, and what it collects
 // to apply before commit and publish after it.
 struct Session {
-    Impl& store;
-    pg::Connection& conn;
+    Impl &store;
+    pg::Connection &conn;
     time_point now{};
     std::vector<Event> events;
     std::map<std::string, int> running_delta; // tasks.running_jobs changes, applied once per task
     json results = json::array();             // results to store, in one statement
 
-    asio::awaitable<pg::Result> q(const char* sql, pg::Params params) {
+    asio::awaitable<pg::Result> q(const char *sql, pg::Params params) {
         return conn.query(store.sql(sql), std::move(params), store.options.query_timeout);
     }
 
     void log(LogLevel level, std::string message) { store.log(level, std::move(message)); }
 
     asio::awaitable<void> quarantine(std::vector<detail::BadRow> bad, bool row_still_there) {
-        for (auto& b : bad) {
-            auto call1 = q("INSERT INTO {S}.quarantine (kind, id, data, error, quarantined_at) VALUES ($1, $2, $3, $4, $5) "
-                       "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, error = excluded.error, "
-                       "quarantined_at = excluded.quarantined_at",
-                       {param(std::string(b.kind)), param(b.id), param(b.data), param(b.error), param(now)});
+        for (auto &b : bad) {
+            auto call1 = q("INSERT INTO {S}.quarantine (kind, id, data, error, quarantined_at) "
+                           "VALUES ($1, $2, $3, $4, $5) "
+                           "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, error = "
+                           "excluded.error, "
+                           "quarantined_at = excluded.quarantined_at",
+                           {param(std::string(b.kind)), param(b.id), param(b.data), param(b.error),
+                            param(now)});
             co_await std::move(call1);
             if (row_still_there) {
                 const std::string_view k = b.kind;
                 auto call2 = q(k == "task"       ? "DELETE FROM {S}.tasks WHERE id = $1"
-                           : k == "schedule" ? "DELETE FROM {S}.schedules WHERE id = $1"
-                           : k == "job"      ? "DELETE FROM {S}.jobs WHERE id = $1"
-                                             : "DELETE FROM {S}.results WHERE job_id = $1",
-                           {param(b.id)});
+                               : k == "schedule" ? "DELETE FROM {S}.schedules WHERE id = $1"
+                               : k == "job"      ? "DELETE FROM {S}.jobs WHERE id = $1"
+                                                 : "DELETE FROM {S}.results WHERE job_id = $1",
+                               {param(b.id)});
                 co_await std::move(call2);
             }
-            log(LogLevel::error, fmt::format("postgres store: {} '{}' cannot be decoded and was moved to the "
-                                             "quarantine table: {}",
-                                             b.kind, b.id, b.error));
+            log(LogLevel::error,
+                fmt::format("postgres store: {} '{}' cannot be decoded and was moved to the "
+                            "quarantine table: {}",
+                            b.kind, b.id, b.error));
             events.push_back(RecordQuarantined{now, b.kind, b.id, b.error});
         }
     }
 
     // Frees the task slot (if the job held one), queues the result (if it outlives its finish)
     // and the JobReleased event. The job row is the caller's to delete.
-    void finish(const Job& job, const JobResult& result, const std::string& scheduler_id, bool held_slot) {
+    void finish(const Job &job, const JobResult &result, const std::string &scheduler_id,
+                bool held_slot) {
         if (held_slot)
             --running_delta[job.task_id];
         events.push_back(detail::released_event(job, result, scheduler_id));
@@ -241,9 +251,10 @@ struct Session {
                 continue;
             const std::string holder = job->acquired_by.value_or("");
             finish(*job,
-                   detail::store_result(*job, JobOutcome::abandoned, now,
-                                        why_prefix.empty() ? fmt::format("the lease of worker '{}' expired", holder)
-                                                           : why_prefix),
+                   detail::store_result(
+                       *job, JobOutcome::abandoned, now,
+                       why_prefix.empty() ? fmt::format("the lease of worker '{}' expired", holder)
+                                          : why_prefix),
                    holder, true);
         }
         co_await quarantine(std::move(bad), false);
@@ -251,9 +262,10 @@ struct Session {
 
     asio::awaitable<void> abandon_expired_job_leases() {
         // Rows another node is finishing right now are skipped, never waited for.
-        auto call3 = q("DELETE FROM {S}.jobs WHERE seq IN (SELECT seq FROM {S}.jobs WHERE acquired_until "
-                                  "<= $1 FOR UPDATE SKIP LOCKED) RETURNING " ASCHED_JOB_COLUMNS,
-                                  {param(now)});
+        auto call3 =
+            q("DELETE FROM {S}.jobs WHERE seq IN (SELECT seq FROM {S}.jobs WHERE acquired_until "
+              "<= $1 FOR UPDATE SKIP LOCKED) RETURNING " ASCHED_JOB_COLUMNS,
+              {param(now)});
         auto deleted = co_await std::move(call3);
         std::string why; // the holder's lease expired: said per job
         co_await abandon(std::move(deleted), std::move(why));
@@ -262,23 +274,27 @@ struct Session {
     // Applies what finish() and the operation collected; the last step before COMMIT.
     asio::awaitable<void> flush() {
         if (!results.empty()) {
-            auto call4 = q("INSERT INTO {S}.results (job_id, schedule_id, scheduled_fire_time, expires_at, data) "
-                       "SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, schedule_id text, "
-                       "scheduled_fire_time bigint, expires_at bigint, data text) "
-                       "ON CONFLICT (job_id) DO UPDATE SET expires_at = excluded.expires_at, data = excluded.data",
-                       {param(results.dump())});
+            auto call4 =
+                q("INSERT INTO {S}.results (job_id, schedule_id, scheduled_fire_time, expires_at, "
+                  "data) "
+                  "SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, schedule_id text, "
+                  "scheduled_fire_time bigint, expires_at bigint, data text) "
+                  "ON CONFLICT (job_id) DO UPDATE SET expires_at = excluded.expires_at, data = "
+                  "excluded.data",
+                  {param(results.dump())});
             co_await std::move(call4);
             results = json::array();
         }
         json deltas = json::array();
-        for (const auto& [task, delta] : running_delta) // sorted by task id: one lock order
+        for (const auto &[task, delta] : running_delta) // sorted by task id: one lock order
             if (delta != 0)
                 deltas.push_back(json{{"id", task}, {"d", delta}});
         running_delta.clear();
         if (!deltas.empty()) {
-            auto call5 = q("UPDATE {S}.tasks t SET running_jobs = greatest(0, t.running_jobs + x.d) FROM "
-                       "jsonb_to_recordset($1::jsonb) AS x(id text, d integer) WHERE t.id = x.id",
-                       {param(deltas.dump())});
+            auto call5 =
+                q("UPDATE {S}.tasks t SET running_jobs = greatest(0, t.running_jobs + x.d) FROM "
+                  "jsonb_to_recordset($1::jsonb) AS x(id text, d integer) WHERE t.id = x.id",
+                  {param(deltas.dump())});
             co_await std::move(call5);
         }
     }
@@ -292,7 +308,8 @@ template <class R> struct Attempt {
 };
 
 template <class R, class Op, class... A>
-asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt, Op op, A... args) {
+asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt, Op op,
+                                         A... args) {
     const auto timeout = impl->options.query_timeout;
     Attempt<R> a;
     auto conn = co_await impl->connections().acquire(timeout);
@@ -300,7 +317,8 @@ asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt
     bool began = false;
     try {
         if (impl->options.database_clock) {
-            auto now = co_await conn->exec("BEGIN; SELECT floor(extract(epoch FROM now()) * 1000000)::bigint", timeout);
+            auto now = co_await conn->exec(
+                "BEGIN; SELECT floor(extract(epoch FROM now()) * 1000000)::bigint", timeout);
             s.now = now.time(0, 0);
         } else {
             co_await conn->exec("BEGIN", timeout);
@@ -313,7 +331,7 @@ asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt
         co_await s.flush();
         co_await conn->exec("COMMIT", timeout);
         a.events = std::move(s.events);
-    } catch (const pg::QueryError& e) {
+    } catch (const pg::QueryError &e) {
         a.failure = std::current_exception();
         a.retry = attempt < 5 && (e.retryable() || (!began && e.connection_lost()));
     } catch (...) {
@@ -353,12 +371,14 @@ asio::awaitable<R> transact(std::shared_ptr<Impl> impl, Op op, A... args) {
 
 // ---- the operations ---------------------------------------------------------------------------
 
-asio::awaitable<Unit> op_add_task(Session& s, Task task) {
-    auto call6 = s.q("INSERT INTO {S}.tasks (id, data, max_running_jobs) VALUES ($1, $2, $3) ON CONFLICT (id) DO "
-                          "UPDATE SET data = excluded.data, max_running_jobs = excluded.max_running_jobs "
-                          "RETURNING (xmax = 0)",
-                          {param(task.id), param(json(task).dump()),
-                           task.max_running_jobs ? param(std::int64_t(*task.max_running_jobs)) : std::nullopt});
+asio::awaitable<Unit> op_add_task(Session &s, Task task) {
+    auto call6 =
+        s.q("INSERT INTO {S}.tasks (id, data, max_running_jobs) VALUES ($1, $2, $3) ON CONFLICT "
+            "(id) DO "
+            "UPDATE SET data = excluded.data, max_running_jobs = excluded.max_running_jobs "
+            "RETURNING (xmax = 0)",
+            {param(task.id), param(json(task).dump()),
+             task.max_running_jobs ? param(std::int64_t(*task.max_running_jobs)) : std::nullopt});
     auto r = co_await std::move(call6);
     if (r.boolean(0, 0))
         s.events.push_back(TaskAdded{s.now, task.id});
@@ -367,7 +387,7 @@ asio::awaitable<Unit> op_add_task(Session& s, Task task) {
     co_return Unit{};
 }
 
-asio::awaitable<Unit> op_remove_task(Session& s, std::string task_id) {
+asio::awaitable<Unit> op_remove_task(Session &s, std::string task_id) {
     auto call7 = s.q("DELETE FROM {S}.tasks WHERE id = $1", {param(task_id)});
     auto r = co_await std::move(call7);
     if (r.affected() == 0)
@@ -376,9 +396,11 @@ asio::awaitable<Unit> op_remove_task(Session& s, std::string task_id) {
     co_return Unit{};
 }
 
-asio::awaitable<std::vector<Task>> op_get_tasks(Session& s, std::optional<std::string> id) {
-    auto call = id ? s.q("SELECT id, data, max_running_jobs, running_jobs FROM {S}.tasks WHERE id = $1", {param(*id)})
-                   : s.q("SELECT id, data, max_running_jobs, running_jobs FROM {S}.tasks ORDER BY id", {});
+asio::awaitable<std::vector<Task>> op_get_tasks(Session &s, std::optional<std::string> id) {
+    auto call =
+        id ? s.q("SELECT id, data, max_running_jobs, running_jobs FROM {S}.tasks WHERE id = $1",
+                 {param(*id)})
+           : s.q("SELECT id, data, max_running_jobs, running_jobs FROM {S}.tasks ORDER BY id", {});
     auto r = co_await std::move(call);
     std::vector<detail::BadRow> bad;
     std::vector<Task> out;
@@ -390,8 +412,10 @@ asio::awaitable<std::vector<Task>> op_get_tasks(Session& s, std::optional<std::s
     co_return out;
 }
 
-asio::awaitable<std::vector<Schedule>> op_get_schedules(Session& s, std::optional<std::vector<std::string>> ids) {
-    auto call = ids ? s.q("SELECT " ASCHED_SCHEDULE_COLUMNS " FROM {S}.schedules WHERE id = ANY($1::text[]) ORDER BY id",
+asio::awaitable<std::vector<Schedule>>
+op_get_schedules(Session &s, std::optional<std::vector<std::string>> ids) {
+    auto call = ids ? s.q("SELECT " ASCHED_SCHEDULE_COLUMNS
+                          " FROM {S}.schedules WHERE id = ANY($1::text[]) ORDER BY id",
                           {pg::text_array(*ids)})
                     : s.q("SELECT " ASCHED_SCHEDULE_COLUMNS " FROM {S}.schedules ORDER BY id", {});
     auto r = co_await std::move(call);
@@ -405,55 +429,66 @@ asio::awaitable<std::vector<Schedule>> op_get_schedules(Session& s, std::optiona
     co_return out;
 }
 
-asio::awaitable<void> require_task(Session& s, std::string id) {
+asio::awaitable<void> require_task(Session &s, std::string id) {
     auto call10 = s.q("SELECT 1 FROM {S}.tasks WHERE id = $1", {param(id)});
     auto r = co_await std::move(call10);
     if (r.rows() == 0)
         throw Error(errc::task_lookup, fmt::format("task '{}' not found", id));
 }
 
-asio::awaitable<bool> op_add_schedule(Session& s, Schedule schedule, ConflictPolicy policy) {
+asio::awaitable<bool> op_add_schedule(Session &s, Schedule schedule, ConflictPolicy policy) {
     co_await require_task(s, schedule.task_id);
     schedule.acquired_by.reset();
     schedule.acquired_until.reset();
-    const char* insert =
+    const char *insert =
         policy == ConflictPolicy::replace
-            ? "INSERT INTO {S}.schedules (id, task_id, data, paused, next_fire_time, last_fire_time, trigger_state, "
-              "acquired_by, acquired_until, lease_token) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, "
-              "nextval('{S}.lease_tokens')) ON CONFLICT (id) DO UPDATE SET task_id = excluded.task_id, "
-              "data = excluded.data, paused = excluded.paused, next_fire_time = excluded.next_fire_time, "
+            ? "INSERT INTO {S}.schedules (id, task_id, data, paused, next_fire_time, "
+              "last_fire_time, trigger_state, "
+              "acquired_by, acquired_until, lease_token) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, "
+              "NULL, "
+              "nextval('{S}.lease_tokens')) ON CONFLICT (id) DO UPDATE SET task_id = "
+              "excluded.task_id, "
+              "data = excluded.data, paused = excluded.paused, next_fire_time = "
+              "excluded.next_fire_time, "
               "last_fire_time = excluded.last_fire_time, trigger_state = excluded.trigger_state, "
-              "acquired_by = NULL, acquired_until = NULL, lease_token = excluded.lease_token RETURNING (xmax = 0)"
-            : "INSERT INTO {S}.schedules (id, task_id, data, paused, next_fire_time, last_fire_time, trigger_state, "
-              "acquired_by, acquired_until, lease_token) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, "
+              "acquired_by = NULL, acquired_until = NULL, lease_token = excluded.lease_token "
+              "RETURNING (xmax = 0)"
+            : "INSERT INTO {S}.schedules (id, task_id, data, paused, next_fire_time, "
+              "last_fire_time, trigger_state, "
+              "acquired_by, acquired_until, lease_token) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, "
+              "NULL, "
               "nextval('{S}.lease_tokens')) ON CONFLICT (id) DO NOTHING RETURNING true";
     // A replace takes a new token: the holder of the old definition's lease cannot release.
-    auto call11 = s.q(insert, {param(schedule.id), param(schedule.task_id), param(json(schedule).dump()),
-                                   param(schedule.paused), param(schedule.next_fire_time),
-                                   param(schedule.last_fire_time),
-                                   schedule.trigger_state.is_null() ? std::nullopt : param(schedule.trigger_state.dump())});
+    auto call11 = s.q(
+        insert,
+        {param(schedule.id), param(schedule.task_id), param(json(schedule).dump()),
+         param(schedule.paused), param(schedule.next_fire_time), param(schedule.last_fire_time),
+         schedule.trigger_state.is_null() ? std::nullopt : param(schedule.trigger_state.dump())});
     auto r = co_await std::move(call11);
     if (r.rows() == 0) {
         if (policy == ConflictPolicy::exception)
-            throw Error(errc::conflicting_id, fmt::format("schedule '{}' already exists", schedule.id));
+            throw Error(errc::conflicting_id,
+                        fmt::format("schedule '{}' already exists", schedule.id));
         co_return false;
     }
     if (r.boolean(0, 0))
-        s.events.push_back(ScheduleAdded{s.now, schedule.id, schedule.task_id, schedule.next_fire_time});
+        s.events.push_back(
+            ScheduleAdded{s.now, schedule.id, schedule.task_id, schedule.next_fire_time});
     else
-        s.events.push_back(ScheduleUpdated{s.now, schedule.id, schedule.task_id, schedule.next_fire_time});
+        s.events.push_back(
+            ScheduleUpdated{s.now, schedule.id, schedule.task_id, schedule.next_fire_time});
     co_return true;
 }
 
-asio::awaitable<Unit> op_remove_schedules(Session& s, std::vector<std::string> ids) {
+asio::awaitable<Unit> op_remove_schedules(Session &s, std::vector<std::string> ids) {
     auto call12 = s.q("DELETE FROM {S}.schedules WHERE id = ANY($1::text[]) RETURNING id, task_id",
-                          {pg::text_array(ids)});
+                      {pg::text_array(ids)});
     auto r = co_await std::move(call12);
     // In the order asked for.
     std::map<std::string, std::string> removed;
     for (int i = 0; i < r.rows(); ++i)
         removed.emplace(r.text(i, 0), r.text(i, 1));
-    for (const auto& id : ids)
+    for (const auto &id : ids)
         if (auto it = removed.find(id); it != removed.end()) {
             s.events.push_back(ScheduleRemoved{s.now, id, it->second, false});
             removed.erase(it);
@@ -461,14 +496,16 @@ asio::awaitable<Unit> op_remove_schedules(Session& s, std::vector<std::string> i
     co_return Unit{};
 }
 
-asio::awaitable<std::vector<Schedule>> op_acquire_schedules(Session& s, std::string scheduler_id, duration lease,
-                                                            std::size_t limit) {
+asio::awaitable<std::vector<Schedule>> op_acquire_schedules(Session &s, std::string scheduler_id,
+                                                            duration lease, std::size_t limit) {
     // Due, unpaused, and free or with an expired lease; rows another node is taking are
     // skipped, never waited for.
     auto call13 = s.q(
-        "UPDATE {S}.schedules SET acquired_by = $2, acquired_until = $3, lease_token = nextval('{S}.lease_tokens') "
+        "UPDATE {S}.schedules SET acquired_by = $2, acquired_until = $3, lease_token = "
+        "nextval('{S}.lease_tokens') "
         "WHERE id IN (SELECT id FROM {S}.schedules WHERE NOT paused AND next_fire_time <= $1 AND "
-        "(acquired_until IS NULL OR acquired_until <= $1) ORDER BY next_fire_time LIMIT $4 FOR UPDATE SKIP LOCKED) "
+        "(acquired_until IS NULL OR acquired_until <= $1) ORDER BY next_fire_time LIMIT $4 FOR "
+        "UPDATE SKIP LOCKED) "
         "RETURNING " ASCHED_SCHEDULE_COLUMNS,
         {param(s.now), param(scheduler_id), param(s.now + lease), param(limit)});
     auto r = co_await std::move(call13);
@@ -479,7 +516,7 @@ asio::awaitable<std::vector<Schedule>> op_acquire_schedules(Session& s, std::str
             out.push_back(std::move(*sched));
     auto call14 = s.quarantine(std::move(bad), true);
     co_await std::move(call14);
-    std::sort(out.begin(), out.end(), [](const Schedule& a, const Schedule& b) {
+    std::sort(out.begin(), out.end(), [](const Schedule &a, const Schedule &b) {
         return std::tie(a.next_fire_time, a.id) < std::tie(b.next_fire_time, b.id);
     });
     co_return out;
@@ -487,122 +524,137 @@ asio::awaitable<std::vector<Schedule>> op_acquire_schedules(Session& s, std::str
 
 // Inserts `jobs` (one statement, in order) whose task exists; returns the ids inserted.
 // Existing ids and second jobs for one fire are skipped.
-asio::awaitable<std::set<std::string>> insert_jobs(Session& s, const std::vector<const Job*>& jobs) {
+asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
+                                                   const std::vector<const Job *> &jobs) {
     std::set<std::string> inserted;
     if (jobs.empty())
         co_return inserted;
     json records = json::array();
-    for (const Job* job : jobs)
+    for (const Job *job : jobs)
         records.push_back(job_record(*job));
-    auto call15 = s.q("INSERT INTO {S}.jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, earliest_start, "
-                          "start_deadline, result_expiration, created_at, args, metadata) "
-                          "SELECT x.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) "
-                          "CROSS JOIN LATERAL jsonb_to_record(e.j) AS x(" ASCHED_JOB_RECORD ") "
-                          "WHERE EXISTS (SELECT 1 FROM {S}.tasks t WHERE t.id = x.task_id) ORDER BY e.n "
-                          "ON CONFLICT DO NOTHING RETURNING id",
-                          {param(records.dump())});
+    auto call15 =
+        s.q("INSERT INTO {S}.jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
+            "earliest_start, "
+            "start_deadline, result_expiration, created_at, args, metadata) "
+            "SELECT x.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) "
+            "CROSS JOIN LATERAL jsonb_to_record(e.j) AS x(" ASCHED_JOB_RECORD ") "
+            "WHERE EXISTS (SELECT 1 FROM {S}.tasks t WHERE t.id = x.task_id) ORDER BY e.n "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            {param(records.dump())});
     auto r = co_await std::move(call15);
     for (int i = 0; i < r.rows(); ++i)
         inserted.insert(r.text(i, 0));
-    for (const Job* job : jobs)
+    for (const Job *job : jobs)
         if (inserted.contains(job->id))
             s.events.push_back(JobAdded{s.now, job->id, job->task_id, job->schedule_id});
     co_return inserted;
 }
 
-asio::awaitable<Unit> op_release_schedules(Session& s, std::string scheduler_id,
+asio::awaitable<Unit> op_release_schedules(Session &s, std::string scheduler_id,
                                            std::vector<ScheduleRelease> releases) {
     if (releases.empty())
         co_return Unit{};
     json records = json::array();
-    for (const auto& r : releases)
-        records.push_back(json{{"id", r.schedule_id},
-                               {"token", r.lease_token},
-                               {"last", opt_json(r.last_fire_time)},
-                               {"next", opt_json(r.next_fire_time)},
-                               {"state", r.trigger_state.is_null() ? json(nullptr) : json(r.trigger_state.dump())}});
+    for (const auto &r : releases)
+        records.push_back(json{
+            {"id", r.schedule_id},
+            {"token", r.lease_token},
+            {"last", opt_json(r.last_fire_time)},
+            {"next", opt_json(r.next_fire_time)},
+            {"state", r.trigger_state.is_null() ? json(nullptr) : json(r.trigger_state.dump())}});
     // Only the holder of the current lease may release: the fencing token decides.
-    auto call16 = s.q(
-        "UPDATE {S}.schedules s SET acquired_by = NULL, acquired_until = NULL, "
-        "last_fire_time = coalesce(x.last, s.last_fire_time), next_fire_time = x.next, trigger_state = x.state "
-        "FROM jsonb_to_recordset($1::jsonb) AS x(id text, token bigint, last bigint, next bigint, state text) "
-        "WHERE s.id = x.id AND s.acquired_by = $2 AND s.lease_token = x.token RETURNING s.id, s.task_id",
-        {param(records.dump()), param(scheduler_id)});
+    auto call16 = s.q("UPDATE {S}.schedules s SET acquired_by = NULL, acquired_until = NULL, "
+                      "last_fire_time = coalesce(x.last, s.last_fire_time), next_fire_time = "
+                      "x.next, trigger_state = x.state "
+                      "FROM jsonb_to_recordset($1::jsonb) AS x(id text, token bigint, last bigint, "
+                      "next bigint, state text) "
+                      "WHERE s.id = x.id AND s.acquired_by = $2 AND s.lease_token = x.token "
+                      "RETURNING s.id, s.task_id",
+                      {param(records.dump()), param(scheduler_id)});
     auto updated = co_await std::move(call16);
     std::map<std::string, std::string> accepted;
     for (int i = 0; i < updated.rows(); ++i)
         accepted.emplace(updated.text(i, 0), updated.text(i, 1));
-    std::vector<const Job*> jobs;
-    for (const auto& r : releases) {
+    std::vector<const Job *> jobs;
+    for (const auto &r : releases) {
         if (!accepted.contains(r.schedule_id)) {
-            s.log(LogLevel::info, fmt::format("schedule '{}': release by '{}' refused (lease lost, schedule "
-                                              "changed or removed meanwhile)",
-                                              r.schedule_id, scheduler_id));
+            s.log(LogLevel::info,
+                  fmt::format("schedule '{}': release by '{}' refused (lease lost, schedule "
+                              "changed or removed meanwhile)",
+                              r.schedule_id, scheduler_id));
             continue;
         }
-        for (const auto& job : r.jobs)
+        for (const auto &job : r.jobs)
             jobs.push_back(&job);
     }
     auto inserted = co_await insert_jobs(s, jobs);
     if (inserted.size() < jobs.size()) {
         std::vector<std::string> task_ids;
-        for (const Job* job : jobs)
+        for (const Job *job : jobs)
             if (!inserted.contains(job->id))
                 task_ids.push_back(job->task_id);
-        auto call17 = s.q("SELECT id FROM {S}.tasks WHERE id = ANY($1::text[])", {pg::text_array(task_ids)});
+        auto call17 =
+            s.q("SELECT id FROM {S}.tasks WHERE id = ANY($1::text[])", {pg::text_array(task_ids)});
         auto known = co_await std::move(call17);
         std::set<std::string> tasks;
         for (int i = 0; i < known.rows(); ++i)
             tasks.insert(known.text(i, 0));
-        for (const Job* job : jobs)
+        for (const Job *job : jobs)
             if (!inserted.contains(job->id) && !tasks.contains(job->task_id))
-                s.log(LogLevel::error, fmt::format("schedule '{}': job not created: task '{}' not found",
-                                                   job->schedule_id.value_or(""), job->task_id));
+                s.log(LogLevel::error,
+                      fmt::format("schedule '{}': job not created: task '{}' not found",
+                                  job->schedule_id.value_or(""), job->task_id));
     }
-    for (const auto& r : releases)
+    for (const auto &r : releases)
         if (auto it = accepted.find(r.schedule_id); it != accepted.end())
             s.events.push_back(ScheduleUpdated{s.now, r.schedule_id, it->second, r.next_fire_time});
     co_return Unit{};
 }
 
-asio::awaitable<std::optional<time_point>> op_next_schedule_run_time(Session& s) {
-    auto call18 = s.q("SELECT least((SELECT min(next_fire_time) FROM {S}.schedules WHERE NOT paused AND "
-                          "acquired_by IS NULL AND next_fire_time IS NOT NULL), (SELECT min(acquired_until) FROM "
-                          "{S}.schedules WHERE acquired_until IS NOT NULL))",
-                          {});
+asio::awaitable<std::optional<time_point>> op_next_schedule_run_time(Session &s) {
+    auto call18 =
+        s.q("SELECT least((SELECT min(next_fire_time) FROM {S}.schedules WHERE NOT paused AND "
+            "acquired_by IS NULL AND next_fire_time IS NOT NULL), (SELECT min(acquired_until) FROM "
+            "{S}.schedules WHERE acquired_until IS NOT NULL))",
+            {});
     auto r = co_await std::move(call18);
     co_return r.opt_time(0, 0);
 }
 
-asio::awaitable<Unit> op_add_jobs(Session& s, std::vector<Job> jobs) {
+asio::awaitable<Unit> op_add_jobs(Session &s, std::vector<Job> jobs) {
     std::vector<std::string> task_ids;
-    for (auto& job : jobs) {
+    for (auto &job : jobs) {
         job.acquired_by.reset();
         job.acquired_until.reset();
         task_ids.push_back(job.task_id);
     }
-    auto call19 = s.q("SELECT id FROM {S}.tasks WHERE id = ANY($1::text[])", {pg::text_array(task_ids)});
+    auto call19 =
+        s.q("SELECT id FROM {S}.tasks WHERE id = ANY($1::text[])", {pg::text_array(task_ids)});
     auto known = co_await std::move(call19);
     std::set<std::string> tasks;
     for (int i = 0; i < known.rows(); ++i)
         tasks.insert(known.text(i, 0));
-    for (const auto& id : task_ids)
+    for (const auto &id : task_ids)
         if (!tasks.contains(id))
             throw Error(errc::task_lookup, fmt::format("task '{}' not found", id));
-    std::vector<const Job*> pointers;
-    for (const auto& job : jobs)
+    std::vector<const Job *> pointers;
+    for (const auto &job : jobs)
         pointers.push_back(&job);
     auto inserted = co_await insert_jobs(s, pointers);
-    for (const auto& job : jobs)
+    for (const auto &job : jobs)
         if (!inserted.contains(job.id))
-            throw Error(errc::conflicting_id,
-                        fmt::format("job '{}': a job with this id, or for this schedule and fire time, exists",
-                                    job.id));
+            throw Error(
+                errc::conflicting_id,
+                fmt::format(
+                    "job '{}': a job with this id, or for this schedule and fire time, exists",
+                    job.id));
     co_return Unit{};
 }
 
-asio::awaitable<std::vector<Job>> op_get_jobs(Session& s, std::optional<std::vector<std::string>> ids) {
-    auto call = ids ? s.q("SELECT " ASCHED_JOB_COLUMNS " FROM {S}.jobs WHERE id = ANY($1::text[]) ORDER BY seq",
+asio::awaitable<std::vector<Job>> op_get_jobs(Session &s,
+                                              std::optional<std::vector<std::string>> ids) {
+    auto call = ids ? s.q("SELECT " ASCHED_JOB_COLUMNS
+                          " FROM {S}.jobs WHERE id = ANY($1::text[]) ORDER BY seq",
                           {pg::text_array(*ids)})
                     : s.q("SELECT " ASCHED_JOB_COLUMNS " FROM {S}.jobs ORDER BY seq", {});
     auto r = co_await std::move(call);
@@ -616,15 +668,17 @@ asio::awaitable<std::vector<Job>> op_get_jobs(Session& s, std::optional<std::vec
     co_return out;
 }
 
-asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string scheduler_id, duration lease,
-                                                std::size_t limit, std::vector<std::string> task_ids) {
+asio::awaitable<JobAcquisition> op_acquire_jobs(Session &s, std::string scheduler_id,
+                                                duration lease, std::size_t limit,
+                                                std::vector<std::string> task_ids) {
     co_await s.abandon_expired_job_leases();
     JobAcquisition out;
     std::sort(task_ids.begin(), task_ids.end());
     task_ids.erase(std::unique(task_ids.begin(), task_ids.end()), task_ids.end());
     // Free slots per task. A capped task's row stays locked until commit: the cap holds across
     // nodes. Uncapped tasks are not locked (their counter is updated at the end).
-    auto call21 = s.q("SELECT id, max_running_jobs IS NOT NULL FROM {S}.tasks WHERE id = ANY($1::text[]) ORDER BY id",
+    auto call21 = s.q("SELECT id, max_running_jobs IS NOT NULL FROM {S}.tasks WHERE id = "
+                      "ANY($1::text[]) ORDER BY id",
                       {pg::text_array(task_ids)});
     auto tasks = co_await std::move(call21);
     std::map<std::string, std::int64_t> slots;
@@ -636,15 +690,17 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string schedule
             slots.emplace(tasks.text(i, 0), std::int64_t(limit));
     }
     if (!capped.empty()) {
-        auto call22 = s.q("SELECT id, max_running_jobs, running_jobs FROM {S}.tasks WHERE id = ANY($1::text[]) "
-                          "ORDER BY id FOR NO KEY UPDATE",
-                          {pg::text_array(capped)});
+        auto call22 = s.q(
+            "SELECT id, max_running_jobs, running_jobs FROM {S}.tasks WHERE id = ANY($1::text[]) "
+            "ORDER BY id FOR NO KEY UPDATE",
+            {pg::text_array(capped)});
         auto locked = co_await std::move(call22);
         for (int i = 0; i < locked.rows(); ++i) {
             // Read again under the lock (the cap may have changed meanwhile).
-            const std::int64_t free = locked.is_null(i, 1)
-                                          ? std::int64_t(limit)
-                                          : std::max<std::int64_t>(0, locked.int64(i, 1) - locked.int64(i, 2));
+            const std::int64_t free =
+                locked.is_null(i, 1)
+                    ? std::int64_t(limit)
+                    : std::max<std::int64_t>(0, locked.int64(i, 1) - locked.int64(i, 2));
             if (free > 0)
                 slots.emplace(locked.text(i, 0), std::min<std::int64_t>(free, std::int64_t(limit)));
         }
@@ -654,16 +710,19 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string schedule
     for (bool again = true; again && out.jobs.size() < limit && !slots.empty();) {
         again = false;
         json wanted = json::array();
-        for (const auto& [id, free] : slots)
+        for (const auto &[id, free] : slots)
             if (free > 0)
                 wanted.push_back(json{{"id", id}, {"n", free}});
         if (wanted.empty())
             break;
-        auto call23 = s.q("SELECT j.* FROM jsonb_to_recordset($1::jsonb) AS t(id text, n bigint) CROSS JOIN LATERAL "
-                              "(SELECT " ASCHED_JOB_COLUMNS ", seq, earliest_start FROM {S}.jobs WHERE task_id = t.id "
-                              "AND acquired_by IS NULL AND earliest_start <= $2 ORDER BY earliest_start, seq LIMIT t.n "
-                              "FOR UPDATE SKIP LOCKED) AS j",
-                              {param(wanted.dump()), param(s.now)});
+        auto call23 = s.q("SELECT j.* FROM jsonb_to_recordset($1::jsonb) AS t(id text, n bigint) "
+                          "CROSS JOIN LATERAL "
+                          "(SELECT " ASCHED_JOB_COLUMNS
+                          ", seq, earliest_start FROM {S}.jobs WHERE task_id = t.id "
+                          "AND acquired_by IS NULL AND earliest_start <= $2 ORDER BY "
+                          "earliest_start, seq LIMIT t.n "
+                          "FOR UPDATE SKIP LOCKED) AS j",
+                          {param(wanted.dump()), param(s.now)});
         auto r = co_await std::move(call23);
         struct Candidate {
             time_point earliest;
@@ -678,20 +737,21 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string schedule
         again = !bad.empty();
         auto call24 = s.quarantine(std::move(bad), true);
         co_await std::move(call24);
-        std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+        std::sort(candidates.begin(), candidates.end(), [](const Candidate &a, const Candidate &b) {
             return std::tie(a.earliest, a.seq) < std::tie(b.earliest, b.seq);
         });
         std::vector<std::string> missed;
         json take = json::array();
         std::vector<Job> taken;
-        for (auto& c : candidates) {
-            auto& free = slots[c.job.task_id];
+        for (auto &c : candidates) {
+            auto &free = slots[c.job.task_id];
             if (out.jobs.size() + taken.size() >= limit || free == 0)
                 continue;
             if (missed_deadline(c.job, s.now)) {
                 s.finish(c.job,
                          detail::store_result(c.job, JobOutcome::missed_start_deadline, s.now,
-                                              fmt::format("start deadline {} passed", format_time(*c.job.start_deadline))),
+                                              fmt::format("start deadline {} passed",
+                                                          format_time(*c.job.start_deadline))),
                          scheduler_id, false);
                 missed.push_back(c.job.id);
                 again = true;
@@ -702,61 +762,65 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session& s, std::string schedule
             taken.push_back(std::move(c.job));
         }
         if (!missed.empty()) {
-            auto call25 = s.q("DELETE FROM {S}.jobs WHERE id = ANY($1::text[])", {pg::text_array(missed)});
+            auto call25 =
+                s.q("DELETE FROM {S}.jobs WHERE id = ANY($1::text[])", {pg::text_array(missed)});
             co_await std::move(call25);
         }
         if (taken.empty())
             continue;
         auto call26 = s.q("UPDATE {S}.jobs SET acquired_by = $2, acquired_until = $3, "
-                                   "lease_token = nextval('{S}.lease_tokens') WHERE seq IN (SELECT "
-                                   "jsonb_array_elements_text($1::jsonb)::bigint) RETURNING id, lease_token",
-                                   {param(take.dump()), param(scheduler_id), param(s.now + lease)});
+                          "lease_token = nextval('{S}.lease_tokens') WHERE seq IN (SELECT "
+                          "jsonb_array_elements_text($1::jsonb)::bigint) RETURNING id, lease_token",
+                          {param(take.dump()), param(scheduler_id), param(s.now + lease)});
         auto leased = co_await std::move(call26);
         std::map<std::string, std::uint64_t> tokens;
         for (int i = 0; i < leased.rows(); ++i)
             tokens.emplace(leased.text(i, 0), std::uint64_t(leased.int64(i, 1)));
-        for (auto& job : taken) {
+        for (auto &job : taken) {
             job.acquired_by = scheduler_id;
             job.acquired_until = s.now + lease;
             job.lease_token = tokens.at(job.id);
             ++s.running_delta[job.task_id];
-            s.events.push_back(
-                JobAcquired{s.now, job.id, scheduler_id, job.task_id, job.schedule_id, job.scheduled_fire_time});
+            s.events.push_back(JobAcquired{s.now, job.id, scheduler_id, job.task_id,
+                                           job.schedule_id, job.scheduled_fire_time});
             out.jobs.push_back(std::move(job));
         }
     }
     if (!slots.empty()) {
         std::vector<std::string> ids;
-        for (const auto& [id, free] : slots)
+        for (const auto &[id, free] : slots)
             ids.push_back(id);
-        auto call27 = s.q("SELECT min(earliest_start) FROM {S}.jobs WHERE task_id = ANY($1::text[]) AND "
-                                 "acquired_by IS NULL AND earliest_start > $2",
-                                 {pg::text_array(ids), param(s.now)});
+        auto call27 =
+            s.q("SELECT min(earliest_start) FROM {S}.jobs WHERE task_id = ANY($1::text[]) AND "
+                "acquired_by IS NULL AND earliest_start > $2",
+                {pg::text_array(ids), param(s.now)});
         auto next = co_await std::move(call27);
         out.next_ready_time = next.opt_time(0, 0);
     }
     co_return out;
 }
 
-asio::awaitable<std::vector<bool>> op_release_jobs(Session& s, std::string scheduler_id,
+asio::awaitable<std::vector<bool>> op_release_jobs(Session &s, std::string scheduler_id,
                                                    std::vector<JobRelease> releases) {
     json records = json::array();
-    for (const auto& [job, result] : releases)
+    for (const auto &[job, result] : releases)
         records.push_back(json{{"id", job.id}, {"token", job.lease_token}});
     // Only the holder of the current lease may release: the fencing token decides.
-    auto call28 = s.q("DELETE FROM {S}.jobs j USING jsonb_to_recordset($1::jsonb) AS x(id text, token bigint) "
-                                "WHERE j.id = x.id AND j.acquired_by = $2 AND j.lease_token = x.token RETURNING j.id",
-                                {param(records.dump()), param(scheduler_id)});
+    auto call28 = s.q(
+        "DELETE FROM {S}.jobs j USING jsonb_to_recordset($1::jsonb) AS x(id text, token bigint) "
+        "WHERE j.id = x.id AND j.acquired_by = $2 AND j.lease_token = x.token RETURNING j.id",
+        {param(records.dump()), param(scheduler_id)});
     auto deleted = co_await std::move(call28);
     std::set<std::string> gone;
     for (int i = 0; i < deleted.rows(); ++i)
         gone.insert(deleted.text(i, 0));
     std::vector<bool> applied;
-    for (auto& [job, result] : releases) {
+    for (auto &[job, result] : releases) {
         if (!gone.contains(job.id)) {
-            s.log(LogLevel::warning, fmt::format("job '{}': release by '{}' refused (its lease expired or passed to "
-                                                 "another worker)",
-                                                 job.id, scheduler_id));
+            s.log(LogLevel::warning,
+                  fmt::format("job '{}': release by '{}' refused (its lease expired or passed to "
+                              "another worker)",
+                              job.id, scheduler_id));
             applied.push_back(false);
             continue;
         }
@@ -766,9 +830,9 @@ asio::awaitable<std::vector<bool>> op_release_jobs(Session& s, std::string sched
     co_return applied;
 }
 
-asio::awaitable<std::optional<JobResult>> op_get_job_result(Session& s, std::string job_id) {
+asio::awaitable<std::optional<JobResult>> op_get_job_result(Session &s, std::string job_id) {
     auto call29 = s.q("SELECT data FROM {S}.results WHERE job_id = $1 AND expires_at > $2",
-                          {param(job_id), param(s.now)});
+                      {param(job_id), param(s.now)});
     auto r = co_await std::move(call29);
     if (r.rows() == 0)
         co_return std::nullopt;
@@ -782,7 +846,7 @@ asio::awaitable<std::optional<JobResult>> op_get_job_result(Session& s, std::str
 }
 
 // One statement, so one snapshot even under READ COMMITTED.
-asio::awaitable<JobStatus> op_get_job_status(Session& s, std::string job_id) {
+asio::awaitable<JobStatus> op_get_job_status(Session &s, std::string job_id) {
     auto call = s.q("SELECT (SELECT data FROM {S}.results WHERE job_id = $1 AND expires_at > $2), "
                     "EXISTS (SELECT 1 FROM {S}.jobs WHERE id = $1)",
                     {param(job_id), param(s.now)});
@@ -800,29 +864,31 @@ asio::awaitable<JobStatus> op_get_job_status(Session& s, std::string job_id) {
     co_return out;
 }
 
-asio::awaitable<Unit> op_extend_leases(Session& s, const char* sql, std::string scheduler_id,
+asio::awaitable<Unit> op_extend_leases(Session &s, const char *sql, std::string scheduler_id,
                                        std::vector<std::string> ids, duration lease) {
-    auto call31 = s.q(sql, {pg::text_array(ids), param(scheduler_id), param(s.now + lease), param(s.now)});
+    auto call31 =
+        s.q(sql, {pg::text_array(ids), param(scheduler_id), param(s.now + lease), param(s.now)});
     co_await std::move(call31);
     co_return Unit{};
 }
 
-asio::awaitable<Unit> op_reap_abandoned_jobs(Session& s, std::string scheduler_id) {
+asio::awaitable<Unit> op_reap_abandoned_jobs(Session &s, std::string scheduler_id) {
     auto call32 = s.q("DELETE FROM {S}.jobs WHERE acquired_by = $1 RETURNING " ASCHED_JOB_COLUMNS,
-                                {param(scheduler_id)});
+                      {param(scheduler_id)});
     auto deleted = co_await std::move(call32);
     auto why = fmt::format("worker '{}' restarted while the job ran", scheduler_id);
     co_await s.abandon(std::move(deleted), std::move(why));
     co_return Unit{};
 }
 
-asio::awaitable<Unit> op_cleanup(Session& s) {
+asio::awaitable<Unit> op_cleanup(Session &s) {
     auto call33 = s.q("DELETE FROM {S}.results WHERE expires_at <= $1", {param(s.now)});
     co_await std::move(call33);
     co_await s.abandon_expired_job_leases();
-    auto call34 = s.q("DELETE FROM {S}.schedules s WHERE next_fire_time IS NULL AND acquired_by IS NULL AND "
-                          "NOT EXISTS (SELECT 1 FROM {S}.jobs j WHERE j.schedule_id = s.id) RETURNING id, task_id",
-                          {});
+    auto call34 = s.q(
+        "DELETE FROM {S}.schedules s WHERE next_fire_time IS NULL AND acquired_by IS NULL AND "
+        "NOT EXISTS (SELECT 1 FROM {S}.jobs j WHERE j.schedule_id = s.id) RETURNING id, task_id",
+        {});
     auto r = co_await std::move(call34);
     for (int i = 0; i < r.rows(); ++i)
         s.events.push_back(ScheduleRemoved{s.now, r.text(i, 0), r.text(i, 1), true});
@@ -831,25 +897,28 @@ asio::awaitable<Unit> op_cleanup(Session& s) {
 
 // Creates or migrates the schema, under an advisory lock so that nodes starting together
 // take turns.
-asio::awaitable<Unit> op_migrate(Session& s) {
+asio::awaitable<Unit> op_migrate(Session &s) {
     const std::string name = s.store.options.schema;
-    auto call35 = s.conn.query("SELECT pg_advisory_xact_lock(hashtext('asched schema ' || $1))", {param(name)},
-                          s.store.options.query_timeout);
+    auto call35 = s.conn.query("SELECT pg_advisory_xact_lock(hashtext('asched schema ' || $1))",
+                               {param(name)}, s.store.options.query_timeout);
     co_await std::move(call35);
     auto call36 = s.conn.query(
-        "SELECT count(*) FILTER (WHERE c.relname = 'schema_version'), count(*) FROM pg_class c JOIN pg_namespace n "
+        "SELECT count(*) FILTER (WHERE c.relname = 'schema_version'), count(*) FROM pg_class c "
+        "JOIN pg_namespace n "
         "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'S')",
         {param(name)}, s.store.options.query_timeout);
     auto tables = co_await std::move(call36);
     int version = 0;
     if (tables.int64(0, 0) == 0) {
         if (tables.int64(0, 1) != 0)
-            throw Error(errc::store_failure,
-                        fmt::format("postgres {}: schema '{}' holds {} relations that are not asched's (no "
-                                    "schema_version table); choose another schema",
-                                    s.store.where, name, tables.int64(0, 1)));
-        const auto& create = s.store.sql("CREATE SCHEMA IF NOT EXISTS {S}; CREATE TABLE {S}.schema_version (version "
-                                         "integer NOT NULL); INSERT INTO {S}.schema_version VALUES (0)");
+            throw Error(
+                errc::store_failure,
+                fmt::format("postgres {}: schema '{}' holds {} relations that are not asched's (no "
+                            "schema_version table); choose another schema",
+                            s.store.where, name, tables.int64(0, 1)));
+        const auto &create =
+            s.store.sql("CREATE SCHEMA IF NOT EXISTS {S}; CREATE TABLE {S}.schema_version (version "
+                        "integer NOT NULL); INSERT INTO {S}.schema_version VALUES (0)");
         co_await s.conn.exec(create, s.store.options.query_timeout);
     } else {
         auto call38 = s.q("SELECT version FROM {S}.schema_version", {});
@@ -857,22 +926,24 @@ asio::awaitable<Unit> op_migrate(Session& s) {
         version = v.rows() ? int(v.int64(0, 0)) : 0;
     }
     if (version > known_version)
-        throw Error(errc::store_failure,
-                    fmt::format("postgres {}: schema '{}' has asched schema version {}, newer than this build knows "
-                                "({}); upgrade asched",
-                                s.store.where, name, version, known_version));
+        throw Error(errc::store_failure, fmt::format("postgres {}: schema '{}' has asched schema "
+                                                     "version {}, newer than this build knows "
+                                                     "({}); upgrade asched",
+                                                     s.store.where, name, version, known_version));
     for (int v = version; v < known_version; ++v) {
         co_await s.conn.exec(s.store.sql(migrations[v]), s.store.options.query_timeout);
         auto call39 = s.q("UPDATE {S}.schema_version SET version = $1", {param(v + 1)});
         co_await std::move(call39);
-        s.log(LogLevel::info, fmt::format("postgres {}: schema '{}' migrated to version {}", s.store.where, name, v + 1));
+        s.log(LogLevel::info, fmt::format("postgres {}: schema '{}' migrated to version {}",
+                                          s.store.where, name, v + 1));
     }
     co_return Unit{};
 }
 
 } // namespace
 
-PostgresDataStore::PostgresDataStore(PostgresDataStoreOptions options) : impl_(std::make_shared<Impl>()) {
+PostgresDataStore::PostgresDataStore(PostgresDataStoreOptions options)
+    : impl_(std::make_shared<Impl>()) {
     if (options.schema.empty())
         throw Error(errc::invalid_argument, "postgres store: option 'schema' is empty");
     impl_->where = pg::describe(options.conninfo);
@@ -892,8 +963,9 @@ asio::awaitable<void> PostgresDataStore::start(StoreContext context) {
     impl_->context = std::move(context);
     auto home = co_await asio::this_coro::executor;
     if (!impl_->pool)
-        impl_->pool = std::make_shared<pg::Pool>(home, impl_->options.conninfo, impl_->options.pool_size,
-                                                 impl_->options.connect_timeout);
+        impl_->pool =
+            std::make_shared<pg::Pool>(home, impl_->options.conninfo, impl_->options.pool_size,
+                                       impl_->options.connect_timeout);
     auto call = transact<Unit>(impl_, &op_migrate);
     co_await std::move(call);
 }
@@ -931,7 +1003,8 @@ asio::awaitable<std::vector<Task>> PostgresDataStore::get_tasks() {
     co_return value;
 }
 
-asio::awaitable<std::vector<Schedule>> PostgresDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
+asio::awaitable<std::vector<Schedule>>
+PostgresDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
     auto call = transact<std::vector<Schedule>>(impl_, &op_get_schedules, std::move(ids));
     auto value = co_await std::move(call);
     co_return value;
@@ -948,17 +1021,18 @@ asio::awaitable<void> PostgresDataStore::remove_schedules(std::vector<std::strin
     co_await std::move(call);
 }
 
-asio::awaitable<std::vector<Schedule>> PostgresDataStore::acquire_schedules(std::string scheduler_id, duration lease,
-                                                                            std::size_t limit) {
-    auto call = transact<std::vector<Schedule>>(impl_, &op_acquire_schedules, std::move(scheduler_id), lease,
-                                                       limit);
+asio::awaitable<std::vector<Schedule>>
+PostgresDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
+    auto call = transact<std::vector<Schedule>>(impl_, &op_acquire_schedules,
+                                                std::move(scheduler_id), lease, limit);
     auto value = co_await std::move(call);
     co_return value;
 }
 
 asio::awaitable<void> PostgresDataStore::release_schedules(std::string scheduler_id,
                                                            std::vector<ScheduleRelease> releases) {
-    auto call = transact<Unit>(impl_, &op_release_schedules, std::move(scheduler_id), std::move(releases));
+    auto call =
+        transact<Unit>(impl_, &op_release_schedules, std::move(scheduler_id), std::move(releases));
     co_await std::move(call);
 }
 
@@ -973,24 +1047,26 @@ asio::awaitable<void> PostgresDataStore::add_jobs(std::vector<Job> jobs) {
     co_await std::move(call);
 }
 
-asio::awaitable<std::vector<Job>> PostgresDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
+asio::awaitable<std::vector<Job>>
+PostgresDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
     auto call = transact<std::vector<Job>>(impl_, &op_get_jobs, std::move(ids));
     auto value = co_await std::move(call);
     co_return value;
 }
 
-asio::awaitable<JobAcquisition> PostgresDataStore::acquire_jobs(std::string scheduler_id, duration lease,
-                                                                std::size_t limit, std::vector<std::string> task_ids) {
-    auto call = transact<JobAcquisition>(impl_, &op_acquire_jobs, std::move(scheduler_id), lease, limit,
-                                                std::move(task_ids));
+asio::awaitable<JobAcquisition> PostgresDataStore::acquire_jobs(std::string scheduler_id,
+                                                                duration lease, std::size_t limit,
+                                                                std::vector<std::string> task_ids) {
+    auto call = transact<JobAcquisition>(impl_, &op_acquire_jobs, std::move(scheduler_id), lease,
+                                         limit, std::move(task_ids));
     auto value = co_await std::move(call);
     co_return value;
 }
 
-asio::awaitable<std::vector<bool>> PostgresDataStore::release_jobs(std::string scheduler_id,
-                                                                   std::vector<JobRelease> releases) {
+asio::awaitable<std::vector<bool>>
+PostgresDataStore::release_jobs(std::string scheduler_id, std::vector<JobRelease> releases) {
     auto call = transact<std::vector<bool>>(impl_, &op_release_jobs, std::move(scheduler_id),
-                                                   std::move(releases));
+                                            std::move(releases));
     auto value = co_await std::move(call);
     co_return value;
 }
@@ -1007,21 +1083,26 @@ asio::awaitable<JobStatus> PostgresDataStore::get_job_status(std::string job_id)
     co_return value;
 }
 
-asio::awaitable<void> PostgresDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
-                                                                         std::vector<std::string> ids,
-                                                                         duration lease) {
+asio::awaitable<void>
+PostgresDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
+                                                   std::vector<std::string> ids, duration lease) {
     // An expired lease is not renewed: another node may hold the row by now.
-    const char* sql = "UPDATE {S}.schedules SET acquired_until = $3 WHERE id = ANY($1::text[]) AND acquired_by = $2 "
+    const char *sql = "UPDATE {S}.schedules SET acquired_until = $3 WHERE id = ANY($1::text[]) AND "
+                      "acquired_by = $2 "
                       "AND acquired_until > $4";
-    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id), std::move(ids), lease);
+    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id),
+                               std::move(ids), lease);
     co_await std::move(call);
 }
 
 asio::awaitable<void> PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
-                                                                    std::vector<std::string> ids, duration lease) {
-    const char* sql = "UPDATE {S}.jobs SET acquired_until = $3 WHERE id = ANY($1::text[]) AND acquired_by = $2 AND "
+                                                                    std::vector<std::string> ids,
+                                                                    duration lease) {
+    const char *sql = "UPDATE {S}.jobs SET acquired_until = $3 WHERE id = ANY($1::text[]) AND "
+                      "acquired_by = $2 AND "
                       "acquired_until > $4";
-    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id), std::move(ids), lease);
+    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id),
+                               std::move(ids), lease);
     co_await std::move(call);
 }
 

@@ -5,25 +5,25 @@
 
 namespace asched::sqlite {
 
-void fail(sqlite3* db, std::string_view what) {
-    throw Error(errc::store_failure,
-                fmt::format("sqlite: {}: {} (code {})", what, db ? sqlite3_errmsg(db) : "cannot open",
-                            db ? sqlite3_extended_errcode(db) : 0));
+void fail(sqlite3 *db, std::string_view what) {
+    throw Error(errc::store_failure, fmt::format("sqlite: {}: {} (code {})", what,
+                                                 db ? sqlite3_errmsg(db) : "cannot open",
+                                                 db ? sqlite3_extended_errcode(db) : 0));
 }
 
-Statement& Statement::bind(int i, std::int64_t v) {
+Statement &Statement::bind(int i, std::int64_t v) {
     if (sqlite3_bind_int64(stmt_, i, v) != SQLITE_OK)
         fail(db_, sqlite3_sql(stmt_));
     return *this;
 }
 
-Statement& Statement::bind(int i, std::string_view v) {
+Statement &Statement::bind(int i, std::string_view v) {
     if (sqlite3_bind_text(stmt_, i, v.data(), int(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
         fail(db_, sqlite3_sql(stmt_));
     return *this;
 }
 
-Statement& Statement::bind(int i, std::nullopt_t) {
+Statement &Statement::bind(int i, std::nullopt_t) {
     if (sqlite3_bind_null(stmt_, i) != SQLITE_OK)
         fail(db_, sqlite3_sql(stmt_));
     return *this;
@@ -49,7 +49,7 @@ int Statement::exec() {
 }
 
 std::string Statement::text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(stmt_, col));
     return p ? std::string(p, std::size_t(sqlite3_column_bytes(stmt_, col))) : std::string();
 }
 
@@ -58,30 +58,33 @@ void Statement::reset() {
     sqlite3_clear_bindings(stmt_);
 }
 
-Connection::Connection(const std::string& path, std::chrono::milliseconds busy_timeout) {
-    const int rc = sqlite3_open_v2(path.c_str(), &db_,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+Connection::Connection(const std::string &path, std::chrono::milliseconds busy_timeout) {
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         const std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
         sqlite3_close(db_);
         db_ = nullptr;
-        throw Error(errc::store_failure, fmt::format("sqlite: cannot open '{}': {}", path, message));
+        throw Error(errc::store_failure,
+                    fmt::format("sqlite: cannot open '{}': {}", path, message));
     }
     sqlite3_busy_timeout(db_, int(busy_timeout.count()));
     sqlite3_extended_result_codes(db_, 1);
 }
 
 Connection::~Connection() {
-    for (auto& [sql, stmt] : cache_)
+    for (auto &[sql, stmt] : cache_)
         sqlite3_finalize(stmt);
     sqlite3_close(db_);
 }
 
-Statement Connection::prepare(const char* sql) {
+Statement Connection::prepare(const char *sql) {
     auto it = cache_.find(sql);
     if (it == cache_.end()) {
-        sqlite3_stmt* stmt = nullptr;
-        if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK)
+        sqlite3_stmt *stmt = nullptr;
+        if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+            SQLITE_OK)
             fail(db_, sql);
         it = cache_.emplace(sql, stmt).first;
     }
@@ -90,17 +93,17 @@ Statement Connection::prepare(const char* sql) {
     return s;
 }
 
-void Connection::exec(const char* sql) {
-    char* message = nullptr;
+void Connection::exec(const char *sql) {
+    char *message = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
         const std::string text = message ? message : "unknown error";
         sqlite3_free(message);
-        throw Error(errc::store_failure,
-                    fmt::format("sqlite: {}: {} (code {})", sql, text, sqlite3_extended_errcode(db_)));
+        throw Error(errc::store_failure, fmt::format("sqlite: {}: {} (code {})", sql, text,
+                                                     sqlite3_extended_errcode(db_)));
     }
 }
 
-Transaction::Transaction(Connection& db, Kind kind) : db_(db) {
+Transaction::Transaction(Connection &db, Kind kind) : db_(db) {
     db_.exec(kind == Kind::immediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
 }
 

@@ -1,10 +1,8 @@
 // SqliteDataStore: every operation is one transaction on the store's own thread.
-#include "sqlite.hpp"
-
+#include "../../core/json_util.hpp"
 #include "../row_codec.hpp"
 #include "../store_util.hpp"
-
-#include "../../core/json_util.hpp"
+#include "sqlite.hpp"
 
 #include <asched/data_stores/sqlite_data_store.hpp>
 #include <asched/policies.hpp>
@@ -35,7 +33,7 @@ namespace {
 constexpr std::int64_t application_id = 0x61736368; // "asch"
 
 // Migration k (1-based) brings the schema from version k-1 to k. Never edit one that shipped.
-constexpr const char* migrations[] = {
+constexpr const char *migrations[] = {
     // 1: the first schema.
     R"sql(
 CREATE TABLE asched_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -120,7 +118,9 @@ struct SqliteDataStore::Impl {
 
     time_point now() const { return context.clock->now(); }
 
-    void log(LogLevel level, std::string message) const { context.logger.log(level, std::move(message)); }
+    void log(LogLevel level, std::string message) const {
+        context.logger.log(level, std::move(message));
+    }
 
     // ---- opening and migrating -----------------------------------------------------------
 
@@ -148,13 +148,15 @@ struct SqliteDataStore::Impl {
                 t.reset();
                 if (snapshot)
                     snapshot->commit();
-            } catch (const Error& e) {
-                throw Error(errc::store_failure, fmt::format("{} is not an asched database: {}", where, e.what()));
+            } catch (const Error &e) {
+                throw Error(errc::store_failure,
+                            fmt::format("{} is not an asched database: {}", where, e.what()));
             }
             if (app != application_id && (app != 0 || tables != 0))
-                throw Error(errc::store_failure,
-                            fmt::format("{} is not an asched database (application_id {}, {} tables)", where, app,
-                                        tables));
+                throw Error(
+                    errc::store_failure,
+                    fmt::format("{} is not an asched database (application_id {}, {} tables)",
+                                where, app, tables));
         };
         refuse_foreign(false);
         // Switching to WAL needs the file to itself for a moment and does not wait on the busy
@@ -163,32 +165,37 @@ struct SqliteDataStore::Impl {
             try {
                 conn->exec("PRAGMA journal_mode = WAL");
                 break;
-            } catch (const Error&) {
+            } catch (const Error &) {
                 if (std::chrono::steady_clock::now() > give_up)
                     throw;
-                std::this_thread::sleep_for(std::chrono::milliseconds(5)); // on the store's own thread
+                std::this_thread::sleep_for(
+                    std::chrono::milliseconds(5)); // on the store's own thread
             }
         }
-        conn->exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+        conn->exec(options.synchronous_full ? "PRAGMA synchronous = FULL"
+                                            : "PRAGMA synchronous = NORMAL");
         conn->exec("PRAGMA cache_size = -16384"); // 16 MiB of page cache
         Transaction tx(*conn, Transaction::Kind::immediate);
         refuse_foreign(true); // again, now that no other process can be half-way through
         int version = 0;
         {
-            auto has_meta = conn->prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'asched_meta'");
+            auto has_meta = conn->prepare(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'asched_meta'");
             if (has_meta.step()) {
                 has_meta.reset();
-                auto v = conn->prepare("SELECT value FROM asched_meta WHERE key = 'schema_version'");
+                auto v =
+                    conn->prepare("SELECT value FROM asched_meta WHERE key = 'schema_version'");
                 if (v.step())
                     version = int(v.int64(0));
                 v.reset();
             }
         }
         if (version > known_version)
-            throw Error(errc::store_failure,
-                        fmt::format("{} has asched schema version {}, newer than this build knows ({}); "
-                                    "upgrade asched",
-                                    where, version, known_version));
+            throw Error(
+                errc::store_failure,
+                fmt::format("{} has asched schema version {}, newer than this build knows ({}); "
+                            "upgrade asched",
+                            where, version, known_version));
         for (int v = version; v < known_version; ++v) {
             conn->exec(migrations[v]);
             conn->prepare("INSERT INTO asched_meta (key, value) VALUES ('schema_version', ?1) "
@@ -201,16 +208,18 @@ struct SqliteDataStore::Impl {
         db = std::move(conn);
     }
 
-    Connection& conn() {
+    Connection &conn() {
         if (!db)
-            throw Error(errc::store_failure, fmt::format("sqlite store '{}' is not started", options.path));
+            throw Error(errc::store_failure,
+                        fmt::format("sqlite store '{}' is not started", options.path));
         return *db;
     }
 
     // The first of `count` fresh fencing tokens (one counter update for a whole batch).
     std::uint64_t reserve_tokens(std::size_t count) {
         auto s = conn()
-                     .prepare("UPDATE asched_meta SET value = value + ?1 WHERE key = 'lease_token' RETURNING value")
+                     .prepare("UPDATE asched_meta SET value = value + ?1 WHERE key = 'lease_token' "
+                              "RETURNING value")
                      .bind(1, std::int64_t(count));
         if (!s.step())
             throw Error(errc::store_failure, "sqlite: the lease token counter is missing");
@@ -223,11 +232,12 @@ struct SqliteDataStore::Impl {
     // Changes to tasks.running_jobs, applied once per task when the transaction commits.
     std::map<std::string, int> running_delta;
 
-    void commit(Transaction& tx) {
-        for (const auto& [task, delta] : running_delta)
+    void commit(Transaction &tx) {
+        for (const auto &[task, delta] : running_delta)
             if (delta != 0)
                 conn()
-                    .prepare("UPDATE tasks SET running_jobs = max(0, running_jobs + ?2) WHERE id = ?1")
+                    .prepare(
+                        "UPDATE tasks SET running_jobs = max(0, running_jobs + ?2) WHERE id = ?1")
                     .bind(1, task)
                     .bind(2, std::int64_t(delta))
                     .exec();
@@ -237,8 +247,8 @@ struct SqliteDataStore::Impl {
 
     // ---- decoding rows, quarantining the ones that cannot be decoded ----------------------
 
-    void quarantine(const char* kind, const std::string& id, const std::optional<std::string>& data,
-                    const std::string& error) {
+    void quarantine(const char *kind, const std::string &id, const std::optional<std::string> &data,
+                    const std::string &error) {
         conn()
             .prepare("INSERT OR REPLACE INTO quarantine (kind, id, data, error, quarantined_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -256,29 +266,34 @@ struct SqliteDataStore::Impl {
                                        : "DELETE FROM results WHERE job_id = ?1")
             .bind(1, id)
             .exec();
-        log(LogLevel::error, fmt::format("sqlite store: {} '{}' cannot be decoded and was moved to the "
-                                         "quarantine table: {}",
-                                         kind, id, error));
+        log(LogLevel::error,
+            fmt::format("sqlite store: {} '{}' cannot be decoded and was moved to the "
+                        "quarantine table: {}",
+                        kind, id, error));
         events.push_back(RecordQuarantined{now(), kind, id, error});
     }
 
     using Bad = detail::BadRow;
 
-    std::optional<Task> task_row(const Statement& s, std::vector<Bad>& bad) { return detail::task_row(s, bad); }
-    std::optional<Schedule> schedule_row(const Statement& s, std::vector<Bad>& bad) {
+    std::optional<Task> task_row(const Statement &s, std::vector<Bad> &bad) {
+        return detail::task_row(s, bad);
+    }
+    std::optional<Schedule> schedule_row(const Statement &s, std::vector<Bad> &bad) {
         return detail::schedule_row(s, bad);
     }
-    std::optional<Job> job_row(const Statement& s, std::vector<Bad>& bad) { return detail::job_row(s, bad); }
+    std::optional<Job> job_row(const Statement &s, std::vector<Bad> &bad) {
+        return detail::job_row(s, bad);
+    }
 
     // Moves the rows found undecodable to the quarantine, in a write transaction of its own
     // when the caller only read.
-    void quarantine_all(const std::vector<Bad>& bad, bool in_write_transaction) {
+    void quarantine_all(const std::vector<Bad> &bad, bool in_write_transaction) {
         if (bad.empty())
             return;
         std::optional<Transaction> tx;
         if (!in_write_transaction)
             tx.emplace(conn(), Transaction::Kind::immediate);
-        for (const auto& b : bad)
+        for (const auto &b : bad)
             quarantine(b.kind, b.id, b.data, b.error);
         if (tx)
             commit(*tx);
@@ -286,23 +301,25 @@ struct SqliteDataStore::Impl {
 
     // ---- shared steps ---------------------------------------------------------------------
 
-    bool task_exists(const std::string& id) {
+    bool task_exists(const std::string &id) {
         auto s = conn().prepare("SELECT 1 FROM tasks WHERE id = ?1").bind(1, id);
         const bool found = s.step();
         s.reset();
         return found;
     }
 
-    void require_task(const std::string& id) {
+    void require_task(const std::string &id) {
         if (!task_exists(id))
             throw Error(errc::task_lookup, fmt::format("task '{}' not found", id));
     }
 
     // false: a job for this (schedule, fire time) or with this id exists already.
-    bool insert_job(const Job& job, time_point at) {
+    bool insert_job(const Job &job, time_point at) {
         const int n = conn()
-                          .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
-                                   "earliest_start, start_deadline, result_expiration, created_at, args, metadata) "
+                          .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, "
+                                   "scheduled_fire_time, jitter, "
+                                   "earliest_start, start_deadline, result_expiration, created_at, "
+                                   "args, metadata) "
                                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
                           .bind(1, job.id)
                           .bind(2, job.task_id)
@@ -322,15 +339,16 @@ struct SqliteDataStore::Impl {
         return true;
     }
 
-
     // Frees the task slot, stores the result (if it outlives its finish), deletes the job.
-    void finish_job(const Job& job, JobResult result, const std::string& scheduler_id, bool delete_row = true) {
+    void finish_job(const Job &job, JobResult result, const std::string &scheduler_id,
+                    bool delete_row = true) {
         if (job.acquired_by)
             --running_delta[job.task_id];
         events.push_back(detail::released_event(job, result, scheduler_id));
         if (result.expires_at > result.finished_at)
             conn()
-                .prepare("INSERT OR REPLACE INTO results (job_id, schedule_id, scheduled_fire_time, expires_at, "
+                .prepare("INSERT OR REPLACE INTO results (job_id, schedule_id, "
+                         "scheduled_fire_time, expires_at, "
                          "data) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .bind(1, result.job_id)
                 .bind(2, job.schedule_id)
@@ -343,28 +361,31 @@ struct SqliteDataStore::Impl {
     }
 
     // Jobs matching `where` (a job_row query), finished as abandoned.
-    void abandon(Statement query, const std::function<std::string(const Job&)>& why, time_point at) {
+    void abandon(Statement query, const std::function<std::string(const Job &)> &why,
+                 time_point at) {
         std::vector<Job> found;
         std::vector<Bad> bad;
         while (query.step())
             if (auto j = job_row(query, bad))
                 found.push_back(std::move(*j));
         quarantine_all(bad, true);
-        for (auto& j : found) {
+        for (auto &j : found) {
             const std::string holder = j.acquired_by.value_or("");
             finish_job(j, detail::store_result(j, JobOutcome::abandoned, at, why(j)), holder);
         }
     }
 
     void abandon_expired_job_leases(time_point at) {
-        abandon(conn()
-                    .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs "
-                             "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1 ORDER BY acquired_until")
-                    .bind(1, at),
-                [](const Job& j) {
-                    return fmt::format("the lease of worker '{}' expired", j.acquired_by.value_or(""));
-                },
-                at);
+        abandon(
+            conn()
+                .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs "
+                         "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1 ORDER BY "
+                         "acquired_until")
+                .bind(1, at),
+            [](const Job &j) {
+                return fmt::format("the lease of worker '{}' expired", j.acquired_by.value_or(""));
+            },
+            at);
     }
 
     std::vector<Event> take_events() { return std::exchange(events, {}); }
@@ -375,7 +396,8 @@ namespace {
 // Runs `f(impl)` on the store's thread and resumes the caller on its own executor with the
 // result (or the exception). The caller's executor keeps outstanding work meanwhile.
 template <class R, class F>
-asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDataStore::Impl> impl, F f) {
+asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDataStore::Impl> impl,
+                                                        F f) {
     using Out = std::pair<R, std::vector<Event>>;
     auto initiate = [impl, f = std::move(f)](auto handler) mutable {
         auto work = asio::make_work_guard(asio::get_associated_executor(handler));
@@ -401,8 +423,9 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
             });
         });
     };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Out)>(
-        std::move(initiate), asio::use_awaitable);
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                            void(std::exception_ptr, Out)>(std::move(initiate),
+                                                                           asio::use_awaitable);
 }
 
 struct Unit {};
@@ -422,7 +445,7 @@ asio::awaitable<void> SqliteDataStore::start(StoreContext context) {
     if (!context.clock)
         context.clock = std::make_shared<SystemClock>();
     auto ctx = std::make_shared<StoreContext>(std::move(context));
-    auto op = [ctx](Impl& s) {
+    auto op = [ctx](Impl &s) {
         s.context = *ctx;
         s.open();
         return Unit{};
@@ -431,7 +454,7 @@ asio::awaitable<void> SqliteDataStore::start(StoreContext context) {
 }
 
 asio::awaitable<void> SqliteDataStore::stop() {
-    auto op = [](Impl& s) {
+    auto op = [](Impl &s) {
         s.db.reset();
         return Unit{};
     };
@@ -439,7 +462,7 @@ asio::awaitable<void> SqliteDataStore::stop() {
 }
 
 asio::awaitable<void> SqliteDataStore::add_task(Task task) {
-    auto op = [task = std::move(task)](Impl& s) {
+    auto op = [task = std::move(task)](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         // max_running_jobs is a column too: acquire_jobs reads it without decoding the task.
         auto bind = [&](Statement st) {
@@ -448,9 +471,11 @@ asio::awaitable<void> SqliteDataStore::add_task(Task task) {
                 st.bind(3, std::int64_t(*task.max_running_jobs));
             return st.exec();
         };
-        const int updated = bind(s.conn().prepare("UPDATE tasks SET data = ?2, max_running_jobs = ?3 WHERE id = ?1"));
+        const int updated = bind(
+            s.conn().prepare("UPDATE tasks SET data = ?2, max_running_jobs = ?3 WHERE id = ?1"));
         if (!updated)
-            bind(s.conn().prepare("INSERT INTO tasks (id, data, max_running_jobs) VALUES (?1, ?2, ?3)"));
+            bind(s.conn().prepare(
+                "INSERT INTO tasks (id, data, max_running_jobs) VALUES (?1, ?2, ?3)"));
         if (updated)
             s.events.push_back(TaskUpdated{s.now(), task.id});
         else
@@ -463,7 +488,7 @@ asio::awaitable<void> SqliteDataStore::add_task(Task task) {
 }
 
 asio::awaitable<void> SqliteDataStore::remove_task(std::string task_id) {
-    auto op = [task_id](Impl& s) {
+    auto op = [task_id](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         if (s.conn().prepare("DELETE FROM tasks WHERE id = ?1").bind(1, task_id).exec() == 0)
             throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
@@ -476,14 +501,16 @@ asio::awaitable<void> SqliteDataStore::remove_task(std::string task_id) {
 }
 
 asio::awaitable<Task> SqliteDataStore::get_task(std::string task_id) {
-    auto op = [task_id](Impl& s) {
+    auto op = [task_id](Impl &s) {
         std::vector<Impl::Bad> bad;
         std::optional<Task> out;
         {
             Transaction tx(s.conn(), Transaction::Kind::deferred);
-            auto q = s.conn()
-                         .prepare("SELECT id, data, max_running_jobs, running_jobs FROM tasks WHERE id = ?1")
-                         .bind(1, task_id);
+            auto q =
+                s.conn()
+                    .prepare(
+                        "SELECT id, data, max_running_jobs, running_jobs FROM tasks WHERE id = ?1")
+                    .bind(1, task_id);
             if (q.step())
                 out = s.task_row(q, bad);
             q.reset();
@@ -500,12 +527,13 @@ asio::awaitable<Task> SqliteDataStore::get_task(std::string task_id) {
 }
 
 asio::awaitable<std::vector<Task>> SqliteDataStore::get_tasks() {
-    auto op = [](Impl& s) {
+    auto op = [](Impl &s) {
         std::vector<Impl::Bad> bad;
         std::vector<Task> out;
         {
             Transaction tx(s.conn(), Transaction::Kind::deferred);
-            auto q = s.conn().prepare("SELECT id, data, max_running_jobs, running_jobs FROM tasks ORDER BY id");
+            auto q = s.conn().prepare(
+                "SELECT id, data, max_running_jobs, running_jobs FROM tasks ORDER BY id");
             while (q.step())
                 if (auto t = s.task_row(q, bad))
                     out.push_back(std::move(*t));
@@ -519,22 +547,24 @@ asio::awaitable<std::vector<Task>> SqliteDataStore::get_tasks() {
     co_return std::move(tasks);
 }
 
-#define ASCHED_SCHEDULE_COLUMNS                                                                 \
-    "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, acquired_until, " \
+#define ASCHED_SCHEDULE_COLUMNS                                                                    \
+    "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, "               \
+    "acquired_until, "                                                                             \
     "lease_token"
 
 asio::awaitable<std::vector<Schedule>>
 SqliteDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
-    auto op = [ids = std::move(ids)](Impl& s) {
+    auto op = [ids = std::move(ids)](Impl &s) {
         std::vector<Impl::Bad> bad;
         std::vector<Schedule> out;
         {
             Transaction tx(s.conn(), Transaction::Kind::deferred);
             if (ids) {
                 std::set<std::string> unique(ids->begin(), ids->end());
-                for (const auto& id : unique) {
+                for (const auto &id : unique) {
                     auto q = s.conn()
-                                 .prepare("SELECT " ASCHED_SCHEDULE_COLUMNS " FROM schedules WHERE id = ?1")
+                                 .prepare("SELECT " ASCHED_SCHEDULE_COLUMNS
+                                          " FROM schedules WHERE id = ?1")
                                  .bind(1, id);
                     if (q.step())
                         if (auto sched = s.schedule_row(q, bad))
@@ -542,7 +572,8 @@ SqliteDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
                     q.reset();
                 }
             } else {
-                auto q = s.conn().prepare("SELECT " ASCHED_SCHEDULE_COLUMNS " FROM schedules ORDER BY id");
+                auto q = s.conn().prepare("SELECT " ASCHED_SCHEDULE_COLUMNS
+                                          " FROM schedules ORDER BY id");
                 while (q.step())
                     if (auto sched = s.schedule_row(q, bad))
                         out.push_back(std::move(*sched));
@@ -558,22 +589,25 @@ SqliteDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
 }
 
 asio::awaitable<bool> SqliteDataStore::add_schedule(Schedule schedule, ConflictPolicy policy) {
-    auto op = [schedule = std::move(schedule), policy](Impl& s) mutable {
+    auto op = [schedule = std::move(schedule), policy](Impl &s) mutable {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         s.require_task(schedule.task_id);
-        auto exists = s.conn().prepare("SELECT 1 FROM schedules WHERE id = ?1").bind(1, schedule.id);
+        auto exists =
+            s.conn().prepare("SELECT 1 FROM schedules WHERE id = ?1").bind(1, schedule.id);
         const bool found = exists.step();
         exists.reset();
         if (found && policy == ConflictPolicy::do_nothing)
             return false;
         if (found && policy == ConflictPolicy::exception)
-            throw Error(errc::conflicting_id, fmt::format("schedule '{}' already exists", schedule.id));
+            throw Error(errc::conflicting_id,
+                        fmt::format("schedule '{}' already exists", schedule.id));
         schedule.acquired_by.reset();
         schedule.acquired_until.reset();
         // A new token refuses the release of whoever holds the old definition's lease.
         schedule.lease_token = s.next_token();
         s.conn()
-            .prepare("INSERT OR REPLACE INTO schedules (id, task_id, data, paused, next_fire_time, last_fire_time, "
+            .prepare("INSERT OR REPLACE INTO schedules (id, task_id, data, paused, next_fire_time, "
+                     "last_fire_time, "
                      "trigger_state, acquired_by, acquired_until, lease_token) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8)")
             .bind(1, schedule.id)
@@ -582,14 +616,17 @@ asio::awaitable<bool> SqliteDataStore::add_schedule(Schedule schedule, ConflictP
             .bind(4, std::int64_t(schedule.paused))
             .bind(5, schedule.next_fire_time)
             .bind(6, schedule.last_fire_time)
-            .bind(7, schedule.trigger_state.is_null() ? std::optional<std::string>()
-                                                      : std::optional(schedule.trigger_state.dump()))
+            .bind(7, schedule.trigger_state.is_null()
+                         ? std::optional<std::string>()
+                         : std::optional(schedule.trigger_state.dump()))
             .bind(8, std::int64_t(schedule.lease_token))
             .exec();
         if (found)
-            s.events.push_back(ScheduleUpdated{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
+            s.events.push_back(
+                ScheduleUpdated{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
         else
-            s.events.push_back(ScheduleAdded{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
+            s.events.push_back(
+                ScheduleAdded{s.now(), schedule.id, schedule.task_id, schedule.next_fire_time});
         s.commit(tx);
         return true;
     };
@@ -599,11 +636,13 @@ asio::awaitable<bool> SqliteDataStore::add_schedule(Schedule schedule, ConflictP
 }
 
 asio::awaitable<void> SqliteDataStore::remove_schedules(std::vector<std::string> ids) {
-    auto op = [ids = std::move(ids)](Impl& s) {
+    auto op = [ids = std::move(ids)](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
-        for (const auto& id : ids) {
-            auto q = s.conn().prepare("DELETE FROM schedules WHERE id = ?1 RETURNING task_id").bind(1, id);
+        for (const auto &id : ids) {
+            auto q = s.conn()
+                         .prepare("DELETE FROM schedules WHERE id = ?1 RETURNING task_id")
+                         .bind(1, id);
             if (q.step()) {
                 s.events.push_back(ScheduleRemoved{now, id, q.text(0), false});
                 q.exec();
@@ -618,45 +657,48 @@ asio::awaitable<void> SqliteDataStore::remove_schedules(std::vector<std::string>
 
 asio::awaitable<std::vector<Schedule>>
 SqliteDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
-    auto op = [scheduler_id, lease, limit](Impl& s) {
-            Transaction tx(s.conn(), Transaction::Kind::immediate);
-            const auto now = s.now();
-            // Expired leases make their schedules available again.
-            s.conn()
-                .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL "
-                         "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1")
-                .bind(1, now)
-                .exec();
-            std::vector<Impl::Bad> bad;
-            std::vector<Schedule> out;
-            std::vector<std::string> ids;
-            {
-                auto q = s.conn()
-                             .prepare("SELECT id FROM schedules WHERE acquired_by IS NULL AND paused = 0 AND "
-                                      "next_fire_time IS NOT NULL AND next_fire_time <= ?1 "
-                                      "ORDER BY next_fire_time LIMIT ?2")
-                             .bind(1, now)
-                             .bind(2, std::int64_t(limit));
-                while (q.step())
-                    ids.push_back(q.text(0));
-            }
-            for (const auto& id : ids) {
-                auto q = s.conn()
-                             .prepare("UPDATE schedules SET acquired_by = ?2, acquired_until = ?3, lease_token = ?4 "
-                                      "WHERE id = ?1 RETURNING " ASCHED_SCHEDULE_COLUMNS)
-                             .bind(1, id)
-                             .bind(2, scheduler_id)
-                             .bind(3, now + lease)
-                             .bind(4, std::int64_t(s.next_token()));
-                if (q.step())
-                    if (auto sched = s.schedule_row(q, bad))
-                        out.push_back(std::move(*sched));
-                q.exec();
-            }
-            s.quarantine_all(bad, true);
-            s.commit(tx);
-            return out;
-        };
+    auto op = [scheduler_id, lease, limit](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        // Expired leases make their schedules available again.
+        s.conn()
+            .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL "
+                     "WHERE acquired_until IS NOT NULL AND acquired_until <= ?1")
+            .bind(1, now)
+            .exec();
+        std::vector<Impl::Bad> bad;
+        std::vector<Schedule> out;
+        std::vector<std::string> ids;
+        {
+            auto q =
+                s.conn()
+                    .prepare(
+                        "SELECT id FROM schedules WHERE acquired_by IS NULL AND paused = 0 AND "
+                        "next_fire_time IS NOT NULL AND next_fire_time <= ?1 "
+                        "ORDER BY next_fire_time LIMIT ?2")
+                    .bind(1, now)
+                    .bind(2, std::int64_t(limit));
+            while (q.step())
+                ids.push_back(q.text(0));
+        }
+        for (const auto &id : ids) {
+            auto q = s.conn()
+                         .prepare("UPDATE schedules SET acquired_by = ?2, acquired_until = ?3, "
+                                  "lease_token = ?4 "
+                                  "WHERE id = ?1 RETURNING " ASCHED_SCHEDULE_COLUMNS)
+                         .bind(1, id)
+                         .bind(2, scheduler_id)
+                         .bind(3, now + lease)
+                         .bind(4, std::int64_t(s.next_token()));
+            if (q.step())
+                if (auto sched = s.schedule_row(q, bad))
+                    out.push_back(std::move(*sched));
+            q.exec();
+        }
+        s.quarantine_all(bad, true);
+        s.commit(tx);
+        return out;
+    };
     auto [schedules, events] = co_await on_db<std::vector<Schedule>>(impl_, std::move(op));
     co_await detail::publish_all(impl_->context.broker, std::move(events));
     co_return std::move(schedules);
@@ -664,16 +706,18 @@ SqliteDataStore::acquire_schedules(std::string scheduler_id, duration lease, std
 
 asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_id,
                                                          std::vector<ScheduleRelease> releases) {
-    auto op = [scheduler_id, releases = std::move(releases)](Impl& s) {
+    auto op = [scheduler_id, releases = std::move(releases)](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
-        for (const auto& r : releases) {
+        for (const auto &r : releases) {
             std::optional<std::string> holder, task_id;
             std::uint64_t token = 0;
             {
-                auto q = s.conn()
-                             .prepare("SELECT acquired_by, lease_token, task_id FROM schedules WHERE id = ?1")
-                             .bind(1, r.schedule_id);
+                auto q =
+                    s.conn()
+                        .prepare(
+                            "SELECT acquired_by, lease_token, task_id FROM schedules WHERE id = ?1")
+                        .bind(1, r.schedule_id);
                 if (!q.step())
                     continue; // removed while it was processed: its fires go with it
                 holder = q.opt_text(0);
@@ -682,21 +726,24 @@ asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_i
                 q.reset();
             }
             if (holder != scheduler_id || token != r.lease_token) {
-                s.log(LogLevel::info, fmt::format("schedule '{}': release by '{}' refused (lease lost or "
-                                                  "schedule changed meanwhile)",
-                                                  r.schedule_id, scheduler_id));
+                s.log(LogLevel::info,
+                      fmt::format("schedule '{}': release by '{}' refused (lease lost or "
+                                  "schedule changed meanwhile)",
+                                  r.schedule_id, scheduler_id));
                 continue;
             }
-            for (const auto& job : r.jobs) {
+            for (const auto &job : r.jobs) {
                 if (!s.task_exists(job.task_id))
-                    s.log(LogLevel::error, fmt::format("schedule '{}': job not created: task '{}' not found",
-                                                       r.schedule_id, job.task_id));
+                    s.log(LogLevel::error,
+                          fmt::format("schedule '{}': job not created: task '{}' not found",
+                                      r.schedule_id, job.task_id));
                 else
                     s.insert_job(job, now);
             }
             s.conn()
                 .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL, "
-                         "last_fire_time = coalesce(?2, last_fire_time), next_fire_time = ?3, trigger_state = ?4 "
+                         "last_fire_time = coalesce(?2, last_fire_time), next_fire_time = ?3, "
+                         "trigger_state = ?4 "
                          "WHERE id = ?1")
                 .bind(1, r.schedule_id)
                 .bind(2, r.last_fire_time)
@@ -714,15 +761,17 @@ asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_i
 }
 
 asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_run_time() {
-    auto op = [](Impl& s) {
+    auto op = [](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::deferred);
         std::optional<time_point> out;
-        auto due = s.conn().prepare("SELECT min(next_fire_time) FROM schedules WHERE acquired_by IS NULL AND "
-                                    "paused = 0 AND next_fire_time IS NOT NULL");
+        auto due = s.conn().prepare(
+            "SELECT min(next_fire_time) FROM schedules WHERE acquired_by IS NULL AND "
+            "paused = 0 AND next_fire_time IS NOT NULL");
         if (due.step())
             out = due.opt_time(0);
         due.reset();
-        auto leased = s.conn().prepare("SELECT min(acquired_until) FROM schedules WHERE acquired_until IS NOT NULL");
+        auto leased = s.conn().prepare(
+            "SELECT min(acquired_until) FROM schedules WHERE acquired_until IS NOT NULL");
         if (leased.step())
             if (auto l = leased.opt_time(0); l && (!out || *l < *out))
                 out = l;
@@ -735,11 +784,11 @@ asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_ru
 }
 
 asio::awaitable<void> SqliteDataStore::add_jobs(std::vector<Job> jobs) {
-    auto op = [jobs = std::move(jobs)](Impl& s) mutable {
+    auto op = [jobs = std::move(jobs)](Impl &s) mutable {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
         std::set<std::string> known_tasks;
-        for (auto& job : jobs) {
+        for (auto &job : jobs) {
             if (!known_tasks.contains(job.task_id)) {
                 s.require_task(job.task_id);
                 known_tasks.insert(job.task_id);
@@ -747,9 +796,11 @@ asio::awaitable<void> SqliteDataStore::add_jobs(std::vector<Job> jobs) {
             job.acquired_by.reset();
             job.acquired_until.reset();
             if (!s.insert_job(job, now))
-                throw Error(errc::conflicting_id,
-                            fmt::format("job '{}': a job with this id, or for this schedule and fire time, exists",
-                                        job.id));
+                throw Error(
+                    errc::conflicting_id,
+                    fmt::format(
+                        "job '{}': a job with this id, or for this schedule and fire time, exists",
+                        job.id));
         }
         s.commit(tx);
         return Unit{};
@@ -758,27 +809,30 @@ asio::awaitable<void> SqliteDataStore::add_jobs(std::vector<Job> jobs) {
     co_await detail::publish_all(impl_->context.broker, std::move(events));
 }
 
-
-asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
-    auto op = [ids = std::move(ids)](Impl& s) {
+asio::awaitable<std::vector<Job>>
+SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
+    auto op = [ids = std::move(ids)](Impl &s) {
         std::vector<Impl::Bad> bad;
         std::vector<std::pair<std::int64_t, Job>> found;
         {
             Transaction tx(s.conn(), Transaction::Kind::deferred);
             if (ids) {
                 std::set<std::string> unique(ids->begin(), ids->end());
-                for (const auto& id : unique) {
-                    auto q = s.conn()
-                                 .prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs WHERE id = ?1")
-                                 .bind(1, id);
+                for (const auto &id : unique) {
+                    auto q =
+                        s.conn()
+                            .prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs WHERE id = ?1")
+                            .bind(1, id);
                     if (q.step())
                         if (auto j = s.job_row(q, bad))
                             found.emplace_back(q.int64(13), std::move(*j));
                     q.reset();
                 }
-                std::sort(found.begin(), found.end(), [](auto& a, auto& b) { return a.first < b.first; });
+                std::sort(found.begin(), found.end(),
+                          [](auto &a, auto &b) { return a.first < b.first; });
             } else {
-                auto q = s.conn().prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs ORDER BY seq");
+                auto q =
+                    s.conn().prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs ORDER BY seq");
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
                         found.emplace_back(q.int64(13), std::move(*j));
@@ -787,7 +841,7 @@ asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::v
         }
         s.quarantine_all(bad, false);
         std::vector<Job> out;
-        for (auto& [seq, j] : found)
+        for (auto &[seq, j] : found)
             out.push_back(std::move(j));
         return out;
     };
@@ -796,11 +850,10 @@ asio::awaitable<std::vector<Job>> SqliteDataStore::get_jobs(std::optional<std::v
     co_return std::move(jobs);
 }
 
-asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string scheduler_id, duration lease,
-                                                              std::size_t limit,
+asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string scheduler_id,
+                                                              duration lease, std::size_t limit,
                                                               std::vector<std::string> task_ids) {
-    auto op = [scheduler_id, lease, limit,
-                                                               task_ids = std::move(task_ids)](Impl& s) mutable {
+    auto op = [scheduler_id, lease, limit, task_ids = std::move(task_ids)](Impl &s) mutable {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
         s.abandon_expired_job_leases(now);
@@ -809,12 +862,15 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
         task_ids.erase(std::unique(task_ids.begin(), task_ids.end()), task_ids.end());
         // Free slots per task (within max_running_jobs).
         std::vector<std::pair<std::string, std::int64_t>> slots;
-        for (const auto& id : task_ids) {
-            auto q = s.conn().prepare("SELECT max_running_jobs, running_jobs FROM tasks WHERE id = ?1").bind(1, id);
+        for (const auto &id : task_ids) {
+            auto q = s.conn()
+                         .prepare("SELECT max_running_jobs, running_jobs FROM tasks WHERE id = ?1")
+                         .bind(1, id);
             if (!q.step())
                 continue;
-            const std::int64_t free =
-                q.is_null(0) ? std::int64_t(limit) : std::max<std::int64_t>(0, q.int64(0) - q.int64(1));
+            const std::int64_t free = q.is_null(0)
+                                          ? std::int64_t(limit)
+                                          : std::max<std::int64_t>(0, q.int64(0) - q.int64(1));
             q.reset();
             if (free > 0)
                 slots.emplace_back(id, std::min<std::int64_t>(free, std::int64_t(limit)));
@@ -834,32 +890,37 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
             for (std::size_t i = 0; i < slots.size(); ++i) {
                 if (slots[i].second == 0)
                     continue;
-                auto q = s.conn()
-                             .prepare("SELECT " ASCHED_JOB_COLUMNS ", seq, earliest_start FROM jobs "
-                                      "WHERE task_id = ?1 AND acquired_by IS NULL AND earliest_start <= ?2 "
-                                      "ORDER BY earliest_start, seq LIMIT ?3")
-                             .bind(1, slots[i].first)
-                             .bind(2, now)
-                             .bind(3, slots[i].second);
+                auto q =
+                    s.conn()
+                        .prepare(
+                            "SELECT " ASCHED_JOB_COLUMNS ", seq, earliest_start FROM jobs "
+                            "WHERE task_id = ?1 AND acquired_by IS NULL AND earliest_start <= ?2 "
+                            "ORDER BY earliest_start, seq LIMIT ?3")
+                        .bind(1, slots[i].first)
+                        .bind(2, now)
+                        .bind(3, slots[i].second);
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
                         candidates.push_back({q.time(14), q.int64(13), i, std::move(*j)});
             }
             s.quarantine_all(bad, true);
             again = !bad.empty();
-            std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-                return std::tie(a.earliest, a.seq) < std::tie(b.earliest, b.seq);
-            });
+            std::sort(candidates.begin(), candidates.end(),
+                      [](const Candidate &a, const Candidate &b) {
+                          return std::tie(a.earliest, a.seq) < std::tie(b.earliest, b.seq);
+                      });
             std::uint64_t token = candidates.empty() ? 0 : s.reserve_tokens(candidates.size());
-            for (auto& c : candidates) {
+            for (auto &c : candidates) {
                 if (out.jobs.size() >= limit || slots[c.slot].second == 0)
                     break;
-                Job& job = c.job;
+                Job &job = c.job;
                 if (missed_deadline(job, now)) {
-                    s.finish_job(job,
-                                 detail::store_result(job, JobOutcome::missed_start_deadline, now,
-                                               fmt::format("start deadline {} passed", format_time(*job.start_deadline))),
-                                 scheduler_id);
+                    s.finish_job(
+                        job,
+                        detail::store_result(job, JobOutcome::missed_start_deadline, now,
+                                             fmt::format("start deadline {} passed",
+                                                         format_time(*job.start_deadline))),
+                        scheduler_id);
                     again = true;
                     continue;
                 }
@@ -867,7 +928,8 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                 job.acquired_until = now + lease;
                 job.lease_token = token++;
                 s.conn()
-                    .prepare("UPDATE jobs SET acquired_by = ?2, acquired_until = ?3, lease_token = ?4 WHERE seq = ?1")
+                    .prepare("UPDATE jobs SET acquired_by = ?2, acquired_until = ?3, lease_token = "
+                             "?4 WHERE seq = ?1")
                     .bind(1, c.seq)
                     .bind(2, scheduler_id)
                     .bind(3, *job.acquired_until)
@@ -875,19 +937,21 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                     .exec();
                 ++s.running_delta[job.task_id];
                 --slots[c.slot].second;
-                s.events.push_back(JobAcquired{now, job.id, scheduler_id, job.task_id, job.schedule_id,
-                                               job.scheduled_fire_time});
+                s.events.push_back(JobAcquired{now, job.id, scheduler_id, job.task_id,
+                                               job.schedule_id, job.scheduled_fire_time});
                 out.jobs.push_back(std::move(job));
             }
         }
-        for (const auto& [id, free] : slots) {
+        for (const auto &[id, free] : slots) {
             auto q = s.conn()
-                         .prepare("SELECT min(earliest_start) FROM jobs WHERE task_id = ?1 AND acquired_by IS NULL "
+                         .prepare("SELECT min(earliest_start) FROM jobs WHERE task_id = ?1 AND "
+                                  "acquired_by IS NULL "
                                   "AND earliest_start > ?2")
                          .bind(1, id)
                          .bind(2, now);
             if (q.step())
-                if (auto t = q.opt_time(0); t && (!out.next_ready_time || *t < *out.next_ready_time))
+                if (auto t = q.opt_time(0);
+                    t && (!out.next_ready_time || *t < *out.next_ready_time))
                     out.next_ready_time = t;
             q.reset();
         }
@@ -901,21 +965,24 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
 
 asio::awaitable<std::vector<bool>> SqliteDataStore::release_jobs(std::string scheduler_id,
                                                                  std::vector<JobRelease> releases) {
-    auto op = [scheduler_id, releases = std::move(releases)](Impl& s) mutable {
+    auto op = [scheduler_id, releases = std::move(releases)](Impl &s) mutable {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         std::vector<bool> applied;
-        for (auto& [job, result] : releases) {
+        for (auto &[job, result] : releases) {
             // Only the holder of the current lease may release: the fencing token decides.
-            const int deleted = s.conn()
-                                    .prepare("DELETE FROM jobs WHERE id = ?1 AND acquired_by = ?2 AND lease_token = ?3")
-                                    .bind(1, job.id)
-                                    .bind(2, scheduler_id)
-                                    .bind(3, std::int64_t(job.lease_token))
-                                    .exec();
+            const int deleted =
+                s.conn()
+                    .prepare(
+                        "DELETE FROM jobs WHERE id = ?1 AND acquired_by = ?2 AND lease_token = ?3")
+                    .bind(1, job.id)
+                    .bind(2, scheduler_id)
+                    .bind(3, std::int64_t(job.lease_token))
+                    .exec();
             if (deleted == 0) {
-                s.log(LogLevel::warning, fmt::format("job '{}': release by '{}' refused (its lease expired or "
-                                                     "passed to another worker)",
-                                                     job.id, scheduler_id));
+                s.log(LogLevel::warning,
+                      fmt::format("job '{}': release by '{}' refused (its lease expired or "
+                                  "passed to another worker)",
+                                  job.id, scheduler_id));
                 applied.push_back(false);
                 continue;
             }
@@ -935,8 +1002,8 @@ namespace {
 
 // The kept result of `job_id`, inside the caller's transaction; a row that does not decode
 // goes to `bad`.
-std::optional<JobResult> read_result(SqliteDataStore::Impl& s, const std::string& job_id,
-                                     std::vector<SqliteDataStore::Impl::Bad>& bad) {
+std::optional<JobResult> read_result(SqliteDataStore::Impl &s, const std::string &job_id,
+                                     std::vector<SqliteDataStore::Impl::Bad> &bad) {
     std::optional<JobResult> out;
     auto q = s.conn()
                  .prepare("SELECT data FROM results WHERE job_id = ?1 AND expires_at > ?2")
@@ -955,7 +1022,7 @@ std::optional<JobResult> read_result(SqliteDataStore::Impl& s, const std::string
 } // namespace
 
 asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::string job_id) {
-    auto op = [job_id](Impl& s) {
+    auto op = [job_id](Impl &s) {
         std::vector<Impl::Bad> bad;
         std::optional<JobResult> out;
         {
@@ -972,7 +1039,7 @@ asio::awaitable<std::optional<JobResult>> SqliteDataStore::get_job_result(std::s
 }
 
 asio::awaitable<JobStatus> SqliteDataStore::get_job_status(std::string job_id) {
-    auto op = [job_id](Impl& s) {
+    auto op = [job_id](Impl &s) {
         std::vector<Impl::Bad> bad;
         JobStatus out;
         {
@@ -996,13 +1063,20 @@ namespace {
 
 // `sql` sets acquired_until = ?3 for the row ?1 held by ?2 whose lease runs past ?4 (now):
 // an expired lease is not renewed.
-asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl, const char* sql,
-                                    std::string scheduler_id, std::vector<std::string> ids, duration lease) {
-    auto op = [sql, scheduler_id, ids = std::move(ids), lease](SqliteDataStore::Impl& s) {
+asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl, const char *sql,
+                                    std::string scheduler_id, std::vector<std::string> ids,
+                                    duration lease) {
+    auto op = [sql, scheduler_id, ids = std::move(ids), lease](SqliteDataStore::Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
-        for (const auto& id : ids)
-            s.conn().prepare(sql).bind(1, id).bind(2, scheduler_id).bind(3, now + lease).bind(4, now).exec();
+        for (const auto &id : ids)
+            s.conn()
+                .prepare(sql)
+                .bind(1, id)
+                .bind(2, scheduler_id)
+                .bind(3, now + lease)
+                .bind(4, now)
+                .exec();
         s.commit(tx);
         return Unit{};
     };
@@ -1014,26 +1088,35 @@ asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl,
 asio::awaitable<void> SqliteDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
                                                                        std::vector<std::string> ids,
                                                                        duration lease) {
-    co_await extend_leases(impl_, "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
+    co_await extend_leases(
+        impl_,
+        "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
+        "AND acquired_until > ?4",
+        std::move(scheduler_id), std::move(ids), lease);
+}
+
+asio::awaitable<void> SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id,
+                                                                  std::vector<std::string> ids,
+                                                                  duration lease) {
+    co_await extend_leases(impl_,
+                           "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
                            "AND acquired_until > ?4",
                            std::move(scheduler_id), std::move(ids), lease);
 }
 
-asio::awaitable<void> SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id,
-                                                                  std::vector<std::string> ids, duration lease) {
-    co_await extend_leases(impl_, "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 AND acquired_until > ?4",
-                           std::move(scheduler_id), std::move(ids), lease);
-}
-
 asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler_id) {
-    auto op = [scheduler_id](Impl& s) {
+    auto op = [scheduler_id](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
-        s.abandon(s.conn()
-                      .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs WHERE acquired_until IS NOT NULL AND "
-                               "acquired_by = ?1 ORDER BY seq")
-                      .bind(1, scheduler_id),
-                  [&](const Job&) { return fmt::format("worker '{}' restarted while the job ran", scheduler_id); },
-                  s.now());
+        s.abandon(
+            s.conn()
+                .prepare("SELECT " ASCHED_JOB_COLUMNS
+                         " FROM jobs WHERE acquired_until IS NOT NULL AND "
+                         "acquired_by = ?1 ORDER BY seq")
+                .bind(1, scheduler_id),
+            [&](const Job &) {
+                return fmt::format("worker '{}' restarted while the job ran", scheduler_id);
+            },
+            s.now());
         s.commit(tx);
         return Unit{};
     };
@@ -1042,14 +1125,15 @@ asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler
 }
 
 asio::awaitable<void> SqliteDataStore::cleanup() {
-    auto op = [](Impl& s) {
+    auto op = [](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
         s.conn().prepare("DELETE FROM results WHERE expires_at <= ?1").bind(1, now).exec();
         s.abandon_expired_job_leases(now);
         auto q = s.conn().prepare(
             "DELETE FROM schedules WHERE next_fire_time IS NULL AND acquired_by IS NULL AND "
-            "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.schedule_id = schedules.id) RETURNING id, task_id");
+            "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.schedule_id = schedules.id) RETURNING id, "
+            "task_id");
         while (q.step())
             s.events.push_back(ScheduleRemoved{now, q.text(0), q.text(1), true});
         s.commit(tx);

@@ -1,7 +1,6 @@
 // PostgresEventBroker: one LISTENing connection with a heartbeat, one NOTIFYing connection,
 // both non-blocking libpq on one strand.
 #include "../../pq/pg.hpp"
-
 #include "../network_broker.hpp"
 
 #include <asched/event_brokers/postgres_event_broker.hpp>
@@ -29,13 +28,13 @@ constexpr std::size_t max_payload = 7999;
 
 // What crosses the wire: the event without free text (exception messages, decode errors),
 // which can be any size and lives in the store anyway.
-std::string payload(const std::string& origin, Event event) {
-    if (auto* r = std::get_if<JobReleased>(&event)) {
+std::string payload(const std::string &origin, Event event) {
+    if (auto *r = std::get_if<JobReleased>(&event)) {
         r->exception_type.reset();
         r->exception_message.reset();
-    } else if (auto* q = std::get_if<RecordQuarantined>(&event)) {
+    } else if (auto *q = std::get_if<RecordQuarantined>(&event)) {
         q->error.clear();
-    } else if (auto* h = std::get_if<StoreHealthChanged>(&event)) {
+    } else if (auto *h = std::get_if<StoreHealthChanged>(&event)) {
         h->reason.clear();
     }
     return json{{"o", origin}, {"e", json(event)}}.dump();
@@ -50,22 +49,23 @@ struct PostgresEventBroker::State : detail::NetworkBrokerState {
     std::atomic<std::uint64_t> reconnect_count{0};
     std::unique_ptr<pg::Connection> listener, notifier;
 
-    void handle(const pg::Notification& n) {
+    void handle(const pg::Notification &n) {
         try {
             const auto message = json::parse(n.payload);
             if (message.at("o").get<std::string>() == origin)
                 return; // published here: already delivered locally
             deliver(message.at("e").get<Event>());
-        } catch (const std::exception& e) {
-            log(LogLevel::warning, fmt::format("postgres broker: ignoring a notification that is not an asched "
-                                               "event: {}",
-                                               e.what()));
+        } catch (const std::exception &e) {
+            log(LogLevel::warning,
+                fmt::format("postgres broker: ignoring a notification that is not an asched "
+                            "event: {}",
+                            e.what()));
         }
     }
 
     void handle_all() {
         if (listener)
-            for (const auto& n : listener->take_notifications())
+            for (const auto &n : listener->take_notifications())
                 handle(n);
     }
 };
@@ -76,7 +76,8 @@ using State = PostgresEventBroker::State;
 
 asio::awaitable<std::unique_ptr<pg::Connection>> open(std::shared_ptr<State> self) {
     asio::any_io_executor ex = *self->strand;
-    auto conn = co_await pg::Connection::connect(ex, self->options.conninfo, self->options.connect_timeout);
+    auto conn =
+        co_await pg::Connection::connect(ex, self->options.conninfo, self->options.connect_timeout);
     if (self->stopping)
         throw Error(errc::not_running, "postgres broker: stopped");
     co_return conn;
@@ -96,8 +97,8 @@ asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
                 ++self->reconnect_count;
             first = false;
             delay = std::chrono::milliseconds(100);
-            self->log(LogLevel::info, fmt::format("postgres broker: listening on '{}' at {}", self->options.channel,
-                                                  self->where));
+            self->log(LogLevel::info, fmt::format("postgres broker: listening on '{}' at {}",
+                                                  self->options.channel, self->where));
             while (!self->stopping) {
                 const auto quiet_until = pg::steady::now() + self->options.heartbeat_interval;
                 const bool arrived = co_await self->listener->wait_input(quiet_until);
@@ -109,11 +110,12 @@ asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
                 co_await self->listener->exec("SELECT 1", self->options.heartbeat_timeout);
                 self->handle_all();
             }
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             if (!self->stopping)
-                self->log(LogLevel::warning,
-                          fmt::format("postgres broker: listening at {} lost ({}); reconnecting in {} ms",
-                                      self->where, e.what(), delay.count()));
+                self->log(
+                    LogLevel::warning,
+                    fmt::format("postgres broker: listening at {} lost ({}); reconnecting in {} ms",
+                                self->where, e.what(), delay.count()));
         }
         self->is_listening = false;
         self->listener.reset();
@@ -138,15 +140,17 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
                     self->notifier = std::move(notifier);
                 }
                 pg::Params params{pg::param(self->options.channel), pg::text_array(batch)};
-                co_await self->notifier->query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-                                               std::move(params), self->options.heartbeat_timeout);
+                co_await self->notifier->query(
+                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", std::move(params),
+                    self->options.heartbeat_timeout);
                 break;
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 self->notifier.reset();
                 if (attempt > 0 || self->stopping) {
-                    self->log(LogLevel::warning,
-                              fmt::format("postgres broker: {} event(s) not sent to other nodes: {}", batch.size(),
-                                          e.what()));
+                    self->log(
+                        LogLevel::warning,
+                        fmt::format("postgres broker: {} event(s) not sent to other nodes: {}",
+                                    batch.size(), e.what()));
                     break;
                 }
             }
@@ -169,7 +173,8 @@ asio::awaitable<void> close_all(std::shared_ptr<State> self) {
 
 } // namespace
 
-PostgresEventBroker::PostgresEventBroker(PostgresEventBrokerOptions options) : state_(std::make_shared<State>()) {
+PostgresEventBroker::PostgresEventBroker(PostgresEventBrokerOptions options)
+    : state_(std::make_shared<State>()) {
     if (options.channel.empty())
         throw Error(errc::invalid_argument, "postgres broker: option 'channel' is empty");
     state_->where = pg::describe(options.conninfo);
@@ -188,8 +193,9 @@ asio::awaitable<void> PostgresEventBroker::start(asio::any_io_executor executor,
     if (!state_->prepare(executor, logger))
         co_return; // started already
     auto self = state_;
-    asio::co_spawn(*state_->strand, listen_loop(self),
-                   [self](std::exception_ptr e) { self->loop_ended(e, "postgres broker: the listen loop"); });
+    asio::co_spawn(*state_->strand, listen_loop(self), [self](std::exception_ptr e) {
+        self->loop_ended(e, "postgres broker: the listen loop");
+    });
 }
 
 asio::awaitable<void> PostgresEventBroker::stop() {
@@ -206,19 +212,25 @@ asio::awaitable<void> PostgresEventBroker::publish(Event event) {
         co_return;
     auto message = payload(state_->origin, event);
     if (message.size() > max_payload) {
-        state_->log(LogLevel::warning,
-                    fmt::format("postgres broker: a {} event of {} bytes exceeds NOTIFY's limit; delivered locally "
-                                "only (other nodes see the change at their next poll)",
-                                event_name(event), message.size()));
+        state_->log(
+            LogLevel::warning,
+            fmt::format(
+                "postgres broker: a {} event of {} bytes exceeds NOTIFY's limit; delivered locally "
+                "only (other nodes see the change at their next poll)",
+                event_name(event), message.size()));
         co_return;
     }
-    auto queued =
-        detail::enqueue<State>(state_, std::move(message), &write_loop, "postgres broker: the publishing loop");
+    auto queued = detail::enqueue<State>(state_, std::move(message), &write_loop,
+                                         "postgres broker: the publishing loop");
     co_await asio::co_spawn(*state_->strand, std::move(queued), asio::use_awaitable);
 }
 
-bool PostgresEventBroker::listening() const noexcept { return state_->is_listening; }
+bool PostgresEventBroker::listening() const noexcept {
+    return state_->is_listening;
+}
 
-std::uint64_t PostgresEventBroker::reconnects() const noexcept { return state_->reconnect_count; }
+std::uint64_t PostgresEventBroker::reconnects() const noexcept {
+    return state_->reconnect_count;
+}
 
 } // namespace asched

@@ -1,15 +1,14 @@
 // RedisEventBroker: Asio sockets on one strand; hiredis formats commands and parses replies.
 #include "../network_broker.hpp"
 
-#include <asched/event_brokers/redis_event_broker.hpp>
-
 #include <asched/error.hpp>
+#include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/model.hpp>
 
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
@@ -30,22 +29,22 @@ using nlohmann::json;
 using Socket = asio::ip::tcp::socket;
 
 struct ReaderDeleter {
-    void operator()(redisReader* r) const { redisReaderFree(r); }
+    void operator()(redisReader *r) const { redisReaderFree(r); }
 };
 struct ReplyDeleter {
-    void operator()(redisReply* r) const { freeReplyObject(r); }
+    void operator()(redisReply *r) const { freeReplyObject(r); }
 };
 using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
 using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 std::string command(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
+    std::vector<const char *> argv;
     std::vector<std::size_t> lens;
     for (auto a : args) {
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
-    char* out = nullptr;
+    char *out = nullptr;
     const int n = redisFormatCommandArgv(&out, int(argv.size()), argv.data(), lens.data());
     if (n < 0)
         throw Error(errc::store_failure, "redis: cannot format a command");
@@ -55,19 +54,22 @@ std::string command(std::initializer_list<std::string_view> args) {
 }
 
 // The next complete reply on `socket`, reading more when the reader needs it.
-asio::awaitable<ReplyPtr> read_reply(Socket& socket, redisReader* reader) {
+asio::awaitable<ReplyPtr> read_reply(Socket &socket, redisReader *reader) {
     for (;;) {
-        void* r = nullptr;
+        void *r = nullptr;
         if (redisReaderGetReply(reader, &r) != REDIS_OK)
-            throw Error(errc::store_failure, fmt::format("redis: protocol error: {}", reader->errstr));
+            throw Error(errc::store_failure,
+                        fmt::format("redis: protocol error: {}", reader->errstr));
         if (r) {
-            ReplyPtr reply(static_cast<redisReply*>(r));
+            ReplyPtr reply(static_cast<redisReply *>(r));
             if (reply->type == REDIS_REPLY_ERROR)
-                throw Error(errc::store_failure, fmt::format("redis: {}", std::string(reply->str, reply->len)));
+                throw Error(errc::store_failure,
+                            fmt::format("redis: {}", std::string(reply->str, reply->len)));
             co_return reply;
         }
         std::array<char, 16384> buf;
-        const std::size_t n = co_await socket.async_read_some(asio::buffer(buf), asio::use_awaitable);
+        const std::size_t n =
+            co_await socket.async_read_some(asio::buffer(buf), asio::use_awaitable);
         redisReaderFeed(reader, buf.data(), n);
     }
 }
@@ -83,9 +85,9 @@ struct RedisEventBroker::State : detail::NetworkBrokerState {
 
     // Connects `socket`; throws when stop() ran meanwhile, so no loop outlives it with a
     // fresh connection (close_all() cancels the resolver and closes the sockets).
-    asio::awaitable<void> connect(Socket& socket) {
-        auto endpoints = co_await resolver->async_resolve(options.host, std::to_string(options.port),
-                                                          asio::use_awaitable);
+    asio::awaitable<void> connect(Socket &socket) {
+        auto endpoints = co_await resolver->async_resolve(
+            options.host, std::to_string(options.port), asio::use_awaitable);
         if (stopping)
             throw Error(errc::not_running, "redis broker: stopped");
         co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
@@ -94,26 +96,29 @@ struct RedisEventBroker::State : detail::NetworkBrokerState {
         socket.set_option(asio::ip::tcp::no_delay(true));
     }
 
-    void handle(const redisReply& reply) {
-        if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3 || reply.element[0]->type != REDIS_REPLY_STRING)
+    void handle(const redisReply &reply) {
+        if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3 ||
+            reply.element[0]->type != REDIS_REPLY_STRING)
             return;
         const std::string_view kind(reply.element[0]->str, reply.element[0]->len);
         if (kind == "subscribe") {
             is_subscribed = true;
-            log(LogLevel::info, fmt::format("redis broker: subscribed to '{}' on {}:{}", options.channel,
-                                            options.host, options.port));
+            log(LogLevel::info, fmt::format("redis broker: subscribed to '{}' on {}:{}",
+                                            options.channel, options.host, options.port));
             return;
         }
         if (kind != "message" || reply.element[2]->type != REDIS_REPLY_STRING)
             return;
         try {
-            const auto message = json::parse(std::string_view(reply.element[2]->str, reply.element[2]->len));
+            const auto message =
+                json::parse(std::string_view(reply.element[2]->str, reply.element[2]->len));
             if (message.at("origin").get<std::string>() == origin)
                 return; // published here: already delivered locally
             deliver(message.at("event").get<Event>());
-        } catch (const std::exception& e) {
-            log(LogLevel::warning, fmt::format("redis broker: ignoring a message that is not an asched event: {}",
-                                               e.what()));
+        } catch (const std::exception &e) {
+            log(LogLevel::warning,
+                fmt::format("redis broker: ignoring a message that is not an asched event: {}",
+                            e.what()));
         }
     }
 };
@@ -137,11 +142,13 @@ asio::awaitable<void> subscribe_loop(std::shared_ptr<State> self) {
                     delay = std::chrono::milliseconds(100);
                 self->handle(*reply);
             }
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
             if (!self->stopping)
-                self->log(LogLevel::warning,
-                          fmt::format("redis broker: subscription to {}:{} lost ({}); reconnecting in {} ms",
-                                      self->options.host, self->options.port, e.what(), delay.count()));
+                self->log(
+                    LogLevel::warning,
+                    fmt::format(
+                        "redis broker: subscription to {}:{} lost ({}); reconnecting in {} ms",
+                        self->options.host, self->options.port, e.what(), delay.count()));
         }
         self->is_subscribed = false;
         if (self->sub) {
@@ -177,15 +184,16 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
                 for (std::size_t i = 0; i < count; ++i)
                     co_await read_reply(*self->pub, self->pub_reader.get());
                 break;
-            } catch (const std::exception& e) {
+            } catch (const std::exception &e) {
                 if (self->pub) {
                     asio::error_code ignored;
                     self->pub->close(ignored);
                 }
                 if (attempt > 0 || self->stopping) {
-                    self->log(LogLevel::warning,
-                              fmt::format("redis broker: {} event(s) not published to other nodes: {}", count,
-                                          e.what()));
+                    self->log(
+                        LogLevel::warning,
+                        fmt::format("redis broker: {} event(s) not published to other nodes: {}",
+                                    count, e.what()));
                     break;
                 }
             }
@@ -210,7 +218,8 @@ asio::awaitable<void> close_all(std::shared_ptr<State> self) {
 
 } // namespace
 
-RedisEventBroker::RedisEventBroker(RedisEventBrokerOptions options) : state_(std::make_shared<State>()) {
+RedisEventBroker::RedisEventBroker(RedisEventBrokerOptions options)
+    : state_(std::make_shared<State>()) {
     state_->options = std::move(options);
     state_->owner = this;
 }
@@ -227,8 +236,9 @@ asio::awaitable<void> RedisEventBroker::start(asio::any_io_executor executor, Lo
         co_return; // started already
     state_->resolver.emplace(*state_->strand);
     auto self = state_;
-    asio::co_spawn(*state_->strand, subscribe_loop(self),
-                   [self](std::exception_ptr e) { self->loop_ended(e, "redis broker: the subscription loop"); });
+    asio::co_spawn(*state_->strand, subscribe_loop(self), [self](std::exception_ptr e) {
+        self->loop_ended(e, "redis broker: the subscription loop");
+    });
 }
 
 asio::awaitable<void> RedisEventBroker::stop() {
@@ -245,11 +255,13 @@ asio::awaitable<void> RedisEventBroker::publish(Event event) {
         co_return;
     const json message{{"origin", state_->origin}, {"event", json(event)}};
     auto cmd = command({"PUBLISH", state_->options.channel, message.dump()});
-    auto queued =
-        detail::enqueue<State>(state_, std::move(cmd), &write_loop, "redis broker: the publishing loop");
+    auto queued = detail::enqueue<State>(state_, std::move(cmd), &write_loop,
+                                         "redis broker: the publishing loop");
     co_await asio::co_spawn(*state_->strand, std::move(queued), asio::use_awaitable);
 }
 
-bool RedisEventBroker::subscribed() const noexcept { return state_->is_subscribed; }
+bool RedisEventBroker::subscribed() const noexcept {
+    return state_->is_subscribed;
+}
 
 } // namespace asched
