@@ -5,6 +5,9 @@
 #                         as root, last, the demo command in a brand-new Debian 12 root
 #                         (ASCHED_SKIP_FRESH_ROOT=1 skips that stage)
 #   scripts/run.sh format rewrite the tree with clang-format (the test command checks it)
+#   scripts/run.sh fresh-root
+#                         only the test command's last stage: the demo command in a
+#                         brand-new Debian 12 root (as root; tests the committed HEAD)
 #   scripts/run.sh bench [--quick]
 #                         install what is missing (and the npm peers, into a temporary
 #                         folder), build, run every benchmark beside its peers, write
@@ -231,12 +234,16 @@ bench)
     echo "== wrote bench/results/latest.md, latest.jsonl, chart.png"
     sed -n '/## Targets/,/## Figures/p' bench/results/latest.md
     ;;
+fresh-root)
+    [ "$(id -u)" -eq 0 ] || { echo "scripts/run.sh fresh-root needs root (debootstrap, chroot, mount)" >&2; exit 2; }
+    fresh_root_demo
+    ;;
 format)
     install_missing clang-format-14
     format_sources | xargs -0 clang-format-14 -i
     ;;
 *)
-    echo "usage: scripts/run.sh demo|test|bench [--quick]|format" >&2
+    echo "usage: scripts/run.sh demo|test|bench [--quick]|format|fresh-root" >&2
     exit 2
     ;;
 esac
