@@ -77,7 +77,17 @@ class TempDir {
 
 template <class T> T sync(asio::awaitable<T> op) {
     asio::io_context ioc;
-    return run(ioc, std::move(op));
+    auto fut = asio::co_spawn(ioc, std::move(op), asio::use_future);
+    // Until the io_context runs out of work, not only until the result is there: a store's
+    // thread may still be handing a completion over, and the io_context must outlive that.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!ioc.stopped() || fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        if (std::chrono::steady_clock::now() > deadline)
+            throw std::runtime_error("test timed out: the operation did not complete");
+        ioc.restart();
+        ioc.run_for(std::chrono::milliseconds(10));
+    }
+    return fut.get();
 }
 
 /// Polls `done` every millisecond of real time; throws after `limit`. Never sleeps blindly:

@@ -413,14 +413,19 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
                 impl->running_delta.clear();
                 error = std::current_exception();
             }
-            // The work guard travels with the completion: released on the caller's executor
-            // after the handler ran, never here, where the caller's io_context may be gone.
+            // Handing the completion over touches the caller's io_context until dispatch
+            // returns here (it wakes a thread after queueing), so this thread keeps work of
+            // its own on it until then: the caller's run() cannot run out of work, return and
+            // destroy the io_context under it. A guard's release is the pattern that is safe
+            // (the last step is under the io_context's mutex).
             auto ex = work.get_executor();
+            auto handing_over = asio::make_work_guard(ex);
             asio::dispatch(ex, [handler = std::move(handler), error, out = std::move(out),
                                 work = std::move(work)]() mutable {
                 handler(error, std::move(out));
                 work.reset();
             });
+            handing_over.reset();
         });
     };
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
