@@ -29,6 +29,21 @@ class io_context;
 
 namespace asched {
 
+/// Bounds on what callers may hand the scheduler, checked at the API (add_task, add_schedule,
+/// add_job, run_job and the lookups) before the value is copied or stored, with an
+/// errc::invalid_argument that names the field and the limit. The same bounds apply to a
+/// job's return value: one over them is not stored, and the job ends `error` with
+/// exception_type "asched::ResultTooLarge" (or "asched::ResultTooDeep").
+struct PayloadLimits {
+    /// Nesting depth of args, metadata and results (1 to 512: a copy of a JSON value
+    /// recurses, so an unbounded depth would overflow the stack).
+    std::size_t max_json_depth = 64;
+    /// Serialized size of each of args, metadata and a result.
+    std::size_t max_payload_bytes = std::size_t(16) << 20;
+    /// Length of task, schedule and job ids (which must also be valid UTF-8 without NUL).
+    std::size_t max_id_bytes = 1024;
+};
+
 /// Construction options of AsyncScheduler (and Scheduler).
 struct AsyncSchedulerOptions {
     std::shared_ptr<DataStore> data_store;     ///< default: a new MemoryDataStore
@@ -56,6 +71,7 @@ struct AsyncSchedulerOptions {
     std::size_t max_release_batch = 512;
     Logger logger;
     std::shared_ptr<Clock> clock; ///< default: SystemClock
+    PayloadLimits limits;
 };
 
 /// For TaskOptions::max_running_jobs: no limit on a task's running jobs.

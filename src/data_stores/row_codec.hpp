@@ -2,6 +2,8 @@
 // A row that cannot be decoded is reported in `bad`, for the store to quarantine.
 #pragma once
 
+#include "../core/json_limits.hpp"
+
 #include <asched/error.hpp>
 #include <asched/model.hpp>
 
@@ -24,7 +26,7 @@ struct BadRow {
 
 template <class T> std::optional<T> decode_json(const std::string &data, std::string &error) {
     try {
-        return nlohmann::json::parse(data).get<T>();
+        return parse_stored_json(data).get<T>();
     } catch (const std::exception &e) {
         error = e.what();
         return std::nullopt;
@@ -52,7 +54,7 @@ template <class Row> std::optional<Schedule> schedule_row(const Row &s, std::vec
     auto sched = decode_json<Schedule>(s.text(1), error);
     if (sched && !s.is_null(5)) {
         try {
-            sched->trigger_state = nlohmann::json::parse(s.text(5));
+            sched->trigger_state = parse_stored_json(s.text(5));
         } catch (const std::exception &e) {
             error = std::string("trigger_state: ") + e.what();
             sched.reset();
@@ -80,8 +82,8 @@ template <class Row> std::optional<Job> job_row(const Row &s, std::vector<BadRow
     const std::string args = s.text(8), metadata = s.text(9);
     try {
         // The common empty values skip the parser.
-        job.args = args == "[]" ? json::array() : json::parse(args);
-        job.metadata = metadata == "{}" ? json::object() : json::parse(metadata);
+        job.args = args == "[]" ? json::array() : parse_stored_json(args);
+        job.metadata = metadata == "{}" ? json::object() : parse_stored_json(metadata);
         if (!job.args.is_array())
             throw Error(errc::deserialization, "job: field 'args': not a JSON array");
         if (!job.metadata.is_object())

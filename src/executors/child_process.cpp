@@ -38,43 +38,6 @@ std::string describe_wait_status(int status) {
     return fmt::format("ended with wait status {}", status);
 }
 
-std::string valid_utf8(std::string s) {
-    std::string out;
-    out.reserve(s.size());
-    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
-    const std::size_t n = s.size();
-    for (std::size_t i = 0; i < n;) {
-        const unsigned char c = p[i];
-        std::size_t len = c < 0x80           ? 1
-                          : (c >> 5) == 0x6  ? 2
-                          : (c >> 4) == 0xE  ? 3
-                          : (c >> 3) == 0x1E ? 4
-                                             : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (std::size_t k = 1; ok && k < len; ++k)
-            ok = (p[i + k] & 0xC0) == 0x80;
-        if (ok && len == 2)
-            ok = c >= 0xC2; // overlong
-        if (ok && len == 3) {
-            const unsigned cp = ((c & 0x0F) << 12) | ((p[i + 1] & 0x3F) << 6) | (p[i + 2] & 0x3F);
-            ok = cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF);
-        }
-        if (ok && len == 4) {
-            const unsigned cp = ((c & 0x07) << 18) | ((p[i + 1] & 0x3F) << 12) |
-                                ((p[i + 2] & 0x3F) << 6) | (p[i + 3] & 0x3F);
-            ok = cp >= 0x10000 && cp <= 0x10FFFF;
-        }
-        if (ok) {
-            out.append(s, i, len);
-            i += len;
-        } else {
-            out += "\xEF\xBF\xBD";
-            ++i;
-        }
-    }
-    return out;
-}
-
 asio::awaitable<int> wait_child(pid_t pid, int pidfd) {
     asio::posix::stream_descriptor fd(co_await asio::this_coro::executor, pidfd);
     int status = 0;

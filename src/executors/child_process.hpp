@@ -15,8 +15,6 @@ namespace asched::detail {
 int open_pidfd(pid_t pid);
 /// "exited with status 3", "killed by signal 11 (Segmentation fault)".
 std::string describe_wait_status(int status);
-/// `bytes` with every invalid UTF-8 sequence replaced by U+FFFD, so it can be a JSON string.
-std::string valid_utf8(std::string bytes);
 /// Waits until the child behind `pidfd` has exited, then reaps it; returns its wait status.
 /// Cancellation: none (the caller kills the child to end the wait).
 asio::awaitable<int> wait_child(pid_t pid, int pidfd);

@@ -1,5 +1,6 @@
 // command_task: posix_spawn (safe with threads, no shell), pipes read by Asio, the exit seen
 // through a pidfd, SIGTERM then SIGKILL on cancel or timeout.
+#include "../core/text.hpp"
 #include "child_process.hpp"
 
 #include <asched/command_task.hpp>

@@ -1,4 +1,5 @@
 // AsyncScheduler's API: each call checks its input, then does its work on the strand.
+#include "../core/json_limits.hpp"
 #include "scheduler_state.hpp"
 
 #include <asched/policies.hpp>
@@ -49,6 +50,45 @@ void check_non_negative(std::optional<duration> d, std::string_view what, std::s
                     fmt::format("{}: field '{}': must not be negative, got {}", what, field,
                                 format_duration(*d)));
 }
+
+// ---- input bounds (checked synchronously, before the options are copied) -----------------
+
+} // namespace
+
+void check_task_input(const SchedulerState &self, std::string_view id, const TaskOptions &options) {
+    const auto &limits = self.options.limits;
+    check_id(id, limits, "task", "id");
+    if (options.metadata)
+        check_payload(*options.metadata, limits, fmt::format("task '{}'", id), "metadata");
+}
+
+void check_schedule_input(const SchedulerState &self, std::string_view task_id,
+                          const ScheduleOptions &options) {
+    const auto &limits = self.options.limits;
+    check_id(task_id, limits, "add_schedule", "task_id");
+    if (!options.id.empty())
+        check_id(options.id, limits, "add_schedule", "id");
+    const std::string what = fmt::format("schedule '{}'", options.id);
+    check_payload(options.args, limits, what, "args");
+    check_payload(options.metadata, limits, what, "metadata");
+}
+
+void check_job_input(const SchedulerState &self, std::string_view task_id,
+                     const JobOptions &options) {
+    const auto &limits = self.options.limits;
+    check_id(task_id, limits, "add_job", "task_id");
+    if (options.id)
+        check_id(*options.id, limits, "add_job", "id");
+    const std::string what = fmt::format("job of task '{}'", task_id);
+    check_payload(options.args, limits, what, "args");
+    check_payload(options.metadata, limits, what, "metadata");
+}
+
+void check_lookup_id(const SchedulerState &self, std::string_view id, std::string_view what) {
+    check_id(id, self.options.limits, what, "id");
+}
+
+namespace {
 
 // ---- tasks ---------------------------------------------------------------------------------
 
@@ -384,12 +424,14 @@ AsyncScheduler::add_task_function(std::string_view id, std::shared_ptr<const Tas
                                   const TaskOptions &options) {
     if (!function)
         throw Error(errc::invalid_argument, "add_task: field 'function': must not be null");
+    detail::check_task_input(*state_, id, options);
     return on_strand(
         state_, detail::do_add_task(state_, std::string(id), std::move(function), options, false));
 }
 
 asio::awaitable<Task> AsyncScheduler::configure_task(std::string_view id,
                                                      const TaskOptions &options) {
+    detail::check_task_input(*state_, id, options);
     return on_strand(state_, detail::do_add_task(state_, std::string(id), nullptr, options, true));
 }
 
@@ -431,15 +473,18 @@ asio::awaitable<std::vector<Task>> AsyncScheduler::get_tasks() {
 asio::awaitable<std::string> AsyncScheduler::add_schedule(std::string_view task_id,
                                                           TriggerPtr trigger,
                                                           const ScheduleOptions &options) {
+    detail::check_schedule_input(*state_, task_id, options);
     return on_strand(
         state_, detail::do_add_schedule(state_, std::string(task_id), std::move(trigger), options));
 }
 
 asio::awaitable<Schedule> AsyncScheduler::get_schedule(std::string_view id) {
+    detail::check_lookup_id(*state_, id, "schedule");
     return on_strand(state_, detail::do_get_schedule(state_, std::string(id)));
 }
 
 asio::awaitable<std::optional<Schedule>> AsyncScheduler::try_get_schedule(std::string_view id) {
+    detail::check_lookup_id(*state_, id, "schedule");
     return on_strand(state_, detail::do_try_get_schedule(state_, std::string(id)));
 }
 
@@ -448,30 +493,36 @@ asio::awaitable<std::vector<Schedule>> AsyncScheduler::get_schedules() {
 }
 
 asio::awaitable<void> AsyncScheduler::pause_schedule(std::string_view id) {
+    detail::check_lookup_id(*state_, id, "schedule");
     return on_strand(state_, detail::do_set_paused(state_, std::string(id), true, {}));
 }
 
 asio::awaitable<void> AsyncScheduler::unpause_schedule(std::string_view id,
                                                        ResumeFrom resume_from) {
+    detail::check_lookup_id(*state_, id, "schedule");
     return on_strand(state_, detail::do_set_paused(state_, std::string(id), false, resume_from));
 }
 
 asio::awaitable<void> AsyncScheduler::remove_schedule(std::string_view id) {
+    detail::check_lookup_id(*state_, id, "schedule");
     return on_strand(state_, detail::do_remove_schedule(state_, std::string(id)));
 }
 
 asio::awaitable<std::string> AsyncScheduler::add_job(std::string_view task_id,
                                                      const JobOptions &options) {
+    detail::check_job_input(*state_, task_id, options);
     return on_strand(state_, detail::do_add_job(state_, std::string(task_id), options));
 }
 
 asio::awaitable<nlohmann::json> AsyncScheduler::run_job(std::string_view task_id,
                                                         const JobOptions &options) {
+    detail::check_job_input(*state_, task_id, options);
     return on_strand(state_, detail::do_run_job(state_, std::string(task_id), options));
 }
 
 asio::awaitable<std::optional<JobResult>> AsyncScheduler::get_job_result(std::string_view job_id,
                                                                          bool wait) {
+    detail::check_lookup_id(*state_, job_id, "job");
     return on_strand(state_, detail::do_get_job_result(state_, std::string(job_id), wait));
 }
 

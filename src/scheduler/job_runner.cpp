@@ -1,5 +1,6 @@
 // The job runner: an acquired job goes to its task's executor; its outcome becomes a
 // JobResult; finished jobs are released to the store in batches.
+#include "../core/json_limits.hpp"
 #include "scheduler_state.hpp"
 
 #include <asched/policies.hpp>
@@ -22,8 +23,33 @@ JobResult result_of(const Job &job) {
     return r;
 }
 
+// A return value the store could not keep (too deep to copy safely, too big, or with invalid
+// UTF-8) becomes an error result that says why; the value itself is dropped.
+std::exception_ptr check_return_value(const SchedulerState &self, const nlohmann::json &value) {
+    if (value.is_null() || value.is_number() || value.is_boolean())
+        return nullptr;
+    const auto &limits = self.options.limits;
+    if (json_depth(value, limits.max_json_depth) > limits.max_json_depth)
+        return std::make_exception_ptr(JobError(
+            "asched::ResultTooDeep",
+            fmt::format("the return value is nested deeper than max_json_depth ({}): not stored",
+                        limits.max_json_depth)));
+    try {
+        check_payload(value, limits, "the return value", "return_value");
+    } catch (const Error &e) {
+        const std::string message = e.what();
+        const bool too_big = message.find("max_payload_bytes") != std::string::npos;
+        return std::make_exception_ptr(
+            JobError(too_big ? "asched::ResultTooLarge" : "asched::InvalidResult",
+                     message + ": not stored"));
+    }
+    return nullptr;
+}
+
 void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
             JobResult result, std::exception_ptr error, nlohmann::json value) {
+    if (!error && (error = check_return_value(*self, value)))
+        value = nullptr;
     if (!error) {
         result.outcome = JobOutcome::success;
         result.return_value = std::move(value);

@@ -1,5 +1,6 @@
 // The lifecycle driver: performs what the transition table (lifecycle_table.cpp) names, in
 // one coroutine per run (run_main), so that stopping happens in one order, in one place.
+#include "../core/json_limits.hpp"
 #include "scheduler_state.hpp"
 
 #include <asched/data_stores/memory_data_store.hpp>
@@ -247,6 +248,7 @@ SchedulerState::SchedulerState(asio::any_io_executor ex, AsyncSchedulerOptions o
     clock = options.clock ? options.clock : std::make_shared<SystemClock>();
     logger = options.logger;
     identity = options.identity.empty() ? default_identity(this) : options.identity;
+    check_limits(options.limits);
     if (options.lease_duration <= duration(0))
         throw Error(errc::invalid_argument, "scheduler: field 'lease_duration': must be positive");
     if (options.poll_interval <= duration(0))

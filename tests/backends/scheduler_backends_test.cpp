@@ -59,6 +59,9 @@ BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) {
     run(misfire_grace_time(this));
 }
+BOOST_FIXTURE_TEST_CASE(hostile_input, PostgresSchedulerFixture) {
+    run(hostile_input_is_refused_at_the_api(this));
+}
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(scheduler_on_sqlite)
@@ -82,5 +85,8 @@ BOOST_FIXTURE_TEST_CASE(pause_and_resume, SqliteSchedulerFixture) {
 }
 BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) {
     run(misfire_grace_time(this));
+}
+BOOST_FIXTURE_TEST_CASE(hostile_input, SqliteSchedulerFixture) {
+    run(hostile_input_is_refused_at_the_api(this));
 }
 BOOST_AUTO_TEST_SUITE_END()

@@ -218,6 +218,47 @@ BOOST_AUTO_TEST_CASE(undecodable_rows_are_quarantined_and_the_rest_still_work) {
     sqlite3_close(db);
 }
 
+BOOST_AUTO_TEST_CASE(rows_nested_too_deep_are_quarantined_not_a_crash) {
+    // 100,000 levels: a recursive decode would overflow the stack on every restart.
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    {
+        auto store = open();
+        Task t;
+        t.id = "t";
+        t.max_running_jobs = std::nullopt;
+        sync(store->add_task(t));
+        for (const char *id : {"deep", "good"})
+            sync(store->add_schedule(schedule(id, every(10s)), ConflictPolicy::exception));
+        for (const char *id : {"j-deep", "j-ok"}) {
+            Job j;
+            j.id = id;
+            j.task_id = "t";
+            sync(store->add_job(j));
+        }
+        sync(store->stop());
+    }
+    raw_sql(path, "UPDATE schedules SET data = replace(data, '\"args\":[]', '\"args\":[" + deep +
+                      "]') WHERE id = 'deep'");
+    raw_sql(path, "UPDATE jobs SET args = '[" + deep + "]' WHERE id = 'j-deep'");
+    for (int restart = 0; restart < 3; ++restart) {
+        auto store = open();
+        auto leased = sync(store->acquire_schedules("w", 30s, 10));
+        BOOST_REQUIRE(leased.size() == 1u);
+        BOOST_TEST(leased[0].id == "good");
+        auto got = sync(store->acquire_jobs("w", 30s, 10, {"t"}));
+        BOOST_REQUIRE(got.jobs.size() <= 1u);
+        if (!got.jobs.empty())
+            BOOST_TEST(got.jobs[0].id == "j-ok");
+        const auto q = quarantined(); // every event since the test began
+        // Quarantined once, on the first start; later starts no longer see the rows.
+        BOOST_TEST(q.size() == 2u);
+        for (const auto &e : q)
+            BOOST_TEST(e.error.find("nested deeper than 512 levels") != std::string::npos, e.error);
+        sync(store->stop());
+        clock->advance(1min); // every lease of this round has expired by the next
+    }
+}
+
 BOOST_AUTO_TEST_CASE(two_connections_never_lease_the_same_job) {
     auto a = open();
     auto b = open();

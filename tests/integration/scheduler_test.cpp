@@ -52,6 +52,9 @@ BOOST_FIXTURE_TEST_CASE(conflict_policies, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(misfires, SchedulerFixture) {
     run(misfire_grace_time(this));
 }
+BOOST_FIXTURE_TEST_CASE(hostile_input, SchedulerFixture) {
+    run(hostile_input_is_refused_at_the_api(this));
+}
 BOOST_FIXTURE_TEST_CASE(jitter, SchedulerFixture) {
     run(jitter_delays_the_start(this));
 }

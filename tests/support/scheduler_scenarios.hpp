@@ -446,6 +446,124 @@ inline asio::awaitable<void> leases_are_renewed_while_jobs_run(SchedulerFixture 
     BOOST_TEST((co_await s.get_job_result(id))->outcome == JobOutcome::success);
 }
 
+/// JSON nested `depth` arrays deep, built without recursion (an initializer list would copy).
+inline nlohmann::json nested_arrays(std::size_t depth) {
+    nlohmann::json root = nlohmann::json::array();
+    nlohmann::json *cur = &root;
+    for (std::size_t i = 1; i < depth; ++i) {
+        cur->push_back(nlohmann::json::array());
+        cur = &cur->back();
+    }
+    return root;
+}
+
+/// What `call` (an API call) throws synchronously, before anything copies its input:
+/// the message of an errc::invalid_argument, or "accepted".
+template <class Call> std::string refusal(Call call) {
+    try {
+        auto op = call(); // lazy: destroyed without running when the check passed
+        (void)op;
+    } catch (const Error &e) {
+        BOOST_TEST(e.code_value() == errc::invalid_argument, e.what());
+        return e.what();
+    } catch (const std::exception &e) {
+        return std::string("not an asched::Error: ") + e.what();
+    }
+    return "accepted";
+}
+
+inline bool mentions(const std::string &message, std::string_view part) {
+    const bool found = message.find(part) != std::string::npos;
+    BOOST_TEST_MESSAGE(message);
+    return found;
+}
+
+// R21/R22 at the API: hostile ids and payloads are refused before they are copied or stored,
+// with an error that names the field and the limit, and the scheduler goes on working.
+inline asio::awaitable<void> hostile_input_is_refused_at_the_api(SchedulerFixture *f) {
+    auto &s = f->s();
+    using namespace std::string_literals;
+    const std::string nul_id = "task\0two"s;
+    const std::string bad_utf8 = "caf\xC3(";
+    co_await s.add_task("echo", [](std::vector<std::string> v) { return v; });
+    co_await s.add_task("deep", [] { return nested_arrays(100); });
+    co_await s.add_task("bad_text", [] { return std::string("\xFF\xFE"); });
+    co_await s.start_in_background();
+
+    std::string m = refusal([&] { return s.add_task(nul_id, [] { return 1; }); });
+    BOOST_TEST(mentions(m, "task: field 'id': contains a NUL byte at position 4: 'task\\x00two'"));
+    m = refusal([&] { return s.add_task(bad_utf8, [] { return 1; }); });
+    BOOST_TEST(mentions(m, "field 'id': not valid UTF-8 (byte 0xC3 at position 3)"));
+    m = refusal([&] { return s.add_job(nul_id); });
+    BOOST_TEST(mentions(m, "add_job: field 'task_id': contains a NUL byte"));
+    JobOptions named;
+    named.id = std::string(2000, 'j');
+    m = refusal([&] { return s.add_job("echo", named); });
+    BOOST_TEST(mentions(m, "field 'id': 2000 bytes, over max_id_bytes (1024)"));
+    BOOST_TEST(m.size() < 400u); // the id is quoted, cut at 200 characters
+    ScheduleOptions so;
+    so.id = bad_utf8;
+    IntervalTrigger every({.seconds = 10});
+    m = refusal([&] { return s.add_schedule("echo", every, so); });
+    BOOST_TEST(mentions(m, "add_schedule: field 'id': not valid UTF-8"));
+    m = refusal([&] { return s.get_schedule(nul_id); });
+    BOOST_TEST(mentions(m, "schedule: field 'id': contains a NUL byte"));
+    m = refusal([&] { return s.get_job_result(bad_utf8); });
+    BOOST_TEST(mentions(m, "job: field 'id': not valid UTF-8"));
+
+    JobOptions deep{.args = nlohmann::json::array({1})};
+    deep.args.push_back(nested_arrays(100000));
+    m = refusal([&] { return s.run_job("echo", deep); });
+    BOOST_TEST(
+        mentions(m, "job of task 'echo': field 'args': nested deeper than max_json_depth (64)"));
+    JobOptions text{.args = nlohmann::json::array({bad_utf8})};
+    m = refusal([&] { return s.add_job("echo", text); });
+    BOOST_TEST(mentions(m, "job of task 'echo': field 'args': not valid JSON text"));
+    JobOptions meta;
+    meta.metadata = {{"note", bad_utf8}};
+    m = refusal([&] { return s.add_job("echo", meta); });
+    BOOST_TEST(mentions(m, "field 'metadata': not valid JSON text"));
+    JobOptions big{.args = nlohmann::json::array({std::string(std::size_t(17) << 20, 'x')})};
+    m = refusal([&] { return s.add_job("echo", big); });
+    BOOST_TEST(mentions(m, "field 'args': 17825796 bytes, over max_payload_bytes (16777216)"));
+    ScheduleOptions deep_schedule;
+    deep_schedule.args = nlohmann::json::array({nested_arrays(65)});
+    m = refusal([&] { return s.add_schedule("echo", every, deep_schedule); });
+    BOOST_TEST(mentions(m, "field 'args': nested deeper than max_json_depth"));
+
+    // Return values the store could not keep end as errors that say why.
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto deep_id = co_await s.add_job("deep", keep);
+    const auto deep_result = co_await s.get_job_result(deep_id);
+    BOOST_REQUIRE(deep_result);
+    BOOST_TEST(deep_result->outcome == JobOutcome::error);
+    BOOST_TEST(deep_result->exception_type.value_or("") == "asched::ResultTooDeep");
+    BOOST_TEST(deep_result->return_value.is_null());
+    const auto text_id = co_await s.add_job("bad_text", keep);
+    const auto text_result = co_await s.get_job_result(text_id);
+    BOOST_REQUIRE(text_result);
+    BOOST_TEST(text_result->outcome == JobOutcome::error);
+    BOOST_TEST(text_result->exception_type.value_or("") == "asched::InvalidResult");
+    // An oversized result, made inside the task from a small argument.
+    JobOptions count{.args = nlohmann::json::array({17 << 20}), .result_expiration_time = 1h};
+    co_await s.add_task("grow", [](int n) { return std::string(std::size_t(n), 'z'); });
+    const auto grow_id = co_await s.add_job("grow", count);
+    const auto grow_result = co_await s.get_job_result(grow_id);
+    BOOST_REQUIRE(grow_result);
+    BOOST_TEST(grow_result->outcome == JobOutcome::error);
+    BOOST_TEST(grow_result->exception_type.value_or("") == "asched::ResultTooLarge");
+    BOOST_TEST(mentions(grow_result->exception_message.value_or(""), "over max_payload_bytes"));
+
+    // Nothing of the above was stored, and the scheduler still works.
+    JobOptions fine{.args = nlohmann::json::array({nlohmann::json::array({"caf\xC3\xA9"})})};
+    const auto value = co_await s.run_job("echo", fine);
+    BOOST_TEST(value == nlohmann::json::array({"caf\xC3\xA9"}));
+    const auto jobs = co_await s.get_jobs();
+    BOOST_TEST(jobs.empty());
+    const auto schedules = co_await s.get_schedules();
+    BOOST_TEST(schedules.empty());
+}
+
 inline AsyncSchedulerOptions with_concurrency(std::size_t n) {
     auto o = SchedulerFixture::base_options();
     o.max_concurrent_jobs = n;

@@ -1,0 +1,128 @@
+#include "json_limits.hpp"
+#include "text.hpp"
+
+#include <asched/error.hpp>
+
+#include <fmt/format.h>
+
+#include <utility>
+#include <vector>
+
+namespace asched::detail {
+
+std::size_t json_depth(const nlohmann::json &value, std::size_t stop_after) {
+    std::size_t deepest = 0;
+    std::vector<std::pair<const nlohmann::json *, std::size_t>> todo{{&value, 0}};
+    while (!todo.empty()) {
+        auto [v, depth] = todo.back();
+        todo.pop_back();
+        if (!v->is_structured())
+            continue;
+        ++depth;
+        if (depth > deepest) {
+            deepest = depth;
+            if (deepest > stop_after)
+                return deepest;
+        }
+        if (v->is_array()) {
+            for (const auto &e : *v)
+                todo.emplace_back(&e, depth);
+        } else {
+            for (const auto &e : v->items())
+                todo.emplace_back(&e.value(), depth);
+        }
+    }
+    return deepest;
+}
+
+std::size_t json_text_depth(std::string_view text, std::size_t stop_after) {
+    std::size_t depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > deepest) {
+                deepest = depth;
+                if (deepest > stop_after)
+                    return deepest;
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return deepest;
+}
+
+nlohmann::json parse_stored_json(std::string_view text) {
+    if (json_text_depth(text, max_stored_json_depth) > max_stored_json_depth)
+        throw Error(errc::deserialization,
+                    fmt::format("JSON nested deeper than {} levels ({} bytes)",
+                                max_stored_json_depth, text.size()));
+    return nlohmann::json::parse(text);
+}
+
+std::size_t check_payload(const nlohmann::json &value, const PayloadLimits &limits,
+                          std::string_view what, std::string_view field) {
+    if (json_depth(value, limits.max_json_depth) > limits.max_json_depth)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': nested deeper than max_json_depth ({})", what,
+                                field, limits.max_json_depth));
+    std::string text;
+    try {
+        text = value.dump(); // strict: invalid UTF-8 in a string throws
+    } catch (const nlohmann::json::exception &e) {
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': not valid JSON text: {}", what, field, e.what()));
+    }
+    if (text.size() > limits.max_payload_bytes)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': {} bytes, over max_payload_bytes ({})", what,
+                                field, text.size(), limits.max_payload_bytes));
+    return text.size();
+}
+
+void check_id(std::string_view id, const PayloadLimits &limits, std::string_view what,
+              std::string_view field) {
+    if (id.empty())
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': must not be empty", what, field));
+    if (const auto nul = id.find('\0'); nul != std::string_view::npos)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': contains a NUL byte at position {}: {}", what,
+                                field, nul, quote_input(id)));
+    if (const auto bad = first_invalid_utf8(id))
+        throw Error(
+            errc::invalid_argument,
+            fmt::format("{}: field '{}': not valid UTF-8 (byte 0x{:02X} at position {}): {}", what,
+                        field, static_cast<unsigned char>(id[*bad]), *bad, quote_input(id)));
+    if (id.size() > limits.max_id_bytes)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field '{}': {} bytes, over max_id_bytes ({}): {}", what, field,
+                                id.size(), limits.max_id_bytes, quote_input(id)));
+}
+
+void check_limits(const PayloadLimits &limits) {
+    if (limits.max_json_depth < 1 || limits.max_json_depth > max_stored_json_depth)
+        throw Error(errc::invalid_argument,
+                    fmt::format("scheduler options: field 'limits.max_json_depth': must be 1 to "
+                                "{}, got {}",
+                                max_stored_json_depth, limits.max_json_depth));
+    if (limits.max_payload_bytes < 2)
+        throw Error(errc::invalid_argument,
+                    fmt::format("scheduler options: field 'limits.max_payload_bytes': must be at "
+                                "least 2, got {}",
+                                limits.max_payload_bytes));
+    if (limits.max_id_bytes < 1)
+        throw Error(errc::invalid_argument,
+                    "scheduler options: field 'limits.max_id_bytes': must be positive, got 0");
+}
+
+} // namespace asched::detail
