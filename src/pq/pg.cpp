@@ -1,6 +1,7 @@
 // Non-blocking libpq: every wait is an async_wait on the connection's socket, raced against
 // a deadline. A co_await's result is bound to a named local before it is tested: GCC 12
 // miscompiles `if (!co_await x) co_return ...;` (the frame resumes at an invalid point).
+#include "../core/text.hpp"
 #include "pg.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
@@ -86,6 +87,18 @@ std::string describe(const std::string &conninfo) {
     }
     PQconninfoFree(options);
     return fmt::format("{}:{}/{}", host, port, db);
+}
+
+void check_identifier(const std::string &name, std::string_view what) {
+    bool ok = !name.empty() && name.size() <= 63 && !(name[0] >= '0' && name[0] <= '9');
+    for (const char c : name)
+        ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    if (!ok)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: {} ({} bytes) is not a plain identifier: it must match "
+                                "[a-z_][a-z0-9_]{{0,62}} (lower-case letters, digits and "
+                                "underscores, at most 63 bytes, not starting with a digit)",
+                                what, detail::quote_input(name), name.size()));
 }
 
 std::string identifier(const std::string &name) {

@@ -210,5 +210,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
 std::string describe(const std::string &conninfo);
 /// Double-quotes an SQL identifier.
 std::string identifier(const std::string &name);
+/// Throws errc::invalid_argument naming `what` unless `name` is a plain identifier:
+/// [a-z_][a-z0-9_]{0,62}. Configured names (schema, channel) are used in SQL text and inside
+/// string literals (nextval('...')), and PostgreSQL silently cuts names past 63 bytes, so
+/// nothing else is accepted.
+void check_identifier(const std::string &name, std::string_view what);
 
 } // namespace asched::pg

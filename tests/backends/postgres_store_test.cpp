@@ -5,6 +5,7 @@
 #include "test_support.hpp"
 
 #include <asched/data_stores/postgres_data_store.hpp>
+#include <asched/event_brokers/postgres_event_broker.hpp>
 
 #include <fmt/format.h>
 
@@ -325,3 +326,37 @@ BOOST_AUTO_TEST_CASE(a_malformed_connection_string_is_named) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// R21: configured names are used in SQL text and in string literals, and PostgreSQL cuts
+// them at 63 bytes: anything but a plain identifier is refused when the object is made.
+BOOST_AUTO_TEST_CASE(schema_and_channel_names_must_be_plain_identifiers) {
+    const std::string too_long(64, 'a');
+    const std::vector<std::string> names{
+        "it's", "a\"; DROP SCHEMA public; --", "Upper", "9lives", "", "dash-ed", too_long};
+    for (const std::string &bad : names) {
+        try {
+            PostgresDataStore store(
+                PostgresDataStoreOptions{.conninfo = "host=127.0.0.1", .schema = bad});
+            BOOST_ERROR("schema accepted: " + bad);
+        } catch (const Error &e) {
+            BOOST_TEST(e.code_value() == errc::invalid_argument);
+            BOOST_TEST(std::string(e.what()).find("option 'schema'") != std::string::npos,
+                       e.what());
+            BOOST_TEST(std::string(e.what()).find("[a-z_][a-z0-9_]{0,62}") != std::string::npos);
+        }
+        try {
+            PostgresEventBroker broker(
+                PostgresEventBrokerOptions{.conninfo = "host=127.0.0.1", .channel = bad});
+            BOOST_ERROR("channel accepted: " + bad);
+        } catch (const Error &e) {
+            BOOST_TEST(e.code_value() == errc::invalid_argument);
+            BOOST_TEST(std::string(e.what()).find("option 'channel'") != std::string::npos,
+                       e.what());
+        }
+    }
+    const std::string longest(63, 'z');
+    PostgresDataStore store(
+        PostgresDataStoreOptions{.conninfo = "host=127.0.0.1", .schema = longest});
+    PostgresEventBroker broker(
+        PostgresEventBrokerOptions{.conninfo = "host=127.0.0.1", .channel = "_asched_2"});
+}

@@ -944,8 +944,7 @@ asio::awaitable<Unit> op_migrate(Session &s) {
 
 PostgresDataStore::PostgresDataStore(PostgresDataStoreOptions options)
     : impl_(std::make_shared<Impl>()) {
-    if (options.schema.empty())
-        throw Error(errc::invalid_argument, "postgres store: option 'schema' is empty");
+    pg::check_identifier(options.schema, "postgres store: option 'schema'");
     impl_->where = pg::describe(options.conninfo);
     impl_->schema = pg::identifier(options.schema);
     impl_->options = std::move(options);

@@ -175,8 +175,7 @@ asio::awaitable<void> close_all(std::shared_ptr<State> self) {
 
 PostgresEventBroker::PostgresEventBroker(PostgresEventBrokerOptions options)
     : state_(std::make_shared<State>()) {
-    if (options.channel.empty())
-        throw Error(errc::invalid_argument, "postgres broker: option 'channel' is empty");
+    pg::check_identifier(options.channel, "postgres broker: option 'channel'");
     state_->where = pg::describe(options.conninfo);
     state_->options = std::move(options);
     state_->owner = this;
