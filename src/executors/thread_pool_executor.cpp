@@ -40,7 +40,7 @@ void ThreadPoolExecutor::execute(JobRun run, JobCompletion done) {
                    } catch (...) {
                        error = std::current_exception();
                    }
-                   done(error, std::move(value));
+                   done(std::move(error), std::move(value));
                });
 }
 

@@ -225,12 +225,13 @@ void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
             return;
         auto strand = s->strand;
         s.reset();
-        asio::post(strand, [weak, rj = std::move(rj), e, v = std::move(v)]() mutable {
-            if (auto s = weak.lock()) {
-                JobResult r = std::move(rj->result);
-                finish(s, std::move(rj), std::move(r), e, std::move(v));
-            }
-        });
+        asio::post(strand,
+                   [weak, rj = std::move(rj), e = std::move(e), v = std::move(v)]() mutable {
+                       if (auto s = weak.lock()) {
+                           JobResult r = std::move(rj->result);
+                           finish(s, std::move(rj), std::move(r), e, std::move(v));
+                       }
+                   });
     };
     rj->executor->execute(
         JobRun{j.task_id, *rj->function, rj->context, j.args, self->executor, rj->signal.slot()},

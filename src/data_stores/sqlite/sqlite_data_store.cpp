@@ -417,11 +417,13 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
             // returns here (it wakes a thread after queueing), so this thread keeps work of
             // its own on it until then: the caller's run() cannot run out of work, return and
             // destroy the io_context under it. A guard's release is the pattern that is safe
-            // (the last step is under the io_context's mutex).
+            // (the last step is under the io_context's mutex). The exception moves along too:
+            // its last reference must drop on the caller's thread, which may still read it
+            // (libstdc++'s reference count is invisible to TSan, and it is the caller's).
             auto ex = work.get_executor();
             auto handing_over = asio::make_work_guard(ex);
-            asio::dispatch(ex, [handler = std::move(handler), error, out = std::move(out),
-                                work = std::move(work)]() mutable {
+            asio::dispatch(ex, [handler = std::move(handler), error = std::move(error),
+                                out = std::move(out), work = std::move(work)]() mutable {
                 handler(error, std::move(out));
                 work.reset();
             });
