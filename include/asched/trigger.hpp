@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace asched {
 
@@ -45,6 +46,9 @@ class Trigger {
     virtual std::string describe() const = 0;
     /// The zone fire times are shown in (for logs and formatting).
     virtual TimeZone timezone() const { return TimeZone::utc(); }
+    /// Likely mistakes in the trigger's specification, as sentences for a warning (the
+    /// trigger is valid; add_schedule logs them). Empty for most triggers.
+    virtual std::vector<std::string> lint() const { return {}; }
     /// A copy whose defaults that depend on "now" (a start time) are fixed, or nullptr when
     /// there are none. add_schedule calls it with the scheduler clock's now().
     virtual std::shared_ptr<const Trigger> with_start(time_point now) const {

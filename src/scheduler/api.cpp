@@ -190,6 +190,12 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
     s.job_result_expiration_time = options.job_result_expiration_time;
     s.metadata = merged_metadata(task.metadata, options.metadata, what);
     s.next_fire_time = trigger->advance(std::nullopt, s.trigger_state);
+    if (!s.next_fire_time)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field 'trigger': {} never fires (no fire time at all from {})",
+                                what, trigger->describe(), format_time(self->clock->now())));
+    for (const auto &warning : trigger->lint())
+        self->log(LogLevel::warning, "{}: trigger {}: {}", what, trigger->describe(), warning);
     const bool stored = co_await self->store->add_schedule(s, options.conflict_policy);
     if (stored)
         self->log(LogLevel::info, "added schedule '{}' of task '{}': {}, next fire {}", s.id,

@@ -406,6 +406,23 @@ CronTrigger::CronTrigger(CronTriggerOptions options) : options_(std::move(option
     fields_ = std::move(fields);
 }
 
+std::vector<std::string> CronTrigger::lint() const {
+    std::vector<std::string> out;
+    const auto wild = [](const std::optional<std::string> &v) { return !v || *v == "*"; };
+    const auto hour = options_.hour.value_or("*");
+    if (options_.minute && *options_.minute == "*" && hour != "*")
+        out.push_back(fmt::format(
+            "minute is '*' under hour '{}': this fires every minute of those hours; for once an "
+            "hour write minute '0'",
+            hour));
+    if (options_.second && *options_.second == "*" && !wild(options_.minute))
+        out.push_back(fmt::format(
+            "second is '*' under minute '{}': this fires every second of those minutes; for once "
+            "a minute write second '0'",
+            *options_.minute));
+    return out;
+}
+
 CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
                                       std::optional<time_point> start_time,
                                       std::optional<time_point> end_time) {

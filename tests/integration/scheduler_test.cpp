@@ -55,6 +55,9 @@ BOOST_FIXTURE_TEST_CASE(misfires, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(hostile_input, SchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));
 }
+BOOST_FIXTURE_TEST_CASE(never_firing_schedules, SchedulerFixture) {
+    run(schedules_that_never_fire_are_refused(this));
+}
 BOOST_FIXTURE_TEST_CASE(jitter, SchedulerFixture) {
     run(jitter_delays_the_start(this));
 }

@@ -564,6 +564,38 @@ inline asio::awaitable<void> hostile_input_is_refused_at_the_api(SchedulerFixtur
     BOOST_TEST(schedules.empty());
 }
 
+// Issue 14, defect 6: a trigger with no fire time at all is refused by add_schedule (it was
+// stored, then removed by the next cleanup without a word).
+inline asio::awaitable<void> schedules_that_never_fire_are_refused(SchedulerFixture *f) {
+    auto &s = f->s();
+    co_await s.add_task("t", []() -> asio::awaitable<void> { co_return; });
+    CronTrigger feb30 = CronTrigger::from_crontab("0 0 30 2 *");
+    CronTrigger feb31 = CronTrigger::from_crontab("0 0 31 2 *");
+    CronTrigger year1970({.year = "1970"});
+    CronTrigger backwards({.hour = "3", .start_time = test::t0, .end_time = test::t0 - 1s});
+    const std::vector<const Trigger *> never{&feb30, &feb31, &year1970, &backwards};
+    for (const Trigger *trigger : never) {
+        std::string message = "accepted";
+        try {
+            auto ptr = std::shared_ptr<const Trigger>(std::shared_ptr<const Trigger>(), trigger);
+            auto op = s.add_schedule("t", ptr);
+            co_await std::move(op);
+        } catch (const Error &e) {
+            BOOST_TEST(e.code_value() == errc::invalid_argument);
+            message = e.what();
+        }
+        BOOST_TEST(mentions(message, "field 'trigger': "), message);
+        BOOST_TEST(
+            mentions(message, "never fires (no fire time at all from 2025-01-01T00:00:00Z)"));
+    }
+    const auto schedules = co_await s.get_schedules();
+    BOOST_TEST(schedules.empty());
+    // A likely mistake is only a warning: the schedule is valid.
+    CronTrigger every_minute = CronTrigger::from_crontab("* */4 * * *");
+    const auto id = co_await s.add_schedule("t", every_minute);
+    BOOST_TEST(!id.empty());
+}
+
 inline AsyncSchedulerOptions with_concurrency(std::size_t n) {
     auto o = SchedulerFixture::base_options();
     o.max_concurrent_jobs = n;

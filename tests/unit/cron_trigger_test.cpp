@@ -53,6 +53,26 @@ BOOST_AUTO_TEST_CASE(names_ranges_steps_and_day_forms) {
     BOOST_TEST(fires(never, 1).empty());
 }
 
+BOOST_AUTO_TEST_CASE(an_end_before_the_start_is_exhausted_as_in_the_reference) {
+    // The trigger keeps the reference's behaviour (no fire time; the corpus checks it), and
+    // add_schedule refuses it as a schedule that never fires.
+    CronTrigger backwards({.hour = "3", .start_time = test::t0, .end_time = test::t0 - 1s});
+    BOOST_TEST(fires(backwards, 1).empty());
+}
+
+BOOST_AUTO_TEST_CASE(lint_names_a_wildcard_minute_under_a_restricted_hour) {
+    const auto every_minute_of_every_4th_hour = CronTrigger::from_crontab("* */4 * * *");
+    const auto warnings = every_minute_of_every_4th_hour.lint();
+    BOOST_REQUIRE(warnings.size() == 1u);
+    BOOST_TEST(warnings[0].find("minute is '*' under hour '*/4'") != std::string::npos,
+               warnings[0]);
+    BOOST_TEST(CronTrigger::from_crontab("0 */4 * * *").lint().empty());
+    BOOST_TEST(CronTrigger::from_crontab("* * * * *").lint().empty());
+    BOOST_TEST(CronTrigger::from_crontab("*/5 9-17 * * mon-fri").lint().empty());
+    CronTrigger seconds({.minute = "30", .second = "*"});
+    BOOST_TEST(seconds.lint().size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(dst_gaps_are_skipped_and_repeated_hours_fire_twice) {
     const TimeZone berlin("Europe/Berlin");
     CronTrigger at_0230({.hour = "2",

@@ -47,6 +47,9 @@ class CronTrigger final : public Trigger {
     bool matches(time_point t) const;
     nlohmann::json to_json() const override;
     std::string describe() const override;
+    /// Warns on `* */4 * * *` and the like: a wildcard minute (or second) under a restricted
+    /// hour (or minute) fires every minute of those hours, which is seldom what was meant.
+    std::vector<std::string> lint() const override;
     TimeZone timezone() const override { return options_.timezone; }
     std::shared_ptr<const Trigger> with_start(time_point now) const override;
 
