@@ -62,24 +62,39 @@ std::string valid_utf8(std::string s) {
     return out;
 }
 
+std::string printable_input(std::string_view value, std::size_t max_chars) {
+    std::string out;
+    std::size_t chars = 0, i = 0;
+    for (; i < value.size() && chars < max_chars; ++chars) {
+        const auto c = static_cast<unsigned char>(value[i]);
+        const std::size_t len = utf8_sequence_length(value, i);
+        if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7F))) {
+            out += fmt::format("\\x{:02X}", c); // NUL, a control byte, or invalid UTF-8
+            i += 1;
+            continue;
+        }
+        out.append(value.substr(i, len));
+        i += len;
+    }
+    if (i < value.size())
+        out += fmt::format("... ({} bytes in all)", value.size());
+    return out;
+}
+
 std::string quote_input(std::string_view value, std::size_t max_chars) {
     std::string out = "'";
     std::size_t chars = 0, i = 0;
     for (; i < value.size() && chars < max_chars; ++chars) {
         const auto c = static_cast<unsigned char>(value[i]);
         const std::size_t len = utf8_sequence_length(value, i);
-        if (len == 1 && c >= 0x20 && c != 0x7F && c != '\\' && c != '\'') {
-            out += char(c);
-        } else if (len == 1 && (c == '\\' || c == '\'')) {
-            out += '\\';
-            out += char(c);
-        } else if (len > 1) {
-            out.append(value.substr(i, len));
-        } else {
+        if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7F))) {
             out += fmt::format("\\x{:02X}", c); // NUL, a control byte, or invalid UTF-8
             i += 1;
             continue;
         }
+        if (c == '\\' || c == '\'')
+            out += '\\';
+        out.append(value.substr(i, len));
         i += len;
     }
     out += '\'';

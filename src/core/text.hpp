@@ -19,6 +19,10 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view s) noexcept;
 /// `bytes` with every invalid UTF-8 sequence replaced by U+FFFD, so it can be a JSON string.
 std::string valid_utf8(std::string bytes);
 
+/// `value` for an error message, without quotes: at most `max_chars` characters of it, NUL,
+/// control and invalid bytes as \xNN, and when it was cut, "..." and how long it was.
+std::string printable_input(std::string_view value, std::size_t max_chars = 200);
+
 /// `value` in single quotes for an error message: at most `max_chars` characters of it, NUL,
 /// control and invalid bytes as \xNN, and when it was cut, how long it was.
 std::string quote_input(std::string_view value, std::size_t max_chars = 200);

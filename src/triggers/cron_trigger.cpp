@@ -1,5 +1,6 @@
 // CronTrigger: the field parser, the wall-clock search, and the walk over UTC-offset periods.
 #include "../core/json_util.hpp"
+#include "../core/text.hpp"
 
 #include <asched/triggers/cron_trigger.hpp>
 
@@ -32,7 +33,8 @@ constexpr std::array<const char *, 7> weekday_names{"mon", "tue", "wed", "thu",
 
 [[noreturn]] void bad(int field, std::string_view expr, std::string_view why) {
     throw Error(errc::invalid_argument,
-                fmt::format("cron field '{}': {} in \"{}\"", field_names[field], why, expr));
+                fmt::format("cron field '{}': {} in \"{}\"", field_names[field], why,
+                            detail::printable_input(expr)));
 }
 
 std::string lower(std::string_view s) {
@@ -66,7 +68,7 @@ int weekday_index(int field, std::string_view expr, std::string_view name) {
     for (int i = 0; i < 7; ++i)
         if (name == weekday_names[i])
             return i;
-    bad(field, expr, fmt::format("invalid weekday name '{}'", name));
+    bad(field, expr, fmt::format("invalid weekday name '{}'", detail::printable_input(name)));
 }
 
 // One endpoint of a range: a number in the field's own numbering, or a name. Returns the
@@ -88,11 +90,11 @@ int endpoint(int field, std::string_view expr, std::string_view token) {
         for (int i = 0; i < 12; ++i)
             if (token == month_names[i])
                 return i + 1;
-        bad(field, expr, fmt::format("invalid month name '{}'", token));
+        bad(field, expr, fmt::format("invalid month name '{}'", detail::printable_input(token)));
     }
     if (field == dow_f && all_alpha(token))
         return weekday_index(field, expr, token);
-    bad(field, expr, fmt::format("unrecognised value '{}'", token));
+    bad(field, expr, fmt::format("unrecognised value '{}'", detail::printable_input(token)));
 }
 
 } // namespace
@@ -442,7 +444,7 @@ CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
         throw Error(errc::invalid_argument,
                     fmt::format("crontab \"{}\": expected 5 fields (minute hour day month "
                                 "day_of_week), got {}",
-                                line, parts.size()));
+                                detail::printable_input(line), parts.size()));
     static constexpr std::array<const char *, 5> names{"minute", "hour", "day", "month",
                                                        "day_of_week"};
     CronTriggerOptions o;
@@ -463,8 +465,9 @@ CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
             if (std::string_view(e.what()).find(fmt::format("'{}'", names[k])) !=
                 std::string_view::npos)
                 where = fmt::format(" at position {}", parts[k].first);
-        throw Error(errc::invalid_argument,
-                    fmt::format("crontab \"{}\"{}: {}", line, where, e.what()));
+        throw Error(
+            errc::invalid_argument,
+            fmt::format("crontab \"{}\"{}: {}", detail::printable_input(line), where, e.what()));
     }
 }
 

@@ -60,6 +60,25 @@ BOOST_AUTO_TEST_CASE(an_end_before_the_start_is_exhausted_as_in_the_reference) {
     BOOST_TEST(fires(backwards, 1).empty());
 }
 
+// Issue 14, defect 9: a 10,000-character input made a 30 KB message, and a NUL cut it short.
+BOOST_AUTO_TEST_CASE(error_messages_quote_at_most_200_characters_and_show_nul) {
+    std::string message;
+    try {
+        CronTrigger::from_crontab(std::string(10000, 'x') + " * * * *");
+    } catch (const Error &e) {
+        message = e.what();
+    }
+    BOOST_TEST(message.size() < 800u, message.size());
+    BOOST_TEST(message.find("(10008 bytes in all)") != std::string::npos, message);
+    message.clear();
+    try {
+        CronTrigger::from_crontab(std::string("0\0x * * * *", 11));
+    } catch (const Error &e) {
+        message = e.what();
+    }
+    BOOST_TEST(message.find("0\\x00x") != std::string::npos, message);
+}
+
 BOOST_AUTO_TEST_CASE(lint_names_a_wildcard_minute_under_a_restricted_hour) {
     const auto every_minute_of_every_4th_hour = CronTrigger::from_crontab("* */4 * * *");
     const auto warnings = every_minute_of_every_4th_hour.lint();
