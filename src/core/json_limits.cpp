@@ -69,24 +69,29 @@ nlohmann::json parse_stored_json(std::string_view text) {
     return nlohmann::json::parse(text);
 }
 
-std::size_t check_payload(const nlohmann::json &value, const PayloadLimits &limits,
-                          std::string_view what, std::string_view field) {
+PayloadCheck inspect_payload(const nlohmann::json &value, const PayloadLimits &limits) {
+    using Problem = PayloadCheck::Problem;
     if (json_depth(value, limits.max_json_depth) > limits.max_json_depth)
-        throw Error(errc::invalid_argument,
-                    fmt::format("{}: field '{}': nested deeper than max_json_depth ({})", what,
-                                field, limits.max_json_depth));
-    std::string text;
+        return {Problem::too_deep,
+                fmt::format("nested deeper than max_json_depth ({})", limits.max_json_depth)};
+    std::size_t size = 0;
     try {
-        text = value.dump(); // strict: invalid UTF-8 in a string throws
+        size = value.dump().size(); // strict: invalid UTF-8 in a string throws
     } catch (const nlohmann::json::exception &e) {
-        throw Error(errc::invalid_argument,
-                    fmt::format("{}: field '{}': not valid JSON text: {}", what, field, e.what()));
+        return {Problem::invalid_text, fmt::format("not valid JSON text: {}", e.what())};
     }
-    if (text.size() > limits.max_payload_bytes)
+    if (size > limits.max_payload_bytes)
+        return {Problem::too_large, fmt::format("{} bytes, over max_payload_bytes ({})", size,
+                                                limits.max_payload_bytes)};
+    return {};
+}
+
+void check_payload(const nlohmann::json &value, const PayloadLimits &limits, std::string_view what,
+                   std::string_view field) {
+    const auto check = inspect_payload(value, limits);
+    if (check.problem != PayloadCheck::Problem::none)
         throw Error(errc::invalid_argument,
-                    fmt::format("{}: field '{}': {} bytes, over max_payload_bytes ({})", what,
-                                field, text.size(), limits.max_payload_bytes));
-    return text.size();
+                    fmt::format("{}: field '{}': {}", what, field, check.detail));
 }
 
 void check_id(std::string_view id, const PayloadLimits &limits, std::string_view what,

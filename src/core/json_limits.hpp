@@ -29,10 +29,17 @@ std::size_t json_text_depth(std::string_view text, std::size_t stop_after);
 /// max_stored_json_depth or malformed.
 nlohmann::json parse_stored_json(std::string_view text);
 
+/// What, if anything, puts `value` outside `limits`; `detail` says it in words.
+struct PayloadCheck {
+    enum class Problem { none, too_deep, invalid_text, too_large } problem = Problem::none;
+    std::string detail;
+};
+PayloadCheck inspect_payload(const nlohmann::json &value, const PayloadLimits &limits);
+
 /// errc::invalid_argument naming `what` and `field` unless `value` is within `limits`: depth,
-/// serialized size, strings of valid UTF-8. Returns the serialized size.
-std::size_t check_payload(const nlohmann::json &value, const PayloadLimits &limits,
-                          std::string_view what, std::string_view field);
+/// serialized size, strings of valid UTF-8.
+void check_payload(const nlohmann::json &value, const PayloadLimits &limits, std::string_view what,
+                   std::string_view field);
 
 /// errc::invalid_argument naming `what` and `field` unless `id` is non-empty, valid UTF-8,
 /// free of NUL bytes and at most limits.max_id_bytes long.

@@ -62,7 +62,10 @@ std::string valid_utf8(std::string s) {
     return out;
 }
 
-std::string printable_input(std::string_view value, std::size_t max_chars) {
+namespace {
+
+// The shared body of printable_input and quote_input: `quotes` also escapes \ and '.
+std::string escape_input(std::string_view value, std::size_t max_chars, bool quotes) {
     std::string out;
     std::size_t chars = 0, i = 0;
     for (; i < value.size() && chars < max_chars; ++chars) {
@@ -73,34 +76,26 @@ std::string printable_input(std::string_view value, std::size_t max_chars) {
             i += 1;
             continue;
         }
+        if (quotes && (c == '\\' || c == '\''))
+            out += '\\';
         out.append(value.substr(i, len));
         i += len;
     }
+    if (quotes)
+        out = "'" + out + "'";
     if (i < value.size())
         out += fmt::format("... ({} bytes in all)", value.size());
     return out;
 }
 
+} // namespace
+
+std::string printable_input(std::string_view value, std::size_t max_chars) {
+    return escape_input(value, max_chars, false);
+}
+
 std::string quote_input(std::string_view value, std::size_t max_chars) {
-    std::string out = "'";
-    std::size_t chars = 0, i = 0;
-    for (; i < value.size() && chars < max_chars; ++chars) {
-        const auto c = static_cast<unsigned char>(value[i]);
-        const std::size_t len = utf8_sequence_length(value, i);
-        if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7F))) {
-            out += fmt::format("\\x{:02X}", c); // NUL, a control byte, or invalid UTF-8
-            i += 1;
-            continue;
-        }
-        if (c == '\\' || c == '\'')
-            out += '\\';
-        out.append(value.substr(i, len));
-        i += len;
-    }
-    out += '\'';
-    if (i < value.size())
-        out += fmt::format("... ({} bytes in all)", value.size());
-    return out;
+    return escape_input(value, max_chars, true);
 }
 
 } // namespace asched::detail

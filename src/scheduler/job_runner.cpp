@@ -28,22 +28,15 @@ JobResult result_of(const Job &job) {
 std::exception_ptr check_return_value(const SchedulerState &self, const nlohmann::json &value) {
     if (value.is_null() || value.is_number() || value.is_boolean())
         return nullptr;
-    const auto &limits = self.options.limits;
-    if (json_depth(value, limits.max_json_depth) > limits.max_json_depth)
-        return std::make_exception_ptr(JobError(
-            "asched::ResultTooDeep",
-            fmt::format("the return value is nested deeper than max_json_depth ({}): not stored",
-                        limits.max_json_depth)));
-    try {
-        check_payload(value, limits, "the return value", "return_value");
-    } catch (const Error &e) {
-        const std::string message = e.what();
-        const bool too_big = message.find("max_payload_bytes") != std::string::npos;
-        return std::make_exception_ptr(
-            JobError(too_big ? "asched::ResultTooLarge" : "asched::InvalidResult",
-                     message + ": not stored"));
-    }
-    return nullptr;
+    const auto check = inspect_payload(value, self.options.limits);
+    using Problem = PayloadCheck::Problem;
+    if (check.problem == Problem::none)
+        return nullptr;
+    const char *type = check.problem == Problem::too_deep    ? "asched::ResultTooDeep"
+                       : check.problem == Problem::too_large ? "asched::ResultTooLarge"
+                                                             : "asched::InvalidResult";
+    return std::make_exception_ptr(
+        JobError(type, fmt::format("the return value is {}: not stored", check.detail)));
 }
 
 void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
