@@ -93,6 +93,9 @@ struct ScheduleOptions {
     nlohmann::json args = nlohmann::json::array();
     bool paused = false;
     CoalescePolicy coalesce = CoalescePolicy::latest;
+    /// Under CoalescePolicy::all, the most jobs one catch-up creates (the newest fires);
+    /// the rest are reported as FiresDropped. nullopt: no cap.
+    std::optional<std::size_t> max_catchup;
     std::optional<std::optional<duration>> misfire_grace_time; ///< unset: the task's
     std::optional<duration> max_jitter;
     duration job_result_expiration_time{0};

@@ -98,9 +98,23 @@ struct StoreHealthChanged {
     std::string reason; ///< the failure (degraded) or empty (ok)
 };
 
-using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated, TaskRemoved,
-                           ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded, JobRemoved,
-                           JobAcquired, JobReleased, RecordQuarantined, StoreHealthChanged>;
+/// Due fires of a schedule that became no job: left out by its coalesce policy (reason
+/// "coalesced") or beyond its max_catchup (reason "max_catchup"), typically after downtime.
+/// Published once per catch-up, after the schedule's release has committed.
+struct FiresDropped {
+    time_point timestamp{};
+    std::string schedule_id;
+    std::string task_id;
+    std::uint64_t count = 0;
+    time_point first_fire_time{}; ///< the oldest dropped fire
+    time_point last_fire_time{};  ///< the newest dropped fire
+    std::string reason;           ///< "coalesced" or "max_catchup"
+};
+
+using Event =
+    std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated, TaskRemoved,
+                 ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded, JobRemoved, JobAcquired,
+                 JobReleased, RecordQuarantined, StoreHealthChanged, FiresDropped>;
 
 /// A set of event types, one bit per alternative of Event.
 using EventMask = std::uint32_t;

@@ -69,6 +69,9 @@ struct Schedule {
     nlohmann::json args = nlohmann::json::array(); ///< positional arguments
     bool paused = false;
     CoalescePolicy coalesce = CoalescePolicy::latest;
+    /// The most jobs one catch-up creates under CoalescePolicy::all; the newest fires are kept
+    /// and the older ones dropped (reported as FiresDropped). nullopt: no cap.
+    std::optional<std::size_t> max_catchup;
     std::optional<duration> misfire_grace_time; ///< nullopt: a job never misfires
     std::optional<duration> max_jitter;         ///< delays each job's start by [0, max_jitter]
     duration job_result_expiration_time{0};     ///< 0: results are not kept

@@ -9,9 +9,22 @@
 
 namespace asched {
 
+/// Why due fires produced no job.
+enum class DropReason { coalesced, max_catchup };
+std::string_view to_string(DropReason r) noexcept;
+
+/// The fires of one plan that produced no job: `count` of them, from `first` to `last`.
+struct DroppedFires {
+    std::size_t count = 0;
+    time_point first{};
+    time_point last{};
+    DropReason reason = DropReason::coalesced;
+};
+
 /// What one due schedule produces at `now`.
 struct FirePlan {
     std::vector<Job> jobs;
+    DroppedFires dropped;                     ///< count 0: every due fire became a job
     std::optional<time_point> last_fire_time; ///< the newest fire time processed (un-jittered)
     std::optional<time_point> next_fire_time; ///< the first fire time after now, or nullopt
     nlohmann::json trigger_state;             ///< the trigger's state with next_fire_time
@@ -23,9 +36,10 @@ inline constexpr std::size_t max_catch_up_steps = 1'000'000;
 
 /// Collects every fire time of `schedule` from its next_fire_time up to `now`, applies its
 /// coalesce policy (latest: one job for the newest, earliest: one for the oldest, all: one
-/// each), gives each job a jitter in [0, max_jitter] drawn from `uniform01` (clamped so it
-/// starts before the following fire) and a start deadline of fire + jitter +
-/// misfire_grace_time. `make_id` names the jobs. Exceptions: whatever the trigger throws.
+/// each, but at most max_catchup of the newest), records the fires left out in `dropped`, gives
+/// each job a jitter in [0, max_jitter] drawn from `uniform01` (clamped so it starts before the
+/// following fire) and a start deadline of fire + jitter + misfire_grace_time. `make_id` names the
+/// jobs. Exceptions: whatever the trigger throws.
 FirePlan plan_fires(const Schedule &schedule, time_point now,
                     const std::function<double()> &uniform01,
                     const std::function<std::string()> &make_id);

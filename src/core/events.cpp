@@ -78,10 +78,20 @@ template <class V> void fields(V &v, StoreHealthChanged &e) {
     v("reason", e.reason);
 }
 
+template <class V> void fields(V &v, FiresDropped &e) {
+    v("schedule_id", e.schedule_id);
+    v("task_id", e.task_id);
+    v("count", e.count);
+    v("first_fire_time", e.first_fire_time);
+    v("last_fire_time", e.last_fire_time);
+    v("reason", e.reason);
+}
+
 constexpr std::array<std::string_view, std::variant_size_v<Event>> names{
-    "SchedulerStarted", "SchedulerStopped", "TaskAdded",         "TaskUpdated",       "TaskRemoved",
-    "ScheduleAdded",    "ScheduleUpdated",  "ScheduleRemoved",   "JobAdded",          "JobRemoved",
-    "JobAcquired",      "JobReleased",      "RecordQuarantined", "StoreHealthChanged"};
+    "SchedulerStarted",  "SchedulerStopped",   "TaskAdded",       "TaskUpdated",
+    "TaskRemoved",       "ScheduleAdded",      "ScheduleUpdated", "ScheduleRemoved",
+    "JobAdded",          "JobRemoved",         "JobAcquired",     "JobReleased",
+    "RecordQuarantined", "StoreHealthChanged", "FiresDropped"};
 
 struct Writer {
     json &j;
@@ -92,7 +102,9 @@ struct Writer {
     void operator()(const char *k, const std::optional<time_point> &v) {
         j[k] = detail::time_json(v);
     }
+    void operator()(const char *k, time_point v) { j[k] = format_time(v); }
     void operator()(const char *k, bool v) { j[k] = v; }
+    void operator()(const char *k, std::uint64_t v) { j[k] = v; }
     void operator()(const char *k, JobOutcome v) { j[k] = to_string(v); }
 };
 
@@ -106,7 +118,14 @@ struct Reader {
     void operator()(const char *k, std::optional<time_point> &v) {
         v = detail::get_time(j, what, k);
     }
+    void operator()(const char *k, time_point &v) {
+        const auto t = detail::get_time(j, what, k);
+        if (!t)
+            detail::bad_field(what, k, "missing");
+        v = *t;
+    }
     void operator()(const char *k, bool &v) { v = detail::get_or<bool>(j, what, k, false); }
+    void operator()(const char *k, std::uint64_t &v) { v = detail::get<std::uint64_t>(j, what, k); }
     void operator()(const char *k, JobOutcome &v) {
         if (!detail::find(j, k))
             detail::bad_field(what, k, "missing");

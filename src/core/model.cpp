@@ -141,7 +141,8 @@ bool Schedule::operator==(const Schedule &o) const {
     auto trigger_json = [](const TriggerPtr &t) { return t ? t->to_json() : json(); };
     return id == o.id && task_id == o.task_id && trigger_json(trigger) == trigger_json(o.trigger) &&
            args == o.args && paused == o.paused && coalesce == o.coalesce &&
-           misfire_grace_time == o.misfire_grace_time && max_jitter == o.max_jitter &&
+           max_catchup == o.max_catchup && misfire_grace_time == o.misfire_grace_time &&
+           max_jitter == o.max_jitter &&
            job_result_expiration_time == o.job_result_expiration_time && metadata == o.metadata &&
            next_fire_time == o.next_fire_time && trigger_state == o.trigger_state &&
            last_fire_time == o.last_fire_time && acquired_by == o.acquired_by &&
@@ -156,6 +157,7 @@ void to_json(json &j, const Schedule &v) {
              {"args", v.args},
              {"paused", v.paused},
              {"coalesce", to_string(v.coalesce)},
+             {"max_catchup", v.max_catchup ? json(*v.max_catchup) : json()},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
              {"max_jitter", duration_json(v.max_jitter)},
              {"job_result_expiration_time", to_seconds(v.job_result_expiration_time)},
@@ -184,6 +186,13 @@ void from_json(const json &j, Schedule &v) {
     v.args = read_args(j, what);
     v.paused = get_or<bool>(j, what, "paused", false);
     v.coalesce = detail::get_enum(j, what, "coalesce", CoalescePolicy::latest);
+    if (auto cap = get_opt<std::int64_t>(j, what, "max_catchup")) {
+        if (*cap <= 0)
+            detail::bad_field(what, "max_catchup", fmt::format("must be positive, got {}", *cap));
+        v.max_catchup = std::size_t(*cap);
+    } else {
+        v.max_catchup.reset();
+    }
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
     v.max_jitter = get_duration(j, what, "max_jitter");
     v.job_result_expiration_time =

@@ -4,28 +4,49 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 
 namespace asched {
+
+std::string_view to_string(DropReason r) noexcept {
+    return r == DropReason::coalesced ? "coalesced" : "max_catchup";
+}
 
 FirePlan plan_fires(const Schedule &schedule, time_point now,
                     const std::function<double()> &uniform01,
                     const std::function<std::string()> &make_id) {
     FirePlan plan;
-    std::vector<time_point> fires;
+    std::deque<time_point> fires;
     std::optional<time_point> t = schedule.next_fire_time;
     plan.trigger_state = schedule.trigger_state;
+    DroppedFires &dropped = plan.dropped;
+    auto drop = [&dropped](time_point fire, DropReason reason) {
+        if (dropped.count++ == 0)
+            dropped.first = fire;
+        dropped.last = fire;
+        dropped.reason = reason;
+    };
+    const std::size_t cap = schedule.max_catchup.value_or(0);
     std::size_t steps = 0;
     while (t && *t <= now && steps < max_catch_up_steps) {
         switch (schedule.coalesce) {
         case CoalescePolicy::all:
             fires.push_back(*t);
+            if (cap > 0 && fires.size() > cap) {
+                drop(fires.front(), DropReason::max_catchup);
+                fires.pop_front();
+            }
             break;
         case CoalescePolicy::latest:
+            if (!fires.empty())
+                drop(fires.front(), DropReason::coalesced);
             fires.assign(1, *t);
             break;
         case CoalescePolicy::earliest:
             if (fires.empty())
                 fires.push_back(*t);
+            else
+                drop(*t, DropReason::coalesced);
             break;
         }
         plan.last_fire_time = t;

@@ -183,6 +183,10 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
     s.args = std::move(options.args);
     s.paused = options.paused;
     s.coalesce = options.coalesce;
+    if (options.max_catchup && *options.max_catchup == 0)
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field 'max_catchup': must be positive, got 0", what));
+    s.max_catchup = options.max_catchup;
     s.misfire_grace_time =
         options.misfire_grace_time ? *options.misfire_grace_time : task.misfire_grace_time;
     check_non_negative(s.misfire_grace_time, what, "misfire_grace_time");

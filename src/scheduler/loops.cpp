@@ -8,12 +8,16 @@
 namespace asched::detail {
 namespace {
 
-ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point now) {
+ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point now,
+                             std::vector<Event> &dropped) {
     ScheduleRelease r{s.id, s.lease_token, s.last_fire_time, s.next_fire_time, {}, s.trigger_state};
     try {
         std::uniform_real_distribution<double> uniform(0.0, 1.0);
         auto plan = plan_fires(
             s, now, [&] { return uniform(self.rng); }, [] { return make_uuid(); });
+        if (const auto &d = plan.dropped; d.count > 0)
+            dropped.push_back(FiresDropped{now, s.id, s.task_id, d.count, d.first, d.last,
+                                           std::string(to_string(d.reason))});
         r.jobs = std::move(plan.jobs);
         r.last_fire_time = plan.last_fire_time ? plan.last_fire_time : s.last_fire_time;
         r.next_fire_time = plan.next_fire_time;
@@ -28,6 +32,22 @@ ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point
         r.next_fire_time.reset();
     }
     return r;
+}
+
+// Called once the releases that dropped these fires have committed.
+asio::awaitable<void> report_dropped(std::shared_ptr<SchedulerState> self,
+                                     std::vector<Event> dropped) {
+    for (const auto &e : dropped) {
+        const auto &d = std::get<FiresDropped>(e);
+        self->log(LogLevel::info, "schedule '{}': {} due fire(s) from {} to {} made no job ({})",
+                  d.schedule_id, d.count, format_time(d.first_fire_time),
+                  format_time(d.last_fire_time), d.reason);
+    }
+    try {
+        co_await self->broker->publish_batch(std::move(dropped));
+    } catch (const std::exception &e) {
+        self->log(LogLevel::warning, "publishing FiresDropped failed: {}", e.what());
+    }
 }
 
 // A loop's store call failed: report the health, and say how long to wait (capped backoff).
@@ -55,9 +75,12 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
             const auto now = self->clock->now();
             std::vector<ScheduleRelease> releases;
             releases.reserve(schedules.size());
+            std::vector<Event> dropped;
             for (const auto &s : schedules)
-                releases.push_back(plan_release(*self, s, now));
+                releases.push_back(plan_release(*self, s, now, dropped));
             co_await self->store->release_schedules(self->identity, std::move(releases));
+            if (!dropped.empty())
+                co_await report_dropped(self, std::move(dropped));
             more = schedules.size() == batch;
             if (!more) {
                 auto next = co_await self->store->get_next_schedule_run_time();

@@ -59,6 +59,9 @@ BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) {
     run(misfire_grace_time(this));
 }
+BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, PostgresSchedulerFixture) {
+    run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
+}
 BOOST_FIXTURE_TEST_CASE(hostile_input, PostgresSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));
 }
@@ -85,6 +88,9 @@ BOOST_FIXTURE_TEST_CASE(pause_and_resume, SqliteSchedulerFixture) {
 }
 BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) {
     run(misfire_grace_time(this));
+}
+BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, SqliteSchedulerFixture) {
+    run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, SqliteSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));

@@ -40,6 +40,15 @@ BOOST_FIXTURE_TEST_CASE(coalesce_earliest, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(coalesce_all, SchedulerFixture) {
     run(coalescing_100_missed_fires(this, CoalescePolicy::all, 100));
 }
+BOOST_FIXTURE_TEST_CASE(r13_long_downtime_latest, SchedulerFixture) {
+    run(r13_long_downtime(this, CoalescePolicy::latest, std::nullopt, 1));
+}
+BOOST_FIXTURE_TEST_CASE(r13_long_downtime_earliest, SchedulerFixture) {
+    run(r13_long_downtime(this, CoalescePolicy::earliest, std::nullopt, 1));
+}
+BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, SchedulerFixture) {
+    run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
+}
 BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) {
     run(paused_schedules(this));
 }

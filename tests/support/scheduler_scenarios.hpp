@@ -250,6 +250,58 @@ inline asio::awaitable<void> coalescing_100_missed_fires(SchedulerFixture *f, Co
     BOOST_TEST(fired.size() == expected);
 }
 
+// R13: 3 h of downtime under a 1-minute cron (181 fires due at t0 + 3h). Each policy gives its
+// jobs, the fires it leaves out are reported once as FiresDropped, and the schedule keeps firing.
+inline asio::awaitable<void> r13_long_downtime(SchedulerFixture *f, CoalescePolicy policy,
+                                               std::optional<std::size_t> max_catchup,
+                                               std::size_t expected_jobs) {
+    auto &s = f->s();
+    std::vector<time_point> fired;
+    TaskOptions unlimited_jobs{.max_running_jobs = asched::unlimited};
+    co_await s.add_task(
+        "tick",
+        [&fired](JobContext &job) -> asio::awaitable<void> {
+            fired.push_back(*job.scheduled_fire_time);
+            co_return;
+        },
+        unlimited_jobs);
+    auto every_minute = CronTrigger::from_crontab("* * * * *", TimeZone("UTC"));
+    ScheduleOptions options;
+    options.id = "minutely";
+    options.coalesce = policy;
+    options.max_catchup = max_catchup;
+    co_await s.add_schedule("tick", every_minute, options);
+    auto added = co_await s.get_schedule("minutely");
+    BOOST_TEST((added.next_fire_time == test::t0)); // t0 is on a whole minute
+    f->clock->advance(3h);                          // down for 3 h: 181 fires due
+    co_await s.start_in_background();
+    co_await eventually([&] { return fired.size() == expected_jobs; }, "catch-up jobs ran");
+    co_await eventually([f] { return f->recorder->count<FiresDropped>() == 1; },
+                        "FiresDropped published");
+    const auto drops = f->recorder->of<FiresDropped>();
+    const auto &d = drops.front();
+    BOOST_TEST(d.schedule_id == "minutely");
+    BOOST_TEST(d.task_id == "tick");
+    BOOST_TEST(d.count + expected_jobs == 181u);
+    std::sort(fired.begin(), fired.end());
+    if (policy == CoalescePolicy::earliest) {
+        BOOST_TEST((fired.front() == test::t0));
+        BOOST_TEST((d.first_fire_time == test::t0 + 1min));
+        BOOST_TEST((d.last_fire_time == test::t0 + 3h));
+    } else {
+        BOOST_TEST((fired.back() == test::t0 + 3h));
+        BOOST_TEST((fired.front() == test::t0 + 3h - (expected_jobs - 1) * 1min));
+        BOOST_TEST((d.first_fire_time == test::t0));
+        BOOST_TEST((d.last_fire_time == fired.front() - 1min));
+    }
+    BOOST_TEST(d.reason == (max_catchup ? "max_catchup" : "coalesced"));
+    // Afterwards it fires on time, one job per minute, and drops nothing more.
+    f->clock->advance(1min);
+    co_await eventually([&] { return fired.size() == expected_jobs + 1; }, "next fire");
+    BOOST_TEST((fired.back() == test::t0 + 3h + 1min));
+    BOOST_TEST(f->recorder->count<FiresDropped>() == 1u);
+}
+
 inline asio::awaitable<void> paused_schedules(SchedulerFixture *f) {
     auto &s = f->s();
     std::atomic<int> runs{0};

@@ -25,6 +25,7 @@ Schedule sample_schedule() {
     s.args = json::array({1, "two", json{{"three", 3}}});
     s.paused = true;
     s.coalesce = CoalescePolicy::all;
+    s.max_catchup = 10;
     s.misfire_grace_time = 30s;
     s.max_jitter = 1500ms;
     s.job_result_expiration_time = 10min;
@@ -57,6 +58,7 @@ BOOST_AUTO_TEST_CASE(schedule_with_each_trigger) {
     s.acquired_by.reset();
     s.acquired_until.reset();
     s.max_jitter.reset();
+    s.max_catchup.reset();
     BOOST_TEST((round_trip(s) == s));
 }
 
@@ -105,6 +107,7 @@ BOOST_AUTO_TEST_CASE(every_event_type) {
                     std::nullopt, "lease expired"},
         RecordQuarantined{test::t0, "schedule", "s", "unknown trigger type \"lunar\""},
         StoreHealthChanged{test::t0, "node-1", true, "connection refused"},
+        FiresDropped{test::t0 + 3h, "s", "t", 179, test::t0, test::t0 + 178min, "coalesced"},
     };
     BOOST_TEST(events.size() == std::variant_size_v<Event>);
     for (const auto &e : events) {

@@ -48,6 +48,53 @@ BOOST_AUTO_TEST_CASE(coalesce_latest_earliest_all_over_100_missed_fires) {
     BOOST_TEST((earliest.last_fire_time == test::t0 + 99s));
 }
 
+// R13 in small: 3 h behind on a 1-minute schedule, 181 fires due (0..180 min).
+BOOST_AUTO_TEST_CASE(dropped_fires_are_counted_with_their_first_and_last) {
+    auto every_minute = [](CoalescePolicy c) {
+        Schedule s = every_second(c);
+        s.trigger = std::make_shared<IntervalTrigger>(
+            IntervalTriggerOptions{.minutes = 1, .start_time = test::t0});
+        return s;
+    };
+    const auto now = test::t0 + 3h;
+    auto zero = [] { return 0.0; };
+
+    auto latest = plan_fires(every_minute(CoalescePolicy::latest), now, zero, next_id);
+    BOOST_REQUIRE(latest.jobs.size() == 1u);
+    BOOST_TEST((latest.jobs[0].scheduled_fire_time == now));
+    BOOST_TEST(latest.dropped.count == 180u);
+    BOOST_TEST((latest.dropped.first == test::t0));
+    BOOST_TEST((latest.dropped.last == now - 1min));
+    BOOST_TEST(to_string(latest.dropped.reason) == "coalesced");
+
+    auto earliest = plan_fires(every_minute(CoalescePolicy::earliest), now, zero, next_id);
+    BOOST_TEST((earliest.jobs.at(0).scheduled_fire_time == test::t0));
+    BOOST_TEST(earliest.dropped.count == 180u);
+    BOOST_TEST((earliest.dropped.first == test::t0 + 1min));
+    BOOST_TEST((earliest.dropped.last == now));
+
+    auto all = plan_fires(every_minute(CoalescePolicy::all), now, zero, next_id);
+    BOOST_TEST(all.jobs.size() == 181u);
+    BOOST_TEST(all.dropped.count == 0u);
+
+    Schedule capped = every_minute(CoalescePolicy::all);
+    capped.max_catchup = 10;
+    auto cut = plan_fires(capped, now, zero, next_id);
+    BOOST_REQUIRE(cut.jobs.size() == 10u);
+    BOOST_TEST((cut.jobs.front().scheduled_fire_time == now - 9min)); // the newest ten
+    BOOST_TEST((cut.jobs.back().scheduled_fire_time == now));
+    BOOST_TEST(cut.dropped.count == 171u);
+    BOOST_TEST((cut.dropped.first == test::t0));
+    BOOST_TEST((cut.dropped.last == now - 10min));
+    BOOST_TEST(to_string(cut.dropped.reason) == "max_catchup");
+    BOOST_TEST((cut.next_fire_time == now + 1min)); // it keeps firing afterwards
+
+    // On time: nothing dropped.
+    auto on_time = plan_fires(every_minute(CoalescePolicy::latest), test::t0, zero, next_id);
+    BOOST_TEST(on_time.jobs.size() == 1u);
+    BOOST_TEST(on_time.dropped.count == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(jobs_carry_the_schedule_settings) {
     auto s = every_second(CoalescePolicy::latest);
     s.args = {1, 2};
