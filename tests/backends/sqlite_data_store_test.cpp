@@ -170,6 +170,55 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused) {
     BOOST_TEST(msg.find("newer") != std::string::npos);
 }
 
+// A file with enough rows to span many pages, closed (its WAL checkpointed into the file).
+static void fill(SqliteFixture &f, int jobs) {
+    auto store = f.open();
+    Task t;
+    t.id = "t";
+    sync(store->add_task(t));
+    for (int i = 0; i < jobs; ++i) {
+        Job j;
+        j.id = "job-" + std::to_string(1000 + i);
+        j.task_id = "t";
+        j.args = nlohmann::json::array({std::string(200, char('a' + i % 26))});
+        sync(store->add_job(j));
+    }
+    sync(store->stop());
+}
+
+BOOST_AUTO_TEST_CASE(a_file_damaged_in_the_middle_is_refused_at_start_and_left_alone) {
+    fill(*this, 1000);
+    auto bytes = file_bytes(path);
+    BOOST_REQUIRE(bytes.size() > 40 * 4096);
+    // Scribble over a page in the middle (not its first bytes alone: a whole page).
+    for (std::size_t i = 20 * 4096; i < 21 * 4096; ++i)
+        bytes[i] = char(0xA5 ^ (i & 0xff));
+    {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out << bytes;
+    }
+    const auto msg = start_error();
+    BOOST_TEST(msg.find("is damaged") != std::string::npos, msg);
+    BOOST_TEST(msg.find(path) != std::string::npos, msg);
+    BOOST_TEST(msg.find(".recover") != std::string::npos, msg);
+    BOOST_TEST(file_bytes(path) == bytes); // nothing written to it
+
+    // With the check off, start() goes on (the damage shows where it is read).
+    auto unchecked = std::make_shared<SqliteDataStore>(
+        SqliteDataStoreOptions{.path = path, .quick_check_max_bytes = 0});
+    sync(unchecked->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}));
+    sync(unchecked->stop());
+}
+
+BOOST_AUTO_TEST_CASE(a_file_cut_short_by_one_page_is_called_damaged) {
+    fill(*this, 1000);
+    const auto size = std::filesystem::file_size(path);
+    std::filesystem::resize_file(path, size - 4096);
+    const auto msg = start_error();
+    BOOST_TEST(msg.find("is damaged") != std::string::npos, msg);
+    BOOST_TEST(msg.find("not an asched database") == std::string::npos, msg);
+}
+
 BOOST_AUTO_TEST_CASE(undecodable_rows_are_quarantined_and_the_rest_still_work) {
     auto store = open();
     Task t;

@@ -4,6 +4,7 @@
 #include <asched/data_store.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,9 @@ struct SqliteDataStoreOptions {
     /// `PRAGMA synchronous`: NORMAL (default; WAL keeps the database consistent, a power cut
     /// may lose the last transactions) or FULL (every commit is durable).
     bool synchronous_full = false;
+    /// start() runs `PRAGMA quick_check` on a file up to this size and refuses a damaged one
+    /// (it reads every page: about a second per few hundred MB); 0 never checks.
+    std::uint64_t quick_check_max_bytes = std::uint64_t(1) << 30;
 };
 
 /// Keeps tasks, schedules, jobs and results in one SQLite database (WAL mode) that several
@@ -29,7 +33,9 @@ struct SqliteDataStoreOptions {
 ///
 /// The schema is versioned (table `asched_meta`, `PRAGMA application_id`) and migrated
 /// forward on start(); start() throws Error(store_failure) for a file that is not an asched
-/// database or has a newer schema than this build knows.
+/// database, is damaged (quick_check, or a file cut short) or has a newer schema than this
+/// build knows. A row whose JSON carries a newer format version (written by a newer asched
+/// sharing the file) is skipped with a warning and left alone, never quarantined.
 class SqliteDataStore final : public DataStore {
   public:
     /// The schema version this build writes.

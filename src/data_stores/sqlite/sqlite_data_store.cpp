@@ -1,5 +1,6 @@
 // SqliteDataStore: every operation is one transaction on the store's own thread.
 #include "../../core/json_util.hpp"
+#include "../../core/text.hpp"
 #include "../row_codec.hpp"
 #include "../store_util.hpp"
 #include "sqlite.hpp"
@@ -16,6 +17,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
@@ -107,6 +109,38 @@ constexpr int known_version = int(std::size(migrations));
     "created_at, args, metadata, acquired_by, acquired_until, lease_token"
 static_assert(known_version == SqliteDataStore::schema_version);
 
+// What `PRAGMA quick_check` finds wrong with the file (its first few findings), or nullopt
+// when it is sound, or is no SQLite database at all (that is for the caller to say).
+std::optional<std::string> damage(Connection &conn) {
+    std::string found;
+    try {
+        auto q = conn.prepare("PRAGMA quick_check(5)");
+        while (q.step()) {
+            const std::string line = q.text(0);
+            if (line == "ok")
+                continue;
+            found += (found.empty() ? "" : "; ") + line;
+        }
+    } catch (const Error &e) {
+        const int code = sqlite3_extended_errcode(conn.handle()) & 0xff;
+        if (code == SQLITE_NOTADB)
+            return std::nullopt;
+        if (code != SQLITE_CORRUPT && code != SQLITE_IOERR)
+            throw;
+        found = e.what();
+    }
+    if (found.empty())
+        return std::nullopt;
+    return found;
+}
+
+Error damaged(const std::string &where, const std::string &finding) {
+    return Error(errc::store_failure,
+                 fmt::format("{} is damaged (PRAGMA quick_check: {}); restore it from a backup, "
+                             "or salvage what is left with `sqlite3 {} .recover`",
+                             where, detail::printable_input(finding), where));
+}
+
 } // namespace
 
 struct SqliteDataStore::Impl {
@@ -149,6 +183,8 @@ struct SqliteDataStore::Impl {
                 if (snapshot)
                     snapshot->commit();
             } catch (const Error &e) {
+                if (auto found = damage(*conn))
+                    throw damaged(where, *found);
                 throw Error(errc::store_failure,
                             fmt::format("{} is not an asched database: {}", where, e.what()));
             }
@@ -159,6 +195,7 @@ struct SqliteDataStore::Impl {
                                 where, app, tables));
         };
         refuse_foreign(false);
+        check_sound(*conn, where);
         // Switching to WAL needs the file to itself for a moment and does not wait on the busy
         // handler: retry while another process opens the same new file.
         for (const auto give_up = std::chrono::steady_clock::now() + options.busy_timeout;;) {
@@ -206,6 +243,23 @@ struct SqliteDataStore::Impl {
         conn->exec(fmt::format("PRAGMA application_id = {}", application_id).c_str());
         tx.commit();
         db = std::move(conn);
+    }
+
+    // quick_check reads every page, so files over quick_check_max_bytes are not checked.
+    void check_sound(Connection &conn, const std::string &where) const {
+        std::error_code ec;
+        const auto bytes = std::filesystem::file_size(options.path, ec);
+        if (ec || options.quick_check_max_bytes == 0)
+            return;
+        if (bytes > options.quick_check_max_bytes) {
+            log(LogLevel::info,
+                fmt::format("sqlite store {}: {} bytes, over quick_check_max_bytes ({}): not "
+                            "checked at start",
+                            where, bytes, options.quick_check_max_bytes));
+            return;
+        }
+        if (auto found = damage(conn))
+            throw damaged(where, *found);
     }
 
     Connection &conn() {
