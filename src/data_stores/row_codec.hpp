@@ -10,7 +10,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,54 @@ struct BadRow {
     std::string id;
     std::string data;
     std::string error;
+};
+
+/// Whether a row's JSON document carries a format version newer than this build reads: such a
+/// row was written by a newer asched sharing the store, and is skipped, never quarantined.
+inline bool written_by_newer_version(const std::string &data) noexcept {
+    try {
+        const auto j = parse_stored_json(data);
+        const auto it = j.is_object() ? j.find("version") : j.end();
+        return it != j.end() && it->is_number_integer() &&
+               it->template get<std::int64_t>() > json_format_version;
+    } catch (...) {
+        return false;
+    }
+}
+
+/// The ids of rows a newer asched wrote, which this store leaves alone. Each is warned about
+/// once; cleanup() forgets them, so a row is looked at again once per cleanup interval.
+class NewerRows {
+  public:
+    /// Records `b` if a newer version wrote it; true if so (the caller then skips it).
+    template <class Log> bool skip(const BadRow &b, Log &&log) {
+        if (!written_by_newer_version(b.data))
+            return false;
+        std::lock_guard lock(mutex_);
+        if (seen_.insert(std::string(b.kind) + '\0' + b.id).second) {
+            log(fmt::format("{} '{}' was written by a newer asched ({}); this node leaves it "
+                            "alone and skips it",
+                            b.kind, b.id, b.error));
+            if (std::string_view(b.kind) == "schedule")
+                schedules_.push_back(b.id);
+        }
+        return true;
+    }
+    /// The schedule ids to leave out of acquisition, as a JSON array text.
+    std::string schedule_ids() const {
+        std::lock_guard lock(mutex_);
+        return nlohmann::json(schedules_).dump();
+    }
+    void forget() {
+        std::lock_guard lock(mutex_);
+        seen_.clear();
+        schedules_.clear();
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::set<std::string> seen_;
+    std::vector<std::string> schedules_;
 };
 
 template <class T> std::optional<T> decode_json(const std::string &data, std::string &error) {

@@ -315,6 +315,74 @@ BOOST_FIXTURE_TEST_CASE(a_foreign_or_newer_schema_is_refused, PgFixture) {
     run(old_build->stop());
 }
 
+// R23 on PostgreSQL: poison rows (garbage trigger, unparsable args, JSON nested 100,000 deep) are
+// quarantined once and never re-acquired; a row of a newer format version is skipped and left
+// alone (defect 8: an older node must not remove what a newer one wrote).
+BOOST_FIXTURE_TEST_CASE(r23_poison_rows_are_quarantined_once_and_newer_rows_left_alone, PgFixture) {
+    auto store = node(manual_clock());
+    add_task(*store, "t");
+    for (const char *id : {"good", "garbage", "deep", "future"}) {
+        Schedule sch;
+        sch.id = id;
+        sch.task_id = "t";
+        sch.trigger = std::make_shared<IntervalTrigger>(
+            IntervalTriggerOptions{.seconds = 10, .start_time = test::t0});
+        sch.next_fire_time = test::t0;
+        run(store->add_schedule(sch, ConflictPolicy::exception));
+    }
+    for (const char *id : {"j-ok", "j-args", "j-deep"}) {
+        Job j = job();
+        j.id = id;
+        run(store->add_job(j));
+    }
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    test::Psql side(server().conninfo());
+    const std::string S = schema;
+    side.exec("UPDATE " + S +
+              ".schedules SET data = '{\"trigger\": {\"type\": \"lunar\"' "
+              "WHERE id = 'garbage'");
+    side.exec("UPDATE " + S + ".schedules SET data = replace(data, '\"args\":[]', '\"args\":[" +
+              deep + "]') WHERE id = 'deep'");
+    side.exec("UPDATE " + S +
+              ".schedules SET data = jsonb_set(jsonb_set(data::jsonb, "
+              "'{version}', '2'), '{trigger,type}', '\"lunar\"')::text WHERE id = 'future'");
+    side.exec("UPDATE " + S + ".jobs SET args = '[1, 2' WHERE id = 'j-args'");
+    side.exec("UPDATE " + S + ".jobs SET args = '[" + deep + "]' WHERE id = 'j-deep'");
+    const std::string future =
+        side.exec("SELECT data FROM " + S + ".schedules WHERE id = 'future'");
+
+    for (int round = 0; round < 3; ++round) {
+        auto leased = run(store->acquire_schedules("w", 30s, 10));
+        BOOST_REQUIRE(leased.size() <= 1u);
+        if (!leased.empty()) {
+            BOOST_TEST(leased[0].id == "good");
+            std::vector<ScheduleRelease> rs{
+                {"good", leased[0].lease_token, test::t0, test::t0 + 10s, {}, {}}};
+            run(store->release_schedules("w", rs));
+        }
+        BOOST_TEST((run(store->get_next_schedule_run_time()) == test::t0 + 10s));
+        std::vector<std::string> tasks{"t"};
+        auto got = run(store->acquire_jobs("w", 30s, 10, tasks));
+        for (auto &j : got.jobs)
+            BOOST_TEST(j.id == "j-ok");
+    }
+    BOOST_TEST(side.exec("SELECT string_agg(kind || ':' || id, ',' ORDER BY kind, id) FROM " + S +
+                         ".quarantine") == "job:j-args,job:j-deep,schedule:deep,schedule:garbage");
+    BOOST_TEST(side.exec("SELECT count(*) FROM " + S +
+                         ".quarantine WHERE error LIKE "
+                         "'%nested deeper than 512 levels%'") == "2");
+    // The newer row: untouched, not leased, still there for a node that reads it.
+    BOOST_TEST(side.exec("SELECT data FROM " + S + ".schedules WHERE id = 'future'") == future);
+    BOOST_TEST(side.exec("SELECT acquired_by IS NULL FROM " + S +
+                         ".schedules WHERE id = 'future'") == "t");
+    auto listed = run(store->get_schedules(std::nullopt));
+    BOOST_REQUIRE(listed.size() == 1u);
+    BOOST_TEST(listed[0].id == "good");
+    run(store->cleanup());
+    (void)run(store->acquire_schedules("w", 30s, 10));
+    BOOST_TEST(side.exec("SELECT count(*) FROM " + S + ".quarantine") == "4");
+}
+
 BOOST_AUTO_TEST_CASE(a_malformed_connection_string_is_named) {
     try {
         PostgresDataStore store(PostgresDataStoreOptions{.conninfo = "host=x port"});

@@ -153,6 +153,7 @@ struct PostgresDataStore::Impl {
 
     std::mutex sql_mutex;
     std::unordered_map<const char *, std::string> sql_cache;
+    detail::NewerRows newer; // rows a newer asched wrote: skipped, never quarantined
 
     // `text` with {S} replaced by the schema; cached per literal.
     const std::string &sql(const char *text) {
@@ -201,6 +202,9 @@ struct Session {
 
     asio::awaitable<void> quarantine(std::vector<detail::BadRow> bad, bool row_still_there) {
         for (auto &b : bad) {
+            if (store.newer.skip(b,
+                                 [this](std::string m) { log(LogLevel::warning, std::move(m)); }))
+                continue;
             auto call1 = q("INSERT INTO {S}.quarantine (kind, id, data, error, quarantined_at) "
                            "VALUES ($1, $2, $3, $4, $5) "
                            "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, error = "
@@ -504,16 +508,26 @@ asio::awaitable<std::vector<Schedule>> op_acquire_schedules(Session &s, std::str
         "UPDATE {S}.schedules SET acquired_by = $2, acquired_until = $3, lease_token = "
         "nextval('{S}.lease_tokens') "
         "WHERE id IN (SELECT id FROM {S}.schedules WHERE NOT paused AND next_fire_time <= $1 AND "
-        "(acquired_until IS NULL OR acquired_until <= $1) ORDER BY next_fire_time LIMIT $4 FOR "
-        "UPDATE SKIP LOCKED) "
+        "(acquired_until IS NULL OR acquired_until <= $1) AND "
+        "id NOT IN (SELECT jsonb_array_elements_text($5::jsonb)) ORDER BY next_fire_time "
+        "LIMIT $4 FOR UPDATE SKIP LOCKED) "
         "RETURNING " ASCHED_SCHEDULE_COLUMNS,
-        {param(s.now), param(scheduler_id), param(s.now + lease), param(limit)});
+        {param(s.now), param(scheduler_id), param(s.now + lease), param(limit),
+         param(s.store.newer.schedule_ids())});
     auto r = co_await std::move(call13);
     std::vector<detail::BadRow> bad;
     std::vector<Schedule> out;
     for (int i = 0; i < r.rows(); ++i)
         if (auto sched = detail::schedule_row(Row{r, i}, bad))
             out.push_back(std::move(*sched));
+    // A row a newer asched wrote is handed back untouched, for a node that reads it.
+    for (const auto &b : bad)
+        if (detail::written_by_newer_version(b.data)) {
+            auto unlease = s.q("UPDATE {S}.schedules SET acquired_by = NULL, acquired_until = NULL "
+                               "WHERE id = $1",
+                               {param(b.id)});
+            co_await std::move(unlease);
+        }
     auto call14 = s.quarantine(std::move(bad), true);
     co_await std::move(call14);
     std::sort(out.begin(), out.end(), [](const Schedule &a, const Schedule &b) {
@@ -614,9 +628,10 @@ asio::awaitable<Unit> op_release_schedules(Session &s, std::string scheduler_id,
 asio::awaitable<std::optional<time_point>> op_next_schedule_run_time(Session &s) {
     auto call18 =
         s.q("SELECT least((SELECT min(next_fire_time) FROM {S}.schedules WHERE NOT paused AND "
-            "acquired_by IS NULL AND next_fire_time IS NOT NULL), (SELECT min(acquired_until) FROM "
-            "{S}.schedules WHERE acquired_until IS NOT NULL))",
-            {});
+            "acquired_by IS NULL AND next_fire_time IS NOT NULL AND "
+            "id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))), (SELECT min(acquired_until) "
+            "FROM {S}.schedules WHERE acquired_until IS NOT NULL))",
+            {param(s.store.newer.schedule_ids())});
     auto r = co_await std::move(call18);
     co_return r.opt_time(0, 0);
 }
@@ -882,6 +897,7 @@ asio::awaitable<Unit> op_reap_abandoned_jobs(Session &s, std::string scheduler_i
 }
 
 asio::awaitable<Unit> op_cleanup(Session &s) {
+    s.store.newer.forget();
     auto call33 = s.q("DELETE FROM {S}.results WHERE expires_at <= $1", {param(s.now)});
     co_await std::move(call33);
     co_await s.abandon_expired_job_leases();

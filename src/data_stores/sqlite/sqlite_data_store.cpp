@@ -149,6 +149,7 @@ struct SqliteDataStore::Impl {
     std::unique_ptr<Connection> db;
     StoreContext context;
     std::vector<Event> events; // collected by an operation, published after it
+    detail::NewerRows newer;   // rows a newer asched wrote: skipped, never quarantined
 
     time_point now() const { return context.clock->now(); }
 
@@ -344,11 +345,17 @@ struct SqliteDataStore::Impl {
     void quarantine_all(const std::vector<Bad> &bad, bool in_write_transaction) {
         if (bad.empty())
             return;
+        std::vector<const Bad *> damaged;
+        for (const auto &b : bad)
+            if (!newer.skip(b, [this](std::string m) { log(LogLevel::warning, std::move(m)); }))
+                damaged.push_back(&b);
+        if (damaged.empty())
+            return;
         std::optional<Transaction> tx;
         if (!in_write_transaction)
             tx.emplace(conn(), Transaction::Kind::immediate);
-        for (const auto &b : bad)
-            quarantine(b.kind, b.id, b.data, b.error);
+        for (const Bad *b : damaged)
+            quarantine(b->kind, b->id, b->data, b->error);
         if (tx)
             commit(*tx);
     }
@@ -736,9 +743,11 @@ SqliteDataStore::acquire_schedules(std::string scheduler_id, duration lease, std
                     .prepare(
                         "SELECT id FROM schedules WHERE acquired_by IS NULL AND paused = 0 AND "
                         "next_fire_time IS NOT NULL AND next_fire_time <= ?1 "
+                        "AND id NOT IN (SELECT value FROM json_each(?3)) "
                         "ORDER BY next_fire_time LIMIT ?2")
                     .bind(1, now)
-                    .bind(2, std::int64_t(limit));
+                    .bind(2, std::int64_t(limit))
+                    .bind(3, s.newer.schedule_ids());
             while (q.step())
                 ids.push_back(q.text(0));
         }
@@ -756,6 +765,14 @@ SqliteDataStore::acquire_schedules(std::string scheduler_id, duration lease, std
                     out.push_back(std::move(*sched));
             q.exec();
         }
+        // A row a newer asched wrote is handed back untouched, for a node that reads it.
+        for (const auto &b : bad)
+            if (detail::written_by_newer_version(b.data))
+                s.conn()
+                    .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL "
+                             "WHERE id = ?1")
+                    .bind(1, b.id)
+                    .exec();
         s.quarantine_all(bad, true);
         s.commit(tx);
         return out;
@@ -825,9 +842,12 @@ asio::awaitable<std::optional<time_point>> SqliteDataStore::get_next_schedule_ru
     auto op = [](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::deferred);
         std::optional<time_point> out;
-        auto due = s.conn().prepare(
-            "SELECT min(next_fire_time) FROM schedules WHERE acquired_by IS NULL AND "
-            "paused = 0 AND next_fire_time IS NOT NULL");
+        auto due =
+            s.conn()
+                .prepare("SELECT min(next_fire_time) FROM schedules WHERE acquired_by IS NULL AND "
+                         "paused = 0 AND next_fire_time IS NOT NULL AND "
+                         "id NOT IN (SELECT value FROM json_each(?1))")
+                .bind(1, s.newer.schedule_ids());
         if (due.step())
             out = due.opt_time(0);
         due.reset();
@@ -1187,6 +1207,7 @@ asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler
 
 asio::awaitable<void> SqliteDataStore::cleanup() {
     auto op = [](Impl &s) {
+        s.newer.forget();
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
         s.conn().prepare("DELETE FROM results WHERE expires_at <= ?1").bind(1, now).exec();
