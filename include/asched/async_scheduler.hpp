@@ -81,6 +81,9 @@ inline constexpr std::optional<int> unlimited = std::nullopt;
 struct TaskOptions {
     std::optional<std::optional<int>> max_running_jobs; ///< inner nullopt: unlimited
     std::optional<std::optional<duration>> misfire_grace_time;
+    /// How long one of its jobs may run before it is cancelled and ends timed_out; inner
+    /// nullopt: no limit (the default, unless TaskDefaults::timeout says otherwise).
+    std::optional<std::optional<duration>> timeout;
     std::optional<nlohmann::json> metadata;
     /// The name of the job executor that runs this task's jobs; default: "async" for a
     /// coroutine, "threadpool" for a blocking callable.
@@ -98,6 +101,7 @@ struct ScheduleOptions {
     std::optional<std::size_t> max_catchup;
     std::optional<std::optional<duration>> misfire_grace_time; ///< unset: the task's
     std::optional<duration> max_jitter;
+    std::optional<std::optional<duration>> timeout; ///< of its jobs; unset: the task's
     duration job_result_expiration_time{0};
     nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
     ConflictPolicy conflict_policy = ConflictPolicy::do_nothing;
@@ -111,6 +115,10 @@ struct JobOptions {
     nlohmann::json args = nlohmann::json::array();
     duration result_expiration_time{0};                 ///< 0: no result is kept
     nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
+    std::optional<std::optional<duration>> timeout;     ///< unset: the task's
+    /// run_job only: how long (real time) to wait for the result before failing with
+    /// Error(wait_timed_out); the job itself goes on. nullopt: wait as long as it takes.
+    std::optional<duration> wait_timeout;
 };
 
 /// Where unpause_schedule resumes.
@@ -220,6 +228,11 @@ class AsyncScheduler {
     asio::awaitable<void> unpause_schedule(std::string_view id, ResumeFrom resume_from = {});
     /// Unknown ids are ignored. Jobs already created are kept.
     asio::awaitable<void> remove_schedule(std::string_view id);
+    /// Adds one job of the schedule, due now, with its args and policies (misfire grace
+    /// time, timeout, result expiry, metadata); its next fire time does not move (Quartz's
+    /// triggerJob). The job has no scheduled_fire_time. Returns its id. Throws
+    /// Error(schedule_lookup).
+    asio::awaitable<std::string> run_schedule_now(std::string_view id);
 
     // ---- jobs ----------------------------------------------------------------------------
 
@@ -229,7 +242,8 @@ class AsyncScheduler {
         return add_job(task_id, JobOptions());
     }
     /// add_job (keeping the result 15 minutes), then waits for the result: returns the value,
-    /// or throws Error(job_failed | job_cancelled | job_deadline_missed | job_abandoned).
+    /// or throws Error(job_failed | job_cancelled | job_deadline_missed | job_abandoned |
+    /// job_timed_out), or Error(wait_timed_out) once options.wait_timeout has passed.
     asio::awaitable<nlohmann::json> run_job(std::string_view task_id, const JobOptions &options);
     asio::awaitable<nlohmann::json> run_job(std::string_view task_id) {
         return run_job(task_id, JobOptions());
@@ -242,6 +256,12 @@ class AsyncScheduler {
                                                              bool wait = true);
     /// Queued and running jobs.
     asio::awaitable<std::vector<Job>> get_jobs();
+    /// Cancels a job. A queued one is removed and ends `cancelled` at once
+    /// (JobCancellation::removed); a running one, on whichever node runs it, is cancelled
+    /// through its cancellation signal and stop token and ends `cancelled`
+    /// (JobCancellation::requested: the node sees the store's flag at once when the broker
+    /// reaches it, else at its next lease renewal). Throws Error(job_lookup).
+    asio::awaitable<JobCancellation> cancel_job(std::string_view job_id);
 
     // ---- events --------------------------------------------------------------------------
 

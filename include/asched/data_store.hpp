@@ -56,6 +56,12 @@ struct JobStatus {
     bool pending = false; ///< queued or running (and no kept result)
 };
 
+/// What DataStore::cancel_job() did.
+enum class JobCancellation {
+    removed,   ///< the job was queued: it is deleted and released as cancelled
+    requested, ///< the job is running: flagged; its node cancels it at its next lease renewal
+};
+
 /// A store of tasks, schedules, jobs and results, shared by one or many schedulers. Each
 /// method is one atomic step and publishes its events through the broker after the change.
 /// Methods throw Error(store_failure) when the backend fails, and the lookup errors named
@@ -129,9 +135,16 @@ class DataStore {
     virtual asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
                                                                   std::vector<std::string> ids,
                                                                   duration lease) = 0;
-    virtual asio::awaitable<void> extend_acquired_job_leases(std::string scheduler_id,
-                                                             std::vector<std::string> ids,
-                                                             duration lease) = 0;
+    /// Renews the leases of `ids` held by `scheduler_id` (an expired one is not renewed);
+    /// returns those of `ids` whose cancellation was requested (cancel_job()).
+    virtual asio::awaitable<std::vector<std::string>>
+    extend_acquired_job_leases(std::string scheduler_id, std::vector<std::string> ids,
+                               duration lease) = 0;
+    /// A queued job is deleted and released as cancelled by `scheduler_id` (its result kept as
+    /// the job asked; JobReleased); a running one is flagged for its holder and
+    /// JobCancelRequested is published. Throws Error(job_lookup) for an unknown id.
+    virtual asio::awaitable<JobCancellation> cancel_job(std::string job_id,
+                                                        std::string scheduler_id) = 0;
     /// Releases every job still leased to `scheduler_id` as abandoned (a restart after a
     /// crash under the same identity).
     virtual asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) = 0;

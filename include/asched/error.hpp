@@ -22,6 +22,8 @@ enum class errc {
     max_iterations,       ///< a combining trigger found no common fire time
     not_running,          ///< the operation needs a scheduler in another run state
     store_failure,        ///< the data store or broker failed
+    job_timed_out,        ///< run_job: the job ran past its timeout and was cancelled
+    wait_timed_out,       ///< run_job: no result within its wait bound (the job goes on)
 };
 
 /// The error category of asched::errc.

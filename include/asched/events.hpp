@@ -111,10 +111,19 @@ struct FiresDropped {
     std::string reason;           ///< "coalesced" or "max_catchup"
 };
 
-using Event =
-    std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated, TaskRemoved,
-                 ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded, JobRemoved, JobAcquired,
-                 JobReleased, RecordQuarantined, StoreHealthChanged, FiresDropped>;
+/// cancel_job() flagged a running job; `scheduler_id` is the node running it, which cancels
+/// it (at once when this event reaches it, else at its next lease renewal).
+struct JobCancelRequested {
+    time_point timestamp{};
+    std::string job_id;
+    std::string task_id;
+    std::string scheduler_id;
+};
+
+using Event = std::variant<SchedulerStarted, SchedulerStopped, TaskAdded, TaskUpdated, TaskRemoved,
+                           ScheduleAdded, ScheduleUpdated, ScheduleRemoved, JobAdded, JobRemoved,
+                           JobAcquired, JobReleased, RecordQuarantined, StoreHealthChanged,
+                           FiresDropped, JobCancelRequested>;
 
 /// A set of event types, one bit per alternative of Event.
 using EventMask = std::uint32_t;

@@ -22,7 +22,7 @@ inline constexpr int json_format_version = 1;
 
 enum class SchedulerRole { scheduler, worker, both };
 enum class RunState { starting, started, stopping, stopped };
-enum class JobOutcome { success, error, missed_start_deadline, cancelled, abandoned };
+enum class JobOutcome { success, error, missed_start_deadline, cancelled, abandoned, timed_out };
 enum class CoalescePolicy { earliest, latest, all };
 enum class ConflictPolicy { replace, do_nothing, exception };
 
@@ -45,6 +45,7 @@ struct TaskDefaults {
     std::optional<int> max_running_jobs = 1; ///< nullopt: unlimited
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();
+    std::optional<duration> timeout; ///< a job running longer is cancelled as timed_out
 
     friend bool operator==(const TaskDefaults &, const TaskDefaults &) = default;
 };
@@ -56,7 +57,8 @@ struct Task {
     std::optional<int> max_running_jobs = 1; ///< cluster-wide cap; nullopt: unlimited
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();
-    int running_jobs = 0; ///< maintained by the data store
+    int running_jobs = 0;            ///< maintained by the data store
+    std::optional<duration> timeout; ///< the default of its jobs; nullopt: no limit
 
     friend bool operator==(const Task &, const Task &) = default;
 };
@@ -74,6 +76,7 @@ struct Schedule {
     std::optional<std::size_t> max_catchup;
     std::optional<duration> misfire_grace_time; ///< nullopt: a job never misfires
     std::optional<duration> max_jitter;         ///< delays each job's start by [0, max_jitter]
+    std::optional<duration> timeout;            ///< of its jobs; nullopt: no limit
     duration job_result_expiration_time{0};     ///< 0: results are not kept
     nlohmann::json metadata = nlohmann::json::object();
     std::optional<time_point> next_fire_time; ///< nullopt: the trigger is exhausted
@@ -96,6 +99,8 @@ struct Job {
     std::optional<time_point> scheduled_fire_time; ///< the trigger's fire time (un-jittered)
     duration jitter{0};                            ///< the start is delayed by this much
     std::optional<time_point> start_deadline;      ///< a start after this is a misfire
+    /// Running longer than this, the job is cancelled and ends timed_out; nullopt: no limit.
+    std::optional<duration> timeout;
     duration result_expiration_time{0};
     nlohmann::json metadata = nlohmann::json::object();
     time_point created_at{};

@@ -45,11 +45,13 @@ class Scheduler {
     void pause_schedule(std::string_view id);
     void unpause_schedule(std::string_view id, ResumeFrom resume_from = {});
     void remove_schedule(std::string_view id);
+    std::string run_schedule_now(std::string_view id);
 
     std::string add_job(std::string_view task_id, const JobOptions &options = {});
     nlohmann::json run_job(std::string_view task_id, const JobOptions &options = {});
     std::optional<JobResult> get_job_result(std::string_view job_id, bool wait = true);
     std::vector<Job> get_jobs();
+    JobCancellation cancel_job(std::string_view job_id);
 
     /// Callbacks run on the scheduler's thread.
     Subscription subscribe(EventCallback callback, EventMask mask = all_events,

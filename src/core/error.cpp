@@ -37,6 +37,10 @@ class Category final : public std::error_category {
             return "wrong run state";
         case errc::store_failure:
             return "data store failure";
+        case errc::job_timed_out:
+            return "job timed out";
+        case errc::wait_timed_out:
+            return "wait timed out";
         }
         return "unknown asched error";
     }

@@ -87,11 +87,17 @@ template <class V> void fields(V &v, FiresDropped &e) {
     v("reason", e.reason);
 }
 
+template <class V> void fields(V &v, JobCancelRequested &e) {
+    v("job_id", e.job_id);
+    v("task_id", e.task_id);
+    v("scheduler_id", e.scheduler_id);
+}
+
 constexpr std::array<std::string_view, std::variant_size_v<Event>> names{
     "SchedulerStarted",  "SchedulerStopped",   "TaskAdded",       "TaskUpdated",
     "TaskRemoved",       "ScheduleAdded",      "ScheduleUpdated", "ScheduleRemoved",
     "JobAdded",          "JobRemoved",         "JobAcquired",     "JobReleased",
-    "RecordQuarantined", "StoreHealthChanged", "FiresDropped"};
+    "RecordQuarantined", "StoreHealthChanged", "FiresDropped",    "JobCancelRequested"};
 
 struct Writer {
     json &j;

@@ -24,8 +24,8 @@ E lookup(std::string_view name, const std::array<std::string_view, N> &names,
 
 constexpr std::array<std::string_view, 3> role_names{"scheduler", "worker", "both"};
 constexpr std::array<std::string_view, 4> state_names{"starting", "started", "stopping", "stopped"};
-constexpr std::array<std::string_view, 5> outcome_names{"success", "error", "missed_start_deadline",
-                                                        "cancelled", "abandoned"};
+constexpr std::array<std::string_view, 6> outcome_names{
+    "success", "error", "missed_start_deadline", "cancelled", "abandoned", "timed_out"};
 constexpr std::array<std::string_view, 3> coalesce_names{"earliest", "latest", "all"};
 constexpr std::array<std::string_view, 3> conflict_names{"replace", "do_nothing", "exception"};
 
@@ -46,6 +46,14 @@ std::optional<int> read_max_running(const json &j, std::string_view what) {
     auto v = get_opt<int>(j, what, "max_running_jobs");
     if (v && *v <= 0)
         detail::bad_field(what, "max_running_jobs", fmt::format("must be positive, got {}", *v));
+    return v;
+}
+
+std::optional<duration> read_timeout(const json &j, std::string_view what) {
+    auto v = get_duration(j, what, "timeout");
+    if (v && *v <= duration(0))
+        detail::bad_field(what, "timeout",
+                          fmt::format("must be positive, got {}", format_duration(*v)));
     return v;
 }
 
@@ -105,6 +113,7 @@ void to_json(json &j, const TaskDefaults &v) {
     j = json{{"version", json_format_version},
              {"max_running_jobs", max_running_json(v.max_running_jobs)},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
+             {"timeout", duration_json(v.timeout)},
              {"metadata", v.metadata}};
 }
 
@@ -113,6 +122,7 @@ void from_json(const json &j, TaskDefaults &v) {
     detail::check_version(j, what);
     v.max_running_jobs = read_max_running(j, what);
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
+    v.timeout = read_timeout(j, what);
     v.metadata = read_metadata(j, what);
 }
 
@@ -122,6 +132,7 @@ void to_json(json &j, const Task &v) {
              {"job_executor", v.job_executor},
              {"max_running_jobs", max_running_json(v.max_running_jobs)},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
+             {"timeout", duration_json(v.timeout)},
              {"metadata", v.metadata},
              {"running_jobs", v.running_jobs}};
 }
@@ -133,6 +144,7 @@ void from_json(const json &j, Task &v) {
     v.job_executor = get_or<std::string>(j, what, "job_executor", "async");
     v.max_running_jobs = read_max_running(j, what);
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
+    v.timeout = read_timeout(j, what);
     v.metadata = read_metadata(j, what);
     v.running_jobs = get_or<int>(j, what, "running_jobs", 0);
 }
@@ -142,7 +154,7 @@ bool Schedule::operator==(const Schedule &o) const {
     return id == o.id && task_id == o.task_id && trigger_json(trigger) == trigger_json(o.trigger) &&
            args == o.args && paused == o.paused && coalesce == o.coalesce &&
            max_catchup == o.max_catchup && misfire_grace_time == o.misfire_grace_time &&
-           max_jitter == o.max_jitter &&
+           max_jitter == o.max_jitter && timeout == o.timeout &&
            job_result_expiration_time == o.job_result_expiration_time && metadata == o.metadata &&
            next_fire_time == o.next_fire_time && trigger_state == o.trigger_state &&
            last_fire_time == o.last_fire_time && acquired_by == o.acquired_by &&
@@ -160,6 +172,7 @@ void to_json(json &j, const Schedule &v) {
              {"max_catchup", v.max_catchup ? json(*v.max_catchup) : json()},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
              {"max_jitter", duration_json(v.max_jitter)},
+             {"timeout", duration_json(v.timeout)},
              {"job_result_expiration_time", to_seconds(v.job_result_expiration_time)},
              {"metadata", v.metadata},
              {"next_fire_time", time_json(v.next_fire_time)},
@@ -195,6 +208,7 @@ void from_json(const json &j, Schedule &v) {
     }
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
     v.max_jitter = get_duration(j, what, "max_jitter");
+    v.timeout = read_timeout(j, what);
     v.job_result_expiration_time =
         get_duration(j, what, "job_result_expiration_time").value_or(duration(0));
     v.metadata = read_metadata(j, what);
@@ -215,6 +229,7 @@ void to_json(json &j, const Job &v) {
              {"scheduled_fire_time", time_json(v.scheduled_fire_time)},
              {"jitter", to_seconds(v.jitter)},
              {"start_deadline", time_json(v.start_deadline)},
+             {"timeout", duration_json(v.timeout)},
              {"result_expiration_time", to_seconds(v.result_expiration_time)},
              {"metadata", v.metadata},
              {"created_at", format_time(v.created_at)},
@@ -233,6 +248,7 @@ void from_json(const json &j, Job &v) {
     v.scheduled_fire_time = get_time(j, what, "scheduled_fire_time");
     v.jitter = get_duration(j, what, "jitter").value_or(duration(0));
     v.start_deadline = get_time(j, what, "start_deadline");
+    v.timeout = read_timeout(j, what);
     v.result_expiration_time =
         get_duration(j, what, "result_expiration_time").value_or(duration(0));
     v.metadata = read_metadata(j, what);

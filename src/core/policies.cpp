@@ -80,6 +80,7 @@ FirePlan plan_fires(const Schedule &schedule, time_point now,
         job.jitter = jitter;
         if (schedule.misfire_grace_time)
             job.start_deadline = fire + jitter + *schedule.misfire_grace_time;
+        job.timeout = schedule.timeout;
         job.result_expiration_time = schedule.job_result_expiration_time;
         job.metadata = schedule.metadata;
         job.created_at = now;

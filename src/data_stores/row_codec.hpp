@@ -124,7 +124,8 @@ template <class Row> std::optional<Schedule> schedule_row(const Row &s, std::vec
 }
 
 /// Columns: id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline,
-/// result_expiration, created_at, args, metadata, acquired_by, acquired_until, lease_token.
+/// result_expiration, created_at, args, metadata, acquired_by, acquired_until, lease_token,
+/// timeout.
 template <class Row> std::optional<Job> job_row(const Row &s, std::vector<BadRow> &bad) {
     using nlohmann::json;
     Job job;
@@ -153,7 +154,14 @@ template <class Row> std::optional<Job> job_row(const Row &s, std::vector<BadRow
     job.acquired_by = s.opt_text(10);
     job.acquired_until = s.opt_time(11);
     job.lease_token = std::uint64_t(s.int64(12));
+    if (!s.is_null(13))
+        job.timeout = duration(s.int64(13));
     return job;
+}
+
+/// A job's timeout as stored: microseconds, or NULL for no limit.
+inline std::optional<std::int64_t> timeout_value(const Job &job) {
+    return job.timeout ? std::optional<std::int64_t>(job.timeout->count()) : std::nullopt;
 }
 
 /// A job's args and metadata as stored: the common empty values without the serializer.

@@ -51,6 +51,13 @@ void check_non_negative(std::optional<duration> d, std::string_view what, std::s
                                 format_duration(*d)));
 }
 
+void check_timeout(std::optional<duration> d, std::string_view what) {
+    if (d && *d <= duration(0))
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field 'timeout': must be positive, got {}", what,
+                                format_duration(*d)));
+}
+
 // ---- input bounds (checked synchronously, before the options are copied) -----------------
 
 } // namespace
@@ -120,6 +127,7 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
         task.id = id;
         task.max_running_jobs = d.max_running_jobs;
         task.misfire_grace_time = d.misfire_grace_time;
+        task.timeout = d.timeout;
         task.metadata = d.metadata.is_object() ? d.metadata : nlohmann::json::object();
     }
     if (options.max_running_jobs)
@@ -131,6 +139,9 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
     if (options.misfire_grace_time)
         task.misfire_grace_time = *options.misfire_grace_time;
     check_non_negative(task.misfire_grace_time, fmt::format("task '{}'", id), "misfire_grace_time");
+    if (options.timeout)
+        task.timeout = *options.timeout;
+    check_timeout(task.timeout, fmt::format("task '{}'", id));
     if (options.metadata)
         task.metadata =
             merged_metadata(task.metadata, *options.metadata, fmt::format("task '{}'", id));
@@ -191,6 +202,8 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
         options.misfire_grace_time ? *options.misfire_grace_time : task.misfire_grace_time;
     check_non_negative(s.misfire_grace_time, what, "misfire_grace_time");
     s.max_jitter = options.max_jitter;
+    s.timeout = options.timeout ? *options.timeout : task.timeout;
+    check_timeout(s.timeout, what);
     s.job_result_expiration_time = options.job_result_expiration_time;
     s.metadata = merged_metadata(task.metadata, options.metadata, what);
     s.next_fire_time = trigger->advance(std::nullopt, s.trigger_state);
@@ -253,6 +266,8 @@ asio::awaitable<std::string> do_add_job(std::shared_ptr<SchedulerState> self, st
     job.task_id = task_id;
     job.args = std::move(options.args);
     job.result_expiration_time = options.result_expiration_time;
+    job.timeout = options.timeout ? *options.timeout : task.timeout;
+    check_timeout(job.timeout, what);
     job.metadata = merged_metadata(task.metadata, options.metadata, what);
     job.created_at = self->clock->now();
     const auto id = job.id;
@@ -260,8 +275,50 @@ asio::awaitable<std::string> do_add_job(std::shared_ptr<SchedulerState> self, st
     co_return id;
 }
 
+asio::awaitable<JobCancellation> do_cancel_job(std::shared_ptr<SchedulerState> self,
+                                               std::string job_id) {
+    co_await ensure_open(self);
+    auto call = self->store->cancel_job(job_id, self->identity);
+    const JobCancellation done = co_await std::move(call);
+    // Running here: cancel now rather than at the next lease renewal.
+    if (done == JobCancellation::requested)
+        if (auto it = self->running.find(job_id); it != self->running.end())
+            cancel_job(*it->second, CancelKind::user);
+    self->log(LogLevel::info, "job '{}': {}", job_id,
+              done == JobCancellation::removed ? "cancelled before it started"
+                                               : "cancellation requested from the node running it");
+    co_return done;
+}
+
+// One job of the schedule, due now, with its args and policies; the trigger is not touched.
+// It has no scheduled fire time: it is no fire of the trigger (and cannot collide with one).
+asio::awaitable<std::string> do_run_schedule_now(std::shared_ptr<SchedulerState> self,
+                                                 std::string schedule_id) {
+    Schedule s = co_await do_get_schedule(self, schedule_id);
+    const auto now = self->clock->now();
+    Job job;
+    job.id = make_uuid();
+    job.task_id = s.task_id;
+    job.args = std::move(s.args);
+    job.schedule_id = s.id;
+    if (s.misfire_grace_time)
+        job.start_deadline = now + *s.misfire_grace_time;
+    job.timeout = s.timeout;
+    job.result_expiration_time = s.job_result_expiration_time;
+    job.metadata = std::move(s.metadata);
+    job.created_at = now;
+    const auto id = job.id;
+    co_await self->store->add_job(std::move(job));
+    self->log(LogLevel::info, "schedule '{}': run now as job '{}'", schedule_id, id);
+    co_return id;
+}
+
+// `wait_bound`: how long (real time) a waiting call waits before Error(wait_timed_out).
 asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<SchedulerState> self,
-                                                            std::string job_id, bool wait) {
+                                                            std::string job_id, bool wait,
+                                                            std::optional<duration> wait_bound) {
+    const auto give_up =
+        wait_bound ? std::optional(steady::now() + steady::duration(*wait_bound)) : std::nullopt;
     co_await ensure_open(self);
     // Register before looking, so a release that lands while we look is not missed.
     auto waiter = std::make_shared<ResultWaiter>(self->strand);
@@ -276,7 +333,7 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
     // result is a named local first (GCC 12 returned a destroyed value otherwise). Each read
     // is one snapshot of the store: a result, a queued or running job, or neither.
     std::optional<JobResult> found;
-    bool seen_pending = false, unknown = false, unfinished = false;
+    bool seen_pending = false, unknown = false, unfinished = false, gave_up = false;
     for (;;) {
         auto status = co_await self->store->get_job_status(job_id);
         if (status.result) {
@@ -293,8 +350,22 @@ asio::awaitable<std::optional<JobResult>> do_get_job_result(std::shared_ptr<Sche
             break;
         }
         seen_pending = true;
-        co_await waiter->wake.wait(self->options.poll_interval);
+        steady::duration pause = self->options.poll_interval;
+        if (give_up) {
+            const auto now = steady::now();
+            if (now >= *give_up) {
+                gave_up = true;
+                break;
+            }
+            pause = std::min(pause, *give_up - now);
+        }
+        co_await waiter->wake.wait(pause);
     }
+    if (gave_up)
+        throw Error(errc::wait_timed_out,
+                    fmt::format("job '{}': no result within {} (the job is still queued or "
+                                "running; is a worker with its task running?)",
+                                job_id, format_duration(*wait_bound)));
     if (unknown)
         throw Error(errc::job_lookup,
                     fmt::format("job '{}' not found (unknown, or its result expired)", job_id));
@@ -307,8 +378,14 @@ asio::awaitable<nlohmann::json> do_run_job(std::shared_ptr<SchedulerState> self,
                                            std::string task_id, JobOptions options) {
     options.result_expiration_time =
         std::max<duration>(options.result_expiration_time, std::chrono::minutes(15));
+    const auto wait_bound = options.wait_timeout;
+    if (wait_bound && *wait_bound <= duration(0))
+        throw Error(errc::invalid_argument,
+                    fmt::format("run_job of task '{}': field 'wait_timeout': must be positive, "
+                                "got {}",
+                                task_id, format_duration(*wait_bound)));
     const auto id = co_await do_add_job(self, task_id, std::move(options));
-    const auto result = co_await do_get_job_result(self, id, true);
+    const auto result = co_await do_get_job_result(self, id, true, wait_bound);
     if (!result)
         throw Error(errc::job_lookup, fmt::format("job '{}' ended without a result", id));
     const std::string detail =
@@ -326,6 +403,8 @@ asio::awaitable<nlohmann::json> do_run_job(std::shared_ptr<SchedulerState> self,
         throw Error(errc::job_deadline_missed, detail);
     case JobOutcome::abandoned:
         throw Error(errc::job_abandoned, detail);
+    case JobOutcome::timed_out:
+        throw Error(errc::job_timed_out, detail);
     }
     throw Error(errc::job_failed, detail);
 }
@@ -533,7 +612,18 @@ asio::awaitable<nlohmann::json> AsyncScheduler::run_job(std::string_view task_id
 asio::awaitable<std::optional<JobResult>> AsyncScheduler::get_job_result(std::string_view job_id,
                                                                          bool wait) {
     detail::check_lookup_id(*state_, job_id, "job");
-    return on_strand(state_, detail::do_get_job_result(state_, std::string(job_id), wait));
+    return on_strand(state_,
+                     detail::do_get_job_result(state_, std::string(job_id), wait, std::nullopt));
+}
+
+asio::awaitable<JobCancellation> AsyncScheduler::cancel_job(std::string_view job_id) {
+    detail::check_lookup_id(*state_, job_id, "job");
+    return on_strand(state_, detail::do_cancel_job(state_, std::string(job_id)));
+}
+
+asio::awaitable<std::string> AsyncScheduler::run_schedule_now(std::string_view schedule_id) {
+    detail::check_lookup_id(*state_, schedule_id, "schedule");
+    return on_strand(state_, detail::do_run_schedule_now(state_, std::string(schedule_id)));
 }
 
 asio::awaitable<std::vector<Job>> AsyncScheduler::get_jobs() {

@@ -39,32 +39,53 @@ std::exception_ptr check_return_value(const SchedulerState &self, const nlohmann
         JobError(type, fmt::format("the return value is {}: not stored", check.detail)));
 }
 
+// The type and message of a job's exception.
+void describe(std::exception_ptr error, JobResult &result) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const JobError &e) {
+        result.exception_type = e.type();
+        result.exception_message = e.what();
+    } catch (const std::exception &e) {
+        result.exception_type = demangle(typeid(e).name());
+        result.exception_message = e.what();
+    } catch (...) {
+        result.exception_type = "unknown";
+        result.exception_message = "a non-standard exception was thrown";
+    }
+}
+
 void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
             JobResult result, std::exception_ptr error, nlohmann::json value) {
-    if (!error && (error = check_return_value(*self, value)))
-        value = nullptr;
-    if (!error) {
-        result.outcome = JobOutcome::success;
-        result.return_value = std::move(value);
+    rj->finished = true;
+    const RunningJob &job = *rj;
+    if (job.cancel_kind == CancelKind::timeout || job.cancel_kind == CancelKind::user) {
+        // Asked to end: whatever it returned or threw, the outcome says why it ended.
+        const bool timeout = job.cancel_kind == CancelKind::timeout;
+        result.outcome = timeout ? JobOutcome::timed_out : JobOutcome::cancelled;
+        result.exception_type = timeout ? "asched::JobTimedOut" : "asched::JobCancelled";
+        result.exception_message = timeout ? fmt::format("timed out: still running {} after "
+                                                         "its start, so it was cancelled",
+                                                         format_duration(*job.job.timeout))
+                                           : std::string("cancelled by cancel_job()");
+        self->log(LogLevel::warning, "job '{}' of task '{}': {}", job.job.id, job.job.task_id,
+                  *result.exception_message);
     } else {
-        result.outcome = rj->cancel_requested ? JobOutcome::cancelled : JobOutcome::error;
-        try {
-            std::rethrow_exception(error);
-        } catch (const JobError &e) {
-            result.exception_type = e.type();
-            result.exception_message = e.what();
-        } catch (const std::exception &e) {
-            result.exception_type = demangle(typeid(e).name());
-            result.exception_message = e.what();
-        } catch (...) {
-            result.exception_type = "unknown";
-            result.exception_message = "a non-standard exception was thrown";
-        }
-        if (result.outcome == JobOutcome::cancelled)
+        if (!error && (error = check_return_value(*self, value)))
+            value = nullptr;
+        if (!error) {
+            result.outcome = JobOutcome::success;
+            result.return_value = std::move(value);
+        } else if (job.cancel_requested) {
+            describe(error, result);
+            result.outcome = JobOutcome::cancelled;
             result.exception_message = "cancelled: the scheduler stopped";
-        else
-            self->log(LogLevel::warning, "job '{}' of task '{}' failed: {}: {}", rj->job.id,
-                      rj->job.task_id, *result.exception_type, *result.exception_message);
+        } else {
+            describe(error, result);
+            result.outcome = JobOutcome::error;
+            self->log(LogLevel::warning, "job '{}' of task '{}' failed: {}: {}", job.job.id,
+                      job.job.task_id, *result.exception_type, *result.exception_message);
+        }
     }
     result.finished_at = self->clock->now();
     result.expires_at = result.finished_at + rj->job.result_expiration_time;
@@ -163,12 +184,27 @@ void queue_release(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<
 
 } // namespace
 
-void cancel_job(RunningJob &rj) {
-    if (rj.cancel_requested)
+void cancel_job(RunningJob &rj, CancelKind why) {
+    if (rj.cancel_requested || rj.finished)
         return;
     rj.cancel_requested = true;
+    rj.cancel_kind = why;
     rj.stop.request_stop();
     rj.signal.emit(asio::cancellation_type::terminal);
+}
+
+std::optional<time_point> enforce_timeouts(SchedulerState &self) {
+    std::optional<time_point> next;
+    const auto now = self.clock->now();
+    for (auto &[id, rj] : self.running) {
+        if (!rj->deadline || rj->finished || rj->cancel_requested)
+            continue;
+        if (now >= *rj->deadline)
+            cancel_job(*rj, CancelKind::timeout);
+        else if (!next || *rj->deadline < *next)
+            next = rj->deadline;
+    }
+    return next;
 }
 
 void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
@@ -211,6 +247,10 @@ void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
     // The completion holds the job, not the scheduler: run_main keeps the state alive while
     // jobs run, and the last reference must never drop on an executor's thread.
     rj->result = std::move(result);
+    if (j.timeout) {
+        rj->deadline = now + *j.timeout;
+        self->lease_wake.notify(); // the lease loop watches the deadlines
+    }
     std::weak_ptr<SchedulerState> weak = self;
     JobCompletion done = [weak, rj](std::exception_ptr e, nlohmann::json v) mutable {
         auto s = weak.lock(); // run_main holds the state while the job is in `running`

@@ -39,6 +39,11 @@ void on_event(const std::weak_ptr<SchedulerState> &weak, const Event &event) {
     } else if (std::holds_alternative<ScheduleAdded>(event) ||
                std::holds_alternative<ScheduleUpdated>(event)) {
         self->schedule_wake.notify();
+    } else if (auto *c = std::get_if<JobCancelRequested>(&event)) {
+        // The store has the flag (the lease renewal would find it); this is only sooner.
+        if (c->scheduler_id == self->identity)
+            if (auto it = self->running.find(c->job_id); it != self->running.end())
+                cancel_job(*it->second, CancelKind::user);
     }
 }
 
@@ -186,7 +191,8 @@ asio::awaitable<void> ensure_open(std::shared_ptr<SchedulerState> self) {
     std::weak_ptr<SchedulerState> weak = self;
     self->internal_subscription = self->broker->subscribe(
         [weak](const Event &e) { on_event(weak, e); },
-        event_mask<JobAdded, JobReleased, ScheduleAdded, ScheduleUpdated>(), self->strand);
+        event_mask<JobAdded, JobReleased, ScheduleAdded, ScheduleUpdated, JobCancelRequested>(),
+        self->strand);
     if (self->clock->is_manual() && self->clock_listener == 0) {
         self->clock_listener = self->clock->add_listener([weak] {
             if (auto s = weak.lock())

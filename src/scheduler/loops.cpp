@@ -134,6 +134,7 @@ asio::awaitable<void> lease_loop(std::shared_ptr<SchedulerState> self) {
     time_point next = self->clock->now() + period;
     std::vector<std::string> ids;
     while (jobs_may_run(self->phase)) {
+        const auto next_deadline = enforce_timeouts(*self);
         if (self->clock->now() >= next) {
             next = self->clock->now() + period;
             if (!self->running.empty()) {
@@ -141,15 +142,20 @@ asio::awaitable<void> lease_loop(std::shared_ptr<SchedulerState> self) {
                 for (auto &[id, rj] : self->running)
                     ids.push_back(id);
                 try {
-                    co_await self->store->extend_acquired_job_leases(self->identity, ids,
-                                                                     self->options.lease_duration);
+                    auto renewal = self->store->extend_acquired_job_leases(
+                        self->identity, ids, self->options.lease_duration);
+                    const auto cancel = co_await std::move(renewal);
+                    for (const auto &id : cancel)
+                        if (auto it = self->running.find(id); it != self->running.end())
+                            cancel_job(*it->second, CancelKind::user);
                 } catch (const std::exception &e) {
                     self->log(LogLevel::warning, "lease renewal failed: {}", e.what());
                     next = self->clock->now() + std::min<duration>(period, std::chrono::seconds(1));
                 }
             }
         }
-        co_await self->lease_wake.wait(delay_until(*self, next));
+        co_await self->lease_wake.wait(
+            delay_until(*self, next_deadline ? std::min(next, *next_deadline) : next));
     }
 }
 

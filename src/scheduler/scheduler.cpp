@@ -86,6 +86,10 @@ void Scheduler::remove_schedule(std::string_view id) {
     impl_->call(impl_->scheduler->remove_schedule(id));
 }
 
+std::string Scheduler::run_schedule_now(std::string_view id) {
+    return impl_->call(impl_->scheduler->run_schedule_now(id));
+}
+
 std::string Scheduler::add_job(std::string_view task_id, const JobOptions &options) {
     return impl_->call(impl_->scheduler->add_job(task_id, options));
 }
@@ -97,6 +101,9 @@ std::optional<JobResult> Scheduler::get_job_result(std::string_view job_id, bool
 }
 std::vector<Job> Scheduler::get_jobs() {
     return impl_->call(impl_->scheduler->get_jobs());
+}
+JobCancellation Scheduler::cancel_job(std::string_view job_id) {
+    return impl_->call(impl_->scheduler->cancel_job(job_id));
 }
 
 Subscription Scheduler::subscribe(EventCallback callback, EventMask mask, bool one_shot) {

@@ -40,6 +40,14 @@ class Wakeup {
     bool pending_ = false;
 };
 
+/// Why a running job was cancelled.
+enum class CancelKind {
+    none,
+    stop,    ///< the scheduler stopped and the grace period ended
+    user,    ///< cancel_job()
+    timeout, ///< it ran past its timeout
+};
+
 /// A job from its start until its release has committed (or was given up).
 struct RunningJob {
     Job job;
@@ -49,7 +57,10 @@ struct RunningJob {
     std::stop_source stop;
     asio::cancellation_signal signal;
     bool cancel_requested = false;
-    JobResult result; // filled in while it runs: ids and start time
+    CancelKind cancel_kind = CancelKind::none;
+    bool finished = false;              // its executor has reported; the release is queued
+    std::optional<time_point> deadline; // started_at + timeout
+    JobResult result;                   // filled in while it runs: ids and start time
 };
 
 struct PendingRelease {
@@ -147,7 +158,9 @@ steady::duration delay_until(const SchedulerState &s, std::optional<time_point> 
 // ---- job_runner.cpp -------------------------------------------------------------------------
 /// Starts an acquired job on its task's executor (or ends it at once: misfire, no function).
 void start_job(const std::shared_ptr<SchedulerState> &self, Job job);
-/// Cancels one running job through its signal and stop token.
-void cancel_job(RunningJob &job);
+/// Cancels one running job through its signal and stop token; the first reason counts.
+void cancel_job(RunningJob &job, CancelKind why = CancelKind::stop);
+/// Cancels the jobs past their deadline; returns the earliest deadline still ahead.
+std::optional<time_point> enforce_timeouts(SchedulerState &self);
 
 } // namespace asched::detail

@@ -413,6 +413,68 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, an_expired_lease_is_not_renewed, stores, ki
     BOOST_TEST(!sync(store->release_job("w1", got, result(got, JobOutcome::success))));
 }
 
+BOOST_DATA_TEST_CASE_F(StoreFixture, a_jobs_timeout_is_kept, stores, kind) {
+    open(kind);
+    Job limited = job();
+    limited.timeout = 2500ms;
+    Job unlimited = job();
+    sync(store->add_jobs({limited, unlimited}));
+    auto listed = sync(store->get_jobs(std::nullopt));
+    BOOST_REQUIRE(listed.size() == 2u);
+    BOOST_TEST((listed[0].timeout == std::optional<duration>(2500ms)));
+    BOOST_TEST(!listed[1].timeout);
+    auto got = acquire(1).jobs.at(0);
+    BOOST_TEST((got.timeout == std::optional<duration>(2500ms)));
+}
+
+BOOST_DATA_TEST_CASE_F(StoreFixture, cancelling_queued_and_running_jobs, stores, kind) {
+    open(kind);
+    add_task("u", std::nullopt);
+    Job running = job("u"), queued = job("u");
+    queued.result_expiration_time = 1h;
+    running.result_expiration_time = 1h;
+    sync(store->add_job(running));
+    auto got = acquire(1, {"u"}).jobs.at(0);
+    BOOST_TEST(got.id == running.id);
+    sync(store->add_job(queued));
+    event_names();
+
+    // Queued: removed at once, its result says cancelled; no slot was held.
+    BOOST_TEST((sync(store->cancel_job(queued.id, "w2")) == JobCancellation::removed));
+    auto r = sync(store->get_job_result(queued.id));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::cancelled);
+    BOOST_TEST(!r->started_at);
+    BOOST_TEST((event_names() == std::vector<std::string>{"JobReleased"}));
+    BOOST_TEST(sync(store->get_jobs(std::vector<std::string>{queued.id})).empty());
+
+    // Running: flagged; the holder learns it from its next lease renewal, and only the holder.
+    BOOST_TEST((sync(store->cancel_job(running.id, "w2")) == JobCancellation::requested));
+    events_ioc.restart();
+    events_ioc.poll();
+    const auto requested = events;
+    BOOST_TEST((event_names() == std::vector<std::string>{"JobCancelRequested"}));
+    BOOST_REQUIRE(requested.size() == 1u);
+    BOOST_TEST(std::get<JobCancelRequested>(requested[0]).scheduler_id == "w1");
+    BOOST_TEST(sync(store->extend_acquired_job_leases("w2", {running.id}, 30s)).empty());
+    auto flagged = sync(store->extend_acquired_job_leases("w1", {running.id}, 30s));
+    BOOST_TEST((flagged == std::vector<std::string>{running.id}));
+    BOOST_TEST(sync(store->get_jobs(std::vector<std::string>{running.id})).size() == 1u);
+    BOOST_TEST(sync(store->release_job("w1", got, result(got, JobOutcome::cancelled))));
+    BOOST_TEST(sync(store->get_job_result(running.id))->outcome == JobOutcome::cancelled);
+
+    // Neither queued nor running any more, and never known: job_lookup.
+    for (const auto &id : {running.id, std::string("no-such-job")}) {
+        try {
+            sync(store->cancel_job(id, "w1"));
+            BOOST_FAIL("no error for " + id);
+        } catch (const Error &e) {
+            BOOST_TEST((e.code_value() == errc::job_lookup));
+            BOOST_TEST(std::string(e.what()).find(id) != std::string::npos);
+        }
+    }
+}
+
 BOOST_DATA_TEST_CASE_F(StoreFixture, reaping_abandons_only_the_callers_jobs, stores, kind) {
     open(kind);
     add_task("t", std::nullopt);

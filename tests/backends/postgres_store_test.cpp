@@ -284,6 +284,26 @@ BOOST_FIXTURE_TEST_CASE(a_server_that_never_answers_fails_the_start, PgFixture) 
     run(store->stop());
 }
 
+BOOST_FIXTURE_TEST_CASE(a_version_1_schema_is_migrated_and_keeps_its_jobs, PgFixture) {
+    auto first = node(manual_clock());
+    add_task(*first, "t");
+    Job j = job();
+    j.id = "old-job";
+    run(first->add_job(j));
+    run(first->stop());
+    test::Psql side(server().conninfo());
+    side.exec("ALTER TABLE " + schema +
+              ".jobs DROP COLUMN timeout, DROP COLUMN cancel_requested; "
+              "UPDATE " +
+              schema + ".schema_version SET version = 1");
+    auto again = node(manual_clock());
+    BOOST_TEST(side.exec("SELECT version FROM " + schema + ".schema_version") == "2");
+    auto jobs = run(again->get_jobs(std::nullopt));
+    BOOST_REQUIRE(jobs.size() == 1u);
+    BOOST_TEST(!jobs[0].timeout);
+    BOOST_TEST((run(again->cancel_job("old-job", "w")) == JobCancellation::removed));
+}
+
 BOOST_FIXTURE_TEST_CASE(a_foreign_or_newer_schema_is_refused, PgFixture) {
     test::Psql side(server().conninfo());
     side.exec("CREATE SCHEMA " + schema + "; CREATE TABLE " + schema + ".tasks (x int)");

@@ -62,6 +62,15 @@ BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, PostgresSchedulerFixture) {
     run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
 }
+BOOST_FIXTURE_TEST_CASE(timeouts, PostgresSchedulerFixture) {
+    run(jobs_time_out(this));
+}
+BOOST_FIXTURE_TEST_CASE(cancel_job, PostgresSchedulerFixture) {
+    run(jobs_are_cancelled(this));
+}
+BOOST_FIXTURE_TEST_CASE(run_schedule_now, PostgresSchedulerFixture) {
+    run(a_schedule_runs_now(this));
+}
 BOOST_FIXTURE_TEST_CASE(hostile_input, PostgresSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));
 }
@@ -91,6 +100,15 @@ BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) {
 }
 BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, SqliteSchedulerFixture) {
     run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
+}
+BOOST_FIXTURE_TEST_CASE(timeouts, SqliteSchedulerFixture) {
+    run(jobs_time_out(this));
+}
+BOOST_FIXTURE_TEST_CASE(cancel_job, SqliteSchedulerFixture) {
+    run(jobs_are_cancelled(this));
+}
+BOOST_FIXTURE_TEST_CASE(run_schedule_now, SqliteSchedulerFixture) {
+    run(a_schedule_runs_now(this));
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, SqliteSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));

@@ -162,6 +162,30 @@ BOOST_AUTO_TEST_CASE(a_file_that_is_not_an_asched_database_is_refused_and_left_a
     BOOST_TEST(msg.find(path) != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_version_1_file_is_migrated_and_keeps_its_jobs) {
+    {
+        auto store = open();
+        Task t;
+        t.id = "t";
+        sync(store->add_task(t));
+        Job j;
+        j.id = "old-job";
+        j.task_id = "t";
+        sync(store->add_job(j));
+        sync(store->stop());
+    }
+    // What version 1 wrote: the jobs table without the columns of migration 2.
+    raw_sql(path, "ALTER TABLE jobs DROP COLUMN timeout; ALTER TABLE jobs DROP COLUMN "
+                  "cancel_requested; UPDATE asched_meta SET value = 1 WHERE key = "
+                  "'schema_version'");
+    auto store = open();
+    auto jobs = sync(store->get_jobs(std::nullopt));
+    BOOST_REQUIRE(jobs.size() == 1u);
+    BOOST_TEST(jobs[0].id == "old-job");
+    BOOST_TEST(!jobs[0].timeout);
+    BOOST_TEST((sync(store->cancel_job("old-job", "w")) == JobCancellation::removed));
+}
+
 BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused) {
     open();
     raw_sql(path, "UPDATE asched_meta SET value = 99 WHERE key = 'schema_version'");

@@ -188,6 +188,34 @@ asio::awaitable<void> cancel_kills_the_child(AsyncScheduler &s) {
                               "child gone");
 }
 
+// A process job past its timeout, and one cancelled by cancel_job(): both children are
+// killed, and the jobs end timed_out and cancelled; the scheduler runs on.
+asio::awaitable<void> timeout_and_cancel_kill_the_child(AsyncScheduler &s) {
+    co_await register_process_tasks(s);
+    co_await s.start_in_background();
+    const pid_t server = Launched::executor->server_pid();
+    JobOptions limited{.result_expiration_time = 1h, .timeout = 300ms};
+    auto timed = co_await s.add_job("sleep", limited);
+    auto r = co_await s.get_job_result(timed);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::timed_out);
+    co_await test::eventually([&] { return children_of(server).empty(); }, "timed-out child gone");
+
+    JobOptions keep{.result_expiration_time = 1h};
+    auto id = co_await s.add_job("sleep", keep);
+    co_await test::eventually([&] { return children_of(server).size() == 1; }, "child running");
+    const pid_t child = children_of(server).front();
+    const auto how = co_await s.cancel_job(id);
+    BOOST_TEST((how == JobCancellation::requested));
+    auto c = co_await s.get_job_result(id);
+    BOOST_REQUIRE(c);
+    BOOST_TEST(c->outcome == JobOutcome::cancelled);
+    co_await test::eventually([&] { return !alive(child) || children_of(server).empty(); },
+                              "cancelled child gone");
+    JobOptions two{.args = {2, 3}};
+    BOOST_TEST((co_await s.run_job("add", two)) == 5);
+}
+
 // ---- command tasks -----------------------------------------------------------------------
 
 std::map<std::string, std::shared_ptr<const TaskFunction>> commands() {
@@ -308,6 +336,12 @@ BOOST_AUTO_TEST_CASE(cancelling_a_process_job_kills_its_child) {
     asio::io_context ioc;
     AsyncScheduler s(ioc, options());
     test::run(ioc, cancel_kills_the_child(s), 60s);
+}
+
+BOOST_AUTO_TEST_CASE(a_process_job_times_out_or_is_cancelled_and_its_child_killed) {
+    asio::io_context ioc;
+    AsyncScheduler s(ioc, options());
+    test::run(ioc, timeout_and_cancel_kill_the_child(s), 60s);
 }
 
 BOOST_AUTO_TEST_CASE(process_executor_needs_a_single_thread) {

@@ -49,6 +49,18 @@ BOOST_FIXTURE_TEST_CASE(r13_long_downtime_earliest, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, SchedulerFixture) {
     run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
 }
+BOOST_FIXTURE_TEST_CASE(timeouts, SchedulerFixture) {
+    run(jobs_time_out(this));
+}
+BOOST_FIXTURE_TEST_CASE(cancel_job, SchedulerFixture) {
+    run(jobs_are_cancelled(this));
+}
+BOOST_FIXTURE_TEST_CASE(run_schedule_now, SchedulerFixture) {
+    run(a_schedule_runs_now(this));
+}
+BOOST_FIXTURE_TEST_CASE(run_job_wait_bound, SchedulerFixture) {
+    run(run_job_gives_up_waiting(this));
+}
 BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) {
     run(paused_schedules(this));
 }

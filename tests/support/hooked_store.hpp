@@ -106,9 +106,14 @@ class HookedStore final : public DataStore {
                                                           duration lease) override {
         return inner_->extend_acquired_schedule_leases(std::move(id), std::move(ids), lease);
     }
-    asio::awaitable<void> extend_acquired_job_leases(std::string id, std::vector<std::string> ids,
-                                                     duration lease) override {
+    asio::awaitable<std::vector<std::string>>
+    extend_acquired_job_leases(std::string id, std::vector<std::string> ids,
+                               duration lease) override {
         return inner_->extend_acquired_job_leases(std::move(id), std::move(ids), lease);
+    }
+    asio::awaitable<JobCancellation> cancel_job(std::string job_id,
+                                                std::string scheduler_id) override {
+        return inner_->cancel_job(std::move(job_id), std::move(scheduler_id));
     }
     asio::awaitable<void> reap_abandoned_jobs(std::string id) override {
         return inner_->reap_abandoned_jobs(std::move(id));

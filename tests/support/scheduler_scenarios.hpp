@@ -530,6 +530,218 @@ inline bool mentions(const std::string &message, std::string_view part) {
     return found;
 }
 
+/// The errc of an asched::Error in `e`, or -1 (no exception, or another kind).
+inline int error_code_of(std::exception_ptr e) {
+    try {
+        if (e)
+            std::rethrow_exception(e);
+    } catch (const Error &err) {
+        return int(err.code_value());
+    } catch (...) {
+    }
+    return -1;
+}
+
+// Jobs of the tasks below that have started; a coroutine task cannot capture (GCC 12).
+inline std::atomic<int> hangers_started{0};
+
+// Waits an hour of real time unless cancelled (terminal cancellation throws out of the wait).
+inline asio::awaitable<int> hang_until_cancelled() {
+    ++hangers_started;
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(1));
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return 1;
+}
+
+inline asio::awaitable<void> started_hangers(int n) {
+    co_await eventually([n] { return hangers_started.load() >= n; }, "the job started");
+}
+
+// Timeouts on the scheduler's clock: each executor's job is cancelled at its deadline and ends
+// timed_out; a job done in time is a success; run_job reports job_timed_out.
+inline asio::awaitable<void> jobs_time_out(SchedulerFixture *f) {
+    auto &s = f->s();
+    hangers_started = 0;
+    auto pool_started = std::make_shared<std::atomic<bool>>(false);
+    TaskOptions no_cap{.max_running_jobs = asched::unlimited};
+    co_await s.add_task("hang", &hang_until_cancelled, no_cap);
+    TaskOptions five_seconds{.max_running_jobs = asched::unlimited, .timeout = 5s};
+    // Named first: a capture with a destructor, built inside co_await, is freed twice (GCC 12).
+    auto spinner = [pool_started](JobContext &job) {
+        *pool_started = true;
+        while (!job.cancelled())
+            std::this_thread::sleep_for(1ms);
+        return 7; // returned after the stop was requested: still timed_out
+    };
+    co_await s.add_task("spin", std::move(spinner), five_seconds);
+    co_await s.add_task(
+        "add", [](int a, int b) { return a + b; }, five_seconds);
+    co_await s.start_in_background();
+
+    JobOptions hang_options{.result_expiration_time = 1h, .timeout = 3s};
+    const auto hang = co_await s.add_job("hang", hang_options);
+    JobOptions keep{.result_expiration_time = 1h}; // the task's 5 s
+    const auto spin = co_await s.add_job("spin", keep);
+    co_await started_hangers(1);
+    co_await eventually([&] { return pool_started->load(); }, "the pool job started");
+    JobOptions in_time{.args = {2, 3}};
+    BOOST_TEST((co_await s.run_job("add", in_time)) == 5);
+
+    f->clock->advance(3s);
+    auto h = co_await s.get_job_result(hang);
+    BOOST_REQUIRE(h);
+    BOOST_TEST(h->outcome == JobOutcome::timed_out);
+    BOOST_TEST(h->exception_type.value_or("") == "asched::JobTimedOut");
+    BOOST_TEST(mentions(h->exception_message.value_or(""), "timed out"));
+    BOOST_TEST(mentions(h->exception_message.value_or(""), "3s"));
+    BOOST_TEST(f->released(JobOutcome::timed_out) == 1u); // the spinner's 5 s are not up
+    f->clock->advance(2s);
+    auto p = co_await s.get_job_result(spin);
+    BOOST_REQUIRE(p);
+    BOOST_TEST(p->outcome == JobOutcome::timed_out);
+    BOOST_TEST(p->return_value.is_null()); // what it returned late is not its result
+
+    // run_job maps the outcome to errc::job_timed_out; a non-positive timeout is refused.
+    const int before = hangers_started;
+    std::exception_ptr failure;
+    bool done = false;
+    JobOptions run_options{.timeout = 1s};
+    auto op = s.run_job("hang", run_options);
+    asio::co_spawn(f->ioc, std::move(op), [&](std::exception_ptr e, nlohmann::json) {
+        failure = e;
+        done = true;
+    });
+    co_await started_hangers(before + 1);
+    f->clock->advance(1s);
+    co_await eventually([&] { return done; }, "run_job returned");
+    BOOST_TEST(error_code_of(failure) == int(errc::job_timed_out));
+    JobOptions zero{.timeout = 0s};
+    std::string refused;
+    try {
+        co_await s.add_job("add", zero);
+    } catch (const Error &err) {
+        refused = err.what();
+    }
+    BOOST_TEST(mentions(refused, "field 'timeout': must be positive"), refused);
+}
+
+// cancel_job: a queued job is removed and ends cancelled; a running one (coroutine or
+// thread pool) is cancelled through its signal or stop token; unknown ids are job_lookup.
+inline asio::awaitable<void> jobs_are_cancelled(SchedulerFixture *f) {
+    auto &s = f->s();
+    hangers_started = 0;
+    TaskOptions one_at_a_time{.max_running_jobs = 1};
+    co_await s.add_task("hang", &hang_until_cancelled, one_at_a_time);
+    co_await s.add_task("spin", [](JobContext &job) {
+        while (!job.cancelled())
+            std::this_thread::sleep_for(1ms);
+        return 7;
+    });
+    co_await s.start_in_background();
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto running = co_await s.add_job("hang", keep);
+    co_await started_hangers(1);
+    const auto queued = co_await s.add_job("hang", keep); // waits for the task's one slot
+
+    const auto removed = co_await s.cancel_job(queued);
+    BOOST_TEST((removed == JobCancellation::removed));
+    auto q = co_await s.get_job_result(queued);
+    BOOST_REQUIRE(q);
+    BOOST_TEST(q->outcome == JobOutcome::cancelled);
+    BOOST_TEST(!q->started_at);
+
+    const auto requested = co_await s.cancel_job(running);
+    BOOST_TEST((requested == JobCancellation::requested));
+    auto r = co_await s.get_job_result(running);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::cancelled);
+    BOOST_TEST(r->exception_message.value_or("") == "cancelled by cancel_job()");
+
+    const auto spin = co_await s.add_job("spin", keep);
+    co_await eventually([f] { return f->recorder->count<JobAcquired>() >= 2; }, "spin acquired");
+    // As another node would: through the store; the broker's event reaches the holder.
+    auto store = s.data_store();
+    auto flag = store->cancel_job(spin, "another-node");
+    const auto how = co_await std::move(flag);
+    BOOST_TEST((how == JobCancellation::requested));
+    auto sp = co_await s.get_job_result(spin);
+    BOOST_REQUIRE(sp);
+    BOOST_TEST(sp->outcome == JobOutcome::cancelled);
+    BOOST_TEST(sp->return_value.is_null());
+
+    const std::vector<std::string> gone{running, "no-such-job"}; // named: GCC 12
+    for (const auto &id : gone) {
+        std::exception_ptr e;
+        try {
+            co_await s.cancel_job(id);
+        } catch (...) {
+            e = std::current_exception();
+        }
+        BOOST_TEST(error_code_of(e) == int(errc::job_lookup), id);
+    }
+    BOOST_TEST(s.state() == RunState::started);
+}
+
+// run_schedule_now: one job now with the schedule's args and policies; the trigger is kept.
+inline asio::awaitable<void> a_schedule_runs_now(SchedulerFixture *f) {
+    auto &s = f->s();
+    std::vector<std::optional<time_point>> fire_times;
+    co_await s.add_task("echo", [&fire_times](JobContext &job, int v) {
+        fire_times.push_back(job.scheduled_fire_time);
+        return v;
+    });
+    IntervalTrigger hourly({.hours = 1, .start_time = test::t0 + 1h});
+    ScheduleOptions options;
+    options.id = "hourly";
+    options.args = {7};
+    options.job_result_expiration_time = 1h;
+    options.metadata = {{"team", "ops"}};
+    co_await s.add_schedule("echo", hourly, options);
+    co_await s.start_in_background();
+    const auto id = co_await s.run_schedule_now("hourly");
+    auto r = co_await s.get_job_result(id);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::success);
+    BOOST_TEST(r->return_value == 7);
+    BOOST_TEST((r->schedule_id == std::optional<std::string>("hourly")));
+    BOOST_REQUIRE(fire_times.size() == 1u);
+    BOOST_TEST(!fire_times[0]); // not a fire of the trigger
+    auto sched = co_await s.get_schedule("hourly");
+    BOOST_TEST((sched.next_fire_time == test::t0 + 1h)); // unmoved
+    f->clock->advance(1h);
+    co_await eventually([&] { return fire_times.size() == 2; }, "the regular fire");
+    BOOST_TEST((fire_times[1] == test::t0 + 1h));
+    std::exception_ptr e;
+    try {
+        co_await s.run_schedule_now("no-such-schedule");
+    } catch (...) {
+        e = std::current_exception();
+    }
+    BOOST_TEST(error_code_of(e) == int(errc::schedule_lookup));
+}
+
+// run_job's own wait bound: no worker runs the job (the scheduler is not started).
+inline asio::awaitable<void> run_job_gives_up_waiting(SchedulerFixture *f) {
+    auto &s = f->s();
+    co_await s.add_task("add", [](int a, int b) { return a + b; });
+    JobOptions bounded{.args = {1, 2}, .wait_timeout = 200ms};
+    std::exception_ptr e;
+    std::string message;
+    try {
+        co_await s.run_job("add", bounded);
+    } catch (const std::exception &ex) {
+        e = std::current_exception();
+        message = ex.what();
+    }
+    BOOST_TEST(error_code_of(e) == int(errc::wait_timed_out));
+    BOOST_TEST(mentions(message, "no result within 200ms"), message);
+    // The job is still queued and runs once a worker starts.
+    auto jobs = co_await s.get_jobs();
+    BOOST_TEST(jobs.size() == 1u);
+    co_await s.start_in_background();
+    co_await eventually([f] { return f->released(JobOutcome::success) == 1; }, "it ran");
+}
+
 // R21/R22 at the API: hostile ids and payloads are refused before they are copied or stored,
 // with an error that names the field and the limit, and the scheduler goes on working.
 inline asio::awaitable<void> hostile_input_is_refused_at_the_api(SchedulerFixture *f) {

@@ -108,6 +108,7 @@ BOOST_AUTO_TEST_CASE(every_event_type) {
         RecordQuarantined{test::t0, "schedule", "s", "unknown trigger type \"lunar\""},
         StoreHealthChanged{test::t0, "node-1", true, "connection refused"},
         FiresDropped{test::t0 + 3h, "s", "t", 179, test::t0, test::t0 + 178min, "coalesced"},
+        JobCancelRequested{test::t0, "j", "t", "node-2"},
     };
     BOOST_TEST(events.size() == std::variant_size_v<Event>);
     for (const auto &e : events) {

@@ -49,7 +49,7 @@ struct PostgresDataStoreOptions {
 class PostgresDataStore final : public DataStore {
   public:
     /// The schema version this build writes.
-    static constexpr int schema_version = 1;
+    static constexpr int schema_version = 2;
 
     explicit PostgresDataStore(PostgresDataStoreOptions options);
     ~PostgresDataStore() override;
@@ -82,9 +82,11 @@ class PostgresDataStore final : public DataStore {
     asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
                                                           std::vector<std::string> ids,
                                                           duration lease) override;
-    asio::awaitable<void> extend_acquired_job_leases(std::string scheduler_id,
-                                                     std::vector<std::string> ids,
-                                                     duration lease) override;
+    asio::awaitable<std::vector<std::string>>
+    extend_acquired_job_leases(std::string scheduler_id, std::vector<std::string> ids,
+                               duration lease) override;
+    asio::awaitable<JobCancellation> cancel_job(std::string job_id,
+                                                std::string scheduler_id) override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
 

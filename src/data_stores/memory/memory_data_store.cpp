@@ -31,6 +31,7 @@ struct MemoryDataStore::State {
     struct JobEntry {
         Job job;
         std::uint64_t seq;
+        bool cancel_requested = false;
     };
     std::unordered_map<std::string, JobEntry> jobs;
     std::map<std::uint64_t, std::string> job_order;             // creation order
@@ -547,13 +548,14 @@ asio::awaitable<void> MemoryDataStore::extend_acquired_schedule_leases(std::stri
     co_return;
 }
 
-asio::awaitable<void> MemoryDataStore::extend_acquired_job_leases(std::string scheduler_id,
-                                                                  std::vector<std::string> ids,
-                                                                  duration lease) {
+asio::awaitable<std::vector<std::string>>
+MemoryDataStore::extend_acquired_job_leases(std::string scheduler_id, std::vector<std::string> ids,
+                                            duration lease) {
     std::lock_guard lock(state_->mutex);
     auto &s = *state_;
     const auto now = s.now();
     const auto until = now + lease;
+    std::vector<std::string> cancel;
     for (auto &id : ids) {
         auto it = s.jobs.find(id);
         // An expired lease is not renewed: the job is abandoned at the next acquisition.
@@ -564,8 +566,39 @@ asio::awaitable<void> MemoryDataStore::extend_acquired_job_leases(std::string sc
         s.job_leases.erase({*job.acquired_until, id});
         job.acquired_until = until;
         s.job_leases.emplace(until, id);
+        if (it->second.cancel_requested)
+            cancel.push_back(id);
     }
-    co_return;
+    co_return cancel;
+}
+
+asio::awaitable<JobCancellation> MemoryDataStore::cancel_job(std::string job_id,
+                                                             std::string scheduler_id) {
+    std::vector<Event> events;
+    JobCancellation out = JobCancellation::removed;
+    {
+        std::lock_guard lock(state_->mutex);
+        auto &s = *state_;
+        auto it = s.jobs.find(job_id);
+        if (it == s.jobs.end())
+            throw Error(
+                errc::job_lookup,
+                fmt::format("job '{}' not found (it is neither queued nor running)", job_id));
+        const Job &job = it->second.job;
+        if (job.acquired_by) {
+            it->second.cancel_requested = true;
+            s.events.push_back(JobCancelRequested{s.now(), job.id, job.task_id, *job.acquired_by});
+            out = JobCancellation::requested;
+        } else {
+            s.finish_job(it,
+                         detail::store_result(job, JobOutcome::cancelled, s.now(),
+                                              "cancelled by cancel_job() before it started"),
+                         scheduler_id);
+        }
+        events = s.take_events();
+    }
+    co_await detail::publish_all(state_->context.broker, std::move(events));
+    co_return out;
 }
 
 asio::awaitable<void> MemoryDataStore::reap_abandoned_jobs(std::string scheduler_id) {

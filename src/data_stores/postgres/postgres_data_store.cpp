@@ -87,6 +87,11 @@ CREATE TABLE {S}.quarantine (
     PRIMARY KEY (kind, id)
 );
 )sql",
+    // 2: job timeouts and cancel requests.
+    R"sql(
+ALTER TABLE {S}.jobs ADD COLUMN timeout bigint; -- microseconds; NULL: no limit
+ALTER TABLE {S}.jobs ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+)sql",
 };
 constexpr int known_version = int(std::size(migrations));
 static_assert(known_version == PostgresDataStore::schema_version);
@@ -95,16 +100,16 @@ static_assert(known_version == PostgresDataStore::schema_version);
     "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, "               \
     "acquired_until, "                                                                             \
     "lease_token"
-// job_row() reads these; queries append seq (13) and earliest_start (14) where they need them.
+// job_row() reads these; queries append seq (14) and earliest_start (15) where they need them.
 #define ASCHED_JOB_COLUMNS                                                                         \
     "id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline, result_expiration, "   \
-    "created_at, args, metadata, acquired_by, acquired_until, lease_token"
+    "created_at, args, metadata, acquired_by, acquired_until, lease_token, timeout"
 
 // The job columns of jsonb_to_recordset() for a batch insert.
 #define ASCHED_JOB_RECORD                                                                          \
     "id text, task_id text, schedule_id text, scheduled_fire_time bigint, jitter bigint, "         \
     "earliest_start bigint, start_deadline bigint, result_expiration bigint, created_at bigint, "  \
-    "args text, metadata text"
+    "args text, metadata text, timeout bigint"
 
 // One row of a Result, read like a SQLite statement (what row_codec.hpp expects).
 struct Row {
@@ -137,7 +142,8 @@ json job_record(const Job &job) {
                 {"result_expiration", job.result_expiration_time.count()},
                 {"created_at", job.created_at.time_since_epoch().count()},
                 {"args", detail::args_text(job)},
-                {"metadata", detail::metadata_text(job)}};
+                {"metadata", detail::metadata_text(job)},
+                {"timeout", job.timeout ? json(job.timeout->count()) : json(nullptr)}};
 }
 
 struct Unit {};
@@ -549,7 +555,7 @@ asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
     auto call15 =
         s.q("INSERT INTO {S}.jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
             "earliest_start, "
-            "start_deadline, result_expiration, created_at, args, metadata) "
+            "start_deadline, result_expiration, created_at, args, metadata, timeout) "
             "SELECT x.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) "
             "CROSS JOIN LATERAL jsonb_to_record(e.j) AS x(" ASCHED_JOB_RECORD ") "
             "WHERE EXISTS (SELECT 1 FROM {S}.tasks t WHERE t.id = x.task_id) ORDER BY e.n "
@@ -748,7 +754,7 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session &s, std::string schedule
         std::vector<detail::BadRow> bad;
         for (int i = 0; i < r.rows(); ++i)
             if (auto j = detail::job_row(Row{r, i}, bad))
-                candidates.push_back({r.time(i, 14), r.int64(i, 13), std::move(*j)});
+                candidates.push_back({r.time(i, 15), r.int64(i, 14), std::move(*j)});
         again = !bad.empty();
         auto call24 = s.quarantine(std::move(bad), true);
         co_await std::move(call24);
@@ -879,12 +885,48 @@ asio::awaitable<JobStatus> op_get_job_status(Session &s, std::string job_id) {
     co_return out;
 }
 
-asio::awaitable<Unit> op_extend_leases(Session &s, const char *sql, std::string scheduler_id,
-                                       std::vector<std::string> ids, duration lease) {
+// `sql` renews the leases and returns, per row renewed, its id and whether a cancellation was
+// requested; the ids with the flag are returned.
+asio::awaitable<std::vector<std::string>> op_extend_leases(Session &s, const char *sql,
+                                                           std::string scheduler_id,
+                                                           std::vector<std::string> ids,
+                                                           duration lease) {
     auto call31 =
         s.q(sql, {pg::text_array(ids), param(scheduler_id), param(s.now + lease), param(s.now)});
-    co_await std::move(call31);
-    co_return Unit{};
+    auto r = co_await std::move(call31);
+    std::vector<std::string> flagged;
+    for (int i = 0; i < r.rows(); ++i)
+        if (r.boolean(i, 1))
+            flagged.push_back(r.text(i, 0));
+    co_return flagged;
+}
+
+asio::awaitable<JobCancellation> op_cancel_job(Session &s, std::string job_id,
+                                               std::string scheduler_id) {
+    auto call = s.q(
+        "DELETE FROM {S}.jobs WHERE id = $1 AND acquired_by IS NULL RETURNING " ASCHED_JOB_COLUMNS,
+        {param(job_id)});
+    auto deleted = co_await std::move(call);
+    std::vector<detail::BadRow> bad;
+    if (deleted.rows() > 0) {
+        if (auto job = detail::job_row(Row{deleted, 0}, bad))
+            s.finish(*job,
+                     detail::store_result(*job, JobOutcome::cancelled, s.now,
+                                          "cancelled by cancel_job() before it started"),
+                     scheduler_id, false);
+        auto q = s.quarantine(std::move(bad), false);
+        co_await std::move(q);
+        co_return JobCancellation::removed;
+    }
+    auto flag = s.q("UPDATE {S}.jobs SET cancel_requested = true WHERE id = $1 RETURNING task_id, "
+                    "acquired_by",
+                    {param(job_id)});
+    auto flagged = co_await std::move(flag);
+    if (flagged.rows() == 0)
+        throw Error(errc::job_lookup,
+                    fmt::format("job '{}' not found (it is neither queued nor running)", job_id));
+    s.events.push_back(JobCancelRequested{s.now, job_id, flagged.text(0, 0), flagged.text(0, 1)});
+    co_return JobCancellation::requested;
 }
 
 asio::awaitable<Unit> op_reap_abandoned_jobs(Session &s, std::string scheduler_id) {
@@ -1104,21 +1146,30 @@ PostgresDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
     // An expired lease is not renewed: another node may hold the row by now.
     const char *sql = "UPDATE {S}.schedules SET acquired_until = $3 WHERE id = ANY($1::text[]) AND "
                       "acquired_by = $2 "
-                      "AND acquired_until > $4";
-    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id),
-                               std::move(ids), lease);
+                      "AND acquired_until > $4 RETURNING id, false";
+    auto call = transact<std::vector<std::string>>(impl_, &op_extend_leases, sql,
+                                                   std::move(scheduler_id), std::move(ids), lease);
     co_await std::move(call);
 }
 
-asio::awaitable<void> PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
-                                                                    std::vector<std::string> ids,
-                                                                    duration lease) {
+asio::awaitable<std::vector<std::string>>
+PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
+                                              std::vector<std::string> ids, duration lease) {
     const char *sql = "UPDATE {S}.jobs SET acquired_until = $3 WHERE id = ANY($1::text[]) AND "
                       "acquired_by = $2 AND "
-                      "acquired_until > $4";
-    auto call = transact<Unit>(impl_, &op_extend_leases, sql, std::move(scheduler_id),
-                               std::move(ids), lease);
-    co_await std::move(call);
+                      "acquired_until > $4 RETURNING id, cancel_requested";
+    auto call = transact<std::vector<std::string>>(impl_, &op_extend_leases, sql,
+                                                   std::move(scheduler_id), std::move(ids), lease);
+    auto flagged = co_await std::move(call);
+    co_return flagged;
+}
+
+asio::awaitable<JobCancellation> PostgresDataStore::cancel_job(std::string job_id,
+                                                               std::string scheduler_id) {
+    auto call = transact<JobCancellation>(impl_, &op_cancel_job, std::move(job_id),
+                                          std::move(scheduler_id));
+    auto out = co_await std::move(call);
+    co_return out;
 }
 
 asio::awaitable<void> PostgresDataStore::reap_abandoned_jobs(std::string scheduler_id) {

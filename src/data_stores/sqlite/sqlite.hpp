@@ -31,6 +31,9 @@ class Statement {
     Statement &bind(int i, const std::optional<time_point> &t) {
         return t ? bind(i, *t) : bind(i, std::nullopt);
     }
+    Statement &bind(int i, const std::optional<std::int64_t> &v) {
+        return v ? bind(i, *v) : bind(i, std::nullopt);
+    }
     Statement &bind(int i, const std::optional<std::string> &s) {
         return s ? bind(i, std::string_view(*s)) : bind(i, std::nullopt);
     }

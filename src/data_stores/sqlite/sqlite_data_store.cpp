@@ -99,14 +99,19 @@ CREATE TABLE quarantine (
     PRIMARY KEY (kind, id)
 );
 )sql",
+    // 2: job timeouts and cancel requests.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN timeout INTEGER; -- microseconds; NULL: no limit
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int known_version = int(std::size(migrations));
 
 // A job is stored in columns (no JSON document to parse on the hot path); job_row() reads
-// these, and queries append seq (13) and earliest_start (14) where they need them.
+// these, and queries append seq (14) and earliest_start (15) where they need them.
 #define ASCHED_JOB_COLUMNS                                                                         \
     "id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline, result_expiration, "   \
-    "created_at, args, metadata, acquired_by, acquired_until, lease_token"
+    "created_at, args, metadata, acquired_by, acquired_until, lease_token, timeout"
 static_assert(known_version == SqliteDataStore::schema_version);
 
 // What `PRAGMA quick_check` finds wrong with the file (its first few findings), or nullopt
@@ -380,8 +385,8 @@ struct SqliteDataStore::Impl {
                           .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, "
                                    "scheduled_fire_time, jitter, "
                                    "earliest_start, start_deadline, result_expiration, created_at, "
-                                   "args, metadata) "
-                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+                                   "args, metadata, timeout) "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
                           .bind(1, job.id)
                           .bind(2, job.task_id)
                           .bind(3, job.schedule_id)
@@ -393,6 +398,7 @@ struct SqliteDataStore::Impl {
                           .bind(9, job.created_at)
                           .bind(10, detail::args_text(job))
                           .bind(11, detail::metadata_text(job))
+                          .bind(12, detail::timeout_value(job))
                           .exec();
         if (n == 0)
             return false;
@@ -906,7 +912,7 @@ SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
                             .bind(1, id);
                     if (q.step())
                         if (auto j = s.job_row(q, bad))
-                            found.emplace_back(q.int64(13), std::move(*j));
+                            found.emplace_back(q.int64(14), std::move(*j));
                     q.reset();
                 }
                 std::sort(found.begin(), found.end(),
@@ -916,7 +922,7 @@ SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
                     s.conn().prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs ORDER BY seq");
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
-                        found.emplace_back(q.int64(13), std::move(*j));
+                        found.emplace_back(q.int64(14), std::move(*j));
             }
             s.commit(tx);
         }
@@ -982,7 +988,7 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                         .bind(3, slots[i].second);
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
-                        candidates.push_back({q.time(14), q.int64(13), i, std::move(*j)});
+                        candidates.push_back({q.time(15), q.int64(14), i, std::move(*j)});
             }
             s.quarantine_all(bad, true);
             again = !bad.empty();
@@ -1144,24 +1150,33 @@ namespace {
 
 // `sql` sets acquired_until = ?3 for the row ?1 held by ?2 whose lease runs past ?4 (now):
 // an expired lease is not renewed.
-asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl, const char *sql,
-                                    std::string scheduler_id, std::vector<std::string> ids,
-                                    duration lease) {
+// `sql` renews one lease and returns one column: whether a cancellation was requested. The
+// ids renewed with that flag set are returned.
+asio::awaitable<std::vector<std::string>> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl,
+                                                        const char *sql, std::string scheduler_id,
+                                                        std::vector<std::string> ids,
+                                                        duration lease) {
     auto op = [sql, scheduler_id, ids = std::move(ids), lease](SqliteDataStore::Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
         const auto now = s.now();
-        for (const auto &id : ids)
-            s.conn()
-                .prepare(sql)
-                .bind(1, id)
-                .bind(2, scheduler_id)
-                .bind(3, now + lease)
-                .bind(4, now)
-                .exec();
+        std::vector<std::string> flagged;
+        for (const auto &id : ids) {
+            auto q = s.conn()
+                         .prepare(sql)
+                         .bind(1, id)
+                         .bind(2, scheduler_id)
+                         .bind(3, now + lease)
+                         .bind(4, now);
+            if (q.step() && q.int64(0) != 0)
+                flagged.push_back(id);
+            q.exec();
+        }
         s.commit(tx);
-        return Unit{};
+        return flagged;
     };
-    co_await on_db<Unit>(std::move(impl), std::move(op));
+    auto [flagged, events] =
+        co_await on_db<std::vector<std::string>>(std::move(impl), std::move(op));
+    co_return std::move(flagged);
 }
 
 } // namespace
@@ -1169,20 +1184,67 @@ asio::awaitable<void> extend_leases(std::shared_ptr<SqliteDataStore::Impl> impl,
 asio::awaitable<void> SqliteDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
                                                                        std::vector<std::string> ids,
                                                                        duration lease) {
-    co_await extend_leases(
-        impl_,
-        "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
-        "AND acquired_until > ?4",
-        std::move(scheduler_id), std::move(ids), lease);
+    auto call =
+        extend_leases(impl_,
+                      "UPDATE schedules SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
+                      "AND acquired_until > ?4 RETURNING 0",
+                      std::move(scheduler_id), std::move(ids), lease);
+    co_await std::move(call);
 }
 
-asio::awaitable<void> SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id,
-                                                                  std::vector<std::string> ids,
-                                                                  duration lease) {
-    co_await extend_leases(impl_,
-                           "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND acquired_by = ?2 "
-                           "AND acquired_until > ?4",
-                           std::move(scheduler_id), std::move(ids), lease);
+asio::awaitable<std::vector<std::string>>
+SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id, std::vector<std::string> ids,
+                                            duration lease) {
+    auto call = extend_leases(impl_,
+                              "UPDATE jobs SET acquired_until = ?3 WHERE id = ?1 AND "
+                              "acquired_by = ?2 AND acquired_until > ?4 RETURNING cancel_requested",
+                              std::move(scheduler_id), std::move(ids), lease);
+    auto flagged = co_await std::move(call);
+    co_return flagged;
+}
+
+asio::awaitable<JobCancellation> SqliteDataStore::cancel_job(std::string job_id,
+                                                             std::string scheduler_id) {
+    auto op = [job_id, scheduler_id](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        std::vector<Impl::Bad> bad;
+        std::optional<Job> job;
+        {
+            auto q = s.conn()
+                         .prepare("SELECT " ASCHED_JOB_COLUMNS " FROM jobs WHERE id = ?1")
+                         .bind(1, job_id);
+            if (q.step())
+                job = s.job_row(q, bad);
+            q.reset();
+        }
+        s.quarantine_all(bad, true);
+        if (!job) {
+            s.commit(tx);
+            throw Error(
+                errc::job_lookup,
+                fmt::format("job '{}' not found (it is neither queued nor running)", job_id));
+        }
+        JobCancellation out = JobCancellation::removed;
+        if (job->acquired_by) {
+            s.conn()
+                .prepare("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1")
+                .bind(1, job_id)
+                .exec();
+            s.events.push_back(
+                JobCancelRequested{s.now(), job->id, job->task_id, *job->acquired_by});
+            out = JobCancellation::requested;
+        } else {
+            s.finish_job(*job,
+                         detail::store_result(*job, JobOutcome::cancelled, s.now(),
+                                              "cancelled by cancel_job() before it started"),
+                         scheduler_id);
+        }
+        s.commit(tx);
+        return out;
+    };
+    auto [out, events] = co_await on_db<JobCancellation>(impl_, std::move(op));
+    co_await detail::publish_all(impl_->context.broker, std::move(events));
+    co_return out;
 }
 
 asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler_id) {
