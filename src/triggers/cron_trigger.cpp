@@ -515,7 +515,9 @@ std::shared_ptr<const Trigger> CronTrigger::with_start(time_point now) const {
     if (options_.start_time)
         return nullptr;
     auto o = options_;
-    o.start_time = now;
+    // Whole seconds: the reference keeps now's microseconds, so its fires land at
+    // ...:23.268613 for second='*'; a cron fire is a whole second here.
+    o.start_time = std::chrono::floor<std::chrono::seconds>(now);
     return std::make_shared<const CronTrigger>(std::move(o));
 }
 

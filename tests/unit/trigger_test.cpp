@@ -74,6 +74,22 @@ BOOST_AUTO_TEST_CASE(interval_without_start_takes_now_when_scheduled) {
     BOOST_TEST(!bound->with_start(test::t0));
 }
 
+// APScheduler's cron keeps the microseconds of "now" and fires at ...:23.268613; here the
+// default start is truncated to whole seconds.
+BOOST_AUTO_TEST_CASE(a_cron_started_now_fires_on_whole_seconds) {
+    CronTrigger every_second({.second = "*", .timezone = TimeZone("UTC")});
+    const auto now = test::t0 + 23s + 268613us;
+    auto bound = every_second.with_start(now);
+    BOOST_REQUIRE(bound);
+    auto first = bound->next(std::nullopt);
+    BOOST_REQUIRE(first);
+    BOOST_TEST((*first == test::t0 + 23s));
+    BOOST_TEST((bound->next(first) == test::t0 + 24s));
+    // An explicit start keeps what it was given.
+    CronTrigger given({.second = "*", .start_time = now, .timezone = TimeZone("UTC")});
+    BOOST_TEST((given.next(std::nullopt) == now));
+}
+
 BOOST_AUTO_TEST_CASE(json_round_trip_keeps_fire_times) {
     std::vector<TriggerPtr> triggers{
         std::make_shared<DateTrigger>("2031-03-30T01:15:00.000001+01:00[Europe/Berlin]"),
