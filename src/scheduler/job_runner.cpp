@@ -1,6 +1,7 @@
 // The job runner: an acquired job goes to its task's executor; its outcome becomes a
 // JobResult; finished jobs are released to the store in batches.
 #include "../core/json_limits.hpp"
+#include "../core/text.hpp"
 #include "scheduler_state.hpp"
 
 #include <asched/policies.hpp>
@@ -53,6 +54,14 @@ void describe(std::exception_ptr error, JobResult &result) {
         result.exception_type = "unknown";
         result.exception_message = "a non-standard exception was thrown";
     }
+    // JSON (every store but memory, every network broker) cannot carry invalid UTF-8: the
+    // release would fail forever and hold the task's slot. Keep the text, say what changed.
+    for (auto *text : {&result.exception_type, &result.exception_message})
+        if (first_invalid_utf8(**text)) {
+            **text = valid_utf8(std::move(**text));
+            if (text == &result.exception_message)
+                **text += " [invalid UTF-8 replaced by U+FFFD]";
+        }
 }
 
 void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,

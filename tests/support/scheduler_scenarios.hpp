@@ -132,6 +132,20 @@ inline asio::awaitable<void> failing_tasks_become_results(SchedulerFixture *f) {
     const auto few = co_await s.add_job("add", too_few);
     BOOST_TEST((co_await s.get_job_result(few))->exception_message->find("takes 2 arguments") !=
                std::string::npos);
+    // A message JSON cannot hold (invalid UTF-8) is stored with replacement characters and a
+    // note; the release goes through (one slot: the next job of the task runs too).
+    TaskOptions one_slot{.max_running_jobs = 1};
+    co_await s.add_task(
+        "garbled", []() -> int { throw std::runtime_error("caf\xC3( \xFF"); }, one_slot);
+    const auto g1 = co_await s.add_job("garbled", keep);
+    const auto g2 = co_await s.add_job("garbled", keep);
+    for (const auto &id : std::vector<std::string>{g1, g2}) {
+        auto gr = co_await s.get_job_result(id);
+        BOOST_REQUIRE(gr);
+        BOOST_TEST(gr->outcome == JobOutcome::error);
+        BOOST_TEST(*gr->exception_message ==
+                   "caf\xEF\xBF\xBD( \xEF\xBF\xBD [invalid UTF-8 replaced by U+FFFD]");
+    }
     // The scheduler is still running and runs the next job.
     BOOST_TEST(s.state() == RunState::started);
     JobOptions one_two{.args = {1, 2}};
