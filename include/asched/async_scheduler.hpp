@@ -132,7 +132,21 @@ struct ResumeFrom {
 
 namespace detail {
 struct SchedulerState;
+struct SchedulerAccess;
+
+/// The JSON array of positional arguments `as...`.
+template <class... As> nlohmann::json args_array(As &&...as) {
+    nlohmann::json args = nlohmann::json::array();
+    (args.push_back(nlohmann::json(std::forward<As>(as))), ...);
+    return args;
 }
+
+template <class A, class Options>
+concept positional_arg = !std::is_same_v<std::remove_cvref_t<A>, Options>;
+template <class T>
+concept trigger_arg = std::derived_from<std::remove_cvref_t<T>, Trigger> ||
+    std::is_same_v<std::remove_cvref_t<T>, TriggerPtr>;
+} // namespace detail
 
 /// Schedules tasks and runs jobs on an Asio executor.
 ///
@@ -217,6 +231,20 @@ class AsyncScheduler {
         return add_schedule(task_id, TriggerPtr(std::make_shared<const T>(trigger)),
                             ScheduleOptions());
     }
+    /// add_schedule("report", trigger, "daily", 7): positional arguments, default options.
+    template <detail::trigger_arg T, detail::positional_arg<ScheduleOptions> A, class... As>
+    asio::awaitable<std::string> add_schedule(std::string_view task_id, T &&trigger, A &&a,
+                                              As &&...as) {
+        ScheduleOptions options;
+        options.args = detail::args_array(std::forward<A>(a), std::forward<As>(as)...);
+        if constexpr (std::is_same_v<std::remove_cvref_t<T>, TriggerPtr>)
+            return add_schedule(task_id, std::forward<T>(trigger), options);
+        else
+            return add_schedule(task_id,
+                                TriggerPtr(std::make_shared<const std::remove_cvref_t<T>>(
+                                    std::forward<T>(trigger))),
+                                options);
+    }
     /// Throws Error(schedule_lookup).
     asio::awaitable<Schedule> get_schedule(std::string_view id);
     asio::awaitable<std::optional<Schedule>> try_get_schedule(std::string_view id);
@@ -241,12 +269,27 @@ class AsyncScheduler {
     asio::awaitable<std::string> add_job(std::string_view task_id) {
         return add_job(task_id, JobOptions());
     }
+    /// add_job("add", 1, 2): positional arguments, default options (no option struct to build
+    /// inside a co_await, see the GCC 12 note above).
+    template <detail::positional_arg<JobOptions> A, class... As>
+    asio::awaitable<std::string> add_job(std::string_view task_id, A &&a, As &&...as) {
+        JobOptions options;
+        options.args = detail::args_array(std::forward<A>(a), std::forward<As>(as)...);
+        return add_job(task_id, options);
+    }
     /// add_job (keeping the result 15 minutes), then waits for the result: returns the value,
     /// or throws Error(job_failed | job_cancelled | job_deadline_missed | job_abandoned |
     /// job_timed_out), or Error(wait_timed_out) once options.wait_timeout has passed.
     asio::awaitable<nlohmann::json> run_job(std::string_view task_id, const JobOptions &options);
     asio::awaitable<nlohmann::json> run_job(std::string_view task_id) {
         return run_job(task_id, JobOptions());
+    }
+    /// run_job("add", 1, 2): positional arguments, default options.
+    template <detail::positional_arg<JobOptions> A, class... As>
+    asio::awaitable<nlohmann::json> run_job(std::string_view task_id, A &&a, As &&...as) {
+        JobOptions options;
+        options.args = detail::args_array(std::forward<A>(a), std::forward<As>(as)...);
+        return run_job(task_id, options);
     }
     /// With `wait`, waits until the job has a result. Reading does not delete it. Throws
     /// Error(job_lookup) when neither the job nor its result exists (or it expired), or with
@@ -293,7 +336,13 @@ class AsyncScheduler {
     asio::awaitable<void> cleanup();
 
   private:
+    friend struct detail::SchedulerAccess;
+    /// A handle that does not stop the scheduler when destroyed (JobContext::scheduler).
+    AsyncScheduler(std::shared_ptr<detail::SchedulerState> state, bool borrowed) noexcept
+        : state_(std::move(state)), borrowed_(borrowed) {}
+
     std::shared_ptr<detail::SchedulerState> state_;
+    bool borrowed_ = false;
 };
 
 /// Waits for the next event of type T.

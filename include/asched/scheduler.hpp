@@ -49,6 +49,19 @@ class Scheduler {
 
     std::string add_job(std::string_view task_id, const JobOptions &options = {});
     nlohmann::json run_job(std::string_view task_id, const JobOptions &options = {});
+    /// add_job("add", 1, 2) and run_job("add", 1, 2): positional arguments, default options.
+    template <detail::positional_arg<JobOptions> A, class... As>
+    std::string add_job(std::string_view task_id, A &&a, As &&...as) {
+        JobOptions options;
+        options.args = detail::args_array(std::forward<A>(a), std::forward<As>(as)...);
+        return add_job(task_id, options);
+    }
+    template <detail::positional_arg<JobOptions> A, class... As>
+    nlohmann::json run_job(std::string_view task_id, A &&a, As &&...as) {
+        JobOptions options;
+        options.args = detail::args_array(std::forward<A>(a), std::forward<As>(as)...);
+        return run_job(task_id, options);
+    }
     std::optional<JobResult> get_job_result(std::string_view job_id, bool wait = true);
     std::vector<Job> get_jobs();
     JobCancellation cancel_job(std::string_view job_id);

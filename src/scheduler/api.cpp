@@ -451,13 +451,15 @@ AsyncScheduler::AsyncScheduler(AsyncScheduler &&) noexcept = default;
 AsyncScheduler &AsyncScheduler::operator=(AsyncScheduler &&other) noexcept {
     if (this != &other) {
         AsyncScheduler old(std::move(*this));
+        old.borrowed_ = borrowed_;
         state_ = std::move(other.state_);
+        borrowed_ = other.borrowed_;
     }
     return *this;
 }
 
 AsyncScheduler::~AsyncScheduler() {
-    if (!state_)
+    if (!state_ || borrowed_)
         return;
     // The running coroutines hold the state: a stop through the lifecycle lets everything
     // unwind in order. The store and broker stay open (they may be shared with other

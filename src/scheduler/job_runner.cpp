@@ -67,6 +67,9 @@ void describe(std::exception_ptr error, JobResult &result) {
 void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
             JobResult result, std::exception_ptr error, nlohmann::json value) {
     rj->finished = true;
+    // The task has returned: its handle goes here, on the strand (it holds the state).
+    rj->context.scheduler = nullptr;
+    rj->handle.reset();
     const RunningJob &job = *rj;
     if (job.cancel_kind == CancelKind::timeout || job.cancel_kind == CancelKind::user) {
         // Asked to end: whatever it returned or threw, the outcome says why it ended.
@@ -252,6 +255,10 @@ void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
                              j.scheduled_fire_time,
                              std::move(rj->job.metadata),
                              rj->stop.get_token()};
+    rj->context.start_deadline = j.start_deadline;
+    rj->context.jitter = j.jitter;
+    rj->handle.emplace(SchedulerAccess::borrow(self));
+    rj->context.scheduler = &*rj->handle;
     self->log(LogLevel::debug, "job '{}' of task '{}' started", j.id, j.task_id);
     // The completion holds the job, not the scheduler: run_main keeps the state alive while
     // jobs run, and the last reference must never drop on an executor's thread.

@@ -48,6 +48,15 @@ enum class CancelKind {
     timeout, ///< it ran past its timeout
 };
 
+struct SchedulerState;
+
+/// Makes the non-owning handle a job's context carries.
+struct SchedulerAccess {
+    static AsyncScheduler borrow(std::shared_ptr<SchedulerState> state) {
+        return AsyncScheduler(std::move(state), true);
+    }
+};
+
 /// A job from its start until its release has committed (or was given up).
 struct RunningJob {
     Job job;
@@ -58,9 +67,10 @@ struct RunningJob {
     asio::cancellation_signal signal;
     bool cancel_requested = false;
     CancelKind cancel_kind = CancelKind::none;
-    bool finished = false;              // its executor has reported; the release is queued
-    std::optional<time_point> deadline; // started_at + timeout
-    JobResult result;                   // filled in while it runs: ids and start time
+    bool finished = false;                // its executor has reported; the release is queued
+    std::optional<time_point> deadline;   // started_at + timeout
+    JobResult result;                     // filled in while it runs: ids and start time
+    std::optional<AsyncScheduler> handle; // context.scheduler; dropped when it is released
 };
 
 struct PendingRelease {

@@ -5,6 +5,7 @@
 #include "fixture.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/use_future.hpp>
 
 namespace asched::test::scenarios {
 
@@ -22,6 +23,11 @@ inline asio::awaitable<void> interval_fires_on_the_manual_clock(SchedulerFixture
     ScheduleOptions options;
     options.id = "tick-10s";
     co_await s.add_schedule("tick", every_10s, options);
+    // Positional arguments for a schedule, default options.
+    co_await s.add_task("note", [](std::string what, int n) { return what + std::to_string(n); });
+    const auto noted = co_await s.add_schedule("note", every_10s, "n=", 3);
+    auto with_args = co_await s.get_schedule(noted);
+    BOOST_TEST(with_args.args == json::array({"n=", 3}));
     co_await s.start_in_background();
     BOOST_TEST(s.state() == RunState::started);
     BOOST_TEST(fired.empty());
@@ -72,6 +78,11 @@ inline asio::awaitable<void> one_off_job_and_its_result(SchedulerFixture *f) {
     co_await s.start_in_background();
     JobOptions two_three{.args = {2, 3}};
     BOOST_TEST((co_await s.run_job("add", two_three)) == 5);
+    // The variadic forms build no option struct.
+    BOOST_TEST((co_await s.run_job("add", 40, 2)) == 42);
+    BOOST_TEST((co_await s.run_job("greet", "world")) == "hello world");
+    const auto plain = co_await s.add_job("add", 1, 1);
+    BOOST_TEST(!plain.empty());
     JobOptions who{.args = {"asched"}};
     BOOST_TEST((co_await s.run_job("greet", who)) == "hello asched");
 
@@ -754,6 +765,63 @@ inline asio::awaitable<void> run_job_gives_up_waiting(SchedulerFixture *f) {
     BOOST_TEST(jobs.size() == 1u);
     co_await s.start_in_background();
     co_await eventually([f] { return f->released(JobOutcome::success) == 1; }, "it ran");
+}
+
+// A coroutine task adds a job through JobContext::scheduler and reports what its context says.
+inline asio::awaitable<nlohmann::json> parent_task(JobContext &job) {
+    JobOptions o{.args = {int(job.attempt)}, .result_expiration_time = 1h};
+    auto op = job.scheduler->add_job("child", o);
+    const auto child = co_await std::move(op);
+    co_return nlohmann::json{
+        {"child", child},
+        {"attempt", job.attempt},
+        {"deadline", job.start_deadline ? format_time(*job.start_deadline) : "none"},
+        {"jitter_us", job.jitter.count()}};
+}
+
+inline asio::awaitable<void> tasks_see_their_context_and_the_scheduler(SchedulerFixture *f) {
+    auto &s = f->s();
+    co_await s.add_task("parent", &parent_task);
+    co_await s.add_task("child", [](int v) { return v * 10; });
+    // A thread-pool task waits on the scheduler's awaitables with use_future.
+    co_await s.add_task("pool_parent", [](JobContext &job) {
+        JobOptions o{.args = {4}, .result_expiration_time = 1h};
+        auto op = job.scheduler->add_job("child", o);
+        return asio::co_spawn(job.scheduler->get_executor(), std::move(op), asio::use_future).get();
+    });
+    DateTrigger once(test::t0);
+    ScheduleOptions options;
+    options.id = "once";
+    options.misfire_grace_time = 30s;
+    options.job_result_expiration_time = 1h;
+    co_await s.add_schedule("parent", once, options);
+    co_await s.start_in_background();
+    co_await eventually([f] { return f->released(JobOutcome::success) >= 2; }, "parent and child");
+    auto results = f->recorder->of<JobReleased>();
+    std::optional<std::string> parent_job;
+    for (const auto &r : results)
+        if (r.task_id == "parent")
+            parent_job = r.job_id;
+    BOOST_REQUIRE(parent_job);
+    auto pr = co_await s.get_job_result(*parent_job);
+    BOOST_REQUIRE(pr);
+    BOOST_TEST(pr->outcome == JobOutcome::success);
+    const auto &v = pr->return_value;
+    BOOST_TEST(v["attempt"] == 1);
+    BOOST_TEST(v["deadline"] == format_time(test::t0 + 30s));
+    BOOST_TEST(v["jitter_us"] == 0);
+    auto cr = co_await s.get_job_result(v["child"].get<std::string>());
+    BOOST_REQUIRE(cr);
+    BOOST_TEST(cr->return_value == 10);
+
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto pool = co_await s.add_job("pool_parent", keep);
+    auto pp = co_await s.get_job_result(pool);
+    BOOST_REQUIRE(pp);
+    BOOST_REQUIRE(pp->outcome == JobOutcome::success);
+    auto pc = co_await s.get_job_result(pp->return_value.get<std::string>());
+    BOOST_REQUIRE(pc);
+    BOOST_TEST(pc->return_value == 40);
 }
 
 // R21/R22 at the API: hostile ids and payloads are refused before they are copied or stored,
