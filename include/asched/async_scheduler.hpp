@@ -72,6 +72,9 @@ struct AsyncSchedulerOptions {
     Logger logger;
     std::shared_ptr<Clock> clock; ///< default: SystemClock
     PayloadLimits limits;
+    /// How long the job history (get_job_results) keeps a finished attempt; cleanup prunes
+    /// older records. The full return value is kept only for its result_expiration_time.
+    duration history_retention = std::chrono::hours(24);
 };
 
 /// For TaskOptions::max_running_jobs: no limit on a task's running jobs.
@@ -84,6 +87,8 @@ struct TaskOptions {
     /// How long one of its jobs may run before it is cancelled and ends timed_out; inner
     /// nullopt: no limit (the default, unless TaskDefaults::timeout says otherwise).
     std::optional<std::optional<duration>> timeout;
+    /// Retries of its jobs (the default of its schedules and jobs); inner nullopt: none.
+    std::optional<std::optional<RetryPolicy>> retry;
     std::optional<nlohmann::json> metadata;
     /// The name of the job executor that runs this task's jobs; default: "async" for a
     /// coroutine, "threadpool" for a blocking callable.
@@ -101,7 +106,8 @@ struct ScheduleOptions {
     std::optional<std::size_t> max_catchup;
     std::optional<std::optional<duration>> misfire_grace_time; ///< unset: the task's
     std::optional<duration> max_jitter;
-    std::optional<std::optional<duration>> timeout; ///< of its jobs; unset: the task's
+    std::optional<std::optional<duration>> timeout;  ///< of its jobs; unset: the task's
+    std::optional<std::optional<RetryPolicy>> retry; ///< of its jobs; unset: the task's
     duration job_result_expiration_time{0};
     nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
     ConflictPolicy conflict_policy = ConflictPolicy::do_nothing;
@@ -116,6 +122,7 @@ struct JobOptions {
     duration result_expiration_time{0};                 ///< 0: no result is kept
     nlohmann::json metadata = nlohmann::json::object(); ///< merged over the task's
     std::optional<std::optional<duration>> timeout;     ///< unset: the task's
+    std::optional<std::optional<RetryPolicy>> retry;    ///< unset: the task's
     /// run_job only: how long (real time) to wait for the result before failing with
     /// Error(wait_timed_out); the job itself goes on. nullopt: wait as long as it takes.
     std::optional<duration> wait_timeout;
@@ -299,6 +306,10 @@ class AsyncScheduler {
                                                              bool wait = true);
     /// Queued and running jobs.
     asio::awaitable<std::vector<Job>> get_jobs();
+    /// The job history: every finished attempt (ids, attempt, outcome, times, error), newest
+    /// first, filtered and a page at a time (pass next_cursor back for the next page); kept
+    /// for history_retention. Throws Error(invalid_argument) for a bad limit or cursor.
+    asio::awaitable<JobHistoryPage> get_job_results(const JobHistoryFilter &filter = {});
     /// Cancels a job. A queued one is removed and ends `cancelled` at once
     /// (JobCancellation::removed); a running one, on whichever node runs it, is cancelled
     /// through its cancellation signal and stop token and ends `cancelled`

@@ -56,6 +56,41 @@ struct JobStatus {
     bool pending = false; ///< queued or running (and no kept result)
 };
 
+/// One finished attempt of a job, as the job history keeps it (get_job_results()).
+struct JobHistoryRecord {
+    std::string job_id;
+    unsigned attempt = 1;
+    std::string task_id;
+    std::optional<std::string> schedule_id;
+    JobOutcome outcome = JobOutcome::success;
+    std::optional<time_point> scheduled_fire_time;
+    std::optional<time_point> started_at; ///< nullopt when it never started
+    time_point finished_at{};
+    std::string worker; ///< the scheduler that released it
+    std::optional<std::string> exception_type;
+    std::optional<std::string> exception_message;
+    std::optional<time_point> retry_at; ///< when it is retried: the next attempt's start
+
+    friend bool operator==(const JobHistoryRecord &, const JobHistoryRecord &) = default;
+};
+
+/// Which history records get_job_results() returns, newest first.
+struct JobHistoryFilter {
+    std::optional<std::string> task_id;
+    std::optional<std::string> schedule_id;
+    std::optional<JobOutcome> outcome;
+    std::optional<time_point> since; ///< finished at or after
+    std::optional<time_point> until; ///< finished before
+    std::size_t limit = 100;         ///< records per page, 1 to 10,000
+    /// JobHistoryPage::next_cursor of the page before; nullopt: the newest page.
+    std::optional<std::string> cursor;
+};
+
+struct JobHistoryPage {
+    std::vector<JobHistoryRecord> records;
+    std::optional<std::string> next_cursor; ///< nullopt: this was the last page
+};
+
 /// What DataStore::cancel_job() did.
 enum class JobCancellation {
     removed,   ///< the job was queued: it is deleted and released as cancelled
@@ -118,14 +153,23 @@ class DataStore {
     virtual asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
                                                          std::size_t limit,
                                                          std::vector<std::string> task_ids) = 0;
-    /// Stores `result` (if its expiry is after its finish), frees the task slot, deletes the
-    /// job, publishes JobReleased. Refused (returns false) when `job` is no longer leased to
-    /// this scheduler with this token. release_jobs() with one release.
+    /// Records the attempt in the history, frees the task slot and publishes JobReleased; then,
+    /// when the job's retry policy retries this outcome and attempts are left, queues the
+    /// next attempt in the same row (attempt + 1, due after the backoff); otherwise stores
+    /// `result` (if its expiry is after its finish) and deletes the job. Refused (returns false)
+    /// when `job` is no longer leased to this scheduler with this token. release_jobs() with one
+    /// release.
     asio::awaitable<bool> release_job(std::string scheduler_id, Job job, JobResult result);
     /// release_job for several jobs in one step (one transaction where the store has them);
     /// returns, per release, whether it was applied.
     virtual asio::awaitable<std::vector<bool>> release_jobs(std::string scheduler_id,
                                                             std::vector<JobRelease> releases) = 0;
+    /// Finished attempts matching `filter`, newest first (finished_at, then insertion order),
+    /// a page at a time. Every release, abandonment, misfire and cancel records one, in the
+    /// same step. Throws Error(invalid_argument) for a malformed cursor.
+    virtual asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) = 0;
+    /// Deletes the history records finished before `before`; returns how many.
+    virtual asio::awaitable<std::size_t> prune_history(time_point before) = 0;
     /// Reading does not delete: results live until they expire.
     virtual asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) = 0;
     /// The result and whether the job is queued or running, read in one snapshot: a job

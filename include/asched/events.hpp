@@ -77,6 +77,9 @@ struct JobReleased {
     JobOutcome outcome = JobOutcome::success;
     std::optional<std::string> exception_type;
     std::optional<std::string> exception_message;
+    std::uint64_t attempt = 1;
+    /// Set when the job is retried: its next attempt is due then (the job is not over).
+    std::optional<time_point> retry_at;
 };
 
 /// A stored record that could not be decoded (corrupt JSON, an unknown trigger type) was moved

@@ -40,12 +40,33 @@ template <> JobOutcome enum_from_string<JobOutcome>(std::string_view);
 template <> CoalescePolicy enum_from_string<CoalescePolicy>(std::string_view);
 template <> ConflictPolicy enum_from_string<ConflictPolicy>(std::string_view);
 
+/// Which outcomes of an attempt are tried again, and when. A retry is a row in the store,
+/// due at its backoff time: a crash loses none. The job keeps its id and fire time.
+struct RetryPolicy {
+    unsigned max_attempts = 3; ///< attempts in all, the first included (1: never retried)
+    duration initial_delay = std::chrono::seconds(1); ///< before the second attempt
+    double multiplier = 2.0;                          ///< each further delay, times this
+    duration max_delay = std::chrono::minutes(5);     ///< the delays' cap
+    double jitter = 0.1; ///< each delay is stretched by a random part of up to this fraction
+    bool on_error = true;
+    bool on_timed_out = true;
+    bool on_abandoned = true; ///< the node running it died (its lease ran out)
+
+    bool retries(JobOutcome outcome) const noexcept;
+    /// The delay before attempt `next` (2: the first retry), `u01` in [0, 1] drawing the jitter.
+    duration delay_before(unsigned next, double u01) const noexcept;
+    /// Throws Error(invalid_argument) naming the field, `what` saying whose policy it is.
+    void check(std::string_view what) const;
+    friend bool operator==(const RetryPolicy &, const RetryPolicy &) = default;
+};
+
 /// Settings a task gets when they are not given at registration.
 struct TaskDefaults {
     std::optional<int> max_running_jobs = 1; ///< nullopt: unlimited
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();
     std::optional<duration> timeout; ///< a job running longer is cancelled as timed_out
+    std::optional<RetryPolicy> retry;
 
     friend bool operator==(const TaskDefaults &, const TaskDefaults &) = default;
 };
@@ -57,8 +78,9 @@ struct Task {
     std::optional<int> max_running_jobs = 1; ///< cluster-wide cap; nullopt: unlimited
     std::optional<duration> misfire_grace_time;
     nlohmann::json metadata = nlohmann::json::object();
-    int running_jobs = 0;            ///< maintained by the data store
-    std::optional<duration> timeout; ///< the default of its jobs; nullopt: no limit
+    int running_jobs = 0;             ///< maintained by the data store
+    std::optional<duration> timeout;  ///< the default of its jobs; nullopt: no limit
+    std::optional<RetryPolicy> retry; ///< the default of its jobs; nullopt: never retried
 
     friend bool operator==(const Task &, const Task &) = default;
 };
@@ -77,6 +99,7 @@ struct Schedule {
     std::optional<duration> misfire_grace_time; ///< nullopt: a job never misfires
     std::optional<duration> max_jitter;         ///< delays each job's start by [0, max_jitter]
     std::optional<duration> timeout;            ///< of its jobs; nullopt: no limit
+    std::optional<RetryPolicy> retry;           ///< of its jobs; nullopt: never retried
     duration job_result_expiration_time{0};     ///< 0: results are not kept
     nlohmann::json metadata = nlohmann::json::object();
     std::optional<time_point> next_fire_time; ///< nullopt: the trigger is exhausted
@@ -101,6 +124,10 @@ struct Job {
     std::optional<time_point> start_deadline;      ///< a start after this is a misfire
     /// Running longer than this, the job is cancelled and ends timed_out; nullopt: no limit.
     std::optional<duration> timeout;
+    std::optional<RetryPolicy> retry; ///< nullopt: never retried
+    unsigned attempt = 1;             ///< the attempt it is on, from 1
+    /// A retry's start: not before this (its backoff); nullopt for a first attempt.
+    std::optional<time_point> retry_at;
     duration result_expiration_time{0};
     nlohmann::json metadata = nlohmann::json::object();
     time_point created_at{};
@@ -108,8 +135,11 @@ struct Job {
     std::optional<time_point> acquired_until;
     std::uint64_t lease_token = 0;
 
-    /// The earliest instant the job may start: the fire time plus jitter, or its creation.
+    /// The earliest instant the job may start: a retry's backoff time, else the fire time plus
+    /// jitter, or its creation.
     time_point earliest_start() const noexcept {
+        if (retry_at)
+            return *retry_at;
         return scheduled_fire_time ? *scheduled_fire_time + jitter : created_at;
     }
     friend bool operator==(const Job &, const Job &) = default;
@@ -127,10 +157,13 @@ struct JobResult {
     std::optional<std::string> exception_type;    ///< with outcome error
     std::optional<std::string> exception_message; ///< with outcome error, cancelled, abandoned
     nlohmann::json return_value;                  ///< with outcome success
+    unsigned attempt = 1;                         ///< which attempt ended so
 
     friend bool operator==(const JobResult &, const JobResult &) = default;
 };
 
+void to_json(nlohmann::json &j, const RetryPolicy &v);
+void from_json(const nlohmann::json &j, RetryPolicy &v);
 void to_json(nlohmann::json &j, const TaskDefaults &v);
 void from_json(const nlohmann::json &j, TaskDefaults &v);
 void to_json(nlohmann::json &j, const Task &v);

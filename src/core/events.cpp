@@ -64,6 +64,8 @@ template <class V> void fields(V &v, JobReleased &e) {
     v("outcome", e.outcome);
     v("exception_type", e.exception_type);
     v("exception_message", e.exception_message);
+    v("attempt", e.attempt);
+    v("retry_at", e.retry_at);
 }
 
 template <class V> void fields(V &v, RecordQuarantined &e) {
@@ -131,7 +133,10 @@ struct Reader {
         v = *t;
     }
     void operator()(const char *k, bool &v) { v = detail::get_or<bool>(j, what, k, false); }
-    void operator()(const char *k, std::uint64_t &v) { v = detail::get<std::uint64_t>(j, what, k); }
+    // Counters added later read as their default when an older node sent the event.
+    void operator()(const char *k, std::uint64_t &v) {
+        v = detail::get_or<std::uint64_t>(j, what, k, v);
+    }
     void operator()(const char *k, JobOutcome &v) {
         if (!detail::find(j, k))
             detail::bad_field(what, k, "missing");

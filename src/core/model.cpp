@@ -109,11 +109,98 @@ template <> ConflictPolicy enum_from_string<ConflictPolicy>(std::string_view s) 
     return lookup<ConflictPolicy>(s, conflict_names, "ConflictPolicy");
 }
 
+bool RetryPolicy::retries(JobOutcome outcome) const noexcept {
+    switch (outcome) {
+    case JobOutcome::error:
+        return on_error;
+    case JobOutcome::timed_out:
+        return on_timed_out;
+    case JobOutcome::abandoned:
+        return on_abandoned;
+    default:
+        return false;
+    }
+}
+
+duration RetryPolicy::delay_before(unsigned next, double u01) const noexcept {
+    double d = double(initial_delay.count());
+    for (unsigned a = 2; a < next && d < double(max_delay.count()); ++a)
+        d *= multiplier;
+    d = std::min(d, double(max_delay.count()));
+    d *= 1.0 + jitter * std::clamp(u01, 0.0, 1.0);
+    return duration(static_cast<duration::rep>(d));
+}
+
+void RetryPolicy::check(std::string_view what) const {
+    auto bad = [&](const char *field, std::string why) {
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: field 'retry.{}': {}", what, field, why));
+    };
+    if (max_attempts < 1)
+        bad("max_attempts", "must be at least 1, got 0");
+    if (initial_delay < duration(0))
+        bad("initial_delay", "must not be negative, got " + format_duration(initial_delay));
+    if (!(multiplier >= 1.0))
+        bad("multiplier", fmt::format("must be at least 1, got {}", multiplier));
+    if (max_delay < initial_delay)
+        bad("max_delay", fmt::format("must not be below initial_delay ({}), got {}",
+                                     format_duration(initial_delay), format_duration(max_delay)));
+    if (!(jitter >= 0.0 && jitter <= 1.0))
+        bad("jitter", fmt::format("must be within 0 and 1, got {}", jitter));
+}
+
+void to_json(json &j, const RetryPolicy &v) {
+    j = json{{"max_attempts", v.max_attempts},
+             {"initial_delay", to_seconds(v.initial_delay)},
+             {"multiplier", v.multiplier},
+             {"max_delay", to_seconds(v.max_delay)},
+             {"jitter", v.jitter},
+             {"on_error", v.on_error},
+             {"on_timed_out", v.on_timed_out},
+             {"on_abandoned", v.on_abandoned}};
+}
+
+void from_json(const json &j, RetryPolicy &v) {
+    constexpr std::string_view what = "retry policy";
+    if (!j.is_object())
+        detail::bad_field(what, "retry", "expected a JSON object");
+    RetryPolicy d;
+    v.max_attempts = get_or<unsigned>(j, what, "max_attempts", d.max_attempts);
+    v.initial_delay = get_duration(j, what, "initial_delay").value_or(d.initial_delay);
+    v.multiplier = get_or<double>(j, what, "multiplier", d.multiplier);
+    v.max_delay = get_duration(j, what, "max_delay").value_or(d.max_delay);
+    v.jitter = get_or<double>(j, what, "jitter", d.jitter);
+    v.on_error = get_or<bool>(j, what, "on_error", d.on_error);
+    v.on_timed_out = get_or<bool>(j, what, "on_timed_out", d.on_timed_out);
+    v.on_abandoned = get_or<bool>(j, what, "on_abandoned", d.on_abandoned);
+    try {
+        v.check(what);
+    } catch (const Error &e) {
+        throw Error(errc::deserialization, e.what());
+    }
+}
+
+std::optional<RetryPolicy> read_retry(const json &j, std::string_view what) {
+    const auto *v = detail::find(j, "retry");
+    if (!v)
+        return std::nullopt;
+    try {
+        return v->get<RetryPolicy>();
+    } catch (const Error &e) {
+        detail::bad_field(what, "retry", e.what());
+    }
+}
+
+json retry_json(const std::optional<RetryPolicy> &r) {
+    return r ? json(*r) : json();
+}
+
 void to_json(json &j, const TaskDefaults &v) {
     j = json{{"version", json_format_version},
              {"max_running_jobs", max_running_json(v.max_running_jobs)},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
              {"timeout", duration_json(v.timeout)},
+             {"retry", retry_json(v.retry)},
              {"metadata", v.metadata}};
 }
 
@@ -123,6 +210,7 @@ void from_json(const json &j, TaskDefaults &v) {
     v.max_running_jobs = read_max_running(j, what);
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
     v.timeout = read_timeout(j, what);
+    v.retry = read_retry(j, what);
     v.metadata = read_metadata(j, what);
 }
 
@@ -133,6 +221,7 @@ void to_json(json &j, const Task &v) {
              {"max_running_jobs", max_running_json(v.max_running_jobs)},
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
              {"timeout", duration_json(v.timeout)},
+             {"retry", retry_json(v.retry)},
              {"metadata", v.metadata},
              {"running_jobs", v.running_jobs}};
 }
@@ -145,6 +234,7 @@ void from_json(const json &j, Task &v) {
     v.max_running_jobs = read_max_running(j, what);
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
     v.timeout = read_timeout(j, what);
+    v.retry = read_retry(j, what);
     v.metadata = read_metadata(j, what);
     v.running_jobs = get_or<int>(j, what, "running_jobs", 0);
 }
@@ -154,7 +244,7 @@ bool Schedule::operator==(const Schedule &o) const {
     return id == o.id && task_id == o.task_id && trigger_json(trigger) == trigger_json(o.trigger) &&
            args == o.args && paused == o.paused && coalesce == o.coalesce &&
            max_catchup == o.max_catchup && misfire_grace_time == o.misfire_grace_time &&
-           max_jitter == o.max_jitter && timeout == o.timeout &&
+           max_jitter == o.max_jitter && timeout == o.timeout && retry == o.retry &&
            job_result_expiration_time == o.job_result_expiration_time && metadata == o.metadata &&
            next_fire_time == o.next_fire_time && trigger_state == o.trigger_state &&
            last_fire_time == o.last_fire_time && acquired_by == o.acquired_by &&
@@ -173,6 +263,7 @@ void to_json(json &j, const Schedule &v) {
              {"misfire_grace_time", duration_json(v.misfire_grace_time)},
              {"max_jitter", duration_json(v.max_jitter)},
              {"timeout", duration_json(v.timeout)},
+             {"retry", retry_json(v.retry)},
              {"job_result_expiration_time", to_seconds(v.job_result_expiration_time)},
              {"metadata", v.metadata},
              {"next_fire_time", time_json(v.next_fire_time)},
@@ -209,6 +300,7 @@ void from_json(const json &j, Schedule &v) {
     v.misfire_grace_time = get_duration(j, what, "misfire_grace_time");
     v.max_jitter = get_duration(j, what, "max_jitter");
     v.timeout = read_timeout(j, what);
+    v.retry = read_retry(j, what);
     v.job_result_expiration_time =
         get_duration(j, what, "job_result_expiration_time").value_or(duration(0));
     v.metadata = read_metadata(j, what);
@@ -230,6 +322,9 @@ void to_json(json &j, const Job &v) {
              {"jitter", to_seconds(v.jitter)},
              {"start_deadline", time_json(v.start_deadline)},
              {"timeout", duration_json(v.timeout)},
+             {"retry", retry_json(v.retry)},
+             {"attempt", v.attempt},
+             {"retry_at", time_json(v.retry_at)},
              {"result_expiration_time", to_seconds(v.result_expiration_time)},
              {"metadata", v.metadata},
              {"created_at", format_time(v.created_at)},
@@ -249,6 +344,9 @@ void from_json(const json &j, Job &v) {
     v.jitter = get_duration(j, what, "jitter").value_or(duration(0));
     v.start_deadline = get_time(j, what, "start_deadline");
     v.timeout = read_timeout(j, what);
+    v.retry = read_retry(j, what);
+    v.attempt = get_or<unsigned>(j, what, "attempt", 1);
+    v.retry_at = get_time(j, what, "retry_at");
     v.result_expiration_time =
         get_duration(j, what, "result_expiration_time").value_or(duration(0));
     v.metadata = read_metadata(j, what);
@@ -272,7 +370,8 @@ void to_json(json &j, const JobResult &v) {
              {"expires_at", format_time(v.expires_at)},
              {"exception_type", detail::opt_json(v.exception_type)},
              {"exception_message", detail::opt_json(v.exception_message)},
-             {"return_value", v.return_value}};
+             {"return_value", v.return_value},
+             {"attempt", v.attempt}};
 }
 
 void from_json(const json &j, JobResult &v) {
@@ -297,6 +396,7 @@ void from_json(const json &j, JobResult &v) {
     v.exception_message = get_opt<std::string>(j, what, "exception_message");
     auto it = j.find("return_value");
     v.return_value = it == j.end() ? json() : *it;
+    v.attempt = get_or<unsigned>(j, what, "attempt", 1);
 }
 
 std::string make_uuid() {

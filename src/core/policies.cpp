@@ -81,6 +81,7 @@ FirePlan plan_fires(const Schedule &schedule, time_point now,
         if (schedule.misfire_grace_time)
             job.start_deadline = fire + jitter + *schedule.misfire_grace_time;
         job.timeout = schedule.timeout;
+        job.retry = schedule.retry;
         job.result_expiration_time = schedule.job_result_expiration_time;
         job.metadata = schedule.metadata;
         job.created_at = now;

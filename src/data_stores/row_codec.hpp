@@ -4,6 +4,7 @@
 
 #include "../core/json_limits.hpp"
 
+#include <asched/data_store.hpp>
 #include <asched/error.hpp>
 #include <asched/model.hpp>
 
@@ -125,7 +126,7 @@ template <class Row> std::optional<Schedule> schedule_row(const Row &s, std::vec
 
 /// Columns: id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline,
 /// result_expiration, created_at, args, metadata, acquired_by, acquired_until, lease_token,
-/// timeout.
+/// timeout, attempt, retry, earliest_start.
 template <class Row> std::optional<Job> job_row(const Row &s, std::vector<BadRow> &bad) {
     using nlohmann::json;
     Job job;
@@ -156,12 +157,53 @@ template <class Row> std::optional<Job> job_row(const Row &s, std::vector<BadRow
     job.lease_token = std::uint64_t(s.int64(12));
     if (!s.is_null(13))
         job.timeout = duration(s.int64(13));
+    job.attempt = unsigned(s.int64(14));
+    if (!s.is_null(15)) {
+        try {
+            const nlohmann::json policy = parse_stored_json(s.text(15));
+            job.retry = policy.get<RetryPolicy>();
+        } catch (const std::exception &e) {
+            bad.push_back({"job", job.id, s.text(15), std::string("retry: ") + e.what()});
+            return std::nullopt;
+        }
+    }
+    if (job.attempt > 1)
+        job.retry_at = s.time(16); // a retry's start is its backoff time
     return job;
 }
 
 /// A job's timeout as stored: microseconds, or NULL for no limit.
 inline std::optional<std::int64_t> timeout_value(const Job &job) {
     return job.timeout ? std::optional<std::int64_t>(job.timeout->count()) : std::nullopt;
+}
+
+/// History columns: seq, job_id, attempt, task_id, schedule_id, outcome,
+/// scheduled_fire_time, started_at, finished_at, worker, exception_type, exception_message,
+/// retry_at. A record with an outcome this build does not know is skipped (nullopt).
+template <class Row> std::optional<JobHistoryRecord> history_row(const Row &s) {
+    JobHistoryRecord r;
+    try {
+        r.outcome = enum_from_string<JobOutcome>(s.text(5));
+    } catch (const Error &) {
+        return std::nullopt;
+    }
+    r.job_id = s.text(1);
+    r.attempt = unsigned(s.int64(2));
+    r.task_id = s.text(3);
+    r.schedule_id = s.opt_text(4);
+    r.scheduled_fire_time = s.opt_time(6);
+    r.started_at = s.opt_time(7);
+    r.finished_at = s.time(8);
+    r.worker = s.text(9);
+    r.exception_type = s.opt_text(10);
+    r.exception_message = s.opt_text(11);
+    r.retry_at = s.opt_time(12);
+    return r;
+}
+
+/// A job's retry policy as stored: JSON, or NULL for none.
+inline std::optional<std::string> retry_text(const Job &job) {
+    return job.retry ? std::optional<std::string>(nlohmann::json(*job.retry).dump()) : std::nullopt;
 }
 
 /// A job's args and metadata as stored: the common empty values without the serializer.

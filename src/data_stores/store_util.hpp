@@ -2,12 +2,16 @@
 // ended without running to completion.
 #pragma once
 
+#include <asched/data_store.hpp>
 #include <asched/event_broker.hpp>
 #include <asched/model.hpp>
 
 #include <asio/awaitable.hpp>
 
 #include <memory>
+#include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace asched::detail {
@@ -28,6 +32,7 @@ inline JobResult store_result(const Job &job, JobOutcome outcome, time_point at,
     r.job_id = job.id;
     r.task_id = job.task_id;
     r.schedule_id = job.schedule_id;
+    r.attempt = job.attempt;
     r.outcome = outcome;
     r.finished_at = at;
     r.expires_at = at + job.result_expiration_time;
@@ -35,14 +40,58 @@ inline JobResult store_result(const Job &job, JobOutcome outcome, time_point at,
     return r;
 }
 
-/// The JobReleased event for `job` ending with `result`, released by `scheduler_id`.
+/// The JobReleased event for `job`'s attempt ending with `result`, released by
+/// `scheduler_id`; `retry_at` when the job goes on with another attempt.
 inline JobReleased released_event(const Job &job, const JobResult &result,
-                                  const std::string &scheduler_id) {
+                                  const std::string &scheduler_id,
+                                  std::optional<time_point> retry_at = std::nullopt) {
     return JobReleased{result.finished_at,    job.id,
                        scheduler_id,          job.task_id,
                        job.schedule_id,       job.scheduled_fire_time,
                        result.started_at,     result.outcome,
-                       result.exception_type, result.exception_message};
+                       result.exception_type, result.exception_message,
+                       job.attempt,           retry_at};
 }
+
+/// A number in [0, 1] for a retry's jitter.
+inline double retry_uniform01() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+/// When `job`'s attempt that ended as `result` is tried again: the next attempt's start, or
+/// nullopt (no policy, attempts used up, or an outcome the policy does not retry).
+inline std::optional<time_point> retry_time(const Job &job, const JobResult &result) {
+    if (!job.retry || job.attempt >= job.retry->max_attempts || !job.retry->retries(result.outcome))
+        return std::nullopt;
+    return result.finished_at + job.retry->delay_before(job.attempt + 1, retry_uniform01());
+}
+
+/// The history record of `job`'s attempt that ended as `result`.
+inline JobHistoryRecord history_record(const Job &job, const JobResult &result,
+                                       const std::string &worker,
+                                       std::optional<time_point> retry_at) {
+    return JobHistoryRecord{job.id,
+                            job.attempt,
+                            job.task_id,
+                            job.schedule_id,
+                            result.outcome,
+                            job.scheduled_fire_time,
+                            result.started_at,
+                            result.finished_at,
+                            worker,
+                            result.exception_type,
+                            result.exception_message,
+                            retry_at};
+}
+
+/// Page cursors: "<finished_at in microseconds>.<sequence>", opaque to callers.
+inline std::string history_cursor(time_point finished_at, std::int64_t seq) {
+    return std::to_string(finished_at.time_since_epoch().count()) + "." + std::to_string(seq);
+}
+/// Throws Error(invalid_argument) naming the cursor when it is not one of ours.
+std::pair<std::int64_t, std::int64_t> parse_history_cursor(const std::string &cursor);
+/// Throws Error(invalid_argument) for a limit outside 1..10,000.
+void check_history_filter(const JobHistoryFilter &filter);
 
 } // namespace asched::detail

@@ -1,5 +1,6 @@
 // AsyncScheduler's API: each call checks its input, then does its work on the strand.
 #include "../core/json_limits.hpp"
+#include "../data_stores/store_util.hpp"
 #include "scheduler_state.hpp"
 
 #include <asched/policies.hpp>
@@ -128,6 +129,7 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
         task.max_running_jobs = d.max_running_jobs;
         task.misfire_grace_time = d.misfire_grace_time;
         task.timeout = d.timeout;
+        task.retry = d.retry;
         task.metadata = d.metadata.is_object() ? d.metadata : nlohmann::json::object();
     }
     if (options.max_running_jobs)
@@ -142,6 +144,10 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
     if (options.timeout)
         task.timeout = *options.timeout;
     check_timeout(task.timeout, fmt::format("task '{}'", id));
+    if (options.retry)
+        task.retry = *options.retry;
+    if (task.retry)
+        task.retry->check(fmt::format("task '{}'", id));
     if (options.metadata)
         task.metadata =
             merged_metadata(task.metadata, *options.metadata, fmt::format("task '{}'", id));
@@ -204,6 +210,9 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
     s.max_jitter = options.max_jitter;
     s.timeout = options.timeout ? *options.timeout : task.timeout;
     check_timeout(s.timeout, what);
+    s.retry = options.retry ? *options.retry : task.retry;
+    if (s.retry)
+        s.retry->check(what);
     s.job_result_expiration_time = options.job_result_expiration_time;
     s.metadata = merged_metadata(task.metadata, options.metadata, what);
     s.next_fire_time = trigger->advance(std::nullopt, s.trigger_state);
@@ -268,11 +277,22 @@ asio::awaitable<std::string> do_add_job(std::shared_ptr<SchedulerState> self, st
     job.result_expiration_time = options.result_expiration_time;
     job.timeout = options.timeout ? *options.timeout : task.timeout;
     check_timeout(job.timeout, what);
+    job.retry = options.retry ? *options.retry : task.retry;
+    if (job.retry)
+        job.retry->check(what);
     job.metadata = merged_metadata(task.metadata, options.metadata, what);
     job.created_at = self->clock->now();
     const auto id = job.id;
     co_await self->store->add_job(std::move(job));
     co_return id;
+}
+
+asio::awaitable<JobHistoryPage> do_get_job_results(std::shared_ptr<SchedulerState> self,
+                                                   JobHistoryFilter filter) {
+    co_await ensure_open(self);
+    auto call = self->store->get_job_history(std::move(filter));
+    auto page = co_await std::move(call);
+    co_return page;
 }
 
 asio::awaitable<JobCancellation> do_cancel_job(std::shared_ptr<SchedulerState> self,
@@ -304,6 +324,7 @@ asio::awaitable<std::string> do_run_schedule_now(std::shared_ptr<SchedulerState>
     if (s.misfire_grace_time)
         job.start_deadline = now + *s.misfire_grace_time;
     job.timeout = s.timeout;
+    job.retry = s.retry;
     job.result_expiration_time = s.job_result_expiration_time;
     job.metadata = std::move(s.metadata);
     job.created_at = now;
@@ -548,6 +569,8 @@ asio::awaitable<std::vector<Job>> do_get_jobs(std::shared_ptr<SchedulerState> se
 asio::awaitable<void> do_cleanup(std::shared_ptr<SchedulerState> self) {
     co_await ensure_open(self);
     co_await self->store->cleanup();
+    auto prune = self->store->prune_history(self->clock->now() - self->options.history_retention);
+    co_await std::move(prune);
 }
 asio::awaitable<void> do_run_until_stopped(std::shared_ptr<SchedulerState> self) {
     if (self->phase == Phase::stopped)
@@ -616,6 +639,15 @@ asio::awaitable<std::optional<JobResult>> AsyncScheduler::get_job_result(std::st
     detail::check_lookup_id(*state_, job_id, "job");
     return on_strand(state_,
                      detail::do_get_job_result(state_, std::string(job_id), wait, std::nullopt));
+}
+
+asio::awaitable<JobHistoryPage> AsyncScheduler::get_job_results(const JobHistoryFilter &filter) {
+    detail::check_history_filter(filter);
+    if (filter.task_id)
+        detail::check_lookup_id(*state_, *filter.task_id, "task");
+    if (filter.schedule_id)
+        detail::check_lookup_id(*state_, *filter.schedule_id, "schedule");
+    return on_strand(state_, detail::do_get_job_results(state_, filter));
 }
 
 asio::awaitable<JobCancellation> AsyncScheduler::cancel_job(std::string_view job_id) {

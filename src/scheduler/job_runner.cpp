@@ -21,6 +21,7 @@ JobResult result_of(const Job &job) {
     r.job_id = job.id;
     r.task_id = job.task_id;
     r.schedule_id = job.schedule_id;
+    r.attempt = job.attempt;
     return r;
 }
 
@@ -255,6 +256,7 @@ void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
                              j.scheduled_fire_time,
                              std::move(rj->job.metadata),
                              rj->stop.get_token()};
+    rj->context.attempt = j.attempt;
     rj->context.start_deadline = j.start_deadline;
     rj->context.jitter = j.jitter;
     rj->handle.emplace(SchedulerAccess::borrow(self));

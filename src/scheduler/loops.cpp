@@ -167,6 +167,11 @@ asio::awaitable<void> cleanup_loop(std::shared_ptr<SchedulerState> self) {
             next = self->clock->now() + interval;
             try {
                 co_await self->store->cleanup();
+                auto prune = self->store->prune_history(self->clock->now() -
+                                                        self->options.history_retention);
+                const auto pruned = co_await std::move(prune);
+                if (pruned > 0)
+                    self->log(LogLevel::debug, "cleanup: {} history record(s) pruned", pruned);
             } catch (const std::exception &e) {
                 self->log(LogLevel::warning, "cleanup failed: {}", e.what());
             }

@@ -475,6 +475,158 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, cancelling_queued_and_running_jobs, stores,
     }
 }
 
+RetryPolicy three_tries() {
+    RetryPolicy r;
+    r.max_attempts = 3;
+    r.initial_delay = 10s;
+    r.multiplier = 2;
+    r.jitter = 0;
+    return r;
+}
+
+BOOST_DATA_TEST_CASE_F(StoreFixture, retries_requeue_the_same_row_until_attempts_run_out, stores,
+                       kind) {
+    open(kind);
+    Job j = job();
+    j.retry = three_tries();
+    j.result_expiration_time = 1h;
+    sync(store->add_job(j));
+    const auto start = clock->now();
+    // Attempt 1 fails: the row becomes attempt 2, due 10 s later; the slot is free.
+    auto a1 = acquire(1).jobs.at(0);
+    BOOST_TEST(a1.attempt == 1u);
+    BOOST_TEST(sync(store->release_job("w1", a1, result(a1, JobOutcome::error))));
+    BOOST_TEST(sync(store->get_task("t")).running_jobs == 0);
+    BOOST_TEST(!sync(store->get_job_result(j.id)));
+    auto queued = sync(store->get_jobs(std::nullopt));
+    BOOST_REQUIRE(queued.size() == 1u);
+    BOOST_TEST(queued[0].id == j.id);
+    BOOST_TEST(queued[0].attempt == 2u);
+    BOOST_TEST((queued[0].retry == std::optional<RetryPolicy>(three_tries())));
+    auto early = acquire(1);
+    BOOST_TEST(early.jobs.empty());
+    BOOST_TEST((early.next_ready_time == start + 10s));
+    clock->advance(10s);
+    // Attempt 2 times out: attempt 3 is due 20 s later.
+    auto a2 = acquire(1).jobs.at(0);
+    BOOST_TEST(a2.attempt == 2u);
+    BOOST_TEST(sync(store->release_job("w1", a2, result(a2, JobOutcome::timed_out))));
+    clock->advance(19s);
+    BOOST_TEST(acquire(1).jobs.empty());
+    clock->advance(1s);
+    // Attempt 3 fails too: no attempts left, the result is stored and the row gone.
+    auto a3 = acquire(1).jobs.at(0);
+    BOOST_TEST(a3.attempt == 3u);
+    auto final_result = result(a3, JobOutcome::error);
+    final_result.attempt = a3.attempt;
+    BOOST_TEST(sync(store->release_job("w1", a3, final_result)));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty());
+    auto r = sync(store->get_job_result(j.id));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::error);
+    BOOST_TEST(r->attempt == 3u);
+    // Every attempt is in the history, newest first; the retried ones say when.
+    auto page = sync(store->get_job_history(JobHistoryFilter{}));
+    BOOST_REQUIRE(page.records.size() == 3u);
+    BOOST_TEST(page.records[0].attempt == 3u);
+    BOOST_TEST(!page.records[0].retry_at);
+    BOOST_TEST(page.records[1].attempt == 2u);
+    BOOST_TEST(page.records[1].outcome == JobOutcome::timed_out);
+    BOOST_TEST((page.records[1].retry_at == start + 30s));
+    BOOST_TEST(page.records[2].attempt == 1u);
+    BOOST_TEST((page.records[2].retry_at == start + 10s));
+    BOOST_TEST(page.records[2].worker == "w1");
+    // A success is never retried; nor is an outcome the policy leaves out.
+    Job k = job();
+    k.retry = three_tries();
+    k.retry->on_error = false;
+    sync(store->add_job(k));
+    auto b1 = acquire(1).jobs.at(0);
+    BOOST_TEST(sync(store->release_job("w1", b1, result(b1, JobOutcome::error))));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty());
+}
+
+BOOST_DATA_TEST_CASE_F(StoreFixture, an_abandoned_attempt_is_retried_by_the_store, stores, kind) {
+    open(kind);
+    Job j = job();
+    j.retry = three_tries();
+    sync(store->add_job(j));
+    auto got = acquire(1).jobs.at(0); // a 30 s lease, never renewed: its node died
+    clock->advance(31s);
+    sync(store->cleanup());
+    auto queued = sync(store->get_jobs(std::nullopt));
+    BOOST_REQUIRE(queued.size() == 1u);
+    BOOST_TEST(queued[0].attempt == 2u);
+    BOOST_TEST(!queued[0].acquired_by);
+    BOOST_TEST(sync(store->get_task("t")).running_jobs == 0);
+    auto page = sync(store->get_job_history(JobHistoryFilter{}));
+    BOOST_REQUIRE(page.records.size() == 1u);
+    BOOST_TEST(page.records[0].outcome == JobOutcome::abandoned);
+    BOOST_TEST((page.records[0].retry_at == test::t0 + 41s));
+    // The dead node's late release is refused; another node runs attempt 2 once.
+    BOOST_TEST(!sync(store->release_job("w1", got, result(got, JobOutcome::success))));
+    clock->advance(10s);
+    auto second = acquire(1, {"t"}, "w2").jobs;
+    BOOST_REQUIRE(second.size() == 1u);
+    BOOST_TEST(second[0].attempt == 2u);
+    BOOST_TEST(sync(store->release_job("w2", second[0], result(second[0], JobOutcome::success))));
+    BOOST_TEST(sync(store->get_jobs(std::nullopt)).empty());
+}
+
+BOOST_DATA_TEST_CASE_F(StoreFixture, history_filters_pages_and_pruning, stores, kind) {
+    open(kind);
+    add_task("u", std::nullopt);
+    add_task("t2", std::nullopt);
+    // 7 jobs of "u" (every other one failing), 3 of "t2", one second apart.
+    std::vector<std::string> u_ids;
+    for (int i = 0; i < 10; ++i) {
+        Job j = job(i < 7 ? "u" : "t2");
+        if (i < 7)
+            u_ids.push_back(j.id);
+        sync(store->add_job(j));
+        auto got = acquire(1, {j.task_id}).jobs.at(0);
+        sync(store->release_job("w1", got,
+                                result(got, i % 2 ? JobOutcome::error : JobOutcome::success)));
+        clock->advance(1s);
+    }
+    JobHistoryFilter u;
+    u.task_id = "u";
+    u.limit = 3;
+    std::vector<std::string> seen;
+    std::optional<std::string> cursor;
+    int pages = 0;
+    do {
+        u.cursor = cursor;
+        auto page = sync(store->get_job_history(u));
+        ++pages;
+        for (auto &r : page.records) {
+            BOOST_TEST(r.task_id == "u");
+            seen.push_back(r.job_id);
+        }
+        cursor = page.next_cursor;
+    } while (cursor && pages < 10);
+    BOOST_TEST(pages == 3);
+    std::reverse(seen.begin(), seen.end());
+    BOOST_TEST(seen == u_ids); // newest first, each once, across pages
+
+    JobHistoryFilter failed;
+    failed.outcome = JobOutcome::error;
+    BOOST_TEST(sync(store->get_job_history(failed)).records.size() == 5u);
+    JobHistoryFilter window;
+    window.since = test::t0 + 2s;
+    window.until = test::t0 + 5s; // finished at 2, 3 and 4 s
+    BOOST_TEST(sync(store->get_job_history(window)).records.size() == 3u);
+    JobHistoryFilter bad;
+    bad.cursor = "not-a-cursor";
+    BOOST_CHECK_THROW(sync(store->get_job_history(bad)), Error);
+    bad.cursor.reset();
+    bad.limit = 0;
+    BOOST_CHECK_THROW(sync(store->get_job_history(bad)), Error);
+
+    BOOST_TEST(sync(store->prune_history(test::t0 + 4s)) == 4u);
+    BOOST_TEST(sync(store->get_job_history(JobHistoryFilter{})).records.size() == 6u);
+}
+
 BOOST_DATA_TEST_CASE_F(StoreFixture, reaping_abandons_only_the_callers_jobs, stores, kind) {
     open(kind);
     add_task("t", std::nullopt);

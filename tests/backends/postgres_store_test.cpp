@@ -292,12 +292,12 @@ BOOST_FIXTURE_TEST_CASE(a_version_1_schema_is_migrated_and_keeps_its_jobs, PgFix
     run(first->add_job(j));
     run(first->stop());
     test::Psql side(server().conninfo());
-    side.exec("ALTER TABLE " + schema +
-              ".jobs DROP COLUMN timeout, DROP COLUMN cancel_requested; "
-              "UPDATE " +
-              schema + ".schema_version SET version = 1");
+    const std::string S = schema;
+    side.exec("ALTER TABLE " + S + ".jobs DROP COLUMN timeout, DROP COLUMN cancel_requested, " +
+              "DROP COLUMN attempt, DROP COLUMN retry; DROP TABLE " + S + ".job_history; " +
+              "UPDATE " + S + ".schema_version SET version = 1");
     auto again = node(manual_clock());
-    BOOST_TEST(side.exec("SELECT version FROM " + schema + ".schema_version") == "2");
+    BOOST_TEST(side.exec("SELECT version FROM " + S + ".schema_version") == "3");
     auto jobs = run(again->get_jobs(std::nullopt));
     BOOST_REQUIRE(jobs.size() == 1u);
     BOOST_TEST(!jobs[0].timeout);

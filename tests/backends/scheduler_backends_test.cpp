@@ -71,6 +71,9 @@ BOOST_FIXTURE_TEST_CASE(cancel_job, PostgresSchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(run_schedule_now, PostgresSchedulerFixture) {
     run(a_schedule_runs_now(this));
 }
+BOOST_FIXTURE_TEST_CASE(retries_and_history, PostgresSchedulerFixture) {
+    run(failed_attempts_are_retried(this));
+}
 BOOST_FIXTURE_TEST_CASE(hostile_input, PostgresSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));
 }
@@ -109,6 +112,9 @@ BOOST_FIXTURE_TEST_CASE(cancel_job, SqliteSchedulerFixture) {
 }
 BOOST_FIXTURE_TEST_CASE(run_schedule_now, SqliteSchedulerFixture) {
     run(a_schedule_runs_now(this));
+}
+BOOST_FIXTURE_TEST_CASE(retries_and_history, SqliteSchedulerFixture) {
+    run(failed_attempts_are_retried(this));
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, SqliteSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));

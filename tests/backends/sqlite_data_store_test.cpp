@@ -174,10 +174,11 @@ BOOST_AUTO_TEST_CASE(a_version_1_file_is_migrated_and_keeps_its_jobs) {
         sync(store->add_job(j));
         sync(store->stop());
     }
-    // What version 1 wrote: the jobs table without the columns of migration 2.
+    // What version 1 wrote: no columns or tables of migrations 2 and 3.
     raw_sql(path, "ALTER TABLE jobs DROP COLUMN timeout; ALTER TABLE jobs DROP COLUMN "
-                  "cancel_requested; UPDATE asched_meta SET value = 1 WHERE key = "
-                  "'schema_version'");
+                  "cancel_requested; ALTER TABLE jobs DROP COLUMN attempt; ALTER TABLE jobs "
+                  "DROP COLUMN retry; DROP TABLE job_history; UPDATE asched_meta SET value = 1 "
+                  "WHERE key = 'schema_version'");
     auto store = open();
     auto jobs = sync(store->get_jobs(std::nullopt));
     BOOST_REQUIRE(jobs.size() == 1u);

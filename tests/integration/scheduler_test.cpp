@@ -64,6 +64,9 @@ BOOST_FIXTURE_TEST_CASE(run_job_wait_bound, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(job_context_and_scheduler_handle, SchedulerFixture) {
     run(tasks_see_their_context_and_the_scheduler(this));
 }
+BOOST_FIXTURE_TEST_CASE(retries_and_history, SchedulerFixture) {
+    run(failed_attempts_are_retried(this));
+}
 BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) {
     run(paused_schedules(this));
 }

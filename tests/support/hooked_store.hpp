@@ -115,6 +115,12 @@ class HookedStore final : public DataStore {
                                                 std::string scheduler_id) override {
         return inner_->cancel_job(std::move(job_id), std::move(scheduler_id));
     }
+    asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) override {
+        return inner_->get_job_history(std::move(filter));
+    }
+    asio::awaitable<std::size_t> prune_history(time_point before) override {
+        return inner_->prune_history(before);
+    }
     asio::awaitable<void> reap_abandoned_jobs(std::string id) override {
         return inner_->reap_abandoned_jobs(std::move(id));
     }

@@ -767,6 +767,77 @@ inline asio::awaitable<void> run_job_gives_up_waiting(SchedulerFixture *f) {
     co_await eventually([f] { return f->released(JobOutcome::success) == 1; }, "it ran");
 }
 
+// Retries with backoff on the manual clock: attempts 1 and 2 fail, 3 succeeds; JobContext
+// counts them, run_job waits through them, and the history has every attempt.
+inline asio::awaitable<void> failed_attempts_are_retried(SchedulerFixture *f) {
+    auto &s = f->s();
+    RetryPolicy policy;
+    policy.max_attempts = 3;
+    policy.initial_delay = 5s;
+    policy.multiplier = 2;
+    policy.jitter = 0;
+    TaskOptions retried{.retry = policy};
+    co_await s.add_task(
+        "flaky",
+        [](JobContext &job) -> int {
+            if (job.attempt < 3)
+                throw std::runtime_error("attempt " + std::to_string(job.attempt) + " failed");
+            return int(job.attempt);
+        },
+        retried);
+    co_await s.start_in_background();
+    JobOptions keep{.result_expiration_time = 1h};
+    const auto id = co_await s.add_job("flaky", keep);
+    auto retried_releases = [f] {
+        std::size_t n = 0;
+        for (const auto &r : f->recorder->of<JobReleased>())
+            n += r.retry_at.has_value();
+        return n;
+    };
+    co_await eventually([&] { return retried_releases() == 1; }, "attempt 1 failed");
+    auto queued = co_await s.get_jobs();
+    BOOST_REQUIRE(queued.size() == 1u);
+    BOOST_TEST(queued[0].attempt == 2u);
+    f->clock->advance(4s);
+    BOOST_TEST(retried_releases() == 1u); // not before its backoff
+    f->clock->advance(1s);
+    co_await eventually([&] { return retried_releases() == 2; }, "attempt 2 failed");
+    f->clock->advance(10s);
+    auto r = co_await s.get_job_result(id);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->outcome == JobOutcome::success);
+    BOOST_TEST(r->return_value == 3);
+    BOOST_TEST(r->attempt == 3u);
+
+    JobHistoryFilter mine;
+    mine.task_id = "flaky";
+    auto page = co_await s.get_job_results(mine);
+    BOOST_REQUIRE(page.records.size() == 3u);
+    BOOST_TEST(page.records[0].outcome == JobOutcome::success);
+    BOOST_TEST(page.records[1].outcome == JobOutcome::error);
+    BOOST_TEST(page.records[1].exception_message.value_or("") == "attempt 2 failed");
+    BOOST_TEST((page.records[2].retry_at == test::t0 + 5s));
+    for (const auto &rec : page.records)
+        BOOST_TEST(rec.job_id == id);
+
+    // A bad policy is refused naming the field.
+    RetryPolicy none;
+    none.max_attempts = 0;
+    JobOptions bad{.retry = none};
+    std::string refused;
+    try {
+        co_await s.add_job("flaky", bad);
+    } catch (const Error &e) {
+        refused = e.what();
+    }
+    BOOST_TEST(mentions(refused, "field 'retry.max_attempts'"), refused);
+    // The history is pruned after history_retention (24 h).
+    f->clock->advance(25h);
+    co_await s.cleanup();
+    auto later = co_await s.get_job_results(mine);
+    BOOST_TEST(later.records.empty());
+}
+
 // A coroutine task adds a job through JobContext::scheduler and reports what its context says.
 inline asio::awaitable<nlohmann::json> parent_task(JobContext &job) {
     JobOptions o{.args = {int(job.attempt)}, .result_expiration_time = 1h};

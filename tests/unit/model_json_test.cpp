@@ -109,8 +109,10 @@ BOOST_AUTO_TEST_CASE(every_event_type) {
         StoreHealthChanged{test::t0, "node-1", true, "connection refused"},
         FiresDropped{test::t0 + 3h, "s", "t", 179, test::t0, test::t0 + 178min, "coalesced"},
         JobCancelRequested{test::t0, "j", "t", "node-2"},
+        JobReleased{test::t0, "j", "node", "t", std::nullopt, std::nullopt, test::t0,
+                    JobOutcome::timed_out, "asched::JobTimedOut", "timed out", 2, test::t0 + 5s},
     };
-    BOOST_TEST(events.size() == std::variant_size_v<Event>);
+    BOOST_TEST(events.size() == std::variant_size_v<Event> + 1); // JobReleased twice
     for (const auto &e : events) {
         json j = e;
         BOOST_TEST(j["type"] == event_name(e));

@@ -95,6 +95,37 @@ BOOST_AUTO_TEST_CASE(dropped_fires_are_counted_with_their_first_and_last) {
     BOOST_TEST(on_time.dropped.count == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(retry_backoff_grows_is_capped_and_jittered) {
+    RetryPolicy r;
+    r.initial_delay = 1s;
+    r.multiplier = 3;
+    r.max_delay = 20s;
+    r.jitter = 0.5;
+    BOOST_TEST((r.delay_before(2, 0.0) == 1s));
+    BOOST_TEST((r.delay_before(3, 0.0) == 3s));
+    BOOST_TEST((r.delay_before(4, 0.0) == 9s));
+    BOOST_TEST((r.delay_before(5, 0.0) == 20s)); // 27 s, capped
+    BOOST_TEST((r.delay_before(60, 0.0) == 20s));
+    BOOST_TEST((r.delay_before(3, 1.0) == 4500ms)); // stretched by up to half
+    BOOST_TEST(r.retries(JobOutcome::error));
+    BOOST_TEST(r.retries(JobOutcome::abandoned));
+    BOOST_TEST(!r.retries(JobOutcome::cancelled));
+    BOOST_TEST(!r.retries(JobOutcome::missed_start_deadline));
+    r.on_timed_out = false;
+    BOOST_TEST(!r.retries(JobOutcome::timed_out));
+    // JSON round trip, and a bad stored policy is named.
+    const nlohmann::json j = r;
+    BOOST_TEST((j.get<RetryPolicy>() == r));
+    nlohmann::json bad = j;
+    bad["multiplier"] = 0.5;
+    try {
+        (void)bad.get<RetryPolicy>();
+        BOOST_FAIL("no error");
+    } catch (const Error &e) {
+        BOOST_TEST(std::string(e.what()).find("retry.multiplier") != std::string::npos, e.what());
+    }
+}
+
 BOOST_AUTO_TEST_CASE(jobs_carry_the_schedule_settings) {
     auto s = every_second(CoalescePolicy::latest);
     s.args = {1, 2};

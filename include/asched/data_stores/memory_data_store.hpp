@@ -49,6 +49,8 @@ class MemoryDataStore final : public DataStore {
                                duration lease) override;
     asio::awaitable<JobCancellation> cancel_job(std::string job_id,
                                                 std::string scheduler_id) override;
+    asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) override;
+    asio::awaitable<std::size_t> prune_history(time_point before) override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
 

@@ -39,7 +39,7 @@ struct SqliteDataStoreOptions {
 class SqliteDataStore final : public DataStore {
   public:
     /// The schema version this build writes.
-    static constexpr int schema_version = 2;
+    static constexpr int schema_version = 3;
 
     explicit SqliteDataStore(SqliteDataStoreOptions options = {});
     ~SqliteDataStore() override;
@@ -77,6 +77,8 @@ class SqliteDataStore final : public DataStore {
                                duration lease) override;
     asio::awaitable<JobCancellation> cancel_job(std::string job_id,
                                                 std::string scheduler_id) override;
+    asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) override;
+    asio::awaitable<std::size_t> prune_history(time_point before) override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
 

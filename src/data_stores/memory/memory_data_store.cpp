@@ -43,6 +43,20 @@ struct MemoryDataStore::State {
     std::unordered_map<std::string, JobResult> results;
     std::set<TimeKey> result_expiry;
 
+    // The job history, newest last, with an index per task and per schedule.
+    using HistoryKey = std::pair<time_point, std::int64_t>;
+    std::map<HistoryKey, JobHistoryRecord> history;
+    std::unordered_map<std::string, std::set<HistoryKey>> history_by_task, history_by_schedule;
+    std::int64_t history_seq = 0;
+
+    void record_history(JobHistoryRecord record) {
+        const HistoryKey key{record.finished_at, ++history_seq};
+        history_by_task[record.task_id].insert(key);
+        if (record.schedule_id)
+            history_by_schedule[*record.schedule_id].insert(key);
+        history.emplace(key, std::move(record));
+    }
+
     std::vector<Event> events; // published after the lock is released
 
     time_point now() const { return context.clock->now(); }
@@ -112,7 +126,13 @@ struct MemoryDataStore::State {
         if (job.acquired_by)
             if (auto t = tasks.find(job.task_id); t != tasks.end() && t->second.running_jobs > 0)
                 --t->second.running_jobs;
-        events.push_back(detail::released_event(job, result, scheduler_id));
+        const auto retry_at = detail::retry_time(job, result);
+        record_history(detail::history_record(job, result, scheduler_id, retry_at));
+        events.push_back(detail::released_event(job, result, scheduler_id, retry_at));
+        if (retry_at) {
+            requeue(it, *retry_at);
+            return;
+        }
         if (result.expires_at > result.finished_at) {
             if (auto old = results.find(result.job_id); old != results.end())
                 result_expiry.erase({old->second.expires_at, old->first});
@@ -120,6 +140,20 @@ struct MemoryDataStore::State {
             results.insert_or_assign(result.job_id, std::move(result));
         }
         erase_job(it);
+    }
+
+    // The job's next attempt: the same row, unleased, due at `at`.
+    void requeue(std::unordered_map<std::string, JobEntry>::iterator it, time_point at) {
+        Job &job = it->second.job;
+        if (job.acquired_until)
+            job_leases.erase({*job.acquired_until, job.id});
+        job.acquired_by.reset();
+        job.acquired_until.reset();
+        job.start_deadline.reset(); // a misfire is about the first start
+        ++job.attempt;
+        job.retry_at = at;
+        it->second.cancel_requested = false;
+        queued[job.task_id].emplace(job.earliest_start(), it->second.seq, job.id);
     }
 
     void abandon_expired_job_leases(time_point at) {
@@ -570,6 +604,79 @@ MemoryDataStore::extend_acquired_job_leases(std::string scheduler_id, std::vecto
             cancel.push_back(id);
     }
     co_return cancel;
+}
+
+asio::awaitable<JobHistoryPage> MemoryDataStore::get_job_history(JobHistoryFilter filter) {
+    detail::check_history_filter(filter);
+    std::optional<State::HistoryKey> before;
+    if (filter.cursor) {
+        const auto [at, seq] = detail::parse_history_cursor(*filter.cursor);
+        before = State::HistoryKey{time_point(duration(at)), seq};
+    }
+    std::lock_guard lock(state_->mutex);
+    auto &s = *state_;
+    JobHistoryPage page;
+    State::HistoryKey last{};
+    // False once the page is full (with a cursor) or the records are older than `since`.
+    auto take = [&](const State::HistoryKey &key, const JobHistoryRecord &r) {
+        if (filter.since && r.finished_at < *filter.since)
+            return false;
+        if ((filter.until && r.finished_at >= *filter.until) ||
+            (filter.task_id && r.task_id != *filter.task_id) ||
+            (filter.schedule_id && r.schedule_id != filter.schedule_id) ||
+            (filter.outcome && r.outcome != *filter.outcome))
+            return true;
+        if (page.records.size() == filter.limit) {
+            page.next_cursor = detail::history_cursor(last.first, last.second);
+            return false;
+        }
+        page.records.push_back(r);
+        last = key;
+        return true;
+    };
+    // Newest first, from the cursor down, through the narrowest index the filter allows.
+    const std::set<State::HistoryKey> *index = nullptr;
+    if (filter.schedule_id || filter.task_id) {
+        auto &by = filter.schedule_id ? s.history_by_schedule : s.history_by_task;
+        auto it = by.find(filter.schedule_id ? *filter.schedule_id : *filter.task_id);
+        if (it == by.end())
+            co_return page;
+        index = &it->second;
+    }
+    if (index) {
+        auto end = before ? index->lower_bound(*before) : index->end();
+        for (auto it = std::make_reverse_iterator(end); it != index->rend(); ++it)
+            if (!take(*it, s.history.at(*it)))
+                break;
+    } else {
+        auto end = before ? s.history.lower_bound(*before) : s.history.end();
+        for (auto it = std::make_reverse_iterator(end); it != s.history.rend(); ++it)
+            if (!take(it->first, it->second))
+                break;
+    }
+    co_return page;
+}
+
+asio::awaitable<std::size_t> MemoryDataStore::prune_history(time_point before) {
+    std::lock_guard lock(state_->mutex);
+    auto &s = *state_;
+    std::size_t n = 0;
+    for (auto it = s.history.begin(); it != s.history.end() && it->first.first < before; ++n) {
+        if (auto t = s.history_by_task.find(it->second.task_id); t != s.history_by_task.end()) {
+            t->second.erase(it->first);
+            if (t->second.empty())
+                s.history_by_task.erase(t);
+        }
+        if (it->second.schedule_id)
+            if (auto c = s.history_by_schedule.find(*it->second.schedule_id);
+                c != s.history_by_schedule.end()) {
+                c->second.erase(it->first);
+                if (c->second.empty())
+                    s.history_by_schedule.erase(c);
+            }
+        it = s.history.erase(it);
+    }
+    co_return n;
 }
 
 asio::awaitable<JobCancellation> MemoryDataStore::cancel_job(std::string job_id,

@@ -92,6 +92,29 @@ CREATE TABLE {S}.quarantine (
 ALTER TABLE {S}.jobs ADD COLUMN timeout bigint; -- microseconds; NULL: no limit
 ALTER TABLE {S}.jobs ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
 )sql",
+    // 3: retries and the job history.
+    R"sql(
+ALTER TABLE {S}.jobs ADD COLUMN attempt integer NOT NULL DEFAULT 1;
+ALTER TABLE {S}.jobs ADD COLUMN retry text; -- JSON RetryPolicy; NULL: never retried
+CREATE TABLE {S}.job_history (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id text NOT NULL,
+    attempt integer NOT NULL,
+    task_id text NOT NULL,
+    schedule_id text,
+    outcome text NOT NULL,
+    scheduled_fire_time bigint,
+    started_at bigint,
+    finished_at bigint NOT NULL,
+    worker text NOT NULL,
+    exception_type text,
+    exception_message text,
+    retry_at bigint
+);
+CREATE INDEX job_history_recent ON {S}.job_history (finished_at, seq);
+CREATE INDEX job_history_task ON {S}.job_history (task_id, finished_at, seq);
+CREATE INDEX job_history_schedule ON {S}.job_history (schedule_id, finished_at, seq);
+)sql",
 };
 constexpr int known_version = int(std::size(migrations));
 static_assert(known_version == PostgresDataStore::schema_version);
@@ -100,16 +123,17 @@ static_assert(known_version == PostgresDataStore::schema_version);
     "id, data, paused, next_fire_time, last_fire_time, trigger_state, acquired_by, "               \
     "acquired_until, "                                                                             \
     "lease_token"
-// job_row() reads these; queries append seq (14) and earliest_start (15) where they need them.
+// job_row() reads these; queries append seq (17) where they need it.
 #define ASCHED_JOB_COLUMNS                                                                         \
     "id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline, result_expiration, "   \
-    "created_at, args, metadata, acquired_by, acquired_until, lease_token, timeout"
+    "created_at, args, metadata, acquired_by, acquired_until, lease_token, timeout, attempt, "     \
+    "retry, earliest_start"
 
 // The job columns of jsonb_to_recordset() for a batch insert.
 #define ASCHED_JOB_RECORD                                                                          \
     "id text, task_id text, schedule_id text, scheduled_fire_time bigint, jitter bigint, "         \
     "earliest_start bigint, start_deadline bigint, result_expiration bigint, created_at bigint, "  \
-    "args text, metadata text, timeout bigint"
+    "args text, metadata text, timeout bigint, attempt integer, retry text"
 
 // One row of a Result, read like a SQLite statement (what row_codec.hpp expects).
 struct Row {
@@ -143,7 +167,9 @@ json job_record(const Job &job) {
                 {"created_at", job.created_at.time_since_epoch().count()},
                 {"args", detail::args_text(job)},
                 {"metadata", detail::metadata_text(job)},
-                {"timeout", job.timeout ? json(job.timeout->count()) : json(nullptr)}};
+                {"timeout", job.timeout ? json(job.timeout->count()) : json(nullptr)},
+                {"attempt", job.attempt},
+                {"retry", job.retry ? json(json(*job.retry).dump()) : json(nullptr)}};
 }
 
 struct Unit {};
@@ -190,6 +216,10 @@ namespace {
 
 using Impl = PostgresDataStore::Impl;
 
+struct Session;
+asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
+                                                   const std::vector<const Job *> &jobs);
+
 // What one operation works with: its connection, the transaction's now, and what it collects
 // to apply before commit and publish after it.
 struct Session {
@@ -199,6 +229,7 @@ struct Session {
     std::vector<Event> events;
     std::map<std::string, int> running_delta; // tasks.running_jobs changes, applied once per task
     json results = json::array();             // results to store, in one statement
+    json history = json::array();             // history records to store, in one statement
 
     asio::awaitable<pg::Result> q(const char *sql, pg::Params params) {
         return conn.query(store.sql(sql), std::move(params), store.options.query_timeout);
@@ -238,11 +269,26 @@ struct Session {
 
     // Frees the task slot (if the job held one), queues the result (if it outlives its finish)
     // and the JobReleased event. The job row is the caller's to delete.
+    // With `retry_at` the job goes on (the caller keeps or re-inserts its row): no result.
     void finish(const Job &job, const JobResult &result, const std::string &scheduler_id,
-                bool held_slot) {
+                bool held_slot, std::optional<time_point> retry_at = std::nullopt) {
         if (held_slot)
             --running_delta[job.task_id];
-        events.push_back(detail::released_event(job, result, scheduler_id));
+        events.push_back(detail::released_event(job, result, scheduler_id, retry_at));
+        history.push_back(json{{"job_id", job.id},
+                               {"attempt", job.attempt},
+                               {"task_id", job.task_id},
+                               {"schedule_id", opt_json(job.schedule_id)},
+                               {"outcome", to_string(result.outcome)},
+                               {"scheduled_fire_time", opt_json(job.scheduled_fire_time)},
+                               {"started_at", opt_json(result.started_at)},
+                               {"finished_at", result.finished_at.time_since_epoch().count()},
+                               {"worker", scheduler_id},
+                               {"exception_type", opt_json(result.exception_type)},
+                               {"exception_message", opt_json(result.exception_message)},
+                               {"retry_at", opt_json(retry_at)}});
+        if (retry_at)
+            return;
         if (result.expires_at > result.finished_at)
             results.push_back(json{{"job_id", result.job_id},
                                    {"schedule_id", opt_json(job.schedule_id)},
@@ -253,21 +299,39 @@ struct Session {
 
     // Jobs already deleted by `deleted` (DELETE ... RETURNING job columns), finished as
     // abandoned with `why`.
+    // A job whose policy retries `abandoned` is inserted again as its next attempt.
     asio::awaitable<void> abandon(pg::Result deleted, std::string why_prefix) {
         std::vector<detail::BadRow> bad;
+        std::vector<Job> again;
         for (int i = 0; i < deleted.rows(); ++i) {
             auto job = detail::job_row(Row{deleted, i}, bad);
             if (!job)
                 continue;
             const std::string holder = job->acquired_by.value_or("");
-            finish(*job,
-                   detail::store_result(
-                       *job, JobOutcome::abandoned, now,
-                       why_prefix.empty() ? fmt::format("the lease of worker '{}' expired", holder)
-                                          : why_prefix),
-                   holder, true);
+            const auto result = detail::store_result(
+                *job, JobOutcome::abandoned, now,
+                why_prefix.empty() ? fmt::format("the lease of worker '{}' expired", holder)
+                                   : why_prefix);
+            const auto retry_at = detail::retry_time(*job, result);
+            finish(*job, result, holder, true, retry_at);
+            if (retry_at) {
+                Job next = std::move(*job);
+                ++next.attempt;
+                next.retry_at = retry_at;
+                next.start_deadline.reset();
+                next.acquired_by.reset();
+                next.acquired_until.reset();
+                again.push_back(std::move(next));
+            }
         }
         co_await quarantine(std::move(bad), false);
+        if (!again.empty()) {
+            std::vector<const Job *> rows;
+            for (const auto &j : again)
+                rows.push_back(&j);
+            auto insert = insert_jobs(*this, rows);
+            co_await std::move(insert);
+        }
     }
 
     asio::awaitable<void> abandon_expired_job_leases() {
@@ -283,6 +347,19 @@ struct Session {
 
     // Applies what finish() and the operation collected; the last step before COMMIT.
     asio::awaitable<void> flush() {
+        if (!history.empty()) {
+            auto call = q("INSERT INTO {S}.job_history (job_id, attempt, task_id, schedule_id, "
+                          "outcome, scheduled_fire_time, started_at, finished_at, worker, "
+                          "exception_type, exception_message, retry_at) "
+                          "SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, attempt "
+                          "integer, task_id text, schedule_id text, outcome text, "
+                          "scheduled_fire_time bigint, started_at bigint, finished_at bigint, "
+                          "worker text, exception_type text, exception_message text, retry_at "
+                          "bigint)",
+                          {param(history.dump())});
+            co_await std::move(call);
+            history = json::array();
+        }
         if (!results.empty()) {
             auto call4 =
                 q("INSERT INTO {S}.results (job_id, schedule_id, scheduled_fire_time, expires_at, "
@@ -555,7 +632,8 @@ asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
     auto call15 =
         s.q("INSERT INTO {S}.jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
             "earliest_start, "
-            "start_deadline, result_expiration, created_at, args, metadata, timeout) "
+            "start_deadline, result_expiration, created_at, args, metadata, timeout, attempt, "
+            "retry) "
             "SELECT x.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) "
             "CROSS JOIN LATERAL jsonb_to_record(e.j) AS x(" ASCHED_JOB_RECORD ") "
             "WHERE EXISTS (SELECT 1 FROM {S}.tasks t WHERE t.id = x.task_id) ORDER BY e.n "
@@ -738,8 +816,7 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session &s, std::string schedule
             break;
         auto call23 = s.q("SELECT j.* FROM jsonb_to_recordset($1::jsonb) AS t(id text, n bigint) "
                           "CROSS JOIN LATERAL "
-                          "(SELECT " ASCHED_JOB_COLUMNS
-                          ", seq, earliest_start FROM {S}.jobs WHERE task_id = t.id "
+                          "(SELECT " ASCHED_JOB_COLUMNS ", seq FROM {S}.jobs WHERE task_id = t.id "
                           "AND acquired_by IS NULL AND earliest_start <= $2 ORDER BY "
                           "earliest_start, seq LIMIT t.n "
                           "FOR UPDATE SKIP LOCKED) AS j",
@@ -754,7 +831,7 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session &s, std::string schedule
         std::vector<detail::BadRow> bad;
         for (int i = 0; i < r.rows(); ++i)
             if (auto j = detail::job_row(Row{r, i}, bad))
-                candidates.push_back({r.time(i, 15), r.int64(i, 14), std::move(*j)});
+                candidates.push_back({r.time(i, 16), r.int64(i, 17), std::move(*j)});
         again = !bad.empty();
         auto call24 = s.quarantine(std::move(bad), true);
         co_await std::move(call24);
@@ -823,20 +900,45 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session &s, std::string schedule
 
 asio::awaitable<std::vector<bool>> op_release_jobs(Session &s, std::string scheduler_id,
                                                    std::vector<JobRelease> releases) {
-    json records = json::array();
-    for (const auto &[job, result] : releases)
-        records.push_back(json{{"id", job.id}, {"token", job.lease_token}});
+    json ended = json::array(), retried = json::array();
+    std::vector<std::optional<time_point>> retry_at;
+    for (const auto &[job, result] : releases) {
+        retry_at.push_back(detail::retry_time(job, result));
+        if (retry_at.back())
+            retried.push_back(json{{"id", job.id},
+                                   {"token", job.lease_token},
+                                   {"at", retry_at.back()->time_since_epoch().count()}});
+        else
+            ended.push_back(json{{"id", job.id}, {"token", job.lease_token}});
+    }
     // Only the holder of the current lease may release: the fencing token decides.
-    auto call28 = s.q(
-        "DELETE FROM {S}.jobs j USING jsonb_to_recordset($1::jsonb) AS x(id text, token bigint) "
-        "WHERE j.id = x.id AND j.acquired_by = $2 AND j.lease_token = x.token RETURNING j.id",
-        {param(records.dump()), param(scheduler_id)});
-    auto deleted = co_await std::move(call28);
     std::set<std::string> gone;
-    for (int i = 0; i < deleted.rows(); ++i)
-        gone.insert(deleted.text(i, 0));
+    if (!ended.empty()) {
+        auto call28 = s.q(
+            "DELETE FROM {S}.jobs j USING jsonb_to_recordset($1::jsonb) AS x(id text, token "
+            "bigint) "
+            "WHERE j.id = x.id AND j.acquired_by = $2 AND j.lease_token = x.token RETURNING j.id",
+            {param(ended.dump()), param(scheduler_id)});
+        auto deleted = co_await std::move(call28);
+        for (int i = 0; i < deleted.rows(); ++i)
+            gone.insert(deleted.text(i, 0));
+    }
+    if (!retried.empty()) {
+        // The same row becomes the next attempt, due after its backoff.
+        auto call = s.q("UPDATE {S}.jobs j SET attempt = j.attempt + 1, earliest_start = x.at, "
+                        "start_deadline = NULL, acquired_by = NULL, acquired_until = NULL, "
+                        "cancel_requested = false FROM jsonb_to_recordset($1::jsonb) AS x(id text, "
+                        "token bigint, at bigint) WHERE j.id = x.id AND j.acquired_by = $2 AND "
+                        "j.lease_token = x.token RETURNING j.id",
+                        {param(retried.dump()), param(scheduler_id)});
+        auto requeued = co_await std::move(call);
+        for (int i = 0; i < requeued.rows(); ++i)
+            gone.insert(requeued.text(i, 0));
+    }
+    std::size_t index = 0;
     std::vector<bool> applied;
     for (auto &[job, result] : releases) {
+        const auto next = retry_at[index++];
         if (!gone.contains(job.id)) {
             s.log(LogLevel::warning,
                   fmt::format("job '{}': release by '{}' refused (its lease expired or passed to "
@@ -845,7 +947,7 @@ asio::awaitable<std::vector<bool>> op_release_jobs(Session &s, std::string sched
             applied.push_back(false);
             continue;
         }
-        s.finish(job, result, scheduler_id, true);
+        s.finish(job, result, scheduler_id, true, next);
         applied.push_back(true);
     }
     co_return applied;
@@ -899,6 +1001,64 @@ asio::awaitable<std::vector<std::string>> op_extend_leases(Session &s, const cha
         if (r.boolean(i, 1))
             flagged.push_back(r.text(i, 0));
     co_return flagged;
+}
+
+// One statement per indexed filter; $1 task or schedule, $2 outcome, $3 since, $4 until,
+// $5/$6 the cursor (finished_at, seq), $7 limit + 1.
+#define ASCHED_PG_HISTORY_SELECT                                                                   \
+    "SELECT seq, job_id, attempt, task_id, schedule_id, outcome, scheduled_fire_time, "            \
+    "started_at, finished_at, worker, exception_type, exception_message, retry_at FROM "           \
+    "{S}.job_history WHERE "
+#define ASCHED_PG_HISTORY_REST                                                                     \
+    " ($2::text IS NULL OR outcome = $2) AND finished_at >= $3 AND finished_at < $4 AND "          \
+    "(finished_at, seq) < ($5, $6) ORDER BY finished_at DESC, seq DESC LIMIT $7"
+constexpr const char *pg_history_all =
+    ASCHED_PG_HISTORY_SELECT "$1::text IS NULL AND" ASCHED_PG_HISTORY_REST;
+constexpr const char *pg_history_task =
+    ASCHED_PG_HISTORY_SELECT "task_id = $1 AND" ASCHED_PG_HISTORY_REST;
+constexpr const char *pg_history_schedule =
+    ASCHED_PG_HISTORY_SELECT "schedule_id = $1 AND" ASCHED_PG_HISTORY_REST;
+
+asio::awaitable<JobHistoryPage> op_get_job_history(Session &s, JobHistoryFilter filter) {
+    std::pair<std::int64_t, std::int64_t> before{INT64_MAX, INT64_MAX};
+    if (filter.cursor)
+        before = detail::parse_history_cursor(*filter.cursor);
+    const char *sql = filter.schedule_id ? pg_history_schedule
+                      : filter.task_id   ? pg_history_task
+                                         : pg_history_all;
+    const std::optional<std::string> key = filter.schedule_id ? filter.schedule_id : filter.task_id;
+    const std::optional<std::string> outcome =
+        filter.outcome ? std::optional<std::string>(to_string(*filter.outcome)) : std::nullopt;
+    const bool both = filter.schedule_id && filter.task_id;
+    auto call =
+        s.q(sql, {param(key), param(outcome),
+                  param(filter.since ? filter.since->time_since_epoch().count() : INT64_MIN),
+                  param(filter.until ? filter.until->time_since_epoch().count() : INT64_MAX),
+                  param(before.first), param(before.second),
+                  param(both ? std::int64_t(INT64_MAX) : std::int64_t(filter.limit + 1))});
+    auto r = co_await std::move(call);
+    JobHistoryPage page;
+    std::int64_t last_seq = 0;
+    for (int i = 0; i < r.rows(); ++i) {
+        if (both && r.text(i, 3) != *filter.task_id)
+            continue;
+        auto rec = detail::history_row(Row{r, i});
+        if (!rec)
+            continue;
+        if (page.records.size() == filter.limit) {
+            page.next_cursor = detail::history_cursor(page.records.back().finished_at, last_seq);
+            break;
+        }
+        last_seq = r.int64(i, 0);
+        page.records.push_back(std::move(*rec));
+    }
+    co_return page;
+}
+
+asio::awaitable<std::size_t> op_prune_history(Session &s, time_point before) {
+    auto call = s.q("DELETE FROM {S}.job_history WHERE finished_at < $1", {param(before)});
+    auto r = co_await std::move(call);
+    co_return std::size_t(r.affected());
 }
 
 asio::awaitable<JobCancellation> op_cancel_job(Session &s, std::string job_id,
@@ -1162,6 +1322,21 @@ PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
                                                    std::move(scheduler_id), std::move(ids), lease);
     auto flagged = co_await std::move(call);
     co_return flagged;
+}
+
+asio::awaitable<JobHistoryPage> PostgresDataStore::get_job_history(JobHistoryFilter filter) {
+    detail::check_history_filter(filter);
+    if (filter.cursor)
+        (void)detail::parse_history_cursor(*filter.cursor); // a bad cursor: before any I/O
+    auto call = transact<JobHistoryPage>(impl_, &op_get_job_history, std::move(filter));
+    auto page = co_await std::move(call);
+    co_return page;
+}
+
+asio::awaitable<std::size_t> PostgresDataStore::prune_history(time_point before) {
+    auto call = transact<std::size_t>(impl_, &op_prune_history, before);
+    auto n = co_await std::move(call);
+    co_return n;
 }
 
 asio::awaitable<JobCancellation> PostgresDataStore::cancel_job(std::string job_id,

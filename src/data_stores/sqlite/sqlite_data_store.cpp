@@ -104,14 +104,38 @@ CREATE TABLE quarantine (
 ALTER TABLE jobs ADD COLUMN timeout INTEGER; -- microseconds; NULL: no limit
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3: retries and the job history.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE jobs ADD COLUMN retry TEXT; -- JSON RetryPolicy; NULL: never retried
+CREATE TABLE job_history (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    task_id TEXT NOT NULL,
+    schedule_id TEXT,
+    outcome TEXT NOT NULL,
+    scheduled_fire_time INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    exception_type TEXT,
+    exception_message TEXT,
+    retry_at INTEGER
+);
+CREATE INDEX job_history_recent ON job_history (finished_at, seq);
+CREATE INDEX job_history_task ON job_history (task_id, finished_at, seq);
+CREATE INDEX job_history_schedule ON job_history (schedule_id, finished_at, seq);
+)sql",
 };
 constexpr int known_version = int(std::size(migrations));
 
 // A job is stored in columns (no JSON document to parse on the hot path); job_row() reads
-// these, and queries append seq (14) and earliest_start (15) where they need them.
+// these, and queries append seq (17) where they need it.
 #define ASCHED_JOB_COLUMNS                                                                         \
     "id, task_id, schedule_id, scheduled_fire_time, jitter, start_deadline, result_expiration, "   \
-    "created_at, args, metadata, acquired_by, acquired_until, lease_token, timeout"
+    "created_at, args, metadata, acquired_by, acquired_until, lease_token, timeout, attempt, "     \
+    "retry, earliest_start"
 static_assert(known_version == SqliteDataStore::schema_version);
 
 // What `PRAGMA quick_check` finds wrong with the file (its first few findings), or nullopt
@@ -385,8 +409,9 @@ struct SqliteDataStore::Impl {
                           .prepare("INSERT OR IGNORE INTO jobs (id, task_id, schedule_id, "
                                    "scheduled_fire_time, jitter, "
                                    "earliest_start, start_deadline, result_expiration, created_at, "
-                                   "args, metadata, timeout) "
-                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
+                                   "args, metadata, timeout, attempt, retry) "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                                   "?13, ?14)")
                           .bind(1, job.id)
                           .bind(2, job.task_id)
                           .bind(3, job.schedule_id)
@@ -399,6 +424,8 @@ struct SqliteDataStore::Impl {
                           .bind(10, detail::args_text(job))
                           .bind(11, detail::metadata_text(job))
                           .bind(12, detail::timeout_value(job))
+                          .bind(13, std::int64_t(job.attempt))
+                          .bind(14, detail::retry_text(job))
                           .exec();
         if (n == 0)
             return false;
@@ -406,12 +433,23 @@ struct SqliteDataStore::Impl {
         return true;
     }
 
-    // Frees the task slot, stores the result (if it outlives its finish), deletes the job.
+    // Ends `job`'s attempt: frees the task slot, records the attempt in the history and
+    // JobReleased. Then, with `retry_at`, the row becomes the next attempt (unless the caller
+    // did that, `delete_row` false); else the result is stored (if it outlives its finish)
+    // and the row deleted (unless the caller did).
     void finish_job(const Job &job, JobResult result, const std::string &scheduler_id,
-                    bool delete_row = true) {
+                    bool delete_row = true,
+                    std::optional<std::optional<time_point>> decided = std::nullopt) {
         if (job.acquired_by)
             --running_delta[job.task_id];
-        events.push_back(detail::released_event(job, result, scheduler_id));
+        const auto retry_at = decided ? *decided : detail::retry_time(job, result);
+        record_history(detail::history_record(job, result, scheduler_id, retry_at));
+        events.push_back(detail::released_event(job, result, scheduler_id, retry_at));
+        if (retry_at) {
+            if (delete_row)
+                requeue(job.id, std::nullopt, *retry_at);
+            return;
+        }
         if (result.expires_at > result.finished_at)
             conn()
                 .prepare("INSERT OR REPLACE INTO results (job_id, schedule_id, "
@@ -425,6 +463,43 @@ struct SqliteDataStore::Impl {
                 .exec();
         if (delete_row)
             conn().prepare("DELETE FROM jobs WHERE id = ?1").bind(1, job.id).exec();
+    }
+
+    // The row of `id` (leased with `token`, when given) as its next attempt, due at `at`;
+    // false when the lease check refused it.
+    bool requeue(const std::string &id, std::optional<std::pair<std::string, std::uint64_t>> lease,
+                 time_point at) {
+        auto q = conn().prepare(
+            "UPDATE jobs SET attempt = attempt + 1, earliest_start = ?2, start_deadline = NULL, "
+            "acquired_by = NULL, acquired_until = NULL, cancel_requested = 0 WHERE id = ?1 AND "
+            "(?3 IS NULL OR (acquired_by = ?3 AND lease_token = ?4))");
+        q.bind(1, id).bind(2, at);
+        if (lease)
+            q.bind(3, lease->first).bind(4, std::int64_t(lease->second));
+        else
+            q.bind(3, std::nullopt).bind(4, std::nullopt);
+        return q.exec() > 0;
+    }
+
+    void record_history(const JobHistoryRecord &r) {
+        conn()
+            .prepare("INSERT INTO job_history (job_id, attempt, task_id, schedule_id, outcome, "
+                     "scheduled_fire_time, started_at, finished_at, worker, exception_type, "
+                     "exception_message, retry_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                     "?10, ?11, ?12)")
+            .bind(1, r.job_id)
+            .bind(2, std::int64_t(r.attempt))
+            .bind(3, r.task_id)
+            .bind(4, r.schedule_id)
+            .bind(5, to_string(r.outcome))
+            .bind(6, r.scheduled_fire_time)
+            .bind(7, r.started_at)
+            .bind(8, r.finished_at)
+            .bind(9, r.worker)
+            .bind(10, r.exception_type)
+            .bind(11, r.exception_message)
+            .bind(12, r.retry_at)
+            .exec();
     }
 
     // Jobs matching `where` (a job_row query), finished as abandoned.
@@ -912,7 +987,7 @@ SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
                             .bind(1, id);
                     if (q.step())
                         if (auto j = s.job_row(q, bad))
-                            found.emplace_back(q.int64(14), std::move(*j));
+                            found.emplace_back(q.int64(17), std::move(*j));
                     q.reset();
                 }
                 std::sort(found.begin(), found.end(),
@@ -922,7 +997,7 @@ SqliteDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
                     s.conn().prepare("SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs ORDER BY seq");
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
-                        found.emplace_back(q.int64(14), std::move(*j));
+                        found.emplace_back(q.int64(17), std::move(*j));
             }
             s.commit(tx);
         }
@@ -980,7 +1055,7 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                 auto q =
                     s.conn()
                         .prepare(
-                            "SELECT " ASCHED_JOB_COLUMNS ", seq, earliest_start FROM jobs "
+                            "SELECT " ASCHED_JOB_COLUMNS ", seq FROM jobs "
                             "WHERE task_id = ?1 AND acquired_by IS NULL AND earliest_start <= ?2 "
                             "ORDER BY earliest_start, seq LIMIT ?3")
                         .bind(1, slots[i].first)
@@ -988,7 +1063,7 @@ asio::awaitable<JobAcquisition> SqliteDataStore::acquire_jobs(std::string schedu
                         .bind(3, slots[i].second);
                 while (q.step())
                     if (auto j = s.job_row(q, bad))
-                        candidates.push_back({q.time(15), q.int64(14), i, std::move(*j)});
+                        candidates.push_back({q.time(16), q.int64(17), i, std::move(*j)});
             }
             s.quarantine_all(bad, true);
             again = !bad.empty();
@@ -1057,15 +1132,16 @@ asio::awaitable<std::vector<bool>> SqliteDataStore::release_jobs(std::string sch
         std::vector<bool> applied;
         for (auto &[job, result] : releases) {
             // Only the holder of the current lease may release: the fencing token decides.
-            const int deleted =
-                s.conn()
-                    .prepare(
-                        "DELETE FROM jobs WHERE id = ?1 AND acquired_by = ?2 AND lease_token = ?3")
-                    .bind(1, job.id)
-                    .bind(2, scheduler_id)
-                    .bind(3, std::int64_t(job.lease_token))
-                    .exec();
-            if (deleted == 0) {
+            const auto retry_at = detail::retry_time(job, result);
+            const bool done =
+                retry_at ? s.requeue(job.id, std::pair(scheduler_id, job.lease_token), *retry_at)
+                         : s.conn().prepare("DELETE FROM jobs WHERE id = ?1 AND acquired_by = ?2 "
+                                            "AND lease_token = ?3")
+                                   .bind(1, job.id)
+                                   .bind(2, scheduler_id)
+                                   .bind(3, std::int64_t(job.lease_token))
+                                   .exec() > 0;
+            if (!done) {
                 s.log(LogLevel::warning,
                       fmt::format("job '{}': release by '{}' refused (its lease expired or "
                                   "passed to another worker)",
@@ -1074,7 +1150,7 @@ asio::awaitable<std::vector<bool>> SqliteDataStore::release_jobs(std::string sch
                 continue;
             }
             job.acquired_by = scheduler_id; // the row said so: its task slot is freed
-            s.finish_job(job, std::move(result), scheduler_id, false);
+            s.finish_job(job, std::move(result), scheduler_id, false, retry_at);
             applied.push_back(true);
         }
         s.commit(tx);
@@ -1201,6 +1277,91 @@ SqliteDataStore::extend_acquired_job_leases(std::string scheduler_id, std::vecto
                               std::move(scheduler_id), std::move(ids), lease);
     auto flagged = co_await std::move(call);
     co_return flagged;
+}
+
+namespace {
+
+// One statement per indexed filter (statements are cached by their text's address); the other
+// filters are bounds or residual conditions. ?1 task or schedule, ?2 outcome, ?3 since,
+// ?4 until, ?5/?6 the cursor (finished_at, seq), ?7 limit + 1.
+#define ASCHED_HISTORY_SELECT                                                                      \
+    "SELECT seq, job_id, attempt, task_id, schedule_id, outcome, scheduled_fire_time, "            \
+    "started_at, finished_at, worker, exception_type, exception_message, retry_at FROM "           \
+    "job_history WHERE "
+#define ASCHED_HISTORY_REST                                                                        \
+    " (?2 IS NULL OR outcome = ?2) AND finished_at >= ?3 AND finished_at < ?4 AND "                \
+    "(finished_at, seq) < (?5, ?6) ORDER BY finished_at DESC, seq DESC LIMIT ?7"
+constexpr const char *history_all = ASCHED_HISTORY_SELECT "?1 IS NULL AND" ASCHED_HISTORY_REST;
+constexpr const char *history_task = ASCHED_HISTORY_SELECT "task_id = ?1 AND" ASCHED_HISTORY_REST;
+constexpr const char *history_schedule =
+    ASCHED_HISTORY_SELECT "schedule_id = ?1 AND" ASCHED_HISTORY_REST;
+
+} // namespace
+
+asio::awaitable<JobHistoryPage> SqliteDataStore::get_job_history(JobHistoryFilter filter) {
+    detail::check_history_filter(filter);
+    std::pair<std::int64_t, std::int64_t> before{INT64_MAX, INT64_MAX};
+    if (filter.cursor)
+        before = detail::parse_history_cursor(*filter.cursor);
+    auto op = [filter, before](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::deferred);
+        const char *sql = filter.schedule_id ? history_schedule
+                          : filter.task_id   ? history_task
+                                             : history_all;
+        auto q = s.conn().prepare(sql);
+        if (filter.schedule_id)
+            q.bind(1, *filter.schedule_id);
+        else if (filter.task_id)
+            q.bind(1, *filter.task_id);
+        else
+            q.bind(1, std::nullopt);
+        if (filter.outcome)
+            q.bind(2, to_string(*filter.outcome));
+        else
+            q.bind(2, std::nullopt);
+        q.bind(3, filter.since ? filter.since->time_since_epoch().count() : INT64_MIN)
+            .bind(4, filter.until ? filter.until->time_since_epoch().count() : INT64_MAX)
+            .bind(5, before.first)
+            .bind(6, before.second)
+            // With both ids the task is checked row by row: no LIMIT (the loop stops early).
+            .bind(7, filter.schedule_id && filter.task_id ? INT64_MAX
+                                                          : std::int64_t(filter.limit + 1));
+        JobHistoryPage page;
+        std::int64_t last_seq = 0;
+        while (q.step()) {
+            if (filter.task_id && q.text(3) != *filter.task_id)
+                continue; // both ids given: the schedule's index, the task checked here
+            auto r = detail::history_row(q);
+            if (!r)
+                continue;
+            if (page.records.size() == filter.limit) {
+                page.next_cursor =
+                    detail::history_cursor(page.records.back().finished_at, last_seq);
+                break;
+            }
+            last_seq = q.int64(0);
+            page.records.push_back(std::move(*r));
+        }
+        q.reset();
+        s.commit(tx);
+        return page;
+    };
+    auto [page, events] = co_await on_db<JobHistoryPage>(impl_, std::move(op));
+    co_return std::move(page);
+}
+
+asio::awaitable<std::size_t> SqliteDataStore::prune_history(time_point before) {
+    auto op = [before](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const int n = s.conn()
+                          .prepare("DELETE FROM job_history WHERE finished_at < ?1")
+                          .bind(1, before)
+                          .exec();
+        s.commit(tx);
+        return std::size_t(n);
+    };
+    auto [n, events] = co_await on_db<std::size_t>(impl_, std::move(op));
+    co_return n;
 }
 
 asio::awaitable<JobCancellation> SqliteDataStore::cancel_job(std::string job_id,
