@@ -711,9 +711,10 @@ inline asio::awaitable<void> jobs_are_cancelled(SchedulerFixture *f) {
 inline asio::awaitable<void> a_schedule_runs_now(SchedulerFixture *f) {
     auto &s = f->s();
     std::vector<std::optional<time_point>> fire_times;
-    co_await s.add_task("echo", [&fire_times](JobContext &job, int v) {
+    // A coroutine task: it runs on the test's own thread, so fire_times needs no lock.
+    co_await s.add_task("echo", [&fire_times](JobContext &job, int v) -> asio::awaitable<int> {
         fire_times.push_back(job.scheduled_fire_time);
-        return v;
+        co_return v;
     });
     IntervalTrigger hourly({.hours = 1, .start_time = test::t0 + 1h});
     ScheduleOptions options;
