@@ -59,6 +59,19 @@ void check_timeout(std::optional<duration> d, std::string_view what) {
                                 format_duration(*d)));
 }
 
+// A schedule's or job's timeout and retry policy: what its options give, else the task's;
+// both checked, `what` naming whose they are.
+void take_policies(std::optional<duration> &timeout, std::optional<RetryPolicy> &retry,
+                   const std::optional<std::optional<duration>> &given_timeout,
+                   const std::optional<std::optional<RetryPolicy>> &given_retry, const Task &task,
+                   std::string_view what) {
+    timeout = given_timeout ? *given_timeout : task.timeout;
+    check_timeout(timeout, what);
+    retry = given_retry ? *given_retry : task.retry;
+    if (retry)
+        retry->check(what);
+}
+
 // ---- input bounds (checked synchronously, before the options are copied) -----------------
 
 } // namespace
@@ -208,11 +221,7 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
         options.misfire_grace_time ? *options.misfire_grace_time : task.misfire_grace_time;
     check_non_negative(s.misfire_grace_time, what, "misfire_grace_time");
     s.max_jitter = options.max_jitter;
-    s.timeout = options.timeout ? *options.timeout : task.timeout;
-    check_timeout(s.timeout, what);
-    s.retry = options.retry ? *options.retry : task.retry;
-    if (s.retry)
-        s.retry->check(what);
+    take_policies(s.timeout, s.retry, options.timeout, options.retry, task, what);
     s.job_result_expiration_time = options.job_result_expiration_time;
     s.metadata = merged_metadata(task.metadata, options.metadata, what);
     s.next_fire_time = trigger->advance(std::nullopt, s.trigger_state);
@@ -275,11 +284,7 @@ asio::awaitable<std::string> do_add_job(std::shared_ptr<SchedulerState> self, st
     job.task_id = task_id;
     job.args = std::move(options.args);
     job.result_expiration_time = options.result_expiration_time;
-    job.timeout = options.timeout ? *options.timeout : task.timeout;
-    check_timeout(job.timeout, what);
-    job.retry = options.retry ? *options.retry : task.retry;
-    if (job.retry)
-        job.retry->check(what);
+    take_policies(job.timeout, job.retry, options.timeout, options.retry, task, what);
     job.metadata = merged_metadata(task.metadata, options.metadata, what);
     job.created_at = self->clock->now();
     const auto id = job.id;

@@ -1019,10 +1019,9 @@ constexpr const char *pg_history_task =
 constexpr const char *pg_history_schedule =
     ASCHED_PG_HISTORY_SELECT "schedule_id = $1 AND" ASCHED_PG_HISTORY_REST;
 
-asio::awaitable<JobHistoryPage> op_get_job_history(Session &s, JobHistoryFilter filter) {
-    std::pair<std::int64_t, std::int64_t> before{INT64_MAX, INT64_MAX};
-    if (filter.cursor)
-        before = detail::parse_history_cursor(*filter.cursor);
+// `before`: the cursor, parsed (INT64_MAX twice: the newest page).
+asio::awaitable<JobHistoryPage> op_get_job_history(Session &s, JobHistoryFilter filter,
+                                                   std::pair<std::int64_t, std::int64_t> before) {
     const char *sql = filter.schedule_id ? pg_history_schedule
                       : filter.task_id   ? pg_history_task
                                          : pg_history_all;
@@ -1326,9 +1325,10 @@ PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
 
 asio::awaitable<JobHistoryPage> PostgresDataStore::get_job_history(JobHistoryFilter filter) {
     detail::check_history_filter(filter);
+    std::pair<std::int64_t, std::int64_t> before{INT64_MAX, INT64_MAX};
     if (filter.cursor)
-        (void)detail::parse_history_cursor(*filter.cursor); // a bad cursor: before any I/O
-    auto call = transact<JobHistoryPage>(impl_, &op_get_job_history, std::move(filter));
+        before = detail::parse_history_cursor(*filter.cursor); // a bad cursor: before any I/O
+    auto call = transact<JobHistoryPage>(impl_, &op_get_job_history, std::move(filter), before);
     auto page = co_await std::move(call);
     co_return page;
 }
