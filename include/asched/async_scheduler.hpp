@@ -181,6 +181,9 @@ class AsyncScheduler {
     AsyncScheduler &operator=(AsyncScheduler &&) noexcept;
     ~AsyncScheduler();
 
+    /// The lease owner and worker registry key. Unique among live schedulers: start fails with
+    /// Error(identity_in_use) while another live process holds it (a crashed predecessor on
+    /// this host is recognised by its pid and replaced at once).
     const std::string &identity() const noexcept;
     RunState state() const noexcept;
     asio::any_io_executor get_executor() const noexcept;
@@ -316,6 +319,15 @@ class AsyncScheduler {
     /// (JobCancellation::requested: the node sees the store's flag at once when the broker
     /// reaches it, else at its next lease renewal). Throws Error(job_lookup).
     asio::awaitable<JobCancellation> cancel_job(std::string_view job_id);
+
+    // ---- the worker registry ---------------------------------------------------------------
+
+    /// Every scheduler registered in the store, live and dead (dead: expires_at has passed;
+    /// cleanup deletes such rows an hour later), sorted by identity. A running scheduler keeps
+    /// its row fresh with its lease renewals and deletes it when it stops.
+    asio::awaitable<std::vector<WorkerInfo>> get_workers();
+    /// This run's boot id (the one in its WorkerInfo row); empty before the first start.
+    std::string boot_id() const;
 
     // ---- events --------------------------------------------------------------------------
 

@@ -91,6 +91,27 @@ struct JobHistoryPage {
     std::optional<std::string> next_cursor; ///< nullopt: this was the last page
 };
 
+/// One running scheduler, as the worker registry keeps it (get_workers()). The store sets the
+/// times from its own clock; a row whose expires_at has passed belongs to a dead scheduler
+/// (cleanup() deletes it an hour later).
+struct WorkerInfo {
+    std::string identity;
+    std::string boot_id; ///< random per start: tells two processes with one identity apart
+    std::string host;    ///< gethostname()
+    std::int64_t pid = 0;
+    /// Where `pid` means something: the kernel's boot id and the pid namespace. Two rows with
+    /// the same scope can test each other's pid; "" when unknown.
+    std::string process_scope;
+    SchedulerRole role = SchedulerRole::both;
+    std::vector<std::string> task_ids; ///< the tasks it runs jobs of, sorted (none: role scheduler)
+    time_point started_at{};
+    time_point last_seen{};
+    time_point expires_at{}; ///< last_seen + its lease_duration
+
+    bool live_at(time_point now) const noexcept { return expires_at > now; }
+    friend bool operator==(const WorkerInfo &, const WorkerInfo &) = default;
+};
+
 /// What DataStore::cancel_job() did.
 enum class JobCancellation {
     removed,   ///< the job was queued: it is deleted and released as cancelled
@@ -189,11 +210,27 @@ class DataStore {
     /// JobCancelRequested is published. Throws Error(job_lookup) for an unknown id.
     virtual asio::awaitable<JobCancellation> cancel_job(std::string job_id,
                                                         std::string scheduler_id) = 0;
+    /// Stores `worker`'s registry row (started_at = last_seen = now, expires_at = now + lease)
+    /// when its identity has no row, a dead one (expired), one with its own boot id, or the
+    /// live one with boot id `replaces` (the caller found that process gone). Throws
+    /// Error(identity_in_use), changing nothing, when another live scheduler has the identity.
+    /// Then frees the schedule leases the identity holds: a restart takes them back at once.
+    virtual asio::awaitable<void> register_worker(WorkerInfo worker, duration lease,
+                                                  std::optional<std::string> replaces) = 0;
+    /// Renews the row (last_seen, expires_at, task_ids; re-created if it is gone). Returns
+    /// false, changing nothing, when a live row of the identity has another boot id: this
+    /// scheduler was taken for dead and its identity is in use by another.
+    virtual asio::awaitable<bool> renew_worker(WorkerInfo worker, duration lease) = 0;
+    /// Deletes the row if it still has this boot id.
+    virtual asio::awaitable<void> unregister_worker(std::string identity, std::string boot_id) = 0;
+    /// Every row, live and dead, sorted by identity.
+    virtual asio::awaitable<std::vector<WorkerInfo>> get_workers() = 0;
     /// Releases every job still leased to `scheduler_id` as abandoned (a restart after a
     /// crash under the same identity).
     virtual asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) = 0;
     /// Removes expired results, releases jobs with expired leases as abandoned, removes
-    /// exhausted schedules that no job refers to (ScheduleRemoved(finished = true)).
+    /// exhausted schedules that no job refers to (ScheduleRemoved(finished = true)) and
+    /// worker rows dead for over an hour.
     virtual asio::awaitable<void> cleanup() = 0;
 };
 

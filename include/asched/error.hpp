@@ -24,6 +24,7 @@ enum class errc {
     store_failure,        ///< the data store or broker failed
     job_timed_out,        ///< run_job: the job ran past its timeout and was cancelled
     wait_timed_out,       ///< run_job: no result within its wait bound (the job goes on)
+    identity_in_use,      ///< start: a live scheduler has this identity in the store
 };
 
 /// The error category of asched::errc.

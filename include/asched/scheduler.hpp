@@ -65,6 +65,7 @@ class Scheduler {
     std::optional<JobResult> get_job_result(std::string_view job_id, bool wait = true);
     std::vector<Job> get_jobs();
     JobCancellation cancel_job(std::string_view job_id);
+    std::vector<WorkerInfo> get_workers();
 
     /// Callbacks run on the scheduler's thread.
     Subscription subscribe(EventCallback callback, EventMask mask = all_events,

@@ -41,6 +41,8 @@ class Category final : public std::error_category {
             return "job timed out";
         case errc::wait_timed_out:
             return "wait timed out";
+        case errc::identity_in_use:
+            return "identity in use";
         }
         return "unknown asched error";
     }

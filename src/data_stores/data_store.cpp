@@ -43,6 +43,26 @@ std::pair<std::int64_t, std::int64_t> parse_history_cursor(const std::string &cu
                             quote_input(cursor)));
 }
 
+WorkerInfo worker_row_at(const std::optional<WorkerInfo> &current, WorkerInfo worker,
+                         time_point now, duration lease) {
+    worker.started_at = current && current->boot_id == worker.boot_id ? current->started_at : now;
+    worker.last_seen = now;
+    worker.expires_at = now + lease;
+    return worker;
+}
+
+Error identity_in_use(const WorkerInfo &holder, time_point now) {
+    return Error(errc::identity_in_use,
+                 fmt::format("identity {} is in use by a live scheduler (host {}, pid {}, boot id "
+                             "{}, started {}, last seen {} ago, live until {}): give this "
+                             "scheduler another identity, or stop that one (a crashed one's row "
+                             "stays live until then)",
+                             quote_input(holder.identity), quote_input(holder.host), holder.pid,
+                             holder.boot_id, format_time(holder.started_at),
+                             format_duration(now - holder.last_seen),
+                             format_time(holder.expires_at)));
+}
+
 void check_history_filter(const JobHistoryFilter &filter) {
     if (filter.limit < 1 || filter.limit > 10'000)
         throw Error(

@@ -201,6 +201,35 @@ template <class Row> std::optional<JobHistoryRecord> history_row(const Row &s) {
     return r;
 }
 
+/// Worker registry columns: identity, boot_id, host, pid, process_scope, role, task_ids (a JSON
+/// array), started_at, last_seen, expires_at. A damaged task list or role reads as empty / both:
+/// the row is for display and liveness, which the times decide.
+#define ASCHED_WORKER_COLUMNS                                                                      \
+    "identity, boot_id, host, pid, process_scope, role, task_ids, started_at, last_seen, "         \
+    "expires_at"
+template <class Row> WorkerInfo worker_row(const Row &s) {
+    WorkerInfo w;
+    w.identity = s.text(0);
+    w.boot_id = s.text(1);
+    w.host = s.text(2);
+    w.pid = s.int64(3);
+    w.process_scope = s.text(4);
+    try {
+        w.role = enum_from_string<SchedulerRole>(s.text(5));
+        const auto ids = parse_stored_json(s.text(6));
+        for (const auto &id : ids)
+            w.task_ids.push_back(id.template get<std::string>());
+    } catch (const std::exception &) {
+    }
+    w.started_at = s.time(7);
+    w.last_seen = s.time(8);
+    w.expires_at = s.time(9);
+    return w;
+}
+inline std::string task_ids_text(const WorkerInfo &w) {
+    return nlohmann::json(w.task_ids).dump();
+}
+
 /// A job's retry policy as stored: JSON, or NULL for none.
 inline std::optional<std::string> retry_text(const Job &job) {
     return job.retry ? std::optional<std::string>(nlohmann::json(*job.retry).dump()) : std::nullopt;

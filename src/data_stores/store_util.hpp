@@ -3,6 +3,7 @@
 #pragma once
 
 #include <asched/data_store.hpp>
+#include <asched/error.hpp>
 #include <asched/event_broker.hpp>
 #include <asched/model.hpp>
 
@@ -93,5 +94,26 @@ inline std::string history_cursor(time_point finished_at, std::int64_t seq) {
 std::pair<std::int64_t, std::int64_t> parse_history_cursor(const std::string &cursor);
 /// Throws Error(invalid_argument) for a limit outside 1..10,000.
 void check_history_filter(const JobHistoryFilter &filter);
+
+/// How long cleanup() keeps a dead worker's row, for operators to see who died and when.
+inline constexpr duration dead_worker_retention = std::chrono::hours(1);
+
+/// register_worker()'s rule: `worker` may take its identity's row `current` (if any).
+inline bool may_register(const std::optional<WorkerInfo> &current, const WorkerInfo &worker,
+                         const std::optional<std::string> &replaces, time_point now) {
+    return !current || !current->live_at(now) || current->boot_id == worker.boot_id ||
+           (replaces && *replaces == current->boot_id);
+}
+/// renew_worker()'s rule: no row, a dead one, or our own.
+inline bool may_renew(const std::optional<WorkerInfo> &current, const WorkerInfo &worker,
+                      time_point now) {
+    return !current || !current->live_at(now) || current->boot_id == worker.boot_id;
+}
+/// The stored row for `worker` registered or renewed at `now`; started_at is kept from
+/// `current` when it is the same boot.
+WorkerInfo worker_row_at(const std::optional<WorkerInfo> &current, WorkerInfo worker,
+                         time_point now, duration lease);
+/// Error(identity_in_use) describing the live scheduler `holder` that has the identity.
+Error identity_in_use(const WorkerInfo &holder, time_point now);
 
 } // namespace asched::detail

@@ -183,9 +183,14 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
     }
     co_await self->store->add_task(task);
     if (fn) {
+        const bool added = self->functions.emplace(id, fn).second;
         self->functions[id] = std::move(fn);
         self->task_executors[id] = std::move(executor);
         self->job_wake.notify();
+        if (added && self->worker_registered) {
+            self->worker_dirty = true; // other nodes' add_job sees the task at once
+            self->lease_wake.notify();
+        }
     }
     co_return task;
 }
@@ -232,10 +237,13 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
     for (const auto &warning : trigger->lint())
         self->log(LogLevel::warning, "{}: trigger {}: {}", what, trigger->describe(), warning);
     const bool stored = co_await self->store->add_schedule(s, options.conflict_policy);
-    if (stored)
+    if (stored) {
         self->log(LogLevel::info, "added schedule '{}' of task '{}': {}, next fire {}", s.id,
                   task_id, trigger->describe(),
                   s.next_fire_time ? trigger->timezone().format(*s.next_fire_time) : "none");
+        auto check = warn_if_unserved(self, task_id, fmt::format("schedule '{}'", s.id));
+        co_await std::move(check);
+    }
     co_return s.id;
 }
 
@@ -289,6 +297,8 @@ asio::awaitable<std::string> do_add_job(std::shared_ptr<SchedulerState> self, st
     job.created_at = self->clock->now();
     const auto id = job.id;
     co_await self->store->add_job(std::move(job));
+    auto check = warn_if_unserved(self, task_id, fmt::format("job '{}'", id));
+    co_await std::move(check);
     co_return id;
 }
 
@@ -334,8 +344,11 @@ asio::awaitable<std::string> do_run_schedule_now(std::shared_ptr<SchedulerState>
     job.metadata = std::move(s.metadata);
     job.created_at = now;
     const auto id = job.id;
+    const auto task_id = job.task_id;
     co_await self->store->add_job(std::move(job));
     self->log(LogLevel::info, "schedule '{}': run now as job '{}'", schedule_id, id);
+    auto check = warn_if_unserved(self, task_id, fmt::format("job '{}'", id));
+    co_await std::move(check);
     co_return id;
 }
 
@@ -411,7 +424,29 @@ asio::awaitable<nlohmann::json> do_run_job(std::shared_ptr<SchedulerState> self,
                                 "got {}",
                                 task_id, format_duration(*wait_bound)));
     const auto id = co_await do_add_job(self, task_id, std::move(options));
-    const auto result = co_await do_get_job_result(self, id, true, wait_bound);
+    std::optional<JobResult> result;
+    bool gave_up = false;
+    try {
+        auto wait = do_get_job_result(self, id, true, wait_bound);
+        result = co_await std::move(wait);
+    } catch (const Error &e) {
+        if (e.code_value() != errc::wait_timed_out)
+            throw;
+        gave_up = true;
+    }
+    if (gave_up) {
+        // Say whether any worker could have run it (no co_await inside a handler).
+        auto count = live_workers_of(self, task_id);
+        const auto live = co_await std::move(count);
+        throw Error(errc::wait_timed_out,
+                    fmt::format("job '{}' of task '{}': no result within {}; {} (the job stays "
+                                "queued)",
+                                id, task_id, format_duration(*wait_bound),
+                                !live ? std::string("the worker registry could not be read")
+                                : *live == 0
+                                    ? std::string("no live worker has registered the task")
+                                    : fmt::format("{} live worker(s) run the task", *live)));
+    }
     if (!result)
         throw Error(errc::job_lookup, fmt::format("job '{}' ended without a result", id));
     const std::string detail =
@@ -567,6 +602,12 @@ asio::awaitable<void> do_remove_schedule(std::shared_ptr<SchedulerState> self, s
     std::vector<std::string> ids{std::string(id)};
     co_await self->store->remove_schedules(std::move(ids));
 }
+asio::awaitable<std::vector<WorkerInfo>> do_get_workers(std::shared_ptr<SchedulerState> self) {
+    co_await ensure_open(self);
+    auto call = self->store->get_workers();
+    auto rows = co_await std::move(call);
+    co_return rows;
+}
 asio::awaitable<std::vector<Job>> do_get_jobs(std::shared_ptr<SchedulerState> self) {
     co_await ensure_open(self);
     co_return co_await self->store->get_jobs(std::nullopt);
@@ -581,6 +622,8 @@ asio::awaitable<void> do_run_until_stopped(std::shared_ptr<SchedulerState> self)
     if (self->phase == Phase::stopped)
         co_await do_start(self, false);
     co_await wait_for_state(self, [](RunState s) { return s == RunState::stopped; });
+    if (self->start_error)
+        std::rethrow_exception(self->start_error);
 }
 } // namespace
 } // namespace detail
@@ -663,6 +706,15 @@ asio::awaitable<JobCancellation> AsyncScheduler::cancel_job(std::string_view job
 asio::awaitable<std::string> AsyncScheduler::run_schedule_now(std::string_view schedule_id) {
     detail::check_lookup_id(*state_, schedule_id, "schedule");
     return on_strand(state_, detail::do_run_schedule_now(state_, std::string(schedule_id)));
+}
+
+asio::awaitable<std::vector<WorkerInfo>> AsyncScheduler::get_workers() {
+    return on_strand(state_, detail::do_get_workers(state_));
+}
+
+std::string AsyncScheduler::boot_id() const {
+    std::lock_guard lock(state_->boot_id_mutex);
+    return state_->boot_id;
 }
 
 asio::awaitable<std::vector<Job>> AsyncScheduler::get_jobs() {

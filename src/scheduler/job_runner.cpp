@@ -1,5 +1,6 @@
 // The job runner: an acquired job goes to its task's executor; its outcome becomes a
 // JobResult; finished jobs are released to the store in batches.
+#include "../core/fault_points.hpp"
 #include "../core/json_limits.hpp"
 #include "../core/text.hpp"
 #include "scheduler_state.hpp"
@@ -116,6 +117,7 @@ asio::awaitable<void> commit(std::shared_ptr<SchedulerState> self, std::vector<J
         bool done = false;
         try {
             auto copy = batch;
+            fault_point("jobs.releasing");
             co_await self->store->release_jobs(self->identity, std::move(copy));
             self->store_ok();
             done = true;

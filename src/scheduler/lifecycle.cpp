@@ -57,16 +57,22 @@ std::string what_of(std::exception_ptr e) {
     }
 }
 
-void crash(SchedulerState &self, const std::string &why) {
-    if (!self.crash)
-        self.crash = why;
-    self.log(LogLevel::error, "scheduler '{}' crashed: {}", self.identity, why);
-    fire(self, LifeEvent::crash);
-}
-
-// The startup half of a run: reap, start the executors, spawn the loops.
+// The startup half of a run: register (or be refused), reap, start the executors, spawn
+// the loops.
 asio::awaitable<void> start_up(std::shared_ptr<SchedulerState> self) {
-    if (self->options.role != SchedulerRole::scheduler) {
+    bool registered = false;
+    try {
+        auto call = register_worker(self);
+        registered = co_await std::move(call);
+    } catch (const Error &e) {
+        // Refused: nothing of the live holder's is touched (no reaping, no leases freed).
+        self->start_error = std::current_exception();
+        crash(*self, e.what());
+    }
+    if (self->start_error)
+        co_return;
+    // Reaping without a registered row could take a live twin's jobs: only once registered.
+    if (registered && self->options.role != SchedulerRole::scheduler) {
         try {
             co_await self->store->reap_abandoned_jobs(self->identity);
         } catch (const std::exception &e) {
@@ -113,6 +119,7 @@ asio::awaitable<void> shut_down(std::shared_ptr<SchedulerState> self) {
             self->log(LogLevel::warning, "job executor '{}' failed to stop: {}", name, e.what());
         }
     }
+    co_await unregister_worker(self);
     fire(*self, LifeEvent::released);
 }
 
@@ -134,6 +141,13 @@ void publish_state(SchedulerState &s) {
 }
 
 } // namespace
+
+void crash(SchedulerState &self, const std::string &why) {
+    if (!self.crash)
+        self.crash = why;
+    self.log(LogLevel::error, "scheduler '{}' crashed: {}", self.identity, why);
+    fire(self, LifeEvent::crash);
+}
 
 bool fire(SchedulerState &self, LifeEvent event) {
     const auto t = next_transition(self.phase, event);
@@ -220,10 +234,17 @@ asio::awaitable<void> do_start(std::shared_ptr<SchedulerState> self, bool wait_s
                                                    to_string(self->run_state.load())));
     co_await ensure_open(self);
     self->crash.reset();
+    self->start_error = nullptr;
     fire(*self, LifeEvent::start);
     spawn_logged(self, run_main(self), "the scheduler's main coroutine", true);
-    if (wait_started)
+    if (wait_started) {
         co_await wait_for_state(self, [](RunState s) { return s != RunState::starting; });
+        if (self->start_error) {
+            // Refused at start: report it once the scheduler is stopped again.
+            co_await wait_for_state(self, [](RunState s) { return s == RunState::stopped; });
+            std::rethrow_exception(self->start_error);
+        }
+    }
 }
 
 asio::awaitable<void> do_close(std::shared_ptr<SchedulerState> self) {

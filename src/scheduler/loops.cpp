@@ -1,6 +1,7 @@
 // The loops: due schedules become jobs, queued jobs are acquired and started, leases of
 // running jobs are renewed, and cleanup runs. Each ends when the lifecycle leaves `started`
 // (the lease loop: when nothing can run any more).
+#include "../core/fault_points.hpp"
 #include "scheduler_state.hpp"
 
 #include <asched/policies.hpp>
@@ -72,6 +73,8 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
         try {
             auto schedules = co_await self->store->acquire_schedules(
                 self->identity, self->options.lease_duration, batch);
+            if (!schedules.empty())
+                fault_point("schedules.acquired");
             const auto now = self->clock->now();
             std::vector<ScheduleRelease> releases;
             releases.reserve(schedules.size());
@@ -115,6 +118,8 @@ asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
                     task_ids.push_back(id);
                 auto acquired = co_await self->store->acquire_jobs(
                     self->identity, self->options.lease_duration, limit, task_ids);
+                if (!acquired.jobs.empty())
+                    fault_point("jobs.acquired");
                 for (auto &job : acquired.jobs)
                     start_job(self, std::move(job));
                 wake_at = acquired.next_ready_time;
@@ -132,10 +137,16 @@ asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
 asio::awaitable<void> lease_loop(std::shared_ptr<SchedulerState> self) {
     const duration period = std::max<duration>(self->options.lease_duration / 2, duration(1000));
     time_point next = self->clock->now() + period;
+    // Whether it renews the registry row or not, the loop runs on: a takeover crashes the
+    // scheduler, whose stop still needs this loop until nothing runs.
     std::vector<std::string> ids;
     while (jobs_may_run(self->phase)) {
         const auto next_deadline = enforce_timeouts(*self);
-        if (self->clock->now() >= next) {
+        const bool due = self->clock->now() >= next;
+        // The registry row is renewed with the leases (and at once when the task list grew).
+        if (due || self->worker_dirty)
+            co_await renew_worker(self);
+        if (due) {
             next = self->clock->now() + period;
             if (!self->running.empty()) {
                 ids.clear();

@@ -105,6 +105,9 @@ std::vector<Job> Scheduler::get_jobs() {
 JobCancellation Scheduler::cancel_job(std::string_view job_id) {
     return impl_->call(impl_->scheduler->cancel_job(job_id));
 }
+std::vector<WorkerInfo> Scheduler::get_workers() {
+    return impl_->call(impl_->scheduler->get_workers());
+}
 
 Subscription Scheduler::subscribe(EventCallback callback, EventMask mask, bool one_shot) {
     return impl_->scheduler->subscribe(std::move(callback), mask, one_shot);

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
 #include <stop_token>
 #include <unordered_map>
@@ -105,6 +106,14 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     asio::strand<asio::any_io_executor> strand;
     AsyncSchedulerOptions options;
     std::string identity;
+    std::string boot_id;              // a new one at each start (the worker registry row's)
+    mutable std::mutex boot_id_mutex; // boot_id is also read by AsyncScheduler::boot_id()
+    bool worker_registered = false;   // this run's row is in the store (deleted at stop)
+    bool worker_dirty = false;        // the task list changed: renew the row now
+    std::exception_ptr start_error;   // why the last start was refused (identity_in_use)
+    // Per task id: until when (real time) add_job/add_schedule skip the "no live worker"
+    // check, so a loop of adds costs one registry read per lease period.
+    std::unordered_map<std::string, steady::time_point> served_checked;
     std::shared_ptr<DataStore> store;
     std::shared_ptr<EventBroker> broker;
     std::shared_ptr<Clock> clock;
@@ -154,6 +163,8 @@ void spawn_logged(const std::shared_ptr<SchedulerState> &self, asio::awaitable<v
 /// Feeds `event` to the lifecycle table and performs the synchronous part of its action;
 /// returns whether a transition fired.
 bool fire(SchedulerState &self, LifeEvent event);
+/// Records `why` (the first reason counts), logs it and fires LifeEvent::crash.
+void crash(SchedulerState &self, const std::string &why);
 asio::awaitable<void> ensure_open(std::shared_ptr<SchedulerState> self);
 asio::awaitable<void> do_start(std::shared_ptr<SchedulerState> self, bool wait_started);
 asio::awaitable<void> do_close(std::shared_ptr<SchedulerState> self);
@@ -164,6 +175,23 @@ asio::awaitable<void> wait_for_state(std::shared_ptr<SchedulerState> self,
 void spawn_loops(const std::shared_ptr<SchedulerState> &self);
 /// How long a loop may sleep before `at` (real time), bounded by the poll interval.
 steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at);
+
+// ---- registry.cpp ---------------------------------------------------------------------------
+/// Registers this run in the worker registry (a new boot id). Throws Error(identity_in_use)
+/// when another live scheduler has the identity; a predecessor whose process is gone (same
+/// host and pid namespace, pid not running) is replaced at once. Other store failures are
+/// logged and left to the first renewal (renew_worker creates a missing row).
+asio::awaitable<bool> register_worker(std::shared_ptr<SchedulerState> self);
+/// Renews the row; crashes the scheduler when another process took the identity over.
+asio::awaitable<void> renew_worker(std::shared_ptr<SchedulerState> self);
+/// Deletes this run's row (at stop, after every release committed).
+asio::awaitable<void> unregister_worker(std::shared_ptr<SchedulerState> self);
+/// Live workers that registered `task_id`, or nullopt when the store could not be read.
+asio::awaitable<std::optional<std::size_t>> live_workers_of(std::shared_ptr<SchedulerState> self,
+                                                            std::string task_id);
+/// Logs a warning when no live worker has registered `task_id` (what: the job or schedule).
+asio::awaitable<void> warn_if_unserved(std::shared_ptr<SchedulerState> self, std::string task_id,
+                                       std::string what);
 
 // ---- job_runner.cpp -------------------------------------------------------------------------
 /// Starts an acquired job on its task's executor (or ends it at once: misfire, no function).

@@ -627,6 +627,118 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, history_filters_pages_and_pruning, stores, 
     BOOST_TEST(sync(store->get_job_history(JobHistoryFilter{})).records.size() == 6u);
 }
 
+static WorkerInfo worker_row(std::string identity, std::string boot,
+                             std::vector<std::string> tasks) {
+    WorkerInfo w;
+    w.identity = std::move(identity);
+    w.boot_id = std::move(boot);
+    w.host = "host-a";
+    w.pid = 4242;
+    w.process_scope = "scope";
+    w.role = SchedulerRole::worker;
+    w.task_ids = std::move(tasks);
+    return w;
+}
+
+BOOST_DATA_TEST_CASE_F(StoreFixture, worker_registry_rows, stores, kind) {
+    open(kind);
+    BOOST_TEST(sync(store->get_workers()).empty());
+    const auto start = clock->now();
+    sync(store->register_worker(worker_row("n1", "boot-1", {"t"}), 30s, std::nullopt));
+    sync(store->register_worker(worker_row("n0", "boot-0", {}), 30s, std::nullopt));
+    auto rows = sync(store->get_workers());
+    BOOST_REQUIRE(rows.size() == 2u);
+    BOOST_TEST(rows[0].identity == "n0"); // sorted by identity
+    const auto &n1 = rows[1];
+    BOOST_TEST(n1.boot_id == "boot-1");
+    BOOST_TEST(n1.host == "host-a");
+    BOOST_TEST(n1.pid == 4242);
+    BOOST_TEST(n1.process_scope == "scope");
+    BOOST_TEST(to_string(n1.role) == "worker");
+    BOOST_TEST(n1.task_ids == std::vector<std::string>{"t"});
+    BOOST_TEST(n1.started_at == start);
+    BOOST_TEST(n1.last_seen == start);
+    BOOST_TEST(n1.expires_at == start + 30s);
+    BOOST_TEST(n1.live_at(clock->now()));
+
+    // A second process with the identity is refused while the row is live, and changes nothing.
+    try {
+        sync(store->register_worker(worker_row("n1", "boot-2", {}), 30s, std::nullopt));
+        BOOST_FAIL("a live identity was registered twice");
+    } catch (const Error &e) {
+        BOOST_TEST(int(e.code_value()) == int(errc::identity_in_use));
+        const std::string what = e.what();
+        BOOST_TEST(what.find("'n1'") != std::string::npos, what);
+        BOOST_TEST(what.find("pid 4242") != std::string::npos, what);
+        BOOST_TEST(what.find("host-a") != std::string::npos, what);
+    }
+    BOOST_TEST(sync(store->get_workers())[1].boot_id == "boot-1");
+    // ...and cannot renew it either.
+    BOOST_TEST(!sync(store->renew_worker(worker_row("n1", "boot-2", {}), 30s)));
+
+    // The holder renews: last_seen moves, started_at stays, the task list is replaced.
+    clock->advance(10s);
+    BOOST_TEST(sync(store->renew_worker(worker_row("n1", "boot-1", {"t", "u"}), 30s)));
+    rows = sync(store->get_workers());
+    BOOST_TEST(rows[1].started_at == start);
+    BOOST_TEST(rows[1].last_seen == start + 10s);
+    BOOST_TEST(rows[1].expires_at == start + 40s);
+    BOOST_TEST((rows[1].task_ids == std::vector<std::string>{"t", "u"}));
+
+    // The caller found the holder's process gone: it names the boot id it replaces.
+    sync(store->register_worker(worker_row("n1", "boot-3", {"t"}), 30s, std::string("boot-1")));
+    rows = sync(store->get_workers());
+    BOOST_TEST(rows[1].boot_id == "boot-3");
+    BOOST_TEST(rows[1].started_at == start + 10s); // a new run
+    // A stale replacement (naming a boot id that is no longer the row's) is refused.
+    BOOST_CHECK_THROW(
+        sync(store->register_worker(worker_row("n1", "boot-4", {}), 30s, std::string("boot-1"))),
+        Error);
+
+    // Unregistering needs the row's own boot id.
+    sync(store->unregister_worker("n1", "boot-1"));
+    BOOST_TEST(sync(store->get_workers()).size() == 2u);
+    sync(store->unregister_worker("n1", "boot-3"));
+    BOOST_TEST(sync(store->get_workers()).size() == 1u);
+
+    // A dead row (expired) is taken without naming it; renewing re-creates a missing row.
+    clock->advance(31s);
+    BOOST_TEST(!sync(store->get_workers())[0].live_at(clock->now()));
+    sync(store->register_worker(worker_row("n0", "boot-5", {}), 30s, std::nullopt));
+    BOOST_TEST(sync(store->get_workers())[0].boot_id == "boot-5");
+    BOOST_TEST(sync(store->renew_worker(worker_row("n9", "boot-9", {}), 30s)));
+    BOOST_TEST(sync(store->get_workers()).size() == 2u);
+
+    // cleanup() deletes rows dead for over an hour, not before.
+    clock->advance(30s + 59min);
+    sync(store->renew_worker(worker_row("n9", "boot-9", {}), 30s));
+    sync(store->cleanup());
+    BOOST_TEST(sync(store->get_workers()).size() == 2u);
+    clock->advance(2min);
+    sync(store->renew_worker(worker_row("n9", "boot-9", {}), 30s));
+    sync(store->cleanup());
+    rows = sync(store->get_workers());
+    BOOST_REQUIRE(rows.size() == 1u);
+    BOOST_TEST(rows[0].identity == "n9");
+}
+
+BOOST_DATA_TEST_CASE_F(StoreFixture, registering_frees_the_identitys_schedule_leases, stores,
+                       kind) {
+    open(kind);
+    sync(store->add_schedule(schedule("a"), ConflictPolicy::exception));
+    sync(store->add_schedule(schedule("b"), ConflictPolicy::exception));
+    // "n1" leases "a" for an hour and dies; "n2" holds "b".
+    BOOST_TEST(sync(store->acquire_schedules("n1", 1h, 1)).size() == 1u);
+    BOOST_TEST(sync(store->acquire_schedules("n2", 1h, 1)).size() == 1u);
+    BOOST_TEST(sync(store->acquire_schedules("n3", 1h, 10)).empty());
+    // Its restart registers: "a" is due again at once, "b" stays n2's.
+    sync(store->register_worker(worker_row("n1", "boot-1", {"t"}), 30s, std::nullopt));
+    auto again = sync(store->acquire_schedules("n1", 30s, 10));
+    BOOST_REQUIRE(again.size() == 1u);
+    BOOST_TEST(again[0].id == "a");
+    BOOST_TEST(*sync(store->get_next_schedule_run_time()) == clock->now() + 30s);
+}
+
 BOOST_DATA_TEST_CASE_F(StoreFixture, reaping_abandons_only_the_callers_jobs, stores, kind) {
     open(kind);
     add_task("t", std::nullopt);

@@ -295,9 +295,9 @@ BOOST_FIXTURE_TEST_CASE(a_version_1_schema_is_migrated_and_keeps_its_jobs, PgFix
     const std::string S = schema;
     side.exec("ALTER TABLE " + S + ".jobs DROP COLUMN timeout, DROP COLUMN cancel_requested, " +
               "DROP COLUMN attempt, DROP COLUMN retry; DROP TABLE " + S + ".job_history; " +
-              "UPDATE " + S + ".schema_version SET version = 1");
+              "DROP TABLE " + S + ".workers; " + "UPDATE " + S + ".schema_version SET version = 1");
     auto again = node(manual_clock());
-    BOOST_TEST(side.exec("SELECT version FROM " + S + ".schema_version") == "3");
+    BOOST_TEST(side.exec("SELECT version FROM " + S + ".schema_version") == "4");
     auto jobs = run(again->get_jobs(std::nullopt));
     BOOST_REQUIRE(jobs.size() == 1u);
     BOOST_TEST(!jobs[0].timeout);

@@ -15,7 +15,11 @@ struct TempDirHolder {
     test::TempDir dir;
 };
 struct SqliteSchedulerFixture : TempDirHolder, SchedulerFixture {
-    SqliteSchedulerFixture() : SchedulerFixture(sqlite_options(dir.path("asched.db"))) {}
+    SqliteSchedulerFixture() : SchedulerFixture(sqlite_options(dir.path("asched.db"))) {
+        twin_store = [path = dir.path("asched.db")]() -> std::shared_ptr<DataStore> {
+            return std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = path});
+        };
+    }
     static AsyncSchedulerOptions sqlite_options(const std::string &path) {
         auto o = SchedulerFixture::base_options();
         o.data_store = std::make_shared<SqliteDataStore>(SqliteDataStoreOptions{.path = path});
@@ -25,14 +29,24 @@ struct SqliteSchedulerFixture : TempDirHolder, SchedulerFixture {
 
 // The same scenarios on PostgreSQL, on the injected manual clock (database_clock off).
 struct PostgresSchedulerFixture : SchedulerFixture {
-    PostgresSchedulerFixture() : SchedulerFixture(postgres_options()) {}
-    static AsyncSchedulerOptions postgres_options() {
+    PostgresSchedulerFixture() : SchedulerFixture(postgres_options(next_schema())) {
+        twin_store = [schema = schema_name(count())] { return store_on(schema); };
+    }
+    static int &count() {
         static int n = 0;
-        auto o = SchedulerFixture::base_options();
-        o.data_store = std::make_shared<PostgresDataStore>(
+        return n;
+    }
+    static std::string next_schema() { return schema_name(++count()); }
+    static std::string schema_name(int n) { return "scheduler_" + std::to_string(n); }
+    static std::shared_ptr<DataStore> store_on(const std::string &schema) {
+        return std::make_shared<PostgresDataStore>(
             PostgresDataStoreOptions{.conninfo = test::shared_postgres().conninfo(),
-                                     .schema = "scheduler_" + std::to_string(++n),
+                                     .schema = schema,
                                      .database_clock = false});
+    }
+    static AsyncSchedulerOptions postgres_options(const std::string &schema) {
+        auto o = SchedulerFixture::base_options();
+        o.data_store = store_on(schema);
         return o;
     }
 };
@@ -77,6 +91,9 @@ BOOST_FIXTURE_TEST_CASE(retries_and_history, PostgresSchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(hostile_input, PostgresSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));
 }
+BOOST_FIXTURE_TEST_CASE(worker_registry, PostgresSchedulerFixture) {
+    run(workers_are_registered(this));
+}
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(scheduler_on_sqlite)
@@ -118,5 +135,8 @@ BOOST_FIXTURE_TEST_CASE(retries_and_history, SqliteSchedulerFixture) {
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, SqliteSchedulerFixture) {
     run(hostile_input_is_refused_at_the_api(this));
+}
+BOOST_FIXTURE_TEST_CASE(worker_registry, SqliteSchedulerFixture) {
+    run(workers_are_registered(this));
 }
 BOOST_AUTO_TEST_SUITE_END()

@@ -174,17 +174,18 @@ BOOST_AUTO_TEST_CASE(a_version_1_file_is_migrated_and_keeps_its_jobs) {
         sync(store->add_job(j));
         sync(store->stop());
     }
-    // What version 1 wrote: no columns or tables of migrations 2 and 3.
+    // What version 1 wrote: no columns or tables of migrations 2 to 4.
     raw_sql(path, "ALTER TABLE jobs DROP COLUMN timeout; ALTER TABLE jobs DROP COLUMN "
                   "cancel_requested; ALTER TABLE jobs DROP COLUMN attempt; ALTER TABLE jobs "
-                  "DROP COLUMN retry; DROP TABLE job_history; UPDATE asched_meta SET value = 1 "
-                  "WHERE key = 'schema_version'");
+                  "DROP COLUMN retry; DROP TABLE job_history; DROP TABLE workers; UPDATE "
+                  "asched_meta SET value = 1 WHERE key = 'schema_version'");
     auto store = open();
     auto jobs = sync(store->get_jobs(std::nullopt));
     BOOST_REQUIRE(jobs.size() == 1u);
     BOOST_TEST(jobs[0].id == "old-job");
     BOOST_TEST(!jobs[0].timeout);
     BOOST_TEST((sync(store->cancel_job("old-job", "w")) == JobCancellation::removed));
+    BOOST_TEST(sync(store->get_workers()).empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused) {

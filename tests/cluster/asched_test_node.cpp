@@ -3,14 +3,16 @@
 // usage: asched_test_node --store sqlite:PATH|postgres:CONNINFO|memory --identity ID
 //          [--broker local|redis:PORT|postgres:CONNINFO] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
-//          [--ledger FILE] [--grace S]
+//          [--ledger FILE] [--grace S] [--retry ATTEMPTS]
 //
 // Registers the task "work" (a coroutine that appends "job_id schedule_id fire_us identity
-// start_us" to the ledger, then waits --job-ms), adds N interval schedules "s-0".."s-N-1"
+// start_us attempt" to the ledger, then waits --job-ms; with --retry, its jobs are retried up
+// to ATTEMPTS attempts in all, 200 ms apart), adds N interval schedules "s-0".."s-N-1"
 // (every S seconds from --start-at, coalesce all, results kept an hour; an existing schedule
 // is kept), and runs until --run-for elapses or SIGTERM/SIGINT arrives, then stops gracefully
-// and exits 0. Ledger lines are single write(2) calls on an O_APPEND file: a SIGKILL loses
-// none that were written.
+// and exits 0. Exit status 3: the identity is in use by a live scheduler (refused at start);
+// 1: any other failure. Ledger lines are single write(2) calls on an O_APPEND file: a SIGKILL
+// loses none that were written.
 #include <asched/asched.hpp>
 
 #include <asio.hpp>
@@ -41,6 +43,7 @@ struct Config {
     double run_for = 0; // 0: until a signal
     double grace = 5.0;
     std::string ledger;
+    unsigned retry = 0; // 0: no retry policy
 };
 
 [[noreturn]] void usage(const std::string &why) {
@@ -87,6 +90,8 @@ Config parse(int argc, char **argv) {
     if (auto v = take("grace"))
         c.grace = std::stod(*v);
     c.ledger = take("ledger").value_or("");
+    if (auto v = take("retry"))
+        c.retry = unsigned(std::stoul(*v));
     if (!kv.empty())
         usage("unknown option --" + kv.begin()->first);
     return c;
@@ -132,9 +137,9 @@ asio::awaitable<void> work(std::shared_ptr<const Ledger> ledger, std::string ide
     const auto now =
         std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now());
     ledger->write(fmt::format(
-        "{} {} {} {} {}\n", job.job_id, job.schedule_id.value_or("-"),
+        "{} {} {} {} {} {}\n", job.job_id, job.schedule_id.value_or("-"),
         job.scheduled_fire_time ? job.scheduled_fire_time->time_since_epoch().count() : 0, identity,
-        now.time_since_epoch().count()));
+        now.time_since_epoch().count(), job.attempt));
     asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(job_ms));
     co_await t.async_wait(asio::use_awaitable);
 }
@@ -146,6 +151,13 @@ asio::awaitable<void> run(asched::AsyncScheduler &s, Config c,
     };
     asched::TaskOptions task_options;
     task_options.max_running_jobs = asched::unlimited;
+    if (c.retry > 0) {
+        asched::RetryPolicy retry;
+        retry.max_attempts = c.retry;
+        retry.initial_delay = 200ms;
+        retry.jitter = 0;
+        task_options.retry = retry;
+    }
     co_await s.add_task("work", task, task_options);
     const auto start = c.start_at.value_or(
         std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now()));
@@ -210,6 +222,9 @@ int main(int argc, char **argv) {
     if (failure) {
         try {
             std::rethrow_exception(failure);
+        } catch (const asched::Error &e) {
+            std::fprintf(stderr, "node %s failed: %s\n", c.identity.c_str(), e.what());
+            return e.code_value() == asched::errc::identity_in_use ? 3 : 1;
         } catch (const std::exception &e) {
             std::fprintf(stderr, "node %s failed: %s\n", c.identity.c_str(), e.what());
             return 1;

@@ -28,14 +28,21 @@ using Clock = std::chrono::steady_clock;
 // A child process running asched_test_node; killed if still running at scope exit.
 class Node {
   public:
-    explicit Node(std::vector<std::string> args) {
+    /// `env`: "NAME=value" entries added to this process's environment (ASCHED_FAULTPOINTS).
+    explicit Node(std::vector<std::string> args, std::vector<std::string> env = {}) {
         args.insert(args.begin(), ASCHED_TEST_NODE);
         std::vector<char *> argv;
         for (auto &a : args)
             argv.push_back(a.data());
         argv.push_back(nullptr);
+        std::vector<char *> envp;
+        for (char **e = environ; *e; ++e)
+            envp.push_back(*e);
+        for (auto &e : env)
+            envp.push_back(e.data());
+        envp.push_back(nullptr);
         BOOST_REQUIRE(
-            posix_spawn(&pid_, ASCHED_TEST_NODE, nullptr, nullptr, argv.data(), environ) == 0);
+            posix_spawn(&pid_, ASCHED_TEST_NODE, nullptr, nullptr, argv.data(), envp.data()) == 0);
     }
     ~Node() {
         if (pid_ > 0) {
@@ -70,6 +77,7 @@ struct LedgerLine {
     std::int64_t fire_us = 0;
     std::string identity;
     std::int64_t start_us = 0;
+    unsigned attempt = 1;
 };
 
 inline std::vector<LedgerLine> read_ledger(const std::string &path) {
@@ -78,8 +86,11 @@ inline std::vector<LedgerLine> read_ledger(const std::string &path) {
     for (std::string line; std::getline(in, line);) {
         std::istringstream ss(line);
         LedgerLine l;
-        if (ss >> l.job_id >> l.schedule_id >> l.fire_us >> l.identity >> l.start_us)
+        if (ss >> l.job_id >> l.schedule_id >> l.fire_us >> l.identity >> l.start_us) {
+            if (!(ss >> l.attempt))
+                l.attempt = 1;
             out.push_back(l);
+        }
     }
     return out;
 }

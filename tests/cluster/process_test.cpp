@@ -173,3 +173,99 @@ BOOST_AUTO_TEST_CASE(two_processes_on_one_file_run_every_fire_exactly_once) {
                                  << ", nodes that ran jobs: " << who.size());
     check_integrity(dir / "a.db");
 }
+
+// Issue 12's process tests: the worker registry and retries across a crash.
+
+BOOST_AUTO_TEST_CASE(a_sigkilled_attempt_is_retried_once_by_another_node) {
+    Dir dir;
+    const auto db = dir / "a.db";
+    // One fire (every hour from now), a job that runs until killed, up to 3 attempts.
+    Node n1({"--store", "sqlite:" + db, "--identity", "n1", "--schedules", "1", "--every", "3600",
+             "--job-ms", "600000", "--lease", "2", "--poll", "100", "--retry", "3", "--ledger",
+             dir / "ledger"});
+    eventually([&] { return read_ledger(dir / "ledger").size() == 1; }, "attempt 1 running");
+    n1.kill(SIGKILL);
+    BOOST_TEST(n1.wait() == 128 + SIGKILL);
+    const auto job_id = read_ledger(dir / "ledger")[0].job_id;
+
+    // n2 finds the lease expired (within 2 s), the store queues attempt 2, n2 runs it.
+    Node n2({"--store", "sqlite:" + db, "--identity", "n2", "--schedules", "1", "--every", "3600",
+             "--job-ms", "10", "--lease", "2", "--poll", "100", "--retry", "3", "--ledger",
+             dir / "ledger"});
+    eventually([&] { return read_ledger(dir / "ledger").size() >= 2; }, "attempt 2 ran");
+    // Long enough for a wrong second run of attempt 2 (or an attempt 3) to show.
+    eventually([&] { return !query(db, "SELECT 1 FROM results").empty(); }, "a result");
+    n2.kill(SIGTERM);
+    BOOST_TEST(n2.wait() == 0);
+
+    const auto ledger = read_ledger(dir / "ledger");
+    BOOST_REQUIRE(ledger.size() == 2u);
+    BOOST_TEST(ledger[0].attempt == 1u);
+    BOOST_TEST(ledger[0].identity == "n1");
+    BOOST_TEST(ledger[1].job_id == job_id); // the same job, its id and fire time kept
+    BOOST_TEST(ledger[1].fire_us == ledger[0].fire_us);
+    BOOST_TEST(ledger[1].attempt == 2u);
+    BOOST_TEST(ledger[1].identity == "n2");
+    const auto history = query(db, "SELECT attempt, outcome, worker FROM job_history WHERE "
+                                   "job_id = '" +
+                                       job_id + "' ORDER BY attempt");
+    BOOST_REQUIRE(history.size() == 2u);
+    BOOST_TEST(history[0][1] == "abandoned");
+    BOOST_TEST(history[1][0] == "2");
+    BOOST_TEST(history[1][1] == "success");
+    BOOST_TEST(history[1][2] == "n2");
+    auto results = results_by_job(db);
+    BOOST_TEST(results[job_id][0] == "success");
+    BOOST_TEST(query(db, "SELECT count(*) FROM jobs")[0][0] == "0");
+    check_integrity(db);
+}
+
+BOOST_AUTO_TEST_CASE(a_second_process_with_a_live_identity_refuses_to_start) {
+    Dir dir;
+    const auto db = dir / "a.db";
+    Node n1({"--store", "sqlite:" + db, "--identity", "n1", "--schedules", "1", "--every", "0.2",
+             "--job-ms", "10", "--lease", "5", "--poll", "100", "--ledger", dir / "ledger"});
+    eventually([&] { return read_ledger(dir / "ledger").size() >= 2; }, "n1 runs jobs");
+    Node twin({"--store", "sqlite:" + db, "--identity", "n1", "--schedules", "1", "--every", "0.2",
+               "--job-ms", "10", "--lease", "5", "--poll", "100", "--ledger", dir / "ledger"});
+    BOOST_TEST(twin.wait() == 3); // identity_in_use
+    // n1 was not disturbed: it goes on, and nothing of it was marked abandoned.
+    const auto seen = read_ledger(dir / "ledger").size();
+    eventually([&] { return read_ledger(dir / "ledger").size() >= seen + 3; }, "n1 goes on");
+    n1.kill(SIGTERM);
+    BOOST_TEST(n1.wait() == 0);
+    for (auto &l : read_ledger(dir / "ledger"))
+        BOOST_TEST(l.identity == "n1");
+    BOOST_TEST(query(db, "SELECT count(*) FROM job_history WHERE outcome <> 'success'")[0][0] ==
+               "0");
+    BOOST_TEST(query(db, "SELECT count(*) FROM workers")[0][0] == "0"); // deleted at stop
+    check_no_fire_twice(read_ledger(dir / "ledger"));
+    check_integrity(db);
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_with_the_same_identity_fires_within_a_poll_not_a_lease) {
+    Dir dir;
+    const auto db = dir / "a.db";
+    // n1 dies right after leasing its schedule (for 60 s), before releasing it.
+    Node n1({"--store", "sqlite:" + db, "--identity", "n1", "--schedules", "1", "--every", "1",
+             "--job-ms", "10", "--lease", "60", "--poll", "100", "--ledger", dir / "ledger"},
+            {"ASCHED_FAULTPOINTS=schedules.acquired=kill"});
+    BOOST_TEST(n1.wait() == 128 + SIGKILL);
+    BOOST_TEST(read_ledger(dir / "ledger").empty());
+    const auto leased = query(db, "SELECT acquired_by, acquired_until FROM schedules");
+    BOOST_REQUIRE(leased.size() == 1u);
+    BOOST_TEST(leased[0][0] == "n1");
+    // Its restart takes the lease back at once (and replaces the fresh registry row of the dead
+    // pid): the schedule fires within the 3 s run, not after the 60 s lease.
+    const auto restarted_at = now_us();
+    Node again({"--store", "sqlite:" + db, "--identity", "n1", "--schedules", "1", "--every", "1",
+                "--job-ms", "10", "--lease", "60", "--poll", "100", "--run-for", "3", "--ledger",
+                dir / "ledger"});
+    BOOST_TEST(again.wait() == 0);
+    const auto ledger = read_ledger(dir / "ledger");
+    BOOST_REQUIRE(!ledger.empty());
+    BOOST_TEST(ledger[0].identity == "n1");
+    BOOST_TEST(ledger[0].start_us - restarted_at < 2'000'000);
+    check_no_fire_twice(ledger);
+    check_integrity(db);
+}

@@ -67,6 +67,9 @@ BOOST_FIXTURE_TEST_CASE(job_context_and_scheduler_handle, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(retries_and_history, SchedulerFixture) {
     run(failed_attempts_are_retried(this));
 }
+BOOST_FIXTURE_TEST_CASE(worker_registry, SchedulerFixture) {
+    run(workers_are_registered(this));
+}
 BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) {
     run(paused_schedules(this));
 }

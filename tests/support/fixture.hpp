@@ -54,6 +54,11 @@ struct SchedulerFixture : IoContextFixture {
     std::shared_ptr<Recorder> recorder = std::make_shared<Recorder>();
     std::optional<AsyncScheduler> scheduler;
     Subscription subscription;
+    /// A second handle on the fixture's store, for a second scheduler: the same object for the
+    /// in-memory store, a new store on the same file or schema for the SQL stores.
+    std::function<std::shared_ptr<DataStore>()> twin_store = [this] {
+        return scheduler->data_store();
+    };
 
     explicit SchedulerFixture(AsyncSchedulerOptions options = base_options()) {
         if (!options.clock)

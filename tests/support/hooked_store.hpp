@@ -121,6 +121,19 @@ class HookedStore final : public DataStore {
     asio::awaitable<std::size_t> prune_history(time_point before) override {
         return inner_->prune_history(before);
     }
+    asio::awaitable<void> register_worker(WorkerInfo w, duration lease,
+                                          std::optional<std::string> replaces) override {
+        return inner_->register_worker(std::move(w), lease, std::move(replaces));
+    }
+    asio::awaitable<bool> renew_worker(WorkerInfo w, duration lease) override {
+        return inner_->renew_worker(std::move(w), lease);
+    }
+    asio::awaitable<void> unregister_worker(std::string identity, std::string boot_id) override {
+        return inner_->unregister_worker(std::move(identity), std::move(boot_id));
+    }
+    asio::awaitable<std::vector<WorkerInfo>> get_workers() override {
+        return inner_->get_workers();
+    }
     asio::awaitable<void> reap_abandoned_jobs(std::string id) override {
         return inner_->reap_abandoned_jobs(std::move(id));
     }

@@ -6,6 +6,9 @@
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_future.hpp>
+#include <fmt/format.h>
+
+#include <unistd.h>
 
 namespace asched::test::scenarios {
 
@@ -1012,6 +1015,101 @@ inline asio::awaitable<void> schedules_that_never_fire_are_refused(SchedulerFixt
     CronTrigger every_minute = CronTrigger::from_crontab("* */4 * * *");
     const auto id = co_await s.add_schedule("t", every_minute);
     BOOST_TEST(!id.empty());
+}
+
+// The worker registry: a started scheduler has a live row with its tasks (a task added later
+// shows at once), a second scheduler with its identity is refused without touching it, an
+// add for a task no live worker runs is warned about, and the row goes at stop.
+inline asio::awaitable<void> workers_are_registered(SchedulerFixture *f) {
+    auto &s = f->s();
+    auto none = co_await s.get_workers();
+    BOOST_TEST(none.empty());
+    co_await s.add_task("work", []() -> asio::awaitable<int> { co_return 1; });
+    co_await s.start_in_background();
+    auto rows = co_await s.get_workers();
+    BOOST_REQUIRE(rows.size() == 1u);
+    BOOST_TEST(rows[0].identity == "test-node");
+    BOOST_TEST(rows[0].boot_id == s.boot_id());
+    BOOST_TEST(rows[0].pid == std::int64_t(::getpid()));
+    BOOST_TEST(!rows[0].host.empty());
+    BOOST_TEST(rows[0].task_ids == std::vector<std::string>{"work"});
+    BOOST_TEST(rows[0].started_at == f->clock->now());
+    BOOST_TEST(rows[0].expires_at ==
+               f->clock->now() + SchedulerFixture::base_options().lease_duration);
+    co_await s.add_task("later", []() -> asio::awaitable<int> { co_return 2; });
+    // Renewed at once, not at the next lease renewal (the manual clock does not move).
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    bool listed = false;
+    for (int i = 0; i < 2000 && !listed; ++i) {
+        auto now = co_await s.get_workers();
+        listed = now.size() == 1u && now[0].task_ids.size() == 2u;
+        pause.expires_after(10ms);
+        co_await pause.async_wait(asio::use_awaitable);
+    }
+    BOOST_TEST(listed, "the row lists the task added after the start");
+
+    // A second scheduler (same process, store and identity) is refused while the first runs.
+    auto warnings = std::make_shared<std::vector<std::string>>();
+    auto twin_options = SchedulerFixture::base_options();
+    twin_options.clock = f->clock;
+    twin_options.data_store = f->twin_store();
+    twin_options.event_broker = s.event_broker();
+    twin_options.role = SchedulerRole::scheduler;
+    twin_options.logger.level = LogLevel::warning;
+    twin_options.logger.sink = [warnings](LogLevel, std::string_view m) {
+        warnings->emplace_back(m);
+    };
+    const auto executor = co_await asio::this_coro::executor;
+    AsyncScheduler twin(executor, twin_options);
+    std::exception_ptr refused;
+    std::string message;
+    try {
+        co_await twin.start_in_background();
+    } catch (const std::exception &e) {
+        refused = std::current_exception();
+        message = e.what();
+    }
+    BOOST_TEST(error_code_of(refused) == int(errc::identity_in_use));
+    BOOST_TEST(mentions(message, "identity 'test-node' is in use"), message);
+    BOOST_TEST(mentions(message, fmt::format("pid {}", ::getpid())), message);
+    BOOST_TEST(twin.state() == RunState::stopped);
+    rows = co_await s.get_workers();
+    BOOST_REQUIRE(rows.size() == 1u);
+    BOOST_TEST(rows[0].boot_id == s.boot_id()); // untouched
+    const JobOptions plain;
+    const auto value = co_await s.run_job("work", plain);
+    BOOST_TEST(value == 1); // the first runs on
+
+    // Adds through the twin (not started: it runs nothing itself): a task the first runs is
+    // fine, one that no live worker runs is warned about, naming the job and the task.
+    warnings->clear();
+    co_await twin.add_job("work");
+    BOOST_TEST(warnings->empty());
+    Task orphan;
+    orphan.id = "orphan";
+    co_await s.data_store()->add_task(orphan);
+    const auto orphan_job = co_await twin.add_job("orphan");
+    BOOST_REQUIRE(warnings->size() == 1u);
+    BOOST_TEST(
+        mentions(warnings->front(),
+                 fmt::format("job '{}': no live worker has registered task 'orphan'", orphan_job)),
+        warnings->front());
+    co_await twin.add_job("orphan"); // checked once per lease period, not per add
+    BOOST_TEST(warnings->size() == 1u);
+
+    // A stopped scheduler leaves no row; then the identity is free for the twin.
+    co_await s.stop();
+    co_await s.wait_until_stopped();
+    auto after = co_await s.get_workers();
+    BOOST_TEST(after.empty());
+    co_await twin.start_in_background();
+    rows = co_await twin.get_workers();
+    BOOST_REQUIRE(rows.size() == 1u);
+    BOOST_TEST(rows[0].boot_id == twin.boot_id());
+    BOOST_TEST(rows[0].task_ids.empty()); // role scheduler: it runs no task
+    co_await twin.stop();
+    co_await twin.wait_until_stopped();
+    co_await twin.close();
 }
 
 inline AsyncSchedulerOptions with_concurrency(std::size_t n) {

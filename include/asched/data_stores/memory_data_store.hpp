@@ -51,6 +51,11 @@ class MemoryDataStore final : public DataStore {
                                                 std::string scheduler_id) override;
     asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) override;
     asio::awaitable<std::size_t> prune_history(time_point before) override;
+    asio::awaitable<void> register_worker(WorkerInfo worker, duration lease,
+                                          std::optional<std::string> replaces) override;
+    asio::awaitable<bool> renew_worker(WorkerInfo worker, duration lease) override;
+    asio::awaitable<void> unregister_worker(std::string identity, std::string boot_id) override;
+    asio::awaitable<std::vector<WorkerInfo>> get_workers() override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
 

@@ -39,7 +39,7 @@ struct SqliteDataStoreOptions {
 class SqliteDataStore final : public DataStore {
   public:
     /// The schema version this build writes.
-    static constexpr int schema_version = 3;
+    static constexpr int schema_version = 4;
 
     explicit SqliteDataStore(SqliteDataStoreOptions options = {});
     ~SqliteDataStore() override;
@@ -79,6 +79,11 @@ class SqliteDataStore final : public DataStore {
                                                 std::string scheduler_id) override;
     asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) override;
     asio::awaitable<std::size_t> prune_history(time_point before) override;
+    asio::awaitable<void> register_worker(WorkerInfo worker, duration lease,
+                                          std::optional<std::string> replaces) override;
+    asio::awaitable<bool> renew_worker(WorkerInfo worker, duration lease) override;
+    asio::awaitable<void> unregister_worker(std::string identity, std::string boot_id) override;
+    asio::awaitable<std::vector<WorkerInfo>> get_workers() override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
 

@@ -57,6 +57,13 @@ struct MemoryDataStore::State {
         history.emplace(key, std::move(record));
     }
 
+    std::map<std::string, WorkerInfo> workers; // the worker registry, by identity
+
+    std::optional<WorkerInfo> worker(const std::string &identity) const {
+        auto it = workers.find(identity);
+        return it == workers.end() ? std::nullopt : std::optional(it->second);
+    }
+
     std::vector<Event> events; // published after the lock is released
 
     time_point now() const { return context.clock->now(); }
@@ -708,6 +715,60 @@ asio::awaitable<JobCancellation> MemoryDataStore::cancel_job(std::string job_id,
     co_return out;
 }
 
+asio::awaitable<void> MemoryDataStore::register_worker(WorkerInfo worker, duration lease,
+                                                       std::optional<std::string> replaces) {
+    std::lock_guard lock(state_->mutex);
+    auto &s = *state_;
+    const auto now = s.now();
+    const auto current = s.worker(worker.identity);
+    if (!detail::may_register(current, worker, replaces, now))
+        throw detail::identity_in_use(*current, now);
+    const auto identity = worker.identity;
+    s.workers[identity] = detail::worker_row_at(current, std::move(worker), now, lease);
+    std::vector<std::string> held;
+    for (auto &[until, id] : s.schedule_leases)
+        if (s.schedules.at(id).acquired_by == identity)
+            held.push_back(id);
+    for (auto &id : held) {
+        auto &sched = s.schedules.at(id);
+        s.unindex_schedule(sched);
+        sched.acquired_by.reset();
+        sched.acquired_until.reset();
+        s.index_schedule(sched);
+    }
+    co_return;
+}
+
+asio::awaitable<bool> MemoryDataStore::renew_worker(WorkerInfo worker, duration lease) {
+    std::lock_guard lock(state_->mutex);
+    auto &s = *state_;
+    const auto now = s.now();
+    const auto current = s.worker(worker.identity);
+    if (!detail::may_renew(current, worker, now))
+        co_return false;
+    const auto identity = worker.identity;
+    s.workers[identity] = detail::worker_row_at(current, std::move(worker), now, lease);
+    co_return true;
+}
+
+asio::awaitable<void> MemoryDataStore::unregister_worker(std::string identity,
+                                                         std::string boot_id) {
+    std::lock_guard lock(state_->mutex);
+    auto &s = *state_;
+    if (auto it = s.workers.find(identity); it != s.workers.end() && it->second.boot_id == boot_id)
+        s.workers.erase(it);
+    co_return;
+}
+
+asio::awaitable<std::vector<WorkerInfo>> MemoryDataStore::get_workers() {
+    std::lock_guard lock(state_->mutex);
+    std::vector<WorkerInfo> out;
+    out.reserve(state_->workers.size());
+    for (auto &[id, w] : state_->workers)
+        out.push_back(w);
+    co_return out;
+}
+
 asio::awaitable<void> MemoryDataStore::reap_abandoned_jobs(std::string scheduler_id) {
     std::vector<Event> events;
     {
@@ -742,6 +803,9 @@ asio::awaitable<void> MemoryDataStore::cleanup() {
             s.result_expiry.erase(s.result_expiry.begin());
         }
         s.abandon_expired_job_leases(now);
+        std::erase_if(s.workers, [&](const auto &w) {
+            return w.second.expires_at + detail::dead_worker_retention <= now;
+        });
         std::vector<std::string> finished;
         for (auto &[id, sched] : s.schedules)
             if (!sched.next_fire_time && !sched.acquired_by && !s.jobs_per_schedule.contains(id))

@@ -115,6 +115,21 @@ CREATE INDEX job_history_recent ON {S}.job_history (finished_at, seq);
 CREATE INDEX job_history_task ON {S}.job_history (task_id, finished_at, seq);
 CREATE INDEX job_history_schedule ON {S}.job_history (schedule_id, finished_at, seq);
 )sql",
+    // 4: the worker registry.
+    R"sql(
+CREATE TABLE {S}.workers (
+    identity text PRIMARY KEY,
+    boot_id text NOT NULL,
+    host text NOT NULL,
+    pid bigint NOT NULL,
+    process_scope text NOT NULL,
+    role text NOT NULL,
+    task_ids text NOT NULL, -- JSON array
+    started_at bigint NOT NULL,
+    last_seen bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+)sql",
 };
 constexpr int known_version = int(std::size(migrations));
 static_assert(known_version == PostgresDataStore::schema_version);
@@ -1097,11 +1112,85 @@ asio::awaitable<Unit> op_reap_abandoned_jobs(Session &s, std::string scheduler_i
     co_return Unit{};
 }
 
+// The identity's row, locked for this transaction: two nodes registering one identity at
+// once take turns (the advisory lock also covers a row that does not exist yet).
+asio::awaitable<std::optional<WorkerInfo>> lock_worker(Session &s, const std::string &identity) {
+    auto lock =
+        s.q("SELECT pg_advisory_xact_lock(hashtext('asched worker ' || $1))", {param(identity)});
+    co_await std::move(lock);
+    auto call = s.q("SELECT " ASCHED_WORKER_COLUMNS " FROM {S}.workers WHERE identity = $1",
+                    {param(identity)});
+    auto r = co_await std::move(call);
+    std::optional<WorkerInfo> out;
+    if (r.rows() > 0)
+        out = detail::worker_row(Row{r, 0});
+    co_return out;
+}
+
+asio::awaitable<Unit> put_worker(Session &s, WorkerInfo w) {
+    auto call = s.q(
+        "INSERT INTO {S}.workers (" ASCHED_WORKER_COLUMNS
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (identity) DO UPDATE SET "
+        "boot_id = excluded.boot_id, host = excluded.host, pid = excluded.pid, process_scope = "
+        "excluded.process_scope, role = excluded.role, task_ids = excluded.task_ids, started_at "
+        "= excluded.started_at, last_seen = excluded.last_seen, expires_at = excluded.expires_at",
+        {param(w.identity), param(w.boot_id), param(w.host), param(w.pid), param(w.process_scope),
+         param(std::string(to_string(w.role))), param(detail::task_ids_text(w)),
+         param(w.started_at), param(w.last_seen), param(w.expires_at)});
+    co_await std::move(call);
+    co_return Unit{};
+}
+
+asio::awaitable<Unit> op_register_worker(Session &s, WorkerInfo worker, duration lease,
+                                         std::optional<std::string> replaces) {
+    auto locked = lock_worker(s, worker.identity);
+    const auto current = co_await std::move(locked);
+    if (!detail::may_register(current, worker, replaces, s.now))
+        throw detail::identity_in_use(*current, s.now);
+    auto put = put_worker(s, detail::worker_row_at(current, worker, s.now, lease));
+    co_await std::move(put);
+    auto free = s.q("UPDATE {S}.schedules SET acquired_by = NULL, acquired_until = NULL WHERE "
+                    "acquired_by = $1",
+                    {param(worker.identity)});
+    co_await std::move(free);
+    co_return Unit{};
+}
+
+asio::awaitable<bool> op_renew_worker(Session &s, WorkerInfo worker, duration lease) {
+    auto locked = lock_worker(s, worker.identity);
+    const auto current = co_await std::move(locked);
+    const bool ok = detail::may_renew(current, worker, s.now);
+    if (ok) {
+        auto put = put_worker(s, detail::worker_row_at(current, worker, s.now, lease));
+        co_await std::move(put);
+    }
+    co_return ok;
+}
+
+asio::awaitable<Unit> op_unregister_worker(Session &s, std::string identity, std::string boot_id) {
+    auto call = s.q("DELETE FROM {S}.workers WHERE identity = $1 AND boot_id = $2",
+                    {param(identity), param(boot_id)});
+    co_await std::move(call);
+    co_return Unit{};
+}
+
+asio::awaitable<std::vector<WorkerInfo>> op_get_workers(Session &s) {
+    auto call = s.q("SELECT " ASCHED_WORKER_COLUMNS " FROM {S}.workers ORDER BY identity", {});
+    auto r = co_await std::move(call);
+    std::vector<WorkerInfo> out;
+    for (int i = 0; i < r.rows(); ++i)
+        out.push_back(detail::worker_row(Row{r, i}));
+    co_return out;
+}
+
 asio::awaitable<Unit> op_cleanup(Session &s) {
     s.store.newer.forget();
     auto call33 = s.q("DELETE FROM {S}.results WHERE expires_at <= $1", {param(s.now)});
     co_await std::move(call33);
     co_await s.abandon_expired_job_leases();
+    auto dead = s.q("DELETE FROM {S}.workers WHERE expires_at <= $1",
+                    {param(s.now - detail::dead_worker_retention)});
+    co_await std::move(dead);
     auto call34 = s.q(
         "DELETE FROM {S}.schedules s WHERE next_fire_time IS NULL AND acquired_by IS NULL AND "
         "NOT EXISTS (SELECT 1 FROM {S}.jobs j WHERE j.schedule_id = s.id) RETURNING id, task_id",
@@ -1343,6 +1432,32 @@ asio::awaitable<JobCancellation> PostgresDataStore::cancel_job(std::string job_i
                                                                std::string scheduler_id) {
     auto call = transact<JobCancellation>(impl_, &op_cancel_job, std::move(job_id),
                                           std::move(scheduler_id));
+    auto out = co_await std::move(call);
+    co_return out;
+}
+
+asio::awaitable<void> PostgresDataStore::register_worker(WorkerInfo worker, duration lease,
+                                                         std::optional<std::string> replaces) {
+    auto call =
+        transact<Unit>(impl_, &op_register_worker, std::move(worker), lease, std::move(replaces));
+    co_await std::move(call);
+}
+
+asio::awaitable<bool> PostgresDataStore::renew_worker(WorkerInfo worker, duration lease) {
+    auto call = transact<bool>(impl_, &op_renew_worker, std::move(worker), lease);
+    const bool ok = co_await std::move(call);
+    co_return ok;
+}
+
+asio::awaitable<void> PostgresDataStore::unregister_worker(std::string identity,
+                                                           std::string boot_id) {
+    auto call =
+        transact<Unit>(impl_, &op_unregister_worker, std::move(identity), std::move(boot_id));
+    co_await std::move(call);
+}
+
+asio::awaitable<std::vector<WorkerInfo>> PostgresDataStore::get_workers() {
+    auto call = transact<std::vector<WorkerInfo>>(impl_, &op_get_workers);
     auto out = co_await std::move(call);
     co_return out;
 }

@@ -127,6 +127,21 @@ CREATE INDEX job_history_recent ON job_history (finished_at, seq);
 CREATE INDEX job_history_task ON job_history (task_id, finished_at, seq);
 CREATE INDEX job_history_schedule ON job_history (schedule_id, finished_at, seq);
 )sql",
+    // 4: the worker registry.
+    R"sql(
+CREATE TABLE workers (
+    identity TEXT PRIMARY KEY,
+    boot_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_scope TEXT NOT NULL,
+    role TEXT NOT NULL,
+    task_ids TEXT NOT NULL, -- JSON array
+    started_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+)sql",
 };
 constexpr int known_version = int(std::size(migrations));
 
@@ -1408,6 +1423,106 @@ asio::awaitable<JobCancellation> SqliteDataStore::cancel_job(std::string job_id,
     co_return out;
 }
 
+namespace {
+
+std::optional<WorkerInfo> worker_of(Connection &conn, const std::string &identity) {
+    auto q = conn.prepare("SELECT " ASCHED_WORKER_COLUMNS " FROM workers WHERE identity = ?1")
+                 .bind(1, identity);
+    std::optional<WorkerInfo> w;
+    if (q.step())
+        w = detail::worker_row(q);
+    q.reset();
+    return w;
+}
+
+void put_worker(Connection &conn, const WorkerInfo &w) {
+    conn.prepare("INSERT INTO workers (" ASCHED_WORKER_COLUMNS
+                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (identity) DO "
+                 "UPDATE SET boot_id = excluded.boot_id, host = excluded.host, pid = excluded.pid, "
+                 "process_scope = excluded.process_scope, role = excluded.role, task_ids = "
+                 "excluded.task_ids, started_at = excluded.started_at, last_seen = "
+                 "excluded.last_seen, expires_at = excluded.expires_at")
+        .bind(1, w.identity)
+        .bind(2, w.boot_id)
+        .bind(3, w.host)
+        .bind(4, w.pid)
+        .bind(5, w.process_scope)
+        .bind(6, to_string(w.role))
+        .bind(7, detail::task_ids_text(w))
+        .bind(8, w.started_at)
+        .bind(9, w.last_seen)
+        .bind(10, w.expires_at)
+        .exec();
+}
+
+} // namespace
+
+asio::awaitable<void> SqliteDataStore::register_worker(WorkerInfo worker, duration lease,
+                                                       std::optional<std::string> replaces) {
+    auto op = [worker = std::move(worker), lease, replaces](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        const auto current = worker_of(s.conn(), worker.identity);
+        if (!detail::may_register(current, worker, replaces, now))
+            throw detail::identity_in_use(*current, now);
+        put_worker(s.conn(), detail::worker_row_at(current, worker, now, lease));
+        s.conn()
+            .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL WHERE "
+                     "acquired_by = ?1")
+            .bind(1, worker.identity)
+            .exec();
+        s.commit(tx);
+        return Unit{};
+    };
+    co_await on_db<Unit>(impl_, std::move(op));
+}
+
+asio::awaitable<bool> SqliteDataStore::renew_worker(WorkerInfo worker, duration lease) {
+    auto op = [worker = std::move(worker), lease](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        const auto now = s.now();
+        const auto current = worker_of(s.conn(), worker.identity);
+        const bool ok = detail::may_renew(current, worker, now);
+        if (ok)
+            put_worker(s.conn(), detail::worker_row_at(current, worker, now, lease));
+        s.commit(tx);
+        return ok;
+    };
+    auto [ok, events] = co_await on_db<bool>(impl_, std::move(op));
+    co_return ok;
+}
+
+asio::awaitable<void> SqliteDataStore::unregister_worker(std::string identity,
+                                                         std::string boot_id) {
+    auto op = [identity, boot_id](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::immediate);
+        s.conn()
+            .prepare("DELETE FROM workers WHERE identity = ?1 AND boot_id = ?2")
+            .bind(1, identity)
+            .bind(2, boot_id)
+            .exec();
+        s.commit(tx);
+        return Unit{};
+    };
+    co_await on_db<Unit>(impl_, std::move(op));
+}
+
+asio::awaitable<std::vector<WorkerInfo>> SqliteDataStore::get_workers() {
+    auto op = [](Impl &s) {
+        Transaction tx(s.conn(), Transaction::Kind::deferred);
+        auto q =
+            s.conn().prepare("SELECT " ASCHED_WORKER_COLUMNS " FROM workers ORDER BY identity");
+        std::vector<WorkerInfo> out;
+        while (q.step())
+            out.push_back(detail::worker_row(q));
+        q.reset();
+        s.commit(tx);
+        return out;
+    };
+    auto [out, events] = co_await on_db<std::vector<WorkerInfo>>(impl_, std::move(op));
+    co_return std::move(out);
+}
+
 asio::awaitable<void> SqliteDataStore::reap_abandoned_jobs(std::string scheduler_id) {
     auto op = [scheduler_id](Impl &s) {
         Transaction tx(s.conn(), Transaction::Kind::immediate);
@@ -1435,6 +1550,10 @@ asio::awaitable<void> SqliteDataStore::cleanup() {
         const auto now = s.now();
         s.conn().prepare("DELETE FROM results WHERE expires_at <= ?1").bind(1, now).exec();
         s.abandon_expired_job_leases(now);
+        s.conn()
+            .prepare("DELETE FROM workers WHERE expires_at <= ?1")
+            .bind(1, now - detail::dead_worker_retention)
+            .exec();
         auto q = s.conn().prepare(
             "DELETE FROM schedules WHERE next_fire_time IS NULL AND acquired_by IS NULL AND "
             "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.schedule_id = schedules.id) RETURNING id, "
