@@ -230,6 +230,33 @@ asio::awaitable<void> heartbeat_replaces_a_frozen_listener(std::shared_ptr<Postg
     co_await b->stop();
 }
 
+// A frozen redis-server (SIGSTOP: connections stay open, nothing answers) is found by the
+// subscribed connection's PING within heartbeat_interval + heartbeat_timeout; once it thaws,
+// both brokers subscribe again and events flow, each once.
+asio::awaitable<void> heartbeat_finds_a_frozen_redis(test::RedisServer *server,
+                                                     std::shared_ptr<RedisEventBroker> a,
+                                                     std::shared_ptr<RedisEventBroker> b,
+                                                     Logger logger) {
+    co_await start(a, logger);
+    co_await start(b, logger);
+    co_await eventually([&] { return up(*a) && up(*b); }, "both subscribed");
+    auto ex = co_await asio::this_coro::executor;
+    Inbox at_b;
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
+    server->freeze();
+    co_await eventually([&] { return !up(*a) && !up(*b); }, "the heartbeat noticed", 10s);
+    server->thaw();
+    co_await eventually([&] { return up(*a) && up(*b); }, "subscribed again", 20s);
+    BOOST_TEST(a->reconnects() >= 1u);
+    BOOST_TEST(b->reconnects() >= 1u);
+    std::vector<Event> after{job_added(4)};
+    co_await publish_all(a, after);
+    co_await eventually([&] { return !at_b.ids().empty(); }, "an event after the thaw");
+    BOOST_TEST(at_b.ids() == std::vector<std::string>{"job-4"});
+    co_await a->stop();
+    co_await b->stop();
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(event_broker_contract)
@@ -250,6 +277,16 @@ BOOST_FIXTURE_TEST_CASE(redis_reconnects_and_subscribes_again, BrokerFixture) {
     RedisEventBrokerOptions o{.port = redis->port(), .max_reconnect_delay = 200ms};
     run(reconnects_and_subscribes_again(&*redis, std::make_shared<RedisEventBroker>(o),
                                         std::make_shared<RedisEventBroker>(o), quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(redis_heartbeat_finds_a_frozen_server, BrokerFixture) {
+    redis.emplace();
+    RedisEventBrokerOptions o{.port = redis->port(),
+                              .max_reconnect_delay = 200ms,
+                              .heartbeat_interval = 200ms,
+                              .heartbeat_timeout = 300ms};
+    run(heartbeat_finds_a_frozen_redis(&*redis, std::make_shared<RedisEventBroker>(o),
+                                       std::make_shared<RedisEventBroker>(o), quiet));
 }
 
 BOOST_FIXTURE_TEST_CASE(postgres_other_nodes_get_each_event_once, BrokerFixture) {

@@ -66,6 +66,11 @@ class Process {
             std::this_thread::sleep_for(std::chrono::milliseconds(10)); // bounded poll
         }
     }
+    /// Sends `sig` without waiting (SIGSTOP, SIGCONT).
+    void signal(int sig) const {
+        if (pid_ > 0)
+            ::kill(pid_, sig);
+    }
     /// Sends `sig` and reaps the process.
     void kill(int sig) {
         if (pid_ <= 0)
@@ -98,6 +103,9 @@ class RedisServer {
         process_.kill(SIGKILL);
         wait_until(false);
     }
+    /// SIGSTOP / SIGCONT: frozen, its connections stay open and nothing answers.
+    void freeze() { process_.signal(SIGSTOP); }
+    void thaw() { process_.signal(SIGCONT); }
 
   private:
     void wait_until(bool up) const {

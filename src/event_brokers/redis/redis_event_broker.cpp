@@ -79,7 +79,12 @@ asio::awaitable<ReplyPtr> read_reply(Socket &socket, redisReader *reader) {
 struct RedisEventBroker::State : detail::NetworkBrokerState {
     RedisEventBrokerOptions options;
     std::atomic<bool> is_subscribed{false};
+    std::atomic<std::uint64_t> reconnect_count{0};
     std::optional<Socket> sub, pub;
+    std::uint64_t connection = 0; // which subscribed connection is current (for its heartbeat)
+    std::chrono::steady_clock::time_point last_input{};
+    std::shared_ptr<asio::steady_timer> heartbeat_timer; // the current heartbeat's; cancelled
+                                                         // when its connection ends
     ReaderPtr pub_reader;
     std::optional<asio::ip::tcp::resolver> resolver;
 
@@ -127,17 +132,81 @@ namespace {
 
 using State = RedisEventBroker::State;
 
+// Watches subscribed connection `connection`: after a quiet heartbeat_interval it sends PING
+// (allowed while subscribed; the reply is ["pong", ""]), and when nothing at all arrives
+// within heartbeat_timeout after that it closes the socket, which ends the read with an error
+// and makes subscribe_loop reconnect. Ends when that connection is no longer current.
+asio::awaitable<void> heartbeat(std::shared_ptr<State> self, std::uint64_t connection,
+                                std::shared_ptr<asio::steady_timer> timer) {
+    using steady = std::chrono::steady_clock;
+    std::optional<steady::time_point> pinged_at;
+    const auto ping = command({"PING"});
+    while (!self->stopping && self->connection == connection) {
+        const auto now = steady::now();
+        if (pinged_at && self->last_input > *pinged_at)
+            pinged_at.reset(); // something arrived: alive
+        steady::time_point wake;
+        if (!pinged_at) {
+            wake = self->last_input + self->options.heartbeat_interval;
+            if (now >= wake) {
+                pinged_at = now;
+                auto [ec, n] =
+                    co_await asio::async_write(*self->sub, asio::buffer(ping),
+                                               asio::experimental::as_tuple(asio::use_awaitable));
+                (void)n;
+                if (ec)
+                    break; // the read fails too, and reconnects
+                continue;
+            }
+        } else {
+            wake = *pinged_at + self->options.heartbeat_timeout;
+            if (now >= wake) {
+                self->log(LogLevel::warning,
+                          fmt::format("redis broker: no reply to PING from {}:{} within {} ms; "
+                                      "replacing the subscribed connection",
+                                      self->options.host, self->options.port,
+                                      self->options.heartbeat_timeout.count()));
+                asio::error_code ignored;
+                self->sub->close(ignored);
+                break;
+            }
+        }
+        timer->expires_at(wake);
+        co_await timer->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+}
+
+void end_heartbeat(State &self) {
+    ++self.connection;
+    if (self.heartbeat_timer)
+        self.heartbeat_timer->cancel();
+    self.heartbeat_timer.reset();
+}
+
 asio::awaitable<void> subscribe_loop(std::shared_ptr<State> self) {
     auto delay = std::chrono::milliseconds(100);
+    bool lost_before = false;
     while (!self->stopping) {
         try {
             self->sub.emplace(*self->strand);
+            ++self->connection;
             co_await self->connect(*self->sub);
+            if (lost_before)
+                ++self->reconnect_count;
+            self->last_input = std::chrono::steady_clock::now();
+            self->heartbeat_timer = std::make_shared<asio::steady_timer>(*self->strand);
+            asio::co_spawn(*self->strand, heartbeat(self, self->connection, self->heartbeat_timer),
+                           [self](std::exception_ptr e) {
+                               if (e)
+                                   self->log(LogLevel::warning,
+                                             "redis broker: the heartbeat ended with an error");
+                           });
             const auto subscribe = command({"SUBSCRIBE", self->options.channel});
             co_await asio::async_write(*self->sub, asio::buffer(subscribe), asio::use_awaitable);
             ReaderPtr reader(redisReaderCreate());
             while (!self->stopping) {
                 auto reply = co_await read_reply(*self->sub, reader.get());
+                self->last_input = std::chrono::steady_clock::now();
                 if (self->is_subscribed)
                     delay = std::chrono::milliseconds(100);
                 self->handle(*reply);
@@ -151,6 +220,8 @@ asio::awaitable<void> subscribe_loop(std::shared_ptr<State> self) {
                         self->options.host, self->options.port, e.what(), delay.count()));
         }
         self->is_subscribed = false;
+        lost_before = true;
+        end_heartbeat(*self);
         if (self->sub) {
             asio::error_code ignored;
             self->sub->close(ignored);
@@ -204,6 +275,7 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
 
 asio::awaitable<void> close_all(std::shared_ptr<State> self) {
     self->stopping = true;
+    end_heartbeat(*self);
     asio::error_code ignored;
     if (self->sub)
         self->sub->close(ignored);
@@ -262,6 +334,10 @@ asio::awaitable<void> RedisEventBroker::publish(Event event) {
 
 bool RedisEventBroker::subscribed() const noexcept {
     return state_->is_subscribed;
+}
+
+std::uint64_t RedisEventBroker::reconnects() const noexcept {
+    return state_->reconnect_count;
 }
 
 } // namespace asched
