@@ -3,11 +3,13 @@
 // usage: asched_test_node --store sqlite:PATH|postgres:CONNINFO|memory --identity ID
 //          [--broker local|redis:PORT|postgres:CONNINFO] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
-//          [--ledger FILE] [--grace S] [--retry ATTEMPTS]
+//          [--ledger FILE] [--grace S] [--retry ATTEMPTS] [--cap N] [--intervals FILE]
 //
 // Registers the task "work" (a coroutine that appends "job_id schedule_id fire_us identity
 // start_us attempt" to the ledger, then waits --job-ms; with --retry, its jobs are retried up
-// to ATTEMPTS attempts in all, 200 ms apart), adds N interval schedules "s-0".."s-N-1"
+// to ATTEMPTS attempts in all, 200 ms apart; --cap: its max_running_jobs, else unlimited;
+// --intervals: each job appends "start_us end_us identity" there when it ends), adds N
+// interval schedules "s-0".."s-N-1"
 // (every S seconds from --start-at, coalesce all, results kept an hour; an existing schedule
 // is kept), and runs until --run-for elapses or SIGTERM/SIGINT arrives, then stops gracefully
 // and exits 0. Exit status 3: the identity is in use by a live scheduler (refused at start);
@@ -44,6 +46,8 @@ struct Config {
     double grace = 5.0;
     std::string ledger;
     unsigned retry = 0; // 0: no retry policy
+    int cap = 0;        // 0: unlimited
+    std::string intervals;
 };
 
 [[noreturn]] void usage(const std::string &why) {
@@ -92,6 +96,9 @@ Config parse(int argc, char **argv) {
     c.ledger = take("ledger").value_or("");
     if (auto v = take("retry"))
         c.retry = unsigned(std::stoul(*v));
+    if (auto v = take("cap"))
+        c.cap = std::stoi(*v);
+    c.intervals = take("intervals").value_or("");
     if (!kv.empty())
         usage("unknown option --" + kv.begin()->first);
     return c;
@@ -126,9 +133,15 @@ std::shared_ptr<asched::EventBroker> make_broker(const std::string &spec) {
 
 struct Ledger {
     int fd = -1;
+    int intervals_fd = -1;
     void write(const std::string &line) const {
         if (fd >= 0 && ::write(fd, line.data(), line.size()) != ssize_t(line.size()))
             std::perror("ledger write");
+    }
+    void interval(const std::string &line) const {
+        if (intervals_fd >= 0 &&
+            ::write(intervals_fd, line.data(), line.size()) != ssize_t(line.size()))
+            std::perror("intervals write");
     }
 };
 
@@ -142,6 +155,10 @@ asio::awaitable<void> work(std::shared_ptr<const Ledger> ledger, std::string ide
         now.time_since_epoch().count(), job.attempt));
     asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(job_ms));
     co_await t.async_wait(asio::use_awaitable);
+    const auto end =
+        std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now());
+    ledger->interval(fmt::format("{} {} {}\n", now.time_since_epoch().count(),
+                                 end.time_since_epoch().count(), identity));
 }
 
 asio::awaitable<void> run(asched::AsyncScheduler &s, Config c,
@@ -151,6 +168,8 @@ asio::awaitable<void> run(asched::AsyncScheduler &s, Config c,
     };
     asched::TaskOptions task_options;
     task_options.max_running_jobs = asched::unlimited;
+    if (c.cap > 0)
+        task_options.max_running_jobs = c.cap;
     if (c.retry > 0) {
         asched::RetryPolicy retry;
         retry.max_attempts = c.retry;
@@ -201,6 +220,11 @@ int main(int argc, char **argv) {
         ledger->fd = ::open(c.ledger.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (ledger->fd < 0)
             usage("cannot open ledger " + c.ledger);
+    }
+    if (!c.intervals.empty()) {
+        ledger->intervals_fd = ::open(c.intervals.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (ledger->intervals_fd < 0)
+            usage("cannot open intervals file " + c.intervals);
     }
     asio::io_context ioc;
     asched::AsyncSchedulerOptions options;

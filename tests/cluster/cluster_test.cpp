@@ -7,6 +7,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <fstream>
+
 using namespace std::chrono_literals;
 using namespace asched::proc;
 using asched::test::PostgresServer;
@@ -257,6 +260,110 @@ BOOST_AUTO_TEST_CASE(r8_postgres_restart_under_load) {
     BOOST_TEST_MESSAGE("R8: " << fires << " fires across a 10 s outage, each exactly once");
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
                "0");
+}
+
+// R25: a per-task cap across nodes, and pause/resume from outside while nodes hold leases.
+// Three nodes run 4 schedules every second of a task capped at 2, each job 300 ms (4 jobs
+// due at once, 2 slots); the test pauses every schedule through a fourth scheduler, then
+// resumes them from now.
+BOOST_AUTO_TEST_CASE(r25_cap_and_pause_across_nodes) {
+    Cluster c;
+    const std::string broker = "postgres:" + c.pg.conninfo();
+    const auto intervals = c.dir / "intervals";
+    auto capped = [&](const char *id) {
+        auto args = c.node(id, broker, 4, "16", "10", "300");
+        for (const char *extra : {"--cap", "2", "--intervals"})
+            args.emplace_back(extra);
+        args.push_back(intervals);
+        return args;
+    };
+    Node n1(capped("n1"));
+    Node n2(capped("n2"));
+    Node n3(capped("n3"));
+    eventually([&] { return read_ledger(c.ledger).size() >= 12; }, "the cluster at its cap", 40s);
+
+    asched::AsyncSchedulerOptions o;
+    o.data_store = std::make_shared<asched::PostgresDataStore>(asched::PostgresDataStoreOptions{
+        .conninfo = c.pg.conninfo(), .schema = "cluster", .connect_timeout = 2s});
+    o.identity = "operator";
+    o.role = asched::SchedulerRole::scheduler;
+    o.logger.level = asched::LogLevel::error;
+    asched::Scheduler op(o); // not started: it only edits schedules
+    for (int i = 0; i < 4; ++i)
+        op.pause_schedule("s-" + std::to_string(i));
+    const auto paused_at = now_us();
+    std::this_thread::sleep_for(3s); // the scenario: paused for three fire periods
+    const auto resume_at = now_us();
+    for (int i = 0; i < 4; ++i)
+        op.unpause_schedule("s-" + std::to_string(i), asched::ResumeFrom::now());
+    BOOST_TEST(n1.wait(60s) == 0);
+    BOOST_TEST(n2.wait(60s) == 0);
+    BOOST_TEST(n3.wait(60s) == 0);
+
+    // No job for a fire after the pause committed and before the resume: nothing fired while
+    // paused, and the resume did not catch the skipped fires up (no burst).
+    std::size_t after_resume = 0;
+    for (auto &l : read_ledger(c.ledger)) {
+        BOOST_TEST_CHECK(!(l.fire_us > paused_at && l.fire_us < resume_at),
+                         l.schedule_id << "@" << l.fire_us << " fired while paused");
+        after_resume += l.fire_us >= resume_at;
+    }
+    BOOST_TEST(after_resume >= 4u); // it fires again
+    for (auto &row : Psql(c.pg.conninfo())
+                         .rows("SELECT schedule_id, scheduled_fire_time FROM cluster.jobs "
+                               "UNION ALL SELECT schedule_id, scheduled_fire_time FROM "
+                               "cluster.results"))
+        BOOST_TEST_CHECK(!(std::stoll(row[1]) > paused_at && std::stoll(row[1]) < resume_at),
+                         row[0] << "@" << row[1] << " has a job from the paused time");
+
+    // The cap: at no instant were more than 2 jobs running, over all nodes; and it was reached.
+    std::vector<std::pair<std::int64_t, int>> edges;
+    std::ifstream in(intervals);
+    for (std::int64_t start = 0, end = 0; in >> start >> end;) {
+        std::string who;
+        in >> who;
+        edges.emplace_back(start, +1);
+        edges.emplace_back(end, -1);
+    }
+    std::sort(edges.begin(), edges.end()); // an end sorts before a start at the same instant
+    int running = 0, peak = 0;
+    for (auto &[t, d] : edges)
+        peak = std::max(peak, running += d);
+    BOOST_TEST(edges.size() >= 40u);
+    BOOST_TEST(peak == 2);
+    BOOST_TEST_MESSAGE("R25: " << edges.size() / 2 << " capped jobs, peak " << peak
+                               << " running over 3 nodes");
+}
+
+// R6 on PostgreSQL: a second live node with one identity refuses to start and disturbs
+// nothing; a node that dies holding a schedule's lease is back firing within a poll.
+BOOST_AUTO_TEST_CASE(r6_identity_collision_and_reclaim_on_postgres) {
+    Cluster c;
+    const std::string broker = "postgres:" + c.pg.conninfo();
+    Node n1(c.node("n1", broker, 3, "0", "30", "5"));
+    eventually([&] { return read_ledger(c.ledger).size() >= 3; }, "n1 runs jobs", 40s);
+    Node twin(c.node("n1", broker, 3, "0", "30", "5"));
+    BOOST_TEST(twin.wait(30s) == 3); // identity_in_use
+    const auto seen = read_ledger(c.ledger).size();
+    eventually([&] { return read_ledger(c.ledger).size() >= seen + 6; }, "n1 goes on");
+    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.job_history WHERE outcome <> 'success'") ==
+               "0");
+    n1.kill(SIGTERM);
+    BOOST_TEST(n1.wait(30s) == 0);
+
+    // Dies right after leasing its schedules for 60 s; the restart fires within a poll.
+    auto dying = c.node("n1", broker, 3, "0", "60", "5");
+    Node dies(dying, {"ASCHED_FAULTPOINTS=schedules.acquired=kill"});
+    BOOST_TEST(dies.wait(30s) == 128 + SIGKILL);
+    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by = 'n1'") != "0");
+    const auto restarted_at = now_us();
+    const auto before = read_ledger(c.ledger).size();
+    Node again(c.node("n1", broker, 3, "4", "60", "5"));
+    BOOST_TEST(again.wait(30s) == 0);
+    const auto ledger = read_ledger(c.ledger);
+    BOOST_REQUIRE(ledger.size() > before);
+    BOOST_TEST(ledger[before].start_us - restarted_at < 2'500'000);
+    c.check_every_fire_once(3);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -220,7 +220,7 @@ BOOST_AUTO_TEST_CASE(a_sigkilled_attempt_is_retried_once_by_another_node) {
     check_integrity(db);
 }
 
-BOOST_AUTO_TEST_CASE(a_second_process_with_a_live_identity_refuses_to_start) {
+BOOST_AUTO_TEST_CASE(r6_a_second_process_with_a_live_identity_refuses_to_start) {
     Dir dir;
     const auto db = dir / "a.db";
     Node n1({"--store", "sqlite:" + db, "--identity", "n1", "--schedules", "1", "--every", "0.2",
@@ -243,7 +243,7 @@ BOOST_AUTO_TEST_CASE(a_second_process_with_a_live_identity_refuses_to_start) {
     check_integrity(db);
 }
 
-BOOST_AUTO_TEST_CASE(a_restart_with_the_same_identity_fires_within_a_poll_not_a_lease) {
+BOOST_AUTO_TEST_CASE(r6_a_restart_with_the_same_identity_fires_within_a_poll_not_a_lease) {
     Dir dir;
     const auto db = dir / "a.db";
     // n1 dies right after leasing its schedule (for 60 s), before releasing it.
