@@ -3,7 +3,8 @@
 // Actions: kill (SIGKILL this process), stop (SIGSTOP it), abort, exit (_exit(86)), throw
 // (Error(store_failure) from the point). Unset, a point costs one relaxed atomic load.
 // Points: schedules.acquired (schedules leased, not yet released), jobs.acquired (jobs
-// leased, not yet started), jobs.releasing (a batch of finished jobs about to be released).
+// leased, not yet started), jobs.releasing (a batch of finished jobs about to be released),
+// store.migrating (the SQL stores, after each migration step, before the commit).
 #pragma once
 
 namespace asched::detail {

@@ -1,5 +1,6 @@
 // PostgresDataStore: every operation is one READ COMMITTED transaction on a pooled,
 // non-blocking connection; rows are leased with FOR UPDATE SKIP LOCKED.
+#include "../../core/fault_points.hpp"
 #include "../../pq/pg.hpp"
 #include "../row_codec.hpp"
 #include "../store_util.hpp"
@@ -1240,6 +1241,7 @@ asio::awaitable<Unit> op_migrate(Session &s) {
         co_await s.conn.exec(s.store.sql(migrations[v]), s.store.options.query_timeout);
         auto call39 = s.q("UPDATE {S}.schema_version SET version = $1", {param(v + 1)});
         co_await std::move(call39);
+        detail::fault_point("store.migrating"); // a crash here: the transaction rolls back
         s.log(LogLevel::info, fmt::format("postgres {}: schema '{}' migrated to version {}",
                                           s.store.where, name, v + 1));
     }

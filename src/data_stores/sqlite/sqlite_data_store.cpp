@@ -1,4 +1,5 @@
 // SqliteDataStore: every operation is one transaction on the store's own thread.
+#include "../../core/fault_points.hpp"
 #include "../../core/json_util.hpp"
 #include "../../core/text.hpp"
 #include "../row_codec.hpp"
@@ -284,6 +285,7 @@ struct SqliteDataStore::Impl {
                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                 .bind(1, std::int64_t(v + 1))
                 .exec();
+            detail::fault_point("store.migrating"); // a crash here: the transaction rolls back
         }
         conn->exec(fmt::format("PRAGMA application_id = {}", application_id).c_str());
         tx.commit();
