@@ -70,6 +70,13 @@ BOOST_FIXTURE_TEST_CASE(retries_and_history, SchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(worker_registry, SchedulerFixture) {
     run(workers_are_registered(this));
 }
+BOOST_AUTO_TEST_CASE(r17_wall_clock_steps_back_and_forward) {
+    auto clock = std::make_shared<test::SteppingClock>(test::t0);
+    auto options = SchedulerFixture::base_options();
+    options.clock = clock;
+    SchedulerFixture f(options);
+    f.run(r17_wall_clock_steps(&f, clock.get()));
+}
 BOOST_FIXTURE_TEST_CASE(pause_and_resume, SchedulerFixture) {
     run(paused_schedules(this));
 }

@@ -49,6 +49,44 @@ inline asio::awaitable<int> wait_at(std::shared_ptr<Gate> gate, int value) {
     co_return value;
 }
 
+/// A manual clock that also steps backwards: a wall clock set back (or forward) by an operator
+/// or NTP under a running scheduler (ManualClock never goes back).
+class SteppingClock final : public Clock {
+  public:
+    explicit SteppingClock(time_point start) : now_(start) {}
+    time_point now() const override {
+        std::lock_guard lock(mutex_);
+        return now_;
+    }
+    bool is_manual() const noexcept override { return true; }
+    std::size_t add_listener(std::function<void()> fn) override {
+        std::lock_guard lock(mutex_);
+        listeners_.emplace(++key_, std::move(fn));
+        return key_;
+    }
+    void remove_listener(std::size_t key) override {
+        std::lock_guard lock(mutex_);
+        listeners_.erase(key);
+    }
+    void step(duration d) {
+        std::vector<std::function<void()>> call;
+        {
+            std::lock_guard lock(mutex_);
+            now_ += d;
+            for (auto &[k, fn] : listeners_)
+                call.push_back(fn);
+        }
+        for (auto &fn : call)
+            fn();
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    time_point now_;
+    std::size_t key_ = 0;
+    std::map<std::size_t, std::function<void()>> listeners_;
+};
+
 struct SchedulerFixture : IoContextFixture {
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(t0);
     std::shared_ptr<Recorder> recorder = std::make_shared<Recorder>();

@@ -1112,6 +1112,59 @@ inline asio::awaitable<void> workers_are_registered(SchedulerFixture *f) {
     co_await twin.close();
 }
 
+// R17: the wall clock steps back an hour, then forward two, under a running scheduler with a
+// 1-minute interval (coalesce latest). The backward step re-fires nothing (the next fire stays
+// where it was and comes when the clock reaches it again); the forward step is one catch-up
+// job and one FiresDropped for the rest, not a storm; firing then goes on on time.
+inline asio::awaitable<void> r17_wall_clock_steps(SchedulerFixture *f, SteppingClock *clock) {
+    auto &s = f->s();
+    std::shared_ptr<std::vector<time_point>> fires = std::make_shared<std::vector<time_point>>();
+    auto record = [fires](JobContext &job) -> asio::awaitable<void> {
+        fires->push_back(*job.scheduled_fire_time);
+        co_return;
+    };
+    co_await s.add_task("tick", record);
+    const auto t0 = clock->now();
+    IntervalTrigger every_minute({.minutes = 1, .start_time = t0});
+    ScheduleOptions latest;
+    latest.id = "m";
+    latest.coalesce = CoalescePolicy::latest;
+    co_await s.add_schedule("tick", every_minute, latest);
+    co_await s.start_in_background();
+    co_await eventually([&] { return fires->size() == 1; }, "the fire at t0");
+    clock->step(1min);
+    co_await eventually([&] { return fires->size() == 2; }, "the fire at t0 + 1 min");
+
+    // Back an hour: nothing is due; the next fire is still t0 + 2 min.
+    clock->step(-1h);
+    co_await s.cleanup();
+    auto m = co_await s.get_schedule("m");
+    BOOST_TEST((m.next_fire_time == t0 + 2min));
+    clock->step(1h); // back at t0 + 1 min, the last fire: it does not fire again
+    co_await s.cleanup();
+    BOOST_TEST(fires->size() == 2u);
+    clock->step(1min); // t0 + 2 min
+    co_await eventually([&] { return fires->size() == 3; }, "the next fire, once");
+    BOOST_TEST((fires->back() == t0 + 2min));
+
+    // Forward two hours: one job (the latest due fire), the other 119 dropped and reported.
+    clock->step(2h);
+    co_await eventually([&] { return fires->size() == 4; }, "one catch-up job");
+    BOOST_TEST((fires->back() == t0 + 122min));
+    co_await eventually([&] { return f->recorder->count<FiresDropped>() == 1; },
+                        "the dropped fires reported");
+    const auto dropped = f->recorder->of<FiresDropped>().front();
+    BOOST_TEST(dropped.count == 119u);
+    BOOST_TEST((dropped.first_fire_time == t0 + 3min));
+    BOOST_TEST((dropped.last_fire_time == t0 + 121min));
+    m = co_await s.get_schedule("m");
+    BOOST_TEST((m.next_fire_time == t0 + 123min));
+    clock->step(1min);
+    co_await eventually([&] { return fires->size() == 5; }, "on time again");
+    BOOST_TEST(f->recorder->count<FiresDropped>() == 1u);
+    BOOST_TEST(fires->size() == 5u);
+}
+
 inline AsyncSchedulerOptions with_concurrency(std::size_t n) {
     auto o = SchedulerFixture::base_options();
     o.max_concurrent_jobs = n;
