@@ -965,8 +965,8 @@ inline asio::awaitable<void> hostile_input_is_refused_at_the_api(SchedulerFixtur
     BOOST_REQUIRE(text_result);
     BOOST_TEST(text_result->outcome == JobOutcome::error);
     BOOST_TEST(text_result->exception_type.value_or("") == "asched::InvalidResult");
-    // An oversized result, made inside the task from a small argument.
-    JobOptions count{.args = nlohmann::json::array({17 << 20}), .result_expiration_time = 1h};
+    // An oversized result (R22: 50 MB), made inside the task from a small argument.
+    JobOptions count{.args = nlohmann::json::array({50 << 20}), .result_expiration_time = 1h};
     co_await s.add_task("grow", [](int n) { return std::string(std::size_t(n), 'z'); });
     const auto grow_id = co_await s.add_job("grow", count);
     const auto grow_result = co_await s.get_job_result(grow_id);
@@ -974,6 +974,37 @@ inline asio::awaitable<void> hostile_input_is_refused_at_the_api(SchedulerFixtur
     BOOST_TEST(grow_result->outcome == JobOutcome::error);
     BOOST_TEST(grow_result->exception_type.value_or("") == "asched::ResultTooLarge");
     BOOST_TEST(mentions(grow_result->exception_message.value_or(""), "over max_payload_bytes"));
+
+    // R21: ids and values that are valid but hostile to SQL and to format strings are kept
+    // exactly, on every store; a 1 MB id is refused by name.
+    const std::vector<std::string> hostile{
+        "'; DROP TABLE jobs;--", "%_", "a\\b\\", "$1", "{}{0}%s", "caf\xC3\xA9 \xF0\x9F\x98\x80"};
+    for (const auto &id : hostile) {
+        co_await s.add_task(id, [](std::string v) { return v; });
+        JobOptions o{.args = nlohmann::json::array({id}), .result_expiration_time = 1h};
+        o.id = id;
+        o.metadata = {{id, id}};
+        const auto job_id = co_await s.add_job(id, o);
+        BOOST_TEST(job_id == id);
+        const auto r = co_await s.get_job_result(job_id);
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->return_value == id);
+        BOOST_TEST(r->task_id == id);
+        ScheduleOptions sched;
+        sched.id = id;
+        sched.paused = true;
+        sched.args = nlohmann::json::array({id});
+        co_await s.add_schedule(id, every, sched);
+        const auto back = co_await s.get_schedule(id);
+        BOOST_TEST(back.task_id == id);
+        BOOST_TEST(back.args == nlohmann::json::array({id}));
+        co_await s.remove_schedule(id);
+    }
+    JobOptions megabyte;
+    megabyte.id = std::string(1 << 20, 'i');
+    m = refusal([&] { return s.add_job("echo", megabyte); });
+    BOOST_TEST(mentions(m, "field 'id': 1048576 bytes, over max_id_bytes (1024)"));
+    BOOST_TEST(m.size() < 400u);
 
     // Nothing of the above was stored, and the scheduler still works.
     JobOptions fine{.args = nlohmann::json::array({nlohmann::json::array({"caf\xC3\xA9"})})};
