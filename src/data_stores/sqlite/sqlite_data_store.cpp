@@ -14,6 +14,7 @@
 #include <asio/dispatch.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
+#include <asio/prefer.hpp>
 #include <asio/thread_pool.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -575,14 +576,17 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
             // Handing the completion over touches the caller's io_context until dispatch
             // returns here (it wakes a thread after queueing), so this thread keeps work of
             // its own on it until then: the caller's run() cannot run out of work, return and
-            // destroy the io_context under it. A guard's release is the pattern that is safe
-            // (the last step is under the io_context's mutex). The exception moves along too:
-            // its last reference must drop on the caller's thread, which may still read it
-            // (libstdc++'s reference count is invisible to TSan, and it is the caller's).
-            auto ex = work.get_executor();
-            auto handing_over = asio::make_work_guard(ex);
-            asio::dispatch(ex, [handler = std::move(handler), error = std::move(error),
-                                out = std::move(out), work = std::move(work)]() mutable {
+            // destroy the io_context under it. That work is held by the one executor copy
+            // this thread still has, a work-tracking one: destroying it drops the strand's
+            // implementation first (its destructor needs the io_context's strand service) and
+            // releases the work last. (A work guard left its strand copy to be destroyed after
+            // the release: ASan caught a stopping caller's io_context gone by then.) The
+            // exception moves along too: its last reference must drop on the caller's thread,
+            // which may still read it (libstdc++'s reference count is invisible to TSan).
+            std::optional handing_over(
+                asio::prefer(work.get_executor(), asio::execution::outstanding_work.tracked));
+            asio::dispatch(*handing_over, [handler = std::move(handler), error = std::move(error),
+                                           out = std::move(out), work = std::move(work)]() mutable {
                 handler(error, std::move(out));
                 work.reset();
             });
