@@ -183,8 +183,7 @@ asio::awaitable<Task> do_add_task(std::shared_ptr<SchedulerState> self, std::str
     }
     co_await self->store->add_task(task);
     if (fn) {
-        const bool added = self->functions.emplace(id, fn).second;
-        self->functions[id] = std::move(fn);
+        const bool added = self->functions.insert_or_assign(id, std::move(fn)).second;
         self->task_executors[id] = std::move(executor);
         self->job_wake.notify();
         if (added && self->worker_registered) {

@@ -19,10 +19,8 @@ namespace asched::detail {
 namespace {
 
 std::string default_identity(const void *self) {
-    char host[256] = {};
-    if (::gethostname(host, sizeof host - 1) != 0)
-        std::snprintf(host, sizeof host, "localhost");
-    return fmt::format("{}-{}-{:x}", host, ::getpid(), reinterpret_cast<std::uintptr_t>(self));
+    return fmt::format("{}-{}-{:x}", host_name(), ::getpid(),
+                       reinterpret_cast<std::uintptr_t>(self));
 }
 
 void on_event(const std::weak_ptr<SchedulerState> &weak, const Event &event) {

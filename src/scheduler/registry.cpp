@@ -50,13 +50,6 @@ const std::string &process_scope() {
     return scope;
 }
 
-std::string host_name() {
-    char host[256] = {};
-    if (::gethostname(host, sizeof host - 1) != 0)
-        return "localhost";
-    return host;
-}
-
 // Whether the process of `row` has certainly ended (so its row, though fresh, is stale).
 bool process_gone(const WorkerInfo &row) {
     const auto &scope = process_scope();
@@ -85,6 +78,16 @@ WorkerInfo worker_info(const SchedulerState &self) {
 
 } // namespace
 
+const std::string &host_name() {
+    static const std::string name = [] {
+        char host[256] = {};
+        if (::gethostname(host, sizeof host - 1) != 0)
+            return std::string("localhost");
+        return std::string(host);
+    }();
+    return name;
+}
+
 asio::awaitable<bool> register_worker(std::shared_ptr<SchedulerState> self) {
     if (!self->boot_id.empty())
         set_live_here(self->boot_id, false);
@@ -111,14 +114,10 @@ asio::awaitable<bool> register_worker(std::shared_ptr<SchedulerState> self) {
         co_await std::move(call);
         self->worker_registered = true;
         set_live_here(self->boot_id, true);
-    } catch (const Error &e) {
-        if (e.code_value() == errc::identity_in_use)
-            throw;
-        self->log(LogLevel::warning,
-                  "scheduler '{}': registering in the worker registry failed ({}); the lease "
-                  "renewal tries again",
-                  self->identity, e.what());
     } catch (const std::exception &e) {
+        if (auto *refused = dynamic_cast<const Error *>(&e);
+            refused && refused->code_value() == errc::identity_in_use)
+            throw;
         self->log(LogLevel::warning,
                   "scheduler '{}': registering in the worker registry failed ({}); the lease "
                   "renewal tries again",

@@ -177,6 +177,8 @@ void spawn_loops(const std::shared_ptr<SchedulerState> &self);
 steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at);
 
 // ---- registry.cpp ---------------------------------------------------------------------------
+/// gethostname(), read once ("localhost" if it fails).
+const std::string &host_name();
 /// Registers this run in the worker registry (a new boot id). Throws Error(identity_in_use)
 /// when another live scheduler has the identity; a predecessor whose process is gone (same
 /// host and pid namespace, pid not running) is replaced at once. Other store failures are
