@@ -103,13 +103,18 @@ struct CronTrigger::Fields {
     std::bitset<10000> years;
     std::bitset<13> months;
     std::bitset<32> month_days;                    // static days of month
-    bool last_day = false;                         // `last`
+    bool last_day = false;                         // `last`, `L`
+    std::vector<int> last_offsets;                 // `L-n`
+    std::vector<int> nearest_weekdays;             // `nW`
+    bool last_weekday = false;                     // `LW`
     std::vector<std::pair<int, int>> nth_weekdays; // (n 1-5 or 0 for last, weekday)
     bool any_day = true;
     std::bitset<54> weeks;
     bool any_week = true;
     std::bitset<7> weekdays;
+    std::vector<std::pair<int, int>> weekday_nths; // day_of_week `5#2` / `5L`: (n or 0, weekday)
     bool any_weekday = true;
+    bool either = false; // Vixie: day or day_of_week (both restricted, neither starts with `*`)
     std::bitset<24> hours;
     std::bitset<60> minutes;
     std::bitset<60> seconds_;
@@ -168,7 +173,14 @@ struct CronTrigger::Fields {
     bool parse_one(int field, std::string_view expr) {
         if (expr.empty())
             bad(field, expr, "empty expression");
+        if (expr == "?" && (field == day_f || field == dow_f)) {
+            for (int v = field_min[field]; v <= field_max[field]; ++v)
+                set(field, v);
+            return true; // Quartz's "no specific value": the same as `*`
+        }
         if (field == day_f && parse_day_special(expr))
+            return false;
+        if (field == dow_f && parse_weekday_special(expr))
             return false;
         std::string_view base = expr;
         int step = 0;
@@ -228,7 +240,68 @@ struct CronTrigger::Fields {
         return false;
     }
 
+    // day_of_week `5#2` / `fri#2` (the second Friday of the month), `5L` / `friL` (the last).
+    bool parse_weekday_special(std::string_view expr) {
+        if (const auto hash = expr.find('#'); hash != std::string_view::npos) {
+            const auto a = expr.substr(0, hash);
+            const auto k = expr.substr(hash + 1);
+            if (a.empty() || a.find_first_of("-/*") != std::string_view::npos)
+                bad(dow_f, expr, "'#' follows a single weekday, as in 5#2 or fri#2");
+            const int wd = endpoint(dow_f, expr, a);
+            if (k.size() != 1 || k[0] < '1' || k[0] > '5')
+                bad(dow_f, expr,
+                    fmt::format("after '#' comes the occurrence in the month, 1-5, got '{}'",
+                                detail::printable_input(k)));
+            weekday_nths.emplace_back(k[0] - '0', wd);
+            return true;
+        }
+        if (expr == "l")
+            bad(dow_f, expr,
+                "'L' alone is ambiguous (Quartz reads it as Saturday): write 5L or friL for the "
+                "last Friday of the month");
+        if (expr.size() > 1 && expr.back() == 'l') {
+            const auto a = expr.substr(0, expr.size() - 1);
+            const bool name =
+                std::find_if(weekday_names.begin(), weekday_names.end(),
+                             [&](const char *n) { return a == n; }) != weekday_names.end();
+            if (all_digits(a) || name) {
+                weekday_nths.emplace_back(0, endpoint(dow_f, expr, a));
+                return true;
+            }
+        }
+        return false;
+    }
+
     bool parse_day_special(std::string_view expr) {
+        // Quartz/croner: L, L-n, nW, LW.
+        if (expr == "l") {
+            last_day = true;
+            return true;
+        }
+        if (expr == "lw") {
+            last_weekday = true;
+            return true;
+        }
+        if (expr.size() > 2 && expr.substr(0, 2) == "l-") {
+            const auto n = expr.substr(2);
+            if (!all_digits(n))
+                bad(day_f, expr, "L-n takes a whole number of days before the last, as in L-3");
+            const int v = std::stoi(std::string(n));
+            if (v < 1 || v > 30)
+                bad(day_f, expr, fmt::format("the offset in L-{} must be 1-30", v));
+            last_offsets.push_back(v);
+            return true;
+        }
+        if (expr.size() > 1 && expr.back() == 'w') {
+            const auto n = expr.substr(0, expr.size() - 1);
+            if (!all_digits(n))
+                bad(day_f, expr, "W follows a single day of the month, as in 15W (or LW)");
+            const int v = std::stoi(std::string(n));
+            if (v < 1 || v > 31)
+                bad(day_f, expr, fmt::format("the day in {}W must be 1-31", v));
+            nearest_weekdays.push_back(v);
+            return true;
+        }
         static constexpr std::array<const char *, 5> ordinals{"1st", "2nd", "3rd", "4th", "5th"};
         const auto space = expr.find(' ');
         const auto head = expr.substr(0, space);
@@ -269,9 +342,32 @@ struct CronTrigger::Fields {
             out.reset(d);
         if (last_day)
             out.set(length);
+        for (const int n : last_offsets)
+            if (n < int(length))
+                out.set(length - unsigned(n));
+        const std::chrono::weekday first_wd{std::chrono::sys_days(y / m / 1)};
+        const int first_mon0 = (int(first_wd.c_encoding()) + 6) % 7;
+        const auto mon0_of = [&](int d) { return (first_mon0 + d - 1) % 7; };
+        // The weekday nearest day n, never leaving the month (Quartz's W): Saturday moves to
+        // Friday (or to Monday the 3rd from the 1st), Sunday to Monday (or to Friday from the
+        // month's last day).
+        for (const int n : nearest_weekdays) {
+            if (n > int(length))
+                continue;
+            int d = n;
+            if (mon0_of(n) == 5)
+                d = n == 1 ? 3 : n - 1;
+            else if (mon0_of(n) == 6)
+                d = n == int(length) ? n - 2 : n + 1;
+            out.set(unsigned(d));
+        }
+        if (last_weekday) {
+            int d = int(length);
+            while (mon0_of(d) >= 5)
+                --d;
+            out.set(unsigned(d));
+        }
         if (!nth_weekdays.empty()) {
-            const std::chrono::weekday first_wd{std::chrono::sys_days(y / m / 1)};
-            const int first_mon0 = (int(first_wd.c_encoding()) + 6) % 7;
             for (auto [n, wd] : nth_weekdays) {
                 const int first_day = 1 + (wd - first_mon0 + 7) % 7;
                 if (n == 0) {
@@ -287,12 +383,26 @@ struct CronTrigger::Fields {
         return out;
     }
 
-    bool day_filters(std::chrono::sys_days day) const {
+    // Whether day_of_week allows day d (of a month `length` long) that falls on weekday mon0.
+    bool weekday_allows(int mon0, unsigned d, unsigned length) const {
+        if (any_weekday || weekdays[mon0])
+            return true;
+        for (auto [n, wd] : weekday_nths)
+            if (wd == mon0 && (n == 0 ? d + 7 > length : (d - 1) / 7 + 1 == unsigned(n)))
+                return true;
+        return false;
+    }
+
+    // Whether day_of_week and week allow a day that `day` (the day field) allowed, or, for the
+    // Vixie reading, whether day or day_of_week allow it (`in_day`) and week does.
+    bool day_filters(std::chrono::sys_days day, unsigned length, bool in_day = true) const {
         if (any_weekday && any_week)
             return true;
         const std::chrono::weekday wd{day};
         const int mon0 = (int(wd.c_encoding()) + 6) % 7;
-        if (!any_weekday && !weekdays[mon0])
+        const unsigned d = unsigned(std::chrono::year_month_day{day}.day());
+        const bool weekday_ok = weekday_allows(mon0, d, length);
+        if (either ? !(in_day || weekday_ok) : !weekday_ok)
             return false;
         if (!any_week) {
             // ISO week: the week (Monday first) that holds the year's first Thursday is week 1.
@@ -355,10 +465,16 @@ struct CronTrigger::Fields {
             }
             const auto cy = std::chrono::year(y);
             const auto cm = std::chrono::month(unsigned(m));
-            const auto allowed = days_of(cy, cm);
+            const unsigned length = unsigned((cy / cm / std::chrono::last).day());
+            const auto in_day = days_of(cy, cm);
+            std::bitset<32> allowed = in_day;
+            if (either)
+                for (unsigned k = 1; k <= length; ++k)
+                    allowed.set(k);
             int nd = next_set(allowed, d);
             while (nd > 0 &&
-                   !day_filters(std::chrono::sys_days(cy / cm / std::chrono::day(unsigned(nd)))))
+                   !day_filters(std::chrono::sys_days(cy / cm / std::chrono::day(unsigned(nd))),
+                                length, in_day[nd]))
                 nd = next_set(allowed, nd + 1);
             if (nd < 0) {
                 if (++m > 12)
@@ -401,10 +517,19 @@ CronTrigger::CronTrigger(CronTriggerOptions options) : options_(std::move(option
     for (int f = 0; f < field_count; ++f)
         if (values[f])
             last_given = f;
+    std::array<std::string, field_count> texts;
     for (int f = 0; f < field_count; ++f) {
-        const std::string text = values[f] ? *values[f] : (f < last_given ? "*" : field_default[f]);
-        fields->parse(f, text);
+        texts[f] = values[f] ? *values[f] : (f < last_given ? "*" : field_default[f]);
+        fields->parse(f, texts[f]);
     }
+    // Vixie's rule: day OR day_of_week when both are restricted, where a field that starts
+    // with `*` (or `?`) counts as unrestricted, `*/2` included.
+    const auto starred = [](std::string_view text) {
+        const auto t = trim(text);
+        return !t.empty() && (t.front() == '*' || t.front() == '?');
+    };
+    fields->either = options_.day_match == CronDayMatch::either && !starred(texts[day_f]) &&
+                     !starred(texts[dow_f]);
     fields_ = std::move(fields);
 }
 
@@ -428,46 +553,129 @@ std::vector<std::string> CronTrigger::lint() const {
 CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
                                       std::optional<time_point> start_time,
                                       std::optional<time_point> end_time) {
+    return from_crontab(line, std::move(timezone),
+                        CrontabOptions{.start_time = start_time, .end_time = end_time});
+}
+
+CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
+                                      CrontabFields fields) {
+    return from_crontab(line, std::move(timezone), CrontabOptions{.fields = fields});
+}
+
+namespace {
+
+// The macros of Vixie cron and croner, as 5-field lines.
+std::optional<std::string_view> crontab_macro(std::string_view line, std::string_view what) {
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 7> macros{{
+        {"@yearly", "0 0 1 1 *"},
+        {"@annually", "0 0 1 1 *"},
+        {"@monthly", "0 0 1 * *"},
+        {"@weekly", "0 0 * * 0"},
+        {"@daily", "0 0 * * *"},
+        {"@midnight", "0 0 * * *"},
+        {"@hourly", "0 * * * *"},
+    }};
+    const std::string name = lower(trim(line));
+    for (const auto &[macro, expansion] : macros)
+        if (name == macro)
+            return expansion;
+    if (name == "@reboot")
+        throw Error(errc::invalid_argument,
+                    fmt::format("{}: @reboot is not a time; run the task at start-up instead "
+                                "(add_job when the scheduler starts)",
+                                what));
+    throw Error(errc::invalid_argument,
+                fmt::format("{}: unknown macro; expected one of @yearly @annually @monthly "
+                            "@weekly @daily @midnight @hourly",
+                            what));
+}
+
+} // namespace
+
+CronTrigger CronTrigger::from_crontab(std::string_view line, TimeZone timezone,
+                                      const CrontabOptions &options) {
+    const std::string what = fmt::format("crontab \"{}\"", detail::printable_input(line));
+    std::string_view text = line;
+    const auto first = line.find_first_not_of(" \t");
+    const bool macro = first != std::string_view::npos && line[first] == '@';
+    if (macro)
+        text = *crontab_macro(line, what);
     std::vector<std::pair<std::size_t, std::string>> parts; // (1-based column, text)
-    for (std::size_t i = 0; i < line.size();) {
-        if (std::isspace(static_cast<unsigned char>(line[i]))) {
+    for (std::size_t i = 0; i < text.size();) {
+        if (std::isspace(static_cast<unsigned char>(text[i]))) {
             ++i;
             continue;
         }
         std::size_t j = i;
-        while (j < line.size() && !std::isspace(static_cast<unsigned char>(line[j])))
+        while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j])))
             ++j;
-        parts.emplace_back(i + 1, std::string(line.substr(i, j - i)));
+        parts.emplace_back(i + 1, std::string(text.substr(i, j - i)));
         i = j;
     }
-    if (parts.size() != 5)
+    using Names = std::vector<const char *>;
+    static const Names standard{"minute", "hour", "day", "month", "day_of_week"};
+    static const Names seconds{"second", "minute", "hour", "day", "month", "day_of_week"};
+    static const Names year{"minute", "hour", "day", "month", "day_of_week", "year"};
+    static const Names both{"second", "minute", "hour", "day", "month", "day_of_week", "year"};
+    const Names *names = &standard;
+    std::string expected;
+    switch (macro ? CrontabFields::standard : options.fields) {
+    case CrontabFields::standard:
+        break;
+    case CrontabFields::with_seconds:
+        names = &seconds;
+        break;
+    case CrontabFields::with_year:
+        names = &year;
+        break;
+    case CrontabFields::with_seconds_and_year:
+        names = &both;
+        break;
+    case CrontabFields::croner:
+        names = parts.size() == 6 ? &seconds : parts.size() == 7 ? &both : &standard;
+        if (parts.size() < 5 || parts.size() > 7)
+            expected = "5, 6 or 7 fields (croner's reading: minute hour day month day_of_week, "
+                       "with a leading second for 6, and a trailing year for 7)";
+        break;
+    }
+    if (expected.empty() && parts.size() != names->size()) {
+        expected = fmt::format("{} fields (", names->size());
+        for (std::size_t k = 0; k < names->size(); ++k)
+            expected += fmt::format("{}{}", k ? " " : "", (*names)[k]);
+        expected += ")";
+    }
+    if (!expected.empty())
         throw Error(errc::invalid_argument,
-                    fmt::format("crontab \"{}\": expected 5 fields (minute hour day month "
-                                "day_of_week), got {}",
-                                detail::printable_input(line), parts.size()));
-    static constexpr std::array<const char *, 5> names{"minute", "hour", "day", "month",
-                                                       "day_of_week"};
+                    fmt::format("{}: expected {}, got {}", what, expected, parts.size()));
     CronTriggerOptions o;
-    o.minute = parts[0].second;
-    o.hour = parts[1].second;
-    o.day = parts[2].second;
-    o.month = parts[3].second;
-    o.day_of_week = parts[4].second;
-    o.start_time = start_time;
-    o.end_time = end_time;
+    std::array<std::pair<const char *, std::optional<std::string> *>, field_count> slots{{
+        {"year", &o.year},
+        {"month", &o.month},
+        {"day", &o.day},
+        {"week", &o.week},
+        {"day_of_week", &o.day_of_week},
+        {"hour", &o.hour},
+        {"minute", &o.minute},
+        {"second", &o.second},
+    }};
+    for (std::size_t k = 0; k < names->size(); ++k)
+        for (auto &[name, slot] : slots)
+            if (std::string_view(name) == (*names)[k])
+                *slot = parts[k].second;
+    o.start_time = options.start_time;
+    o.end_time = options.end_time;
     o.timezone = std::move(timezone);
+    o.day_match = options.day_match;
     try {
         return CronTrigger(std::move(o));
     } catch (const Error &e) {
         // Name the column of the field at fault.
         std::string where;
-        for (std::size_t k = 0; k < 5; ++k)
-            if (std::string_view(e.what()).find(fmt::format("'{}'", names[k])) !=
+        for (std::size_t k = 0; k < names->size(); ++k)
+            if (std::string_view(e.what()).find(fmt::format("'{}'", (*names)[k])) !=
                 std::string_view::npos)
                 where = fmt::format(" at position {}", parts[k].first);
-        throw Error(
-            errc::invalid_argument,
-            fmt::format("crontab \"{}\"{}: {}", detail::printable_input(line), where, e.what()));
+        throw Error(errc::invalid_argument, fmt::format("{}{}: {}", what, where, e.what()));
     }
 }
 
@@ -530,6 +738,8 @@ nlohmann::json CronTrigger::to_json() const {
     j["start_time"] = detail::time_json(options_.start_time);
     j["end_time"] = detail::time_json(options_.end_time);
     j["timezone"] = options_.timezone.name();
+    if (options_.day_match == CronDayMatch::either)
+        j["day_match"] = "either"; // absent means both, as before the option existed
     return j;
 }
 
@@ -543,6 +753,8 @@ std::string CronTrigger::describe() const {
         out += fmt::format("{}{}='{}'", first ? "" : ", ", field_names[f], *values[f]);
         first = false;
     }
+    if (options_.day_match == CronDayMatch::either)
+        out += ", day_match='either'";
     return out + fmt::format(", timezone='{}']", options_.timezone.name());
 }
 
@@ -566,6 +778,12 @@ std::shared_ptr<const CronTrigger> CronTrigger::from_json(const nlohmann::json &
     o.start_time = detail::get_time(j, what, "start_time");
     o.end_time = detail::get_time(j, what, "end_time");
     o.timezone = detail::get_timezone(j, what);
+    if (const auto *v = detail::find(j, "day_match")) {
+        if (v->is_string() && v->get<std::string>() == "either")
+            o.day_match = CronDayMatch::either;
+        else if (!v->is_string() || v->get<std::string>() != "both")
+            detail::bad_field(what, "day_match", "expected \"both\" or \"either\"");
+    }
     return detail::deserializing([&] { return std::make_shared<const CronTrigger>(std::move(o)); });
 }
 

@@ -30,7 +30,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     const std::string_view text(reinterpret_cast<const char *>(data) + 1, size - 1);
     try {
         if (data[0] % 2 == 0) {
-            exercise(asched::CronTrigger::from_crontab(text, berlin, start));
+            // The first byte also picks the crontab layout and the day/day_of_week reading.
+            static constexpr asched::CrontabFields layouts[] = {
+                asched::CrontabFields::standard, asched::CrontabFields::with_seconds,
+                asched::CrontabFields::with_year, asched::CrontabFields::with_seconds_and_year,
+                asched::CrontabFields::croner};
+            asched::CrontabOptions o;
+            o.fields = layouts[(data[0] / 2) % 5];
+            o.day_match =
+                data[0] >= 128 ? asched::CronDayMatch::either : asched::CronDayMatch::both;
+            o.start_time = start;
+            exercise(asched::CronTrigger::from_crontab(text, berlin, o));
         } else {
             // Up to eight fields separated by newlines, in significance order; empty lines unset.
             asched::CronTriggerOptions o;

@@ -18,6 +18,14 @@ std::string error_of(CronTriggerOptions o) {
     return "";
 }
 
+// The dates (YYYY-MM-DD) of a crontab line's first n fires from test::t0, in UTC.
+std::vector<std::string> crontab_days(std::string_view line, std::size_t n) {
+    std::vector<std::string> out;
+    for (const auto &f : fires(CronTrigger::from_crontab(line, TimeZone(), test::t0), n))
+        out.push_back(f.substr(0, 10));
+    return out;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(cron_trigger)
@@ -192,7 +200,20 @@ BOOST_AUTO_TEST_CASE(errors_name_the_field_and_the_expression) {
     BOOST_TEST(error_of({.month = "fab"}) ==
                "cron field 'month': invalid month name 'fab' in \"fab\"");
     BOOST_TEST(error_of({.day = "lastday"}).find("cron field 'day'") == 0u);
-    BOOST_TEST(error_of({.day_of_week = "mon#2"}).find("cron field 'day_of_week'") == 0u);
+    BOOST_TEST(error_of({.day_of_week = "mon#6"}) ==
+               "cron field 'day_of_week': after '#' comes the occurrence in the month, 1-5, got "
+               "'6' in \"mon#6\"");
+    BOOST_TEST(error_of({.day_of_week = "mon#"}).find("cron field 'day_of_week'") == 0u);
+    BOOST_TEST(error_of({.day_of_week = "mon-fri#2"}).find("a single weekday") !=
+               std::string::npos);
+    BOOST_TEST(error_of({.day_of_week = "L"}).find("ambiguous") != std::string::npos);
+    BOOST_TEST(error_of({.day_of_week = "sul"}).find("cron field 'day_of_week'") == 0u);
+    BOOST_TEST(error_of({.day = "L-31"}) ==
+               "cron field 'day': the offset in L-31 must be 1-30 in \"l-31\"");
+    BOOST_TEST(error_of({.day = "L-x"}).find("L-n takes a whole number") != std::string::npos);
+    BOOST_TEST(error_of({.day = "32W"}).find("the day in 32W must be 1-31") != std::string::npos);
+    BOOST_TEST(error_of({.day = "1-5W"}).find("W follows a single day") != std::string::npos);
+    BOOST_TEST(error_of({.month = "?"}).find("cron field 'month'") == 0u);
     BOOST_TEST(error_of({.hour = "5-3"}).find("range start 5 is after its end 3") !=
                std::string::npos);
     BOOST_TEST(error_of({.second = "*/60"}).find("step 60 is larger") != std::string::npos);
@@ -216,6 +237,155 @@ BOOST_AUTO_TEST_CASE(crontab_lines_and_json_round_trips) {
     BOOST_TEST(fires(t, 1) == std::vector<std::string>{"2025-01-01T09:00:00-05:00"});
     BOOST_TEST(t.describe() == "cron[month='*', day='*', day_of_week='1-5', hour='9-17', "
                                "minute='*/15', timezone='America/New_York']");
+}
+
+// The forms users paste from croner, Quartz and Vixie cron; 2025-01-01 is a Wednesday.
+BOOST_AUTO_TEST_CASE(crontab_last_day_forms) {
+    using V = std::vector<std::string>;
+    BOOST_TEST(crontab_days("0 0 L * *", 3) == (V{"2025-01-31", "2025-02-28", "2025-03-31"}));
+    BOOST_TEST(crontab_days("0 0 l * *", 1) == V{"2025-01-31"});
+    // Quartz's reading: L-3 is three days before the last day.
+    BOOST_TEST(crontab_days("0 0 L-3 * *", 3) == (V{"2025-01-28", "2025-02-25", "2025-03-28"}));
+    BOOST_TEST(crontab_days("0 0 1,L * *", 3) == (V{"2025-01-01", "2025-01-31", "2025-02-01"}));
+    BOOST_TEST(crontab_days("0 0 L-30 * *", 2) ==
+               (V{"2025-01-01", "2025-03-01"})); // none in February
+}
+
+BOOST_AUTO_TEST_CASE(crontab_nearest_weekday_forms) {
+    using V = std::vector<std::string>;
+    // 15 Feb and 15 Mar are Saturdays (Friday instead), 15 Jun a Sunday (Monday instead).
+    BOOST_TEST(crontab_days("0 0 15W * *", 6) == (V{"2025-01-15", "2025-02-14", "2025-03-14",
+                                                    "2025-04-15", "2025-05-15", "2025-06-16"}));
+    // From a Saturday the 1st to Monday the 3rd: W never leaves the month.
+    BOOST_TEST(crontab_days("0 0 1W * *", 4) ==
+               (V{"2025-01-01", "2025-02-03", "2025-03-03", "2025-04-01"}));
+    // From a Sunday that is the month's last day back to Friday; skipped in 30-day months.
+    BOOST_TEST(crontab_days("0 0 31W * *", 5) ==
+               (V{"2025-01-31", "2025-03-31", "2025-05-30", "2025-07-31", "2025-08-29"}));
+    BOOST_TEST(crontab_days("0 0 LW * *", 5) ==
+               (V{"2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30", "2025-05-30"}));
+}
+
+BOOST_AUTO_TEST_CASE(crontab_nth_and_last_weekday_forms) {
+    using V = std::vector<std::string>;
+    BOOST_TEST(crontab_days("0 0 * * 5#2", 3) == (V{"2025-01-10", "2025-02-14", "2025-03-14"}));
+    BOOST_TEST(crontab_days("0 0 * * FRI#2", 3) == crontab_days("0 0 * * 5#2", 3));
+    BOOST_TEST(crontab_days("0 0 * * 5L", 3) == (V{"2025-01-31", "2025-02-28", "2025-03-28"}));
+    BOOST_TEST(crontab_days("0 0 * * FRIL", 3) == crontab_days("0 0 * * 5L", 3));
+    BOOST_TEST(crontab_days("0 0 * * 1,5#2", 4) ==
+               (V{"2025-01-06", "2025-01-10", "2025-01-13", "2025-01-20"}));
+    BOOST_TEST(crontab_days("0 0 ? * MON", 2) == (V{"2025-01-06", "2025-01-13"}));
+    // The same forms in APScheduler's field style.
+    CronTrigger second_friday({.day_of_week = "fri#2", .start_time = test::t0});
+    BOOST_TEST(fires(second_friday, 1) == V{"2025-01-10T00:00:00+00:00"});
+}
+
+BOOST_AUTO_TEST_CASE(crontab_macros) {
+    using V = std::vector<std::string>;
+    const auto at = [](std::string_view line, std::size_t n) {
+        return fires(CronTrigger::from_crontab(line, TimeZone(), test::t0 + 1s), n);
+    };
+    BOOST_TEST(at("@yearly", 2) == (V{"2026-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"}));
+    BOOST_TEST(at("@annually", 2) == at("@yearly", 2));
+    BOOST_TEST(at("@monthly", 2) == (V{"2025-02-01T00:00:00+00:00", "2025-03-01T00:00:00+00:00"}));
+    BOOST_TEST(at("@weekly", 2) == (V{"2025-01-05T00:00:00+00:00", "2025-01-12T00:00:00+00:00"}));
+    BOOST_TEST(at(" @DAILY ", 2) == (V{"2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00"}));
+    BOOST_TEST(at("@midnight", 2) == at("@daily", 2));
+    BOOST_TEST(at("@hourly", 2) == (V{"2025-01-01T01:00:00+00:00", "2025-01-01T02:00:00+00:00"}));
+    for (const char *bad : {"@reboot", "@fortnightly", "@"}) {
+        try {
+            CronTrigger::from_crontab(bad);
+            BOOST_ERROR("no error for " << bad);
+        } catch (const Error &e) {
+            BOOST_TEST(std::string(e.what()).find(std::string("crontab \"") + bad + "\": ") == 0u);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(crontab_seconds_and_year_fields_are_chosen_not_guessed) {
+    using V = std::vector<std::string>;
+    const auto at = [](std::string_view line, CrontabFields f, std::size_t n) {
+        return fires(CronTrigger::from_crontab(line, TimeZone(),
+                                               CrontabOptions{.fields = f, .start_time = test::t0}),
+                     n);
+    };
+    BOOST_TEST(at("30 */5 * * * *", CrontabFields::with_seconds, 2) ==
+               (V{"2025-01-01T00:00:30+00:00", "2025-01-01T00:05:30+00:00"}));
+    BOOST_TEST(at("0 12 1 1 * 2027", CrontabFields::with_year, 2) ==
+               V{"2027-01-01T12:00:00+00:00"});
+    BOOST_TEST(at("15 0 12 1 1 * 2027-2028", CrontabFields::with_seconds_and_year, 3) ==
+               (V{"2027-01-01T12:00:15+00:00", "2028-01-01T12:00:15+00:00"}));
+    // One 6-field line, two readings: 12:00:00 every 1 January, or 00:00 on 12 January when it
+    // is a Monday (2026).
+    BOOST_TEST(at("0 0 12 1 1 *", CrontabFields::with_seconds, 1) ==
+               V{"2025-01-01T12:00:00+00:00"});
+    BOOST_TEST(at("0 0 12 1 1 *", CrontabFields::with_year, 1) == V{"2026-01-12T00:00:00+00:00"});
+    // croner's reading by count.
+    BOOST_TEST(at("*/5 * * * *", CrontabFields::croner, 1) == V{"2025-01-01T00:00:00+00:00"});
+    BOOST_TEST(at("30 */5 * * * *", CrontabFields::croner, 1) == V{"2025-01-01T00:00:30+00:00"});
+    BOOST_TEST(at("15 0 12 1 1 * 2027", CrontabFields::croner, 1) ==
+               V{"2027-01-01T12:00:15+00:00"});
+    const auto error = [](std::string_view line, CrontabFields f) {
+        try {
+            CronTrigger::from_crontab(line, TimeZone(), f);
+        } catch (const Error &e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    BOOST_TEST(error("*/5 * * * *", CrontabFields::with_seconds) ==
+               "crontab \"*/5 * * * *\": expected 6 fields (second minute hour day month "
+               "day_of_week), got 5");
+    BOOST_TEST(error("0 0 0 * * * 2027", CrontabFields::standard) ==
+               "crontab \"0 0 0 * * * 2027\": expected 5 fields (minute hour day month "
+               "day_of_week), got 7");
+    BOOST_TEST(error("* * * *", CrontabFields::croner).find("expected 5, 6 or 7 fields") !=
+               std::string::npos);
+    BOOST_TEST(error("0 0 1 1 * 1969", CrontabFields::with_year) ==
+               "crontab \"0 0 1 1 * 1969\" at position 11: cron field 'year': 1969 is out of "
+               "range 1970-9999 in \"1969\"");
+    BOOST_TEST(error("61 * * * * *", CrontabFields::with_seconds) ==
+               "crontab \"61 * * * * *\" at position 1: cron field 'second': 61 is out of "
+               "range 0-59 in \"61\"");
+    BOOST_TEST(error("0 0 L-31 * *", CrontabFields::standard).find("at position 5") !=
+               std::string::npos);
+    BOOST_TEST(error("0 0 * * 5#6", CrontabFields::standard).find("at position 9") !=
+               std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(vixie_day_or_weekday_is_an_explicit_option) {
+    using V = std::vector<std::string>;
+    const auto days = [](std::string_view line, CronDayMatch m, std::size_t n) {
+        std::vector<std::string> out;
+        for (const auto &f :
+             fires(CronTrigger::from_crontab(
+                       line, TimeZone(), CrontabOptions{.day_match = m, .start_time = test::t0}),
+                   n))
+            out.push_back(f.substr(0, 10));
+        return out;
+    };
+    // asched (and APScheduler): both must match, a Friday the 13th.
+    BOOST_TEST(days("0 0 13 * 5", CronDayMatch::both, 1) == V{"2025-06-13"});
+    // Vixie: the 13th, or any Friday.
+    BOOST_TEST(days("0 0 13 * 5", CronDayMatch::either, 4) ==
+               (V{"2025-01-03", "2025-01-10", "2025-01-13", "2025-01-17"}));
+    // Vixie's rule for a field that starts with `*`: both again (days 1, 11, 21, 31 on Fridays).
+    BOOST_TEST(days("0 0 */10 * 5", CronDayMatch::either, 1) == V{"2025-01-31"});
+    BOOST_TEST(days("0 0 13 * *", CronDayMatch::either, 1) == V{"2025-01-13"});
+    // Either with the nth-weekday form: the 1st, or the last Friday.
+    BOOST_TEST(days("0 0 1 * 5L", CronDayMatch::either, 3) ==
+               (V{"2025-01-01", "2025-01-31", "2025-02-01"}));
+    // The option lives in the trigger's own JSON (absent means both) and in describe().
+    const auto vixie = CronTrigger::from_crontab("0 0 13 * 5", TimeZone(),
+                                                 CrontabOptions{.day_match = CronDayMatch::either});
+    BOOST_TEST(vixie.to_json().at("day_match") == "either");
+    BOOST_TEST(!CronTrigger::from_crontab("0 0 13 * 5").to_json().contains("day_match"));
+    const auto back = trigger_from_json(vixie.with_start(test::t0)->to_json());
+    BOOST_TEST(fires(*back, 4) == fires(*vixie.with_start(test::t0), 4));
+    BOOST_TEST(vixie.describe().find("day_match='either'") != std::string::npos);
+    auto j = vixie.to_json();
+    j["day_match"] = "sometimes";
+    BOOST_CHECK_THROW(trigger_from_json(j), Error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
