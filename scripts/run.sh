@@ -21,7 +21,7 @@ jobs="${ASCHED_JOBS:-2}"
 # Everything the library build needs, every backend included (the demo runs on SQLite).
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
-                libsqlite3-dev libhiredis-dev libpq-dev)
+                libsqlite3-dev libhiredis-dev libpq-dev libcli11-dev)
 test_packages=(libboost-test-dev clang-14 libclang-rt-14-dev clang-format-14 redis-server postgresql
                debootstrap)
 bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)

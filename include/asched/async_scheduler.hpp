@@ -326,6 +326,8 @@ class AsyncScheduler {
     /// cleanup deletes such rows an hour later), sorted by identity. A running scheduler keeps
     /// its row fresh with its lease renewals and deletes it when it stops.
     asio::awaitable<std::vector<WorkerInfo>> get_workers();
+    /// The store's schema version and integrity findings (DataStore::check()).
+    asio::awaitable<StoreCheck> check_store();
     /// This run's boot id (the one in its WorkerInfo row); empty before the first start.
     std::string boot_id() const;
 

@@ -112,6 +112,27 @@ struct WorkerInfo {
     friend bool operator==(const WorkerInfo &, const WorkerInfo &) = default;
 };
 
+/// A row the store could not decode and moved aside (the `quarantine` table).
+struct QuarantinedRow {
+    std::string kind; ///< "task", "schedule", "job", "result", ...
+    std::string id;
+    std::string error;
+    time_point quarantined_at{};
+};
+
+/// What DataStore::check() found (`asched store check`).
+struct StoreCheck {
+    std::string backend;    ///< "memory", "sqlite", "postgres"
+    std::string location;   ///< the file, or host:port/database and schema
+    int schema_version = 0; ///< after start()'s migrations (0: the store has no schema)
+    int found_version = 0;  ///< what start() found before migrating (0: it created the schema)
+    /// Integrity findings (SQLite's integrity_check, task running counters that disagree with
+    /// the leased jobs); empty: sound.
+    std::vector<std::string> problems;
+    std::size_t quarantined = 0;        ///< rows in the quarantine
+    std::vector<QuarantinedRow> recent; ///< the newest quarantined rows, at most 20
+};
+
 /// What DataStore::cancel_job() did.
 enum class JobCancellation {
     removed,   ///< the job was queued: it is deleted and released as cancelled
@@ -232,6 +253,9 @@ class DataStore {
     /// exhausted schedules that no job refers to (ScheduleRemoved(finished = true)) and
     /// worker rows dead for over an hour.
     virtual asio::awaitable<void> cleanup() = 0;
+    /// Reads the schema version and checks the store's integrity (read-only). The default,
+    /// for a store that has nothing to check, names no backend and finds nothing.
+    virtual asio::awaitable<StoreCheck> check();
 };
 
 } // namespace asched

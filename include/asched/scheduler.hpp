@@ -66,6 +66,8 @@ class Scheduler {
     std::vector<Job> get_jobs();
     JobCancellation cancel_job(std::string_view job_id);
     std::vector<WorkerInfo> get_workers();
+    JobHistoryPage get_job_results(const JobHistoryFilter &filter = {});
+    StoreCheck check_store();
 
     /// Callbacks run on the scheduler's thread.
     Subscription subscribe(EventCallback callback, EventMask mask = all_events,

@@ -22,6 +22,10 @@ asio::awaitable<bool> DataStore::release_job(std::string scheduler_id, Job job, 
     co_return applied.front();
 }
 
+asio::awaitable<StoreCheck> DataStore::check() {
+    co_return StoreCheck{};
+}
+
 } // namespace asched
 
 namespace asched::detail {

@@ -95,6 +95,13 @@ std::pair<std::int64_t, std::int64_t> parse_history_cursor(const std::string &cu
 /// Throws Error(invalid_argument) for a limit outside 1..10,000.
 void check_history_filter(const JobHistoryFilter &filter);
 
+/// check()'s finding for a task whose running counter disagrees with its leased jobs.
+inline std::string running_counter_problem(const std::string &task_id, std::int64_t counter,
+                                           std::int64_t leased) {
+    return "task '" + task_id + "': running_jobs is " + std::to_string(counter) + " but " +
+           std::to_string(leased) + " of its jobs are leased (the concurrency cap counts wrong)";
+}
+
 /// How long cleanup() keeps a dead worker's row, for operators to see who died and when.
 inline constexpr duration dead_worker_retention = std::chrono::hours(1);
 

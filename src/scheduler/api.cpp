@@ -607,6 +607,12 @@ asio::awaitable<std::vector<WorkerInfo>> do_get_workers(std::shared_ptr<Schedule
     auto rows = co_await std::move(call);
     co_return rows;
 }
+asio::awaitable<StoreCheck> do_check_store(std::shared_ptr<SchedulerState> self) {
+    co_await ensure_open(self);
+    auto call = self->store->check();
+    auto found = co_await std::move(call);
+    co_return found;
+}
 asio::awaitable<std::vector<Job>> do_get_jobs(std::shared_ptr<SchedulerState> self) {
     co_await ensure_open(self);
     co_return co_await self->store->get_jobs(std::nullopt);
@@ -714,6 +720,10 @@ asio::awaitable<std::vector<WorkerInfo>> AsyncScheduler::get_workers() {
 std::string AsyncScheduler::boot_id() const {
     std::lock_guard lock(state_->boot_id_mutex);
     return state_->boot_id;
+}
+
+asio::awaitable<StoreCheck> AsyncScheduler::check_store() {
+    return on_strand(state_, detail::do_check_store(state_));
 }
 
 asio::awaitable<std::vector<Job>> AsyncScheduler::get_jobs() {

@@ -105,6 +105,12 @@ std::vector<Job> Scheduler::get_jobs() {
 JobCancellation Scheduler::cancel_job(std::string_view job_id) {
     return impl_->call(impl_->scheduler->cancel_job(job_id));
 }
+JobHistoryPage Scheduler::get_job_results(const JobHistoryFilter &filter) {
+    return impl_->call(impl_->scheduler->get_job_results(filter));
+}
+StoreCheck Scheduler::check_store() {
+    return impl_->call(impl_->scheduler->check_store());
+}
 std::vector<WorkerInfo> Scheduler::get_workers() {
     return impl_->call(impl_->scheduler->get_workers());
 }

@@ -640,6 +640,20 @@ static WorkerInfo worker_row(std::string identity, std::string boot,
     return w;
 }
 
+BOOST_DATA_TEST_CASE_F(StoreFixture, check_reports_the_schema_and_a_sound_store, stores, kind) {
+    open(kind);
+    sync(store->add_job(job()));
+    sync(store->add_job(job()));
+    BOOST_REQUIRE(acquire(1).jobs.size() == 1u); // one running: the counter says 1
+    const StoreCheck c = sync(store->check());
+    BOOST_TEST(c.backend == std::string(kind));
+    BOOST_TEST(c.problems.empty(), c.problems.size() << " problem(s)");
+    BOOST_TEST(c.quarantined == 0u);
+    BOOST_TEST(c.schema_version == (kind == std::string("memory") ? 0 : 4));
+    BOOST_TEST(c.found_version == 0); // a new store: the schema was created
+    BOOST_TEST(!c.location.empty());
+}
+
 BOOST_DATA_TEST_CASE_F(StoreFixture, worker_registry_rows, stores, kind) {
     open(kind);
     BOOST_TEST(sync(store->get_workers()).empty());

@@ -100,7 +100,7 @@ void eventually(Pred done, const char *what, std::chrono::seconds limit = 30s) {
     const auto deadline = Clock::now() + limit;
     while (!done()) {
         if (Clock::now() > deadline)
-            BOOST_FAIL(std::string("condition never held: ") + what);
+            BOOST_FAIL("condition never held: " << what);
         std::this_thread::sleep_for(10ms);
     }
 }

@@ -58,6 +58,7 @@ class MemoryDataStore final : public DataStore {
     asio::awaitable<std::vector<WorkerInfo>> get_workers() override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
+    asio::awaitable<StoreCheck> check() override;
 
   private:
     struct State;

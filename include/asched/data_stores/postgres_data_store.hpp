@@ -27,6 +27,9 @@ struct PostgresDataStoreOptions {
     /// nodes with skewed clocks agree. false: with the StoreContext clock (tests that inject
     /// a clock).
     bool database_clock = true;
+    /// start() creates or migrates the schema; false: it refuses a schema that is missing or
+    /// older than this build's (`asched store check` looks without changing).
+    bool migrate = true;
 };
 
 /// Keeps tasks, schedules, jobs and results in PostgreSQL for a cluster of schedulers.
@@ -96,6 +99,7 @@ class PostgresDataStore final : public DataStore {
     asio::awaitable<std::vector<WorkerInfo>> get_workers() override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
+    asio::awaitable<StoreCheck> check() override;
 
     struct Impl;
 

@@ -21,6 +21,9 @@ struct SqliteDataStoreOptions {
     /// start() runs `PRAGMA quick_check` on a file up to this size and refuses a damaged one
     /// (it reads every page: about a second per few hundred MB); 0 never checks.
     std::uint64_t quick_check_max_bytes = std::uint64_t(1) << 30;
+    /// start() creates or migrates the schema; false: it refuses a file whose schema is
+    /// missing or older than this build's (`asched store check` looks without changing).
+    bool migrate = true;
 };
 
 /// Keeps tasks, schedules, jobs and results in one SQLite database (WAL mode) that several
@@ -86,6 +89,7 @@ class SqliteDataStore final : public DataStore {
     asio::awaitable<std::vector<WorkerInfo>> get_workers() override;
     asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
     asio::awaitable<void> cleanup() override;
+    asio::awaitable<StoreCheck> check() override;
 
     struct Impl;
 

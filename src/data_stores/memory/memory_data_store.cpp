@@ -769,6 +769,22 @@ asio::awaitable<std::vector<WorkerInfo>> MemoryDataStore::get_workers() {
     co_return out;
 }
 
+asio::awaitable<StoreCheck> MemoryDataStore::check() {
+    std::lock_guard lock(state_->mutex);
+    StoreCheck out;
+    out.backend = "memory";
+    out.location = "this process";
+    std::map<std::string, int> leased;
+    for (const auto &[id, entry] : state_->jobs)
+        if (entry.job.acquired_by)
+            ++leased[entry.job.task_id];
+    for (const auto &[id, task] : state_->tasks)
+        if (task.running_jobs != leased[id])
+            out.problems.push_back(
+                detail::running_counter_problem(id, task.running_jobs, leased[id]));
+    co_return out;
+}
+
 asio::awaitable<void> MemoryDataStore::reap_abandoned_jobs(std::string scheduler_id) {
     std::vector<Event> events;
     {

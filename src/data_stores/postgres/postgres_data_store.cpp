@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -201,7 +202,8 @@ struct PostgresDataStore::Impl {
 
     std::mutex sql_mutex;
     std::unordered_map<const char *, std::string> sql_cache;
-    detail::NewerRows newer; // rows a newer asched wrote: skipped, never quarantined
+    detail::NewerRows newer;           // rows a newer asched wrote: skipped, never quarantined
+    std::atomic<int> found_version{0}; // the schema version start() found, before migrating
 
     // `text` with {S} replaced by the schema; cached per literal.
     const std::string &sql(const char *text) {
@@ -1184,6 +1186,38 @@ asio::awaitable<std::vector<WorkerInfo>> op_get_workers(Session &s) {
     co_return out;
 }
 
+asio::awaitable<StoreCheck> op_check(Session &s) {
+    StoreCheck out;
+    out.backend = "postgres";
+    out.location = s.store.where + " schema " + s.store.options.schema;
+    out.found_version = s.store.found_version;
+    auto version = s.q("SELECT version FROM {S}.schema_version", {});
+    auto v = co_await std::move(version);
+    if (v.rows() != 1)
+        out.problems.push_back(fmt::format("schema_version holds {} rows, expected 1", v.rows()));
+    if (v.rows() > 0)
+        out.schema_version = int(v.int64(0, 0));
+    auto counters = s.q("SELECT t.id, t.running_jobs, (SELECT count(*) FROM {S}.jobs j WHERE "
+                        "j.task_id = t.id AND j.acquired_by IS NOT NULL) FROM {S}.tasks t ORDER "
+                        "BY t.id",
+                        {});
+    auto c = co_await std::move(counters);
+    for (int i = 0; i < c.rows(); ++i)
+        if (c.int64(i, 1) != c.int64(i, 2))
+            out.problems.push_back(
+                detail::running_counter_problem(c.text(i, 0), c.int64(i, 1), c.int64(i, 2)));
+    auto count = s.q("SELECT count(*) FROM {S}.quarantine", {});
+    auto n = co_await std::move(count);
+    out.quarantined = std::size_t(n.int64(0, 0));
+    auto recent = s.q("SELECT kind, id, error, quarantined_at FROM {S}.quarantine ORDER BY "
+                      "quarantined_at DESC LIMIT 20",
+                      {});
+    auto r = co_await std::move(recent);
+    for (int i = 0; i < r.rows(); ++i)
+        out.recent.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.time(i, 3)});
+    co_return out;
+}
+
 asio::awaitable<Unit> op_cleanup(Session &s) {
     s.store.newer.forget();
     auto call33 = s.q("DELETE FROM {S}.results WHERE expires_at <= $1", {param(s.now)});
@@ -1216,6 +1250,11 @@ asio::awaitable<Unit> op_migrate(Session &s) {
         {param(name)}, s.store.options.query_timeout);
     auto tables = co_await std::move(call36);
     int version = 0;
+    if (tables.int64(0, 0) == 0 && !s.store.options.migrate)
+        throw Error(errc::store_failure,
+                    fmt::format("postgres {}: schema '{}' holds no asched schema (run `asched "
+                                "store migrate` or start a scheduler on it)",
+                                s.store.where, name));
     if (tables.int64(0, 0) == 0) {
         if (tables.int64(0, 1) != 0)
             throw Error(
@@ -1237,6 +1276,12 @@ asio::awaitable<Unit> op_migrate(Session &s) {
                                                      "version {}, newer than this build knows "
                                                      "({}); upgrade asched",
                                                      s.store.where, name, version, known_version));
+    s.store.found_version = version;
+    if (!s.store.options.migrate && version < known_version)
+        throw Error(errc::store_failure,
+                    fmt::format("postgres {}: schema '{}' has asched schema version {}, older "
+                                "than this build's {}: run `asched store migrate`",
+                                s.store.where, name, version, known_version));
     for (int v = version; v < known_version; ++v) {
         co_await s.conn.exec(s.store.sql(migrations[v]), s.store.options.query_timeout);
         auto call39 = s.q("UPDATE {S}.schema_version SET version = $1", {param(v + 1)});
@@ -1460,6 +1505,12 @@ asio::awaitable<void> PostgresDataStore::unregister_worker(std::string identity,
 
 asio::awaitable<std::vector<WorkerInfo>> PostgresDataStore::get_workers() {
     auto call = transact<std::vector<WorkerInfo>>(impl_, &op_get_workers);
+    auto out = co_await std::move(call);
+    co_return out;
+}
+
+asio::awaitable<StoreCheck> PostgresDataStore::check() {
+    auto call = transact<StoreCheck>(impl_, &op_check);
     auto out = co_await std::move(call);
     co_return out;
 }

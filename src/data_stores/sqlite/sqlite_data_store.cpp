@@ -280,6 +280,16 @@ struct SqliteDataStore::Impl {
                 fmt::format("{} has asched schema version {}, newer than this build knows ({}); "
                             "upgrade asched",
                             where, version, known_version));
+        found_version = version;
+        if (!options.migrate && version < known_version)
+            throw Error(errc::store_failure,
+                        version == 0
+                            ? fmt::format("{} holds no asched schema (run `asched store migrate` "
+                                          "or start a scheduler on it)",
+                                          where)
+                            : fmt::format("{} has asched schema version {}, older than this "
+                                          "build's {}: run `asched store migrate`",
+                                          where, version, known_version));
         for (int v = version; v < known_version; ++v) {
             conn->exec(migrations[v]);
             conn->prepare("INSERT INTO asched_meta (key, value) VALUES ('schema_version', ?1) "
@@ -292,6 +302,8 @@ struct SqliteDataStore::Impl {
         tx.commit();
         db = std::move(conn);
     }
+
+    int found_version = 0; // the schema version open() found, before migrating
 
     // quick_check reads every page, so files over quick_check_max_bytes are not checked.
     void check_sound(Connection &conn, const std::string &where) const {
@@ -1526,6 +1538,47 @@ asio::awaitable<std::vector<WorkerInfo>> SqliteDataStore::get_workers() {
         return out;
     };
     auto [out, events] = co_await on_db<std::vector<WorkerInfo>>(impl_, std::move(op));
+    co_return std::move(out);
+}
+
+asio::awaitable<StoreCheck> SqliteDataStore::check() {
+    auto op = [](Impl &s) {
+        StoreCheck out;
+        out.backend = "sqlite";
+        out.location = s.options.path;
+        out.found_version = s.found_version;
+        Transaction tx(s.conn(), Transaction::Kind::deferred);
+        auto v = s.conn().prepare("SELECT value FROM asched_meta WHERE key = 'schema_version'");
+        if (v.step())
+            out.schema_version = int(v.int64(0));
+        v.reset();
+        auto integrity = s.conn().prepare("PRAGMA integrity_check");
+        while (integrity.step())
+            if (const auto line = integrity.text(0); line != "ok")
+                out.problems.push_back("integrity_check: " + line);
+        integrity.reset();
+        auto counters = s.conn().prepare(
+            "SELECT t.id, t.running_jobs, (SELECT count(*) FROM jobs j WHERE j.task_id = t.id AND "
+            "j.acquired_by IS NOT NULL) FROM tasks t ORDER BY t.id");
+        while (counters.step())
+            if (counters.int64(1) != counters.int64(2))
+                out.problems.push_back(detail::running_counter_problem(
+                    counters.text(0), counters.int64(1), counters.int64(2)));
+        counters.reset();
+        auto count = s.conn().prepare("SELECT count(*) FROM quarantine");
+        if (count.step())
+            out.quarantined = std::size_t(count.int64(0));
+        count.reset();
+        auto recent = s.conn().prepare("SELECT kind, id, error, quarantined_at FROM quarantine "
+                                       "ORDER BY quarantined_at DESC LIMIT 20");
+        while (recent.step())
+            out.recent.push_back({recent.text(0), recent.text(1), recent.text(2),
+                                  time_point(duration(recent.int64(3)))});
+        recent.reset();
+        s.commit(tx);
+        return out;
+    };
+    auto [out, events] = co_await on_db<StoreCheck>(impl_, std::move(op));
     co_return std::move(out);
 }
 

@@ -1,0 +1,326 @@
+// The `asched` command-line tool as an operator uses it: against a SQLite file and a real
+// PostgreSQL that an `asched worker` process is using at the same time. Every wait is bounded
+// and polls for its condition.
+#include "process_support.hpp"
+#include "servers.hpp"
+
+#include <boost/test/unit_test.hpp>
+#include <sqlite3.h>
+
+#include <fcntl.h>
+
+using namespace std::chrono_literals;
+using namespace asched::proc;
+using nlohmann::json;
+
+namespace {
+
+struct Ran {
+    int status = -1;
+    std::string out, err;
+};
+
+std::string slurp(const std::string &path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Starts `asched args...` with stdout and stderr going to files.
+pid_t spawn_cli(std::vector<std::string> args, const std::string &out, const std::string &err) {
+    args.insert(args.begin(), ASCHED_CLI);
+    std::vector<char *> argv;
+    for (auto &a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t files;
+    posix_spawn_file_actions_init(&files);
+    posix_spawn_file_actions_addopen(&files, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&files, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, ASCHED_CLI, &files, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&files);
+    BOOST_REQUIRE(rc == 0);
+    return pid;
+}
+
+int wait_exit(pid_t pid, std::chrono::seconds limit) {
+    const auto deadline = Clock::now() + limit;
+    for (;;) {
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (Clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+            BOOST_FAIL("asched did not exit in time");
+        }
+        std::this_thread::sleep_for(5ms); // polling a child's exit, bounded above
+    }
+}
+
+// One `asched` command against `store`, run to its end.
+struct Cli {
+    std::string store;
+    Dir dir;
+
+    Ran operator()(std::vector<std::string> args) const {
+        args.insert(args.begin(), {"--store", store});
+        const std::string out = dir / "out", err = dir / "err";
+        Ran r;
+        r.status = wait_exit(spawn_cli(args, out, err), 60s);
+        r.out = slurp(out);
+        r.err = slurp(err);
+        return r;
+    }
+    json json_of(std::vector<std::string> args) const {
+        args.insert(args.begin(), "--json");
+        const Ran r = (*this)(args);
+        BOOST_REQUIRE_MESSAGE(r.status == 0, "asched failed: " << r.err);
+        return json::parse(r.out);
+    }
+};
+
+// `asched worker` in the background; SIGTERM and a clean exit at the end.
+class Worker {
+  public:
+    Worker(const std::string &store, const Dir &dir, std::vector<std::string> tasks)
+        : log_(dir / "worker.log") {
+        std::vector<std::string> args{
+            "--store", store, "worker", "--identity", "cli-test-worker", "--poll-interval", "0.1"};
+        for (auto &t : tasks)
+            args.insert(args.end(), {"--task", t});
+        pid_ = spawn_cli(args, dir / "worker.out", log_);
+    }
+    ~Worker() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    int stop() {
+        ::kill(pid_, SIGTERM);
+        const int status = wait_exit(pid_, 60s);
+        pid_ = -1;
+        return status;
+    }
+    std::string log() const { return slurp(log_); }
+
+  private:
+    std::string log_;
+    pid_t pid_ = -1;
+};
+
+std::size_t count_outcome(const json &records, const std::string &outcome) {
+    std::size_t n = 0;
+    for (const auto &r : records)
+        n += r.at("outcome") == outcome;
+    return n;
+}
+
+// The operator's walk through a store that a worker runs jobs of: see the task and the worker,
+// add a schedule, watch its results, pause, resume, run now, cancel a running job, check.
+void operate_a_live_store(const Cli &cli) {
+    Worker worker(cli.store, cli.dir,
+                  {"echo=sh -c 'echo \"hello $0\"'", "slow=sleep 30", "fail=sh -c 'exit 3'"});
+    eventually(
+        [&] {
+            const Ran r = cli({"--json", "tasks", "list"});
+            return r.status == 0 && json::parse(r.out).size() == 3;
+        },
+        "the worker registered its three tasks");
+    const json workers = cli.json_of({"workers", "list"});
+    BOOST_REQUIRE(workers.size() == 1);
+    BOOST_TEST(workers[0].at("identity") == "cli-test-worker");
+    BOOST_TEST(workers[0].at("live") == true);
+    BOOST_TEST(workers[0].at("task_ids") == (json{"echo", "fail", "slow"}));
+
+    // A schedule of the program, and its results in the history.
+    Ran r = cli({"schedules", "add", "echo", "--id", "every", "--interval", "0.3", "--args",
+                 R"(["world"])", "--keep-results", "60"});
+    BOOST_TEST_REQUIRE(r.status == 0, r.err);
+    BOOST_TEST(r.out == "every\n");
+    eventually(
+        [&] {
+            return count_outcome(cli.json_of({"results", "list", "--schedule", "every"}),
+                                 "success") >= 2;
+        },
+        "two successful runs of the schedule");
+    const json table = cli.json_of({"schedules", "list"});
+    BOOST_REQUIRE(table.size() == 1);
+    BOOST_TEST(table[0].at("task_id") == "echo");
+    const Ran people = cli({"results", "list", "--task", "echo", "--limit", "1"});
+    BOOST_TEST(people.status == 0);
+    BOOST_TEST(people.out.find("FINISHED") == 0u);
+    BOOST_TEST(people.out.find("success") != std::string::npos);
+    // The job's kept result holds what the program printed.
+    const json last = cli.json_of({"results", "list", "--schedule", "every", "--limit", "1"});
+    const json shown = cli.json_of({"jobs", "show", last[0].at("job_id").get<std::string>()});
+    BOOST_TEST(shown.at("return_value").at("stdout") == "hello world\n");
+
+    // Pause: the store says so, and no job of it starts any more.
+    BOOST_TEST(cli({"schedules", "pause", "every"}).status == 0);
+    BOOST_TEST(cli.json_of({"schedules", "show", "every"}).at("paused") == true);
+    // A job leased just before the pause may still finish: wait until nothing of it runs.
+    eventually(
+        [&] {
+            return cli.json_of({"jobs", "list", "--task", "echo"}).empty();
+        },
+        "no job of the paused schedule left");
+    const auto runs = cli.json_of({"results", "list", "--schedule", "every", "--limit", "1000"});
+    r = cli({"schedules", "run-now", "every"});
+    BOOST_TEST_REQUIRE(r.status == 0, r.err);
+    const std::string run_now = r.out.substr(0, r.out.size() - 1);
+    eventually(
+        [&] {
+            for (const auto &rec : cli.json_of({"results", "list", "--schedule", "every"}))
+                if (rec.at("job_id") == run_now)
+                    return true;
+            return false;
+        },
+        "the run-now job ran while the schedule is paused");
+    BOOST_TEST(cli.json_of({"results", "list", "--schedule", "every", "--limit", "1000"}).size() ==
+               runs.size() + 1);
+    BOOST_TEST(cli({"schedules", "resume", "every", "--from", "now"}).status == 0);
+    BOOST_TEST(cli.json_of({"schedules", "show", "every"}).at("paused") == false);
+    BOOST_TEST(cli({"schedules", "remove", "every"}).status == 0);
+
+    // Cancel a running program.
+    r = cli({"schedules", "add", "slow", "--id", "once", "--at",
+             asched::format_time(asched::SystemClock().now())});
+    BOOST_TEST_REQUIRE(r.status == 0, r.err);
+    std::string running;
+    eventually(
+        [&] {
+            const json jobs = cli.json_of({"jobs", "list", "--running"});
+            if (jobs.empty())
+                return false;
+            running = jobs[0].at("id").get<std::string>();
+            return true;
+        },
+        "the slow job running");
+    r = cli({"jobs", "cancel", running});
+    BOOST_TEST_REQUIRE(r.status == 0, r.err);
+    BOOST_TEST(r.out == "cancellation requested from the node running it\n");
+    eventually(
+        [&] {
+            return count_outcome(cli.json_of({"results", "list", "--outcome", "cancelled"}),
+                                 "cancelled") == 1;
+        },
+        "the slow job ended cancelled");
+
+    // A failing program: its error in the history.
+    BOOST_TEST(
+        cli({"schedules", "add", "fail", "--at", asched::format_time(asched::SystemClock().now())})
+            .status == 0);
+    eventually(
+        [&] {
+            return !cli.json_of({"results", "list", "--outcome", "error"}).empty();
+        },
+        "the failing job's error recorded");
+    const json failed = cli.json_of({"results", "list", "--outcome", "error"});
+    BOOST_TEST(failed[0]
+                   .at("exception_message")
+                   .get<std::string>()
+                   .find("command 'sh' exited with status 3") != std::string::npos);
+
+    // What the store says no to: exit status 1, the id named.
+    r = cli({"schedules", "show", "nope"});
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.err.find("schedule 'nope' not found") != std::string::npos);
+    r = cli({"jobs", "cancel", "nope"});
+    BOOST_TEST(r.status == 1);
+    r = cli({"schedules", "add", "missing", "--cron", "* * * * *"});
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.err.find("task 'missing' not found") != std::string::npos);
+    // Bad usage: exit status 2, the value named.
+    r = cli({"schedules", "add", "echo", "--cron", "61 * * * *"});
+    BOOST_TEST(r.status == 2);
+    BOOST_TEST(r.err.find("--cron \"61 * * * *\": crontab \"61 * * * *\" at position 1: cron "
+                          "field 'minute': 61 is out of range 0-59") != std::string::npos,
+               r.err);
+    r = cli({"results", "list", "--outcome", "fine"});
+    BOOST_TEST(r.status == 2);
+    BOOST_TEST(r.err.find("--outcome \"fine\"") != std::string::npos);
+    r = cli({"schedules", "list", "--no-such-option"});
+    BOOST_TEST(r.status == 2);
+
+    const json check = cli.json_of({"store", "check"});
+    BOOST_TEST(check.at("ok") == true);
+    BOOST_TEST(check.at("schema_version") == 4);
+    BOOST_TEST(check.at("quarantined") == 0);
+
+    BOOST_TEST(worker.stop() == 0);
+    BOOST_TEST(worker.log().find("stopping") != std::string::npos);
+    for (const auto &w : cli.json_of({"workers", "list"}))
+        BOOST_TEST(w.at("live") == false);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(cli)
+
+BOOST_AUTO_TEST_CASE(operates_a_sqlite_store_a_worker_uses) {
+    Cli cli;
+    cli.store = "sqlite:" + (cli.dir / "asched.db");
+    operate_a_live_store(cli);
+}
+
+BOOST_AUTO_TEST_CASE(operates_a_postgres_store_a_worker_uses) {
+    asched::test::PostgresServer pg;
+    Cli cli;
+    cli.store = "postgres:" + pg.conninfo();
+    operate_a_live_store(cli);
+}
+
+BOOST_AUTO_TEST_CASE(store_check_and_migrate) {
+    Cli cli;
+    const std::string db = cli.dir / "asched.db";
+    cli.store = "sqlite:" + db;
+    // check never creates or migrates.
+    Ran r = cli({"store", "check"});
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.err.find("no such file") != std::string::npos);
+    {
+        sqlite3 *raw = nullptr;
+        BOOST_REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    r = cli({"store", "check"});
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.err.find("holds no asched schema") != std::string::npos, r.err);
+    r = cli({"store", "migrate"});
+    BOOST_TEST(r.status == 0);
+    BOOST_TEST(r.out == db + ": created schema version 4\n");
+    r = cli({"store", "migrate"});
+    BOOST_TEST(r.out == db + ": schema version 4, nothing to migrate\n");
+    r = cli({"store", "check"});
+    BOOST_TEST(r.status == 0);
+    BOOST_TEST(r.out.find("integrity         ok") != std::string::npos, r.out);
+
+    // Damage the store behind its back: a task row that is not JSON, a wrong running counter.
+    {
+        sqlite3 *raw = nullptr;
+        BOOST_REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+        BOOST_REQUIRE(sqlite3_exec(raw,
+                                   "INSERT INTO tasks (id, data, max_running_jobs, running_jobs) "
+                                   "VALUES ('broken', '{not json', 1, 0), ('counted', "
+                                   "'{\"id\":\"counted\",\"job_executor\":\"async\","
+                                   "\"max_running_jobs\":1,\"version\":1}', 1, 2)",
+                                   nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    // Reading the tasks moves the undecodable row aside; the rest is listed.
+    r = cli({"tasks", "list"});
+    BOOST_TEST(r.status == 0);
+    BOOST_TEST(r.out.find("broken") == std::string::npos);
+    const json check = json::parse(cli({"--json", "store", "check"}).out);
+    BOOST_TEST(check.at("ok") == false);
+    BOOST_TEST(check.at("quarantined") == 1);
+    BOOST_TEST(check.at("recent_quarantined")[0].at("id") == "broken");
+    BOOST_REQUIRE(check.at("problems").size() == 1);
+    BOOST_TEST(check.at("problems")[0] == "task 'counted': running_jobs is 2 but 0 of its jobs are "
+                                          "leased (the concurrency cap counts wrong)");
+    BOOST_TEST(cli({"store", "check"}).status == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
