@@ -328,6 +328,12 @@ class AsyncScheduler {
     asio::awaitable<std::vector<WorkerInfo>> get_workers();
     /// The store's schema version and integrity findings (DataStore::check()).
     asio::awaitable<StoreCheck> check_store();
+    /// Prometheus text exposition (format 0.0.4) of this node's metrics, for a user's own
+    /// endpoint: per task, jobs by outcome, retries, misfires, coalesced fires, lateness and
+    /// run-time histograms, running jobs and the store's due backlog; the schedules, store
+    /// health, broker connection and reconnects, failed lease renewals. Labels are task ids
+    /// (and the outcome) only. A failing store gives `asched_store_healthy 0`, not an error.
+    asio::awaitable<std::string> metrics();
     /// This run's boot id (the one in its WorkerInfo row); empty before the first start.
     std::string boot_id() const;
 

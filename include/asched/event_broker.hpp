@@ -55,6 +55,11 @@ class EventBroker {
     virtual asio::awaitable<void> publish(Event event) = 0;
     /// Publishes `events` in order; the default calls publish() for each.
     virtual asio::awaitable<void> publish_batch(std::vector<Event> events);
+    /// Whether the connection to other processes is up (metrics, health); the local broker
+    /// has none to lose.
+    virtual bool connected() const noexcept { return true; }
+    /// How often that connection was lost and made again.
+    virtual std::uint64_t reconnects() const noexcept { return 0; }
 
     /// Delivers `event` to this process's subscribers only; never blocks.
     void publish_local(const Event &event);

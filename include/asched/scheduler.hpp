@@ -68,6 +68,7 @@ class Scheduler {
     std::vector<WorkerInfo> get_workers();
     JobHistoryPage get_job_results(const JobHistoryFilter &filter = {});
     StoreCheck check_store();
+    std::string metrics();
 
     /// Callbacks run on the scheduler's thread.
     Subscription subscribe(EventCallback callback, EventMask mask = all_events,

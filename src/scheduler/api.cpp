@@ -613,6 +613,44 @@ asio::awaitable<StoreCheck> do_check_store(std::shared_ptr<SchedulerState> self)
     auto found = co_await std::move(call);
     co_return found;
 }
+// This node's counters and histograms, its running jobs, and what the store says of the
+// backlog and the schedules. A store that fails is reported (store_healthy 0), never thrown.
+asio::awaitable<std::string> do_metrics(std::shared_ptr<SchedulerState> self) {
+    MetricsSnapshot m;
+    m.tasks = self->metrics;
+    for (const auto &[id, fn] : self->functions)
+        m.tasks.try_emplace(id); // a registered task shows its zeros before its first job
+    for (const auto &[id, rj] : self->running)
+        ++m.running[rj->job.task_id];
+    for (const auto &[task, t] : m.tasks)
+        m.running.try_emplace(task, 0);
+    m.store_healthy = !self->store_degraded;
+    m.broker_connected = self->broker->connected();
+    m.broker_reconnects = self->broker->reconnects();
+    m.lease_renewals_failed = self->lease_renewals_failed;
+    try {
+        co_await ensure_open(self);
+        const auto now = self->clock->now();
+        auto jobs_call = self->store->get_jobs(std::nullopt);
+        const auto jobs = co_await std::move(jobs_call);
+        std::map<std::string, std::size_t> backlog;
+        for (const auto &[task, t] : m.tasks)
+            backlog[task] = 0;
+        for (const auto &j : jobs)
+            if (!j.acquired_by && j.earliest_start() <= now)
+                ++backlog[j.task_id];
+        m.backlog = std::move(backlog);
+        auto schedules_call = self->store->get_schedules(std::nullopt);
+        const auto schedules = co_await std::move(schedules_call);
+        m.schedules = schedules.size();
+        m.paused_schedules = std::size_t(std::count_if(schedules.begin(), schedules.end(),
+                                                       [](const Schedule &s) { return s.paused; }));
+    } catch (const std::exception &e) {
+        m.store_healthy = false;
+        self->log(LogLevel::warning, "metrics: the store did not answer: {}", e.what());
+    }
+    co_return render_metrics(m);
+}
 asio::awaitable<std::vector<Job>> do_get_jobs(std::shared_ptr<SchedulerState> self) {
     co_await ensure_open(self);
     co_return co_await self->store->get_jobs(std::nullopt);
@@ -720,6 +758,10 @@ asio::awaitable<std::vector<WorkerInfo>> AsyncScheduler::get_workers() {
 std::string AsyncScheduler::boot_id() const {
     std::lock_guard lock(state_->boot_id_mutex);
     return state_->boot_id;
+}
+
+asio::awaitable<std::string> AsyncScheduler::metrics() {
+    return on_strand(state_, detail::do_metrics(state_));
 }
 
 asio::awaitable<StoreCheck> AsyncScheduler::check_store() {

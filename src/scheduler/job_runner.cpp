@@ -186,8 +186,24 @@ asio::awaitable<void> flush_and_clear(std::shared_ptr<SchedulerState> self) {
     co_await flush_releases(self);
 }
 
+// Every finished attempt passes here once: its outcome, lateness and run time are counted.
+void count_finished(SchedulerState &self, const Job &job, const JobResult &result) {
+    TaskMetrics &m = self.metrics[job.task_id];
+    if (result.outcome == JobOutcome::missed_start_deadline)
+        return; // counted from its JobReleased event (on_event), with the store's own misfires
+    ++m.outcomes[std::size_t(result.outcome)];
+    if (job.retry && job.retry->retries(result.outcome) && job.attempt < job.retry->max_attempts)
+        ++m.retries;
+    if (result.started_at) {
+        if (job.scheduled_fire_time && job.attempt == 1)
+            m.lateness.observe(to_seconds(*result.started_at - *job.scheduled_fire_time));
+        m.duration.observe(to_seconds(result.finished_at - *result.started_at));
+    }
+}
+
 void queue_release(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<RunningJob> rj,
                    JobResult result) {
+    count_finished(*self, rj->job, result);
     self->pending_releases.push_back(PendingRelease{std::move(rj), std::move(result)});
     if (self->release_flushing)
         return;

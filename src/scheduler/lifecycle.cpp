@@ -31,6 +31,10 @@ void on_event(const std::weak_ptr<SchedulerState> &weak, const Event &event) {
         self->job_wake.notify();
     } else if (auto *r = std::get_if<JobReleased>(&event)) {
         self->job_wake.notify();
+        // A misfire is decided by the store when this node acquires (or by start_job): count
+        // this node's from the release event, the one place every misfire passes.
+        if (r->outcome == JobOutcome::missed_start_deadline && r->scheduler_id == self->identity)
+            ++self->metrics[r->task_id].outcomes[std::size_t(JobOutcome::missed_start_deadline)];
         auto [begin, end] = self->result_waiters.equal_range(r->job_id);
         for (auto it = begin; it != end; ++it)
             it->second->wake.notify();

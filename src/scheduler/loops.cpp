@@ -16,6 +16,10 @@ ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point
         std::uniform_real_distribution<double> uniform(0.0, 1.0);
         auto plan = plan_fires(
             s, now, [&] { return uniform(self.rng); }, [] { return make_uuid(); });
+        if (const auto &d = plan.dropped; d.count > 0) {
+            auto &m = self.metrics[s.task_id];
+            (d.reason == DropReason::coalesced ? m.coalesced : m.catchup_dropped) += d.count;
+        }
         if (const auto &d = plan.dropped; d.count > 0)
             dropped.push_back(FiresDropped{now, s.id, s.task_id, d.count, d.first, d.last,
                                            std::string(to_string(d.reason))});
@@ -161,6 +165,7 @@ asio::awaitable<void> lease_loop(std::shared_ptr<SchedulerState> self) {
                             cancel_job(*it->second, CancelKind::user);
                 } catch (const std::exception &e) {
                     self->log(LogLevel::warning, "lease renewal failed: {}", e.what());
+                    ++self->lease_renewals_failed;
                     next = self->clock->now() + std::min<duration>(period, std::chrono::seconds(1));
                 }
             }

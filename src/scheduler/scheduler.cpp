@@ -108,6 +108,9 @@ JobCancellation Scheduler::cancel_job(std::string_view job_id) {
 JobHistoryPage Scheduler::get_job_results(const JobHistoryFilter &filter) {
     return impl_->call(impl_->scheduler->get_job_results(filter));
 }
+std::string Scheduler::metrics() {
+    return impl_->call(impl_->scheduler->metrics());
+}
 StoreCheck Scheduler::check_store() {
     return impl_->call(impl_->scheduler->check_store());
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "lifecycle.hpp"
+#include "metrics.hpp"
 
 #include <asched/async_scheduler.hpp>
 
@@ -132,6 +133,9 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     std::unordered_map<std::string, std::shared_ptr<RunningJob>> running;
     std::vector<PendingRelease> pending_releases;
     bool release_flushing = false;
+
+    std::map<std::string, TaskMetrics> metrics; // this node's, per task (metrics())
+    std::uint64_t lease_renewals_failed = 0;
 
     Wakeup schedule_wake;
     Wakeup job_wake;

@@ -73,6 +73,9 @@ BOOST_FIXTURE_TEST_CASE(pause_and_resume, PostgresSchedulerFixture) {
 BOOST_FIXTURE_TEST_CASE(misfires, PostgresSchedulerFixture) {
     run(misfire_grace_time(this));
 }
+BOOST_FIXTURE_TEST_CASE(metrics, PostgresSchedulerFixture) {
+    run(metrics_count_what_happened(this));
+}
 BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, PostgresSchedulerFixture) {
     run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));
 }
@@ -117,6 +120,9 @@ BOOST_FIXTURE_TEST_CASE(pause_and_resume, SqliteSchedulerFixture) {
 }
 BOOST_FIXTURE_TEST_CASE(misfires, SqliteSchedulerFixture) {
     run(misfire_grace_time(this));
+}
+BOOST_FIXTURE_TEST_CASE(metrics, SqliteSchedulerFixture) {
+    run(metrics_count_what_happened(this));
 }
 BOOST_FIXTURE_TEST_CASE(r13_long_downtime_all_capped, SqliteSchedulerFixture) {
     run(r13_long_downtime(this, CoalescePolicy::all, 15, 15));

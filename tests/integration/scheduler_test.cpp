@@ -9,6 +9,9 @@ using test::SchedulerFixture;
 
 BOOST_AUTO_TEST_SUITE(scheduler)
 
+BOOST_FIXTURE_TEST_CASE(metrics, SchedulerFixture) {
+    run(metrics_count_what_happened(this));
+}
 BOOST_FIXTURE_TEST_CASE(interval_fires, SchedulerFixture) {
     run(interval_fires_on_the_manual_clock(this));
 }

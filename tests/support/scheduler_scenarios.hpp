@@ -1208,4 +1208,88 @@ inline AsyncSchedulerOptions with_lease(duration lease) {
     return o;
 }
 
+// metrics(): this node's counters per task (outcomes, retries, misfires, coalesced fires),
+// the lateness histogram, running jobs and the store's due backlog, in Prometheus text with
+// escaped task-id labels and no job or schedule ids.
+inline asio::awaitable<void> metrics_count_what_happened(SchedulerFixture *f) {
+    auto &s = f->s();
+    const auto has = [](const std::string &text, const std::string &line) {
+        return text.find("\n" + line + "\n") != std::string::npos;
+    };
+    TaskOptions any{.max_running_jobs = asched::unlimited};
+    co_await s.add_task(
+        "ok", [](int) {}, any);
+    co_await s.add_task(
+        "strict", [](int) {}, any);
+    RetryPolicy once_more;
+    once_more.max_attempts = 2;
+    once_more.initial_delay = 5s;
+    once_more.jitter = 0;
+    TaskOptions retried{.retry = once_more};
+    co_await s.add_task(
+        "boom", []() -> int { throw std::runtime_error("boom"); }, retried);
+    auto gate = std::make_shared<Gate>(co_await asio::this_coro::executor);
+    auto gated = [gate](int v) { return wait_at(gate, v); };
+    const std::string hostile = "cap\"ped\\\n";
+    co_await s.add_task(hostile, gated); // max_running_jobs 1
+    // Down for 95 s: the minutely schedule's two fires coalesce into one job, 35 s late; the
+    // one-off with a 1 s grace misfires.
+    IntervalTrigger minutely({.seconds = 60, .start_time = test::t0});
+    ScheduleOptions late;
+    late.id = "late";
+    late.args = {1};
+    co_await s.add_schedule("ok", minutely, late);
+    DateTrigger at_t0(test::t0);
+    ScheduleOptions strict;
+    strict.id = "strict";
+    strict.args = {1};
+    strict.misfire_grace_time = 1s;
+    co_await s.add_schedule("strict", at_t0, strict);
+    f->clock->advance(95s);
+    co_await s.start_in_background();
+    co_await eventually([f] { return f->released(JobOutcome::success) == 1; }, "ok ran");
+    co_await eventually([f] { return f->released(JobOutcome::missed_start_deadline) == 1; },
+                        "strict misfired");
+    const auto boom = co_await s.add_job("boom");
+    co_await eventually([f] { return f->released(JobOutcome::error) == 1; }, "attempt 1");
+    f->clock->advance(5s);
+    co_await eventually([f] { return f->released(JobOutcome::error) == 2; }, "attempt 2");
+    std::vector<std::string> ids{boom};
+    for (int i = 0; i < 3; ++i) {
+        JobOptions o{.args = {i}};
+        ids.push_back(co_await s.add_job(hostile, o));
+    }
+    co_await eventually([&] { return gate->inside == 1; }, "one capped job running");
+
+    const std::string text = "\n" + co_await s.metrics();
+    BOOST_TEST(has(text, R"(asched_jobs_total{task="ok",outcome="success"} 1)"), text);
+    BOOST_TEST(has(text, R"(asched_jobs_total{task="ok",outcome="error"} 0)"));
+    BOOST_TEST(has(text, R"(asched_coalesced_fires_total{task="ok"} 1)"));
+    BOOST_TEST(has(text, R"(asched_job_lateness_seconds_bucket{task="ok",le="30"} 0)"));
+    BOOST_TEST(has(text, R"(asched_job_lateness_seconds_bucket{task="ok",le="60"} 1)"));
+    BOOST_TEST(has(text, R"(asched_job_lateness_seconds_bucket{task="ok",le="+Inf"} 1)"));
+    BOOST_TEST(has(text, R"(asched_job_lateness_seconds_sum{task="ok"} 35)"));
+    BOOST_TEST(has(text, R"(asched_job_duration_seconds_count{task="ok"} 1)"));
+    BOOST_TEST(has(text, R"(asched_jobs_total{task="boom",outcome="error"} 2)"));
+    BOOST_TEST(has(text, R"(asched_job_retries_total{task="boom"} 1)"));
+    BOOST_TEST(has(text, R"(asched_jobs_total{task="strict",outcome="missed_start_deadline"} 1)"));
+    BOOST_TEST(has(text, R"(asched_misfires_total{task="strict"} 1)"));
+    // The task id's quote, backslash and newline are escaped; nothing breaks the line.
+    BOOST_TEST(has(text, R"(asched_running_jobs{task="cap\"ped\\\n"} 1)"), text);
+    BOOST_TEST(has(text, R"(asched_backlog_jobs{task="cap\"ped\\\n"} 2)"));
+    BOOST_TEST(has(text, R"(asched_running_jobs{task="ok"} 0)"));
+    // The one-off's finished schedule is gone at once (memory) or at the next cleanup (SQL).
+    const std::vector<Schedule> schedules = co_await s.get_schedules();
+    BOOST_TEST(has(text, "asched_schedules " + std::to_string(schedules.size())));
+    BOOST_TEST(has(text, "asched_paused_schedules 0"));
+    BOOST_TEST(has(text, "asched_store_healthy 1"));
+    BOOST_TEST(has(text, "asched_broker_connected 1"));
+    BOOST_TEST(has(text, "asched_lease_renewals_failed_total 0"));
+    BOOST_TEST(has(text, "# TYPE asched_job_lateness_seconds histogram"));
+    for (const auto &id : ids)
+        BOOST_TEST(text.find(id) == std::string::npos, "a job id in a label: " << id);
+    BOOST_TEST(text.find("late\"") == std::string::npos); // no schedule id either
+    gate->open();
+}
+
 } // namespace asched::test::scenarios

@@ -44,7 +44,8 @@ class PostgresEventBroker final : public EventBroker {
     /// Whether the listening connection is up and LISTENing (for health reports and tests).
     bool listening() const noexcept;
     /// How many times the listening connection was replaced (lost, or failed its heartbeat).
-    std::uint64_t reconnects() const noexcept;
+    std::uint64_t reconnects() const noexcept override;
+    bool connected() const noexcept override { return listening(); }
 
     struct State;
 

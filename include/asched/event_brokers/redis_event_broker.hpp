@@ -44,7 +44,8 @@ class RedisEventBroker final : public EventBroker {
     /// Whether the subscribing connection is up and subscribed (for health reports and tests).
     bool subscribed() const noexcept;
     /// How often the subscription was lost and made again (for tests and health reports).
-    std::uint64_t reconnects() const noexcept;
+    std::uint64_t reconnects() const noexcept override;
+    bool connected() const noexcept override { return subscribed(); }
 
     struct State;
 
