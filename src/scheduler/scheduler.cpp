@@ -6,6 +6,7 @@
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
 
+#include <chrono>
 #include <thread>
 
 namespace asched {
@@ -40,7 +41,14 @@ Scheduler::~Scheduler() {
     } catch (const std::exception &) {
         // Keep going: the thread must be joined whatever the store said.
     }
+    // Let run() return by running out of work rather than stop() it: a store thread handing
+    // its last completion over holds work on the io_context until it no longer touches it
+    // (stopping it then freed the io_context under the SQLite store's thread: a crash at
+    // exit, once in a few runs of the asched tool). Bounded, for work that never ends.
     impl_->work.reset();
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!impl_->context.stopped() && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     impl_->context.stop();
     impl_->thread.join();
 }

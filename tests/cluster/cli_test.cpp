@@ -75,7 +75,11 @@ struct Cli {
     json json_of(std::vector<std::string> args) const {
         args.insert(args.begin(), "--json");
         const Ran r = (*this)(args);
-        BOOST_REQUIRE_MESSAGE(r.status == 0, "asched failed: " << r.err);
+        std::string line;
+        for (const auto &a : args)
+            line += " " + a;
+        BOOST_REQUIRE_MESSAGE(r.status == 0, "asched" << line << " failed with status " << r.status
+                                                      << ": " << r.err);
         return json::parse(r.out);
     }
 };
