@@ -102,6 +102,16 @@ inline std::string running_counter_problem(const std::string &task_id, std::int6
            std::to_string(leased) + " of its jobs are leased (the concurrency cap counts wrong)";
 }
 
+/// start()'s refusal, with `migrate = false`, of a schema it would have to create or migrate.
+inline Error unmigrated_schema(const std::string &where, int version, int known) {
+    return Error(errc::store_failure,
+                 version == 0 ? where + " holds no asched schema (run `asched store migrate` or "
+                                        "start a scheduler on it)"
+                              : where + " has asched schema version " + std::to_string(version) +
+                                    ", older than this build's " + std::to_string(known) +
+                                    ": run `asched store migrate`");
+}
+
 /// How long cleanup() keeps a dead worker's row, for operators to see who died and when.
 inline constexpr duration dead_worker_retention = std::chrono::hours(1);
 

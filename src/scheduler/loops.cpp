@@ -19,10 +19,9 @@ ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point
         if (const auto &d = plan.dropped; d.count > 0) {
             auto &m = self.metrics[s.task_id];
             (d.reason == DropReason::coalesced ? m.coalesced : m.catchup_dropped) += d.count;
-        }
-        if (const auto &d = plan.dropped; d.count > 0)
             dropped.push_back(FiresDropped{now, s.id, s.task_id, d.count, d.first, d.last,
                                            std::string(to_string(d.reason))});
+        }
         r.jobs = std::move(plan.jobs);
         r.last_fire_time = plan.last_fire_time ? plan.last_fire_time : s.last_fire_time;
         r.next_fire_time = plan.next_fire_time;

@@ -1250,11 +1250,9 @@ asio::awaitable<Unit> op_migrate(Session &s) {
         {param(name)}, s.store.options.query_timeout);
     auto tables = co_await std::move(call36);
     int version = 0;
+    const std::string where = fmt::format("postgres {}: schema '{}'", s.store.where, name);
     if (tables.int64(0, 0) == 0 && !s.store.options.migrate)
-        throw Error(errc::store_failure,
-                    fmt::format("postgres {}: schema '{}' holds no asched schema (run `asched "
-                                "store migrate` or start a scheduler on it)",
-                                s.store.where, name));
+        throw detail::unmigrated_schema(where, 0, known_version);
     if (tables.int64(0, 0) == 0) {
         if (tables.int64(0, 1) != 0)
             throw Error(
@@ -1278,10 +1276,7 @@ asio::awaitable<Unit> op_migrate(Session &s) {
                                                      s.store.where, name, version, known_version));
     s.store.found_version = version;
     if (!s.store.options.migrate && version < known_version)
-        throw Error(errc::store_failure,
-                    fmt::format("postgres {}: schema '{}' has asched schema version {}, older "
-                                "than this build's {}: run `asched store migrate`",
-                                s.store.where, name, version, known_version));
+        throw detail::unmigrated_schema(where, version, known_version);
     for (int v = version; v < known_version; ++v) {
         co_await s.conn.exec(s.store.sql(migrations[v]), s.store.options.query_timeout);
         auto call39 = s.q("UPDATE {S}.schema_version SET version = $1", {param(v + 1)});

@@ -282,14 +282,7 @@ struct SqliteDataStore::Impl {
                             where, version, known_version));
         found_version = version;
         if (!options.migrate && version < known_version)
-            throw Error(errc::store_failure,
-                        version == 0
-                            ? fmt::format("{} holds no asched schema (run `asched store migrate` "
-                                          "or start a scheduler on it)",
-                                          where)
-                            : fmt::format("{} has asched schema version {}, older than this "
-                                          "build's {}: run `asched store migrate`",
-                                          where, version, known_version));
+            throw detail::unmigrated_schema(where, version, known_version);
         for (int v = version; v < known_version; ++v) {
             conn->exec(migrations[v]);
             conn->prepare("INSERT INTO asched_meta (key, value) VALUES ('schema_version', ?1) "
