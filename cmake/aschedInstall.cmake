@@ -15,7 +15,8 @@ set(backend_headers
   sqlite include/asched/data_stores/sqlite_data_store.hpp
   postgres include/asched/data_stores/postgres_data_store.hpp
   postgres include/asched/event_brokers/postgres_event_broker.hpp
-  redis include/asched/event_brokers/redis_event_broker.hpp)
+  redis include/asched/event_brokers/redis_event_broker.hpp
+  admin include/asched/admin_server.hpp)
 
 # The core: every header but the backends'.
 install(TARGETS asched EXPORT aschedTargets
@@ -107,6 +108,9 @@ if(ASCHED_WITH_POSTGRES)
 endif()
 if(ASCHED_WITH_REDIS)
   asched_pkg_config(asched-redis asched-redis asched-redis "asched" "hiredis" "" "")
+endif()
+if(ASCHED_WITH_ADMIN)
+  asched_pkg_config(asched-admin asched-admin asched-admin "asched" "" "-lhttp_parser -lfmt" "")
 endif()
 
 install(FILES LICENSE README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -21,9 +21,11 @@ jobs="${ASCHED_JOBS:-2}"
 # Everything the library build needs, every backend included (the demo runs on SQLite).
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
-                libsqlite3-dev libhiredis-dev libpq-dev libcli11-dev)
+                libsqlite3-dev libhiredis-dev libpq-dev libcli11-dev libhttp-parser-dev)
+# chromium and chromium-driver: the dashboard's test in a real headless browser; spdlog: the
+# structured-logging example (optional in a user's build).
 test_packages=(libboost-test-dev clang-14 libclang-rt-14-dev clang-format-14 redis-server postgresql
-               debootstrap)
+               debootstrap chromium chromium-driver libspdlog-dev)
 bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
 # The peers, pinned so runs compare like with like.
 npm_peers=(croner@11.0.1 cron-parser@5.10.5)
@@ -167,17 +169,20 @@ test)
         total=$((total + 1))
     done
 
-    echo "== 5/$stages libFuzzer: the cron parser and crontab constructor, 60 s"
+    echo "== 5/$stages libFuzzer: the cron parser and crontab constructor, then the admin server's HTTP request reader, 60 s each"
     configure build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++-14 -DASCHED_FUZZ=ON \
         -DASCHED_BUILD_TESTS=OFF -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
-    cmake --build build/fuzz -j "$jobs" --target asched_cron_fuzz
-    rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
-    # -timeout: a next() that does not terminate within 5 s is reported as a hang.
-    (cd build/fuzz && ./asched_cron_fuzz -max_total_time=60 -timeout=5 -max_len=256 \
-        -print_final_stats=1 corpus "$here/tests/fuzz/seeds") > build/fuzz.log 2>&1 \
-        || { tail -40 build/fuzz.log; echo "== the fuzzer found a problem"; exit 1; }
-    grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" build/fuzz.log || true
-    total=$((total + 1))
+    cmake --build build/fuzz -j "$jobs" --target asched_cron_fuzz asched_http_fuzz
+    # -timeout: a next() (or a parse) that does not end within 5 s is reported as a hang.
+    for f in cron:seeds:256 http:http_seeds:4096; do
+        IFS=: read -r name seeds max_len <<< "$f"
+        rm -rf "build/fuzz/corpus-$name" && mkdir -p "build/fuzz/corpus-$name"
+        (cd build/fuzz && "./asched_${name}_fuzz" -max_total_time=60 -timeout=5 -max_len="$max_len" \
+            -print_final_stats=1 "corpus-$name" "$here/tests/fuzz/$seeds") > "build/fuzz-$name.log" 2>&1 \
+            || { tail -40 "build/fuzz-$name.log"; echo "== the $name fuzzer found a problem"; exit 1; }
+        echo "$name: $(grep -E "^stat::number_of_executed_units" "build/fuzz-$name.log" || true)"
+        total=$((total + 1))
+    done
 
     if [ "$fresh_root" = 1 ]; then
         echo "== 6/$stages the demo command in a brand-new Debian 12 root"

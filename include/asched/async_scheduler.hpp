@@ -129,6 +129,16 @@ struct JobOptions {
 };
 
 /// Where unpause_schedule resumes.
+/// AsyncScheduler::health(): `store_ok` false with the store's error in `store_problem`
+/// while the store fails; `broker_connected` false while a network broker is down.
+struct HealthReport {
+    RunState state = RunState::stopped;
+    bool store_ok = true;
+    std::string store_problem;
+    bool broker_connected = true;
+    bool ok() const noexcept { return store_ok && broker_connected; }
+};
+
 struct ResumeFrom {
     enum class Kind { stored, now, time } kind = Kind::stored;
     time_point at{};
@@ -334,6 +344,9 @@ class AsyncScheduler {
     /// health, broker connection and reconnects, failed lease renewals. Labels are task ids
     /// (and the outcome) only. A failing store gives `asched_store_healthy 0`, not an error.
     asio::awaitable<std::string> metrics();
+    /// Whether the store answers now (one small read, recorded as the store health) and the
+    /// broker is connected: what a health endpoint reports.
+    asio::awaitable<HealthReport> health();
     /// This run's boot id (the one in its WorkerInfo row); empty before the first start.
     std::string boot_id() const;
 

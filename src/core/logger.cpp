@@ -21,10 +21,12 @@ std::string_view to_string(LogLevel l) noexcept {
     return "?";
 }
 
-void Logger::log(LogLevel l, std::string_view message) const {
+void Logger::log(LogLevel l, std::string_view message, const LogFields &fields) const {
     if (!enabled(l))
         return;
-    if (sink) {
+    if (structured_sink) {
+        structured_sink(l, message, fields);
+    } else if (sink) {
         sink(l, message);
     } else if (l >= LogLevel::warning) {
         std::fprintf(stderr, "asched %.*s: %.*s\n", int(to_string(l).size()), to_string(l).data(),

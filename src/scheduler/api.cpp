@@ -237,9 +237,10 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
         self->log(LogLevel::warning, "{}: trigger {}: {}", what, trigger->describe(), warning);
     const bool stored = co_await self->store->add_schedule(s, options.conflict_policy);
     if (stored) {
-        self->log(LogLevel::info, "added schedule '{}' of task '{}': {}, next fire {}", s.id,
-                  task_id, trigger->describe(),
-                  s.next_fire_time ? trigger->timezone().format(*s.next_fire_time) : "none");
+        self->log_schedule(
+            LogLevel::info, s.id, task_id, "added schedule '{}' of task '{}': {}, next fire {}",
+            s.id, task_id, trigger->describe(),
+            s.next_fire_time ? trigger->timezone().format(*s.next_fire_time) : "none");
         auto check = warn_if_unserved(self, task_id, fmt::format("schedule '{}'", s.id));
         co_await std::move(check);
     }
@@ -345,7 +346,10 @@ asio::awaitable<std::string> do_run_schedule_now(std::shared_ptr<SchedulerState>
     const auto id = job.id;
     const auto task_id = job.task_id;
     co_await self->store->add_job(std::move(job));
-    self->log(LogLevel::info, "schedule '{}': run now as job '{}'", schedule_id, id);
+    if (self->logger.enabled(LogLevel::info))
+        self->logger.log(LogLevel::info,
+                         fmt::format("schedule '{}': run now as job '{}'", schedule_id, id),
+                         LogFields{self->identity, task_id, schedule_id, id, 1});
     auto check = warn_if_unserved(self, task_id, fmt::format("job '{}'", id));
     co_await std::move(check);
     co_return id;
@@ -651,6 +655,24 @@ asio::awaitable<std::string> do_metrics(std::shared_ptr<SchedulerState> self) {
     }
     co_return render_metrics(m);
 }
+asio::awaitable<HealthReport> do_health(std::shared_ptr<SchedulerState> self) {
+    HealthReport h;
+    h.state = self->run_state;
+    try {
+        co_await ensure_open(self);
+        auto call = self->store->get_tasks();
+        co_await std::move(call);
+        self->store_ok();
+    } catch (const std::exception &e) {
+        self->store_failed(e);
+        h.store_problem = e.what();
+    }
+    h.store_ok = !self->store_degraded;
+    if (!h.store_ok && h.store_problem.empty())
+        h.store_problem = self->store_problem;
+    h.broker_connected = self->broker->connected();
+    co_return h;
+}
 asio::awaitable<std::vector<Job>> do_get_jobs(std::shared_ptr<SchedulerState> self) {
     co_await ensure_open(self);
     co_return co_await self->store->get_jobs(std::nullopt);
@@ -762,6 +784,10 @@ std::string AsyncScheduler::boot_id() const {
 
 asio::awaitable<std::string> AsyncScheduler::metrics() {
     return on_strand(state_, detail::do_metrics(state_));
+}
+
+asio::awaitable<HealthReport> AsyncScheduler::health() {
+    return on_strand(state_, detail::do_health(state_));
 }
 
 asio::awaitable<StoreCheck> AsyncScheduler::check_store() {

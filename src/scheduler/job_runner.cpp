@@ -82,8 +82,8 @@ void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<Running
                                                          "its start, so it was cancelled",
                                                          format_duration(*job.job.timeout))
                                            : std::string("cancelled by cancel_job()");
-        self->log(LogLevel::warning, "job '{}' of task '{}': {}", job.job.id, job.job.task_id,
-                  *result.exception_message);
+        self->log_job(LogLevel::warning, job.job, "job '{}' of task '{}': {}", job.job.id,
+                      job.job.task_id, *result.exception_message);
     } else {
         if (!error && (error = check_return_value(*self, value)))
             value = nullptr;
@@ -97,8 +97,9 @@ void finish(const std::shared_ptr<SchedulerState> &self, std::shared_ptr<Running
         } else {
             describe(error, result);
             result.outcome = JobOutcome::error;
-            self->log(LogLevel::warning, "job '{}' of task '{}' failed: {}: {}", job.job.id,
-                      job.job.task_id, *result.exception_type, *result.exception_message);
+            self->log_job(LogLevel::warning, job.job, "job '{}' of task '{}' failed: {}: {}",
+                          job.job.id, job.job.task_id, *result.exception_type,
+                          *result.exception_message);
         }
     }
     result.finished_at = self->clock->now();
@@ -132,9 +133,9 @@ asio::awaitable<void> commit(std::shared_ptr<SchedulerState> self, std::vector<J
             first_failure = now;
         if (!acquiring(self->phase) && now - *first_failure >= self->options.lease_duration) {
             for (const auto &r : batch)
-                self->log(LogLevel::error,
-                          "job '{}': result lost, the store could not be reached for {}: {}",
-                          r.job.id, format_duration(self->options.lease_duration), failure);
+                self->log_job(LogLevel::error, r.job,
+                              "job '{}': result lost, the store could not be reached for {}: {}",
+                              r.job.id, format_duration(self->options.lease_duration), failure);
             break;
         }
         const auto delay = backoff_delay(attempt, std::chrono::seconds(5));
@@ -279,7 +280,7 @@ void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
     rj->context.jitter = j.jitter;
     rj->handle.emplace(SchedulerAccess::borrow(self));
     rj->context.scheduler = &*rj->handle;
-    self->log(LogLevel::debug, "job '{}' of task '{}' started", j.id, j.task_id);
+    self->log_job(LogLevel::debug, j, "job '{}' of task '{}' started", j.id, j.task_id);
     // The completion holds the job, not the scheduler: run_main keeps the state alive while
     // jobs run, and the last reference must never drop on an executor's thread.
     rj->result = std::move(result);

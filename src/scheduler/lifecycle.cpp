@@ -311,6 +311,7 @@ void SchedulerState::store_failed(const std::exception &e) {
     if (store_degraded)
         return;
     store_degraded = true;
+    store_problem = e.what();
     log(LogLevel::error, "store health: degraded ({}); the scheduler keeps running and retries",
         e.what());
     broker->publish_local(StoreHealthChanged{clock->now(), identity, true, e.what()});
@@ -320,6 +321,7 @@ void SchedulerState::store_ok() {
     if (!store_degraded)
         return;
     store_degraded = false;
+    store_problem.clear();
     log(LogLevel::info, "store health: ok again");
     broker->publish_local(StoreHealthChanged{clock->now(), identity, false, {}});
 }

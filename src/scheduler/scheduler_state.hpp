@@ -91,7 +91,25 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
 
     template <class... A> void log(LogLevel level, fmt::format_string<A...> f, A &&...args) const {
         if (logger.enabled(level))
-            logger.log(level, fmt::format(f, std::forward<A>(args)...));
+            logger.log(level, fmt::format(f, std::forward<A>(args)...), LogFields{identity});
+    }
+    /// A message about one job: its task, schedule, id and attempt go to the structured sink.
+    template <class... A>
+    void log_job(LogLevel level, const Job &job, fmt::format_string<A...> f, A &&...args) const {
+        if (logger.enabled(level))
+            logger.log(
+                level, fmt::format(f, std::forward<A>(args)...),
+                LogFields{identity, job.task_id,
+                          job.schedule_id ? std::string_view(*job.schedule_id) : std::string_view(),
+                          job.id, job.attempt});
+    }
+    /// A message about one schedule (and its task).
+    template <class... A>
+    void log_schedule(LogLevel level, std::string_view schedule, std::string_view task,
+                      fmt::format_string<A...> f, A &&...args) const {
+        if (logger.enabled(level))
+            logger.log(level, fmt::format(f, std::forward<A>(args)...),
+                       LogFields{identity, task, schedule, {}, 0});
     }
     /// Wake every loop (stop, a clock jump).
     void wake_all();
@@ -127,6 +145,7 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     bool lease_loop_running = false;
     std::optional<std::string> crash;
     bool store_degraded = false;
+    std::string store_problem; ///< the failure that made it degraded
 
     std::unordered_map<std::string, std::shared_ptr<const TaskFunction>> functions;
     std::unordered_map<std::string, std::shared_ptr<JobExecutor>> task_executors;

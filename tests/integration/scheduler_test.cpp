@@ -112,4 +112,64 @@ BOOST_AUTO_TEST_CASE(lease_renewal) {
     f.run(leases_are_renewed_while_jobs_run(&f));
 }
 
+namespace {
+struct LogLine {
+    LogLevel level;
+    std::string message, scheduler, task, schedule, job;
+    unsigned attempt;
+};
+asio::awaitable<void> a_failing_scheduled_job(SchedulerFixture *f) {
+    auto &s = f->s();
+    co_await s.add_task("boom", []() -> int { throw std::runtime_error("disk full"); });
+    IntervalTrigger every_minute({.minutes = 1, .start_time = test::t0 + 1min});
+    ScheduleOptions so;
+    so.id = "every-minute";
+    co_await s.add_schedule("boom", every_minute, so);
+    co_await s.start_in_background();
+    f->clock->advance(1min);
+    auto released = co_await next_event<JobReleased>(s);
+    BOOST_TEST(released.outcome == JobOutcome::error);
+}
+} // namespace
+
+// The structured sink receives who a message is about beside its text.
+BOOST_AUTO_TEST_CASE(structured_log_fields) {
+    auto lines = std::make_shared<std::vector<LogLine>>();
+    auto mutex = std::make_shared<std::mutex>();
+    auto o = SchedulerFixture::base_options();
+    o.logger.level = LogLevel::debug;
+    o.logger.structured_sink = [lines, mutex](LogLevel l, std::string_view m, const LogFields &f) {
+        std::lock_guard lock(*mutex);
+        lines->push_back({l, std::string(m), std::string(f.scheduler), std::string(f.task),
+                          std::string(f.schedule), std::string(f.job), f.attempt});
+    };
+    bool plain_sink_called = false;
+    o.logger.sink = [&](LogLevel, std::string_view) { plain_sink_called = true; };
+    SchedulerFixture f(o);
+    f.run(a_failing_scheduled_job(&f));
+    std::lock_guard lock(*mutex);
+    BOOST_TEST(!plain_sink_called);
+    const auto failed = std::find_if(lines->begin(), lines->end(), [](const LogLine &l) {
+        return l.message.find("failed: std::runtime_error: disk full") != std::string::npos;
+    });
+    BOOST_REQUIRE(failed != lines->end());
+    BOOST_TEST((failed->level == LogLevel::warning));
+    BOOST_TEST(failed->scheduler == "test-node");
+    BOOST_TEST(failed->task == "boom");
+    BOOST_TEST(failed->schedule == "every-minute");
+    BOOST_TEST(!failed->job.empty());
+    BOOST_TEST(failed->attempt == 1u);
+    const auto added = std::find_if(lines->begin(), lines->end(), [](const LogLine &l) {
+        return l.message.rfind("added schedule", 0) == 0;
+    });
+    BOOST_REQUIRE(added != lines->end());
+    BOOST_TEST(added->schedule == "every-minute");
+    BOOST_TEST(added->job.empty());
+    const auto started = std::find_if(lines->begin(), lines->end(), [](const LogLine &l) {
+        return l.message.find("' started") != std::string::npos && !l.job.empty();
+    });
+    BOOST_REQUIRE(started != lines->end());
+    BOOST_TEST(started->job == failed->job);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -22,6 +22,8 @@ struct StoreHooks {
     std::atomic<bool> releases_fail_forever{false};
     std::atomic<int> release_failures{0};
     std::atomic<int> released_jobs{0};
+    /// get_tasks throws Error(store_failure) while this is set (a store that stopped answering).
+    std::atomic<bool> reads_fail{false};
 };
 
 class HookedStore final : public DataStore {
@@ -38,7 +40,12 @@ class HookedStore final : public DataStore {
     asio::awaitable<Task> get_task(std::string id) override {
         return inner_->get_task(std::move(id));
     }
-    asio::awaitable<std::vector<Task>> get_tasks() override { return inner_->get_tasks(); }
+    asio::awaitable<StoreCheck> check() override { return inner_->check(); }
+    asio::awaitable<std::vector<Task>> get_tasks() override {
+        if (hooks_->reads_fail)
+            throw Error(errc::store_failure, "test: the store does not answer");
+        return inner_->get_tasks();
+    }
     asio::awaitable<std::vector<Schedule>>
     get_schedules(std::optional<std::vector<std::string>> ids) override {
         return inner_->get_schedules(std::move(ids));
