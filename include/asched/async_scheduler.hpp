@@ -128,7 +128,6 @@ struct JobOptions {
     std::optional<duration> wait_timeout;
 };
 
-/// Where unpause_schedule resumes.
 /// AsyncScheduler::health(): `store_ok` false with the store's error in `store_problem`
 /// while the store fails; `broker_connected` false while a network broker is down.
 struct HealthReport {
@@ -136,9 +135,9 @@ struct HealthReport {
     bool store_ok = true;
     std::string store_problem;
     bool broker_connected = true;
-    bool ok() const noexcept { return store_ok && broker_connected; }
 };
 
+/// Where unpause_schedule resumes.
 struct ResumeFrom {
     enum class Kind { stored, now, time } kind = Kind::stored;
     time_point at{};

@@ -237,10 +237,10 @@ asio::awaitable<std::string> do_add_schedule(std::shared_ptr<SchedulerState> sel
         self->log(LogLevel::warning, "{}: trigger {}: {}", what, trigger->describe(), warning);
     const bool stored = co_await self->store->add_schedule(s, options.conflict_policy);
     if (stored) {
-        self->log_schedule(
-            LogLevel::info, s.id, task_id, "added schedule '{}' of task '{}': {}, next fire {}",
-            s.id, task_id, trigger->describe(),
-            s.next_fire_time ? trigger->timezone().format(*s.next_fire_time) : "none");
+        self->log_with(LogLevel::info, {{}, task_id, s.id, {}, 0},
+                       "added schedule '{}' of task '{}': {}, next fire {}", s.id, task_id,
+                       trigger->describe(),
+                       s.next_fire_time ? trigger->timezone().format(*s.next_fire_time) : "none");
         auto check = warn_if_unserved(self, task_id, fmt::format("schedule '{}'", s.id));
         co_await std::move(check);
     }
@@ -346,10 +346,8 @@ asio::awaitable<std::string> do_run_schedule_now(std::shared_ptr<SchedulerState>
     const auto id = job.id;
     const auto task_id = job.task_id;
     co_await self->store->add_job(std::move(job));
-    if (self->logger.enabled(LogLevel::info))
-        self->logger.log(LogLevel::info,
-                         fmt::format("schedule '{}': run now as job '{}'", schedule_id, id),
-                         LogFields{self->identity, task_id, schedule_id, id, 1});
+    self->log_with(LogLevel::info, {{}, task_id, schedule_id, id, 1},
+                   "schedule '{}': run now as job '{}'", schedule_id, id);
     auto check = warn_if_unserved(self, task_id, fmt::format("job '{}'", id));
     co_await std::move(check);
     co_return id;

@@ -26,14 +26,14 @@ ScheduleRelease plan_release(SchedulerState &self, const Schedule &s, time_point
         r.last_fire_time = plan.last_fire_time ? plan.last_fire_time : s.last_fire_time;
         r.next_fire_time = plan.next_fire_time;
         r.trigger_state = std::move(plan.trigger_state);
-        self.log_schedule(LogLevel::debug, s.id, s.task_id,
-                          "schedule '{}': {} job(s), next fire {}", s.id, r.jobs.size(),
-                          r.next_fire_time ? format_time(*r.next_fire_time) : "none");
+        self.log_with(LogLevel::debug, {{}, s.task_id, s.id, {}, 0},
+                      "schedule '{}': {} job(s), next fire {}", s.id, r.jobs.size(),
+                      r.next_fire_time ? format_time(*r.next_fire_time) : "none");
     } catch (const std::exception &e) {
         // A trigger that cannot say its next time finishes the schedule; the loop goes on.
-        self.log_schedule(LogLevel::error, s.id, s.task_id,
-                          "schedule '{}': trigger failed, the schedule is finished: {}", s.id,
-                          e.what());
+        self.log_with(LogLevel::error, {{}, s.task_id, s.id, {}, 0},
+                      "schedule '{}': trigger failed, the schedule is finished: {}", s.id,
+                      e.what());
         r.jobs.clear();
         r.next_fire_time.reset();
     }
@@ -45,10 +45,10 @@ asio::awaitable<void> report_dropped(std::shared_ptr<SchedulerState> self,
                                      std::vector<Event> dropped) {
     for (const auto &e : dropped) {
         const auto &d = std::get<FiresDropped>(e);
-        self->log_schedule(LogLevel::info, d.schedule_id, d.task_id,
-                           "schedule '{}': {} due fire(s) from {} to {} made no job ({})",
-                           d.schedule_id, d.count, format_time(d.first_fire_time),
-                           format_time(d.last_fire_time), d.reason);
+        self->log_with(LogLevel::info, {{}, d.task_id, d.schedule_id, {}, 0},
+                       "schedule '{}': {} due fire(s) from {} to {} made no job ({})",
+                       d.schedule_id, d.count, format_time(d.first_fire_time),
+                       format_time(d.last_fire_time), d.reason);
     }
     try {
         co_await self->broker->publish_batch(std::move(dropped));

@@ -89,27 +89,27 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     SchedulerState(asio::any_io_executor executor, AsyncSchedulerOptions options);
     ~SchedulerState();
 
-    template <class... A> void log(LogLevel level, fmt::format_string<A...> f, A &&...args) const {
-        if (logger.enabled(level))
-            logger.log(level, fmt::format(f, std::forward<A>(args)...), LogFields{identity});
+    /// A message with the fields it is about (the scheduler's identity is always one).
+    template <class... A>
+    void log_with(LogLevel level, LogFields fields, fmt::format_string<A...> f, A &&...args) const {
+        if (!logger.enabled(level))
+            return;
+        fields.scheduler = identity;
+        logger.log(level, fmt::format(f, std::forward<A>(args)...), fields);
     }
-    /// A message about one job: its task, schedule, id and attempt go to the structured sink.
+    template <class... A> void log(LogLevel level, fmt::format_string<A...> f, A &&...args) const {
+        log_with(level, {}, f, std::forward<A>(args)...);
+    }
+    /// A message about one job: its task, schedule, id and attempt.
     template <class... A>
     void log_job(LogLevel level, const Job &job, fmt::format_string<A...> f, A &&...args) const {
-        if (logger.enabled(level))
-            logger.log(
-                level, fmt::format(f, std::forward<A>(args)...),
-                LogFields{identity, job.task_id,
-                          job.schedule_id ? std::string_view(*job.schedule_id) : std::string_view(),
-                          job.id, job.attempt});
-    }
-    /// A message about one schedule (and its task).
-    template <class... A>
-    void log_schedule(LogLevel level, std::string_view schedule, std::string_view task,
-                      fmt::format_string<A...> f, A &&...args) const {
-        if (logger.enabled(level))
-            logger.log(level, fmt::format(f, std::forward<A>(args)...),
-                       LogFields{identity, task, schedule, {}, 0});
+        log_with(level,
+                 {{},
+                  job.task_id,
+                  job.schedule_id ? std::string_view(*job.schedule_id) : "",
+                  job.id,
+                  job.attempt},
+                 f, std::forward<A>(args)...);
     }
     /// Wake every loop (stop, a clock jump).
     void wake_all();
