@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -69,17 +71,85 @@ nlohmann::json parse_stored_json(std::string_view text) {
     return nlohmann::json::parse(text);
 }
 
+namespace {
+
+// The length of a string in dump()'s output: its quotes and the escapes nlohmann writes with
+// ensure_ascii off (UTF-8 is kept as is).
+std::size_t dumped_string_size(std::string_view s) noexcept {
+    std::size_t n = 2;
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            n += 2;
+        else if (c < 0x20)
+            n += 6; // \u00XX
+        else
+            n += 1;
+    }
+    return n;
+}
+
+struct DumpSize {
+    std::size_t bytes = 0;
+    std::optional<std::string> invalid; // why dump() would throw
+};
+
+// What value.dump().size() would be, without building that text: every call that takes
+// arguments, metadata or a result checks its size, and a copy of a large payload only to
+// measure it cost more than the store's own serialisation. Iterative: the depth was checked
+// first, but a stack of pointers costs nothing.
+DumpSize dump_size(const nlohmann::json &value) {
+    DumpSize out;
+    const auto text = [&](const std::string &s, const char *what) {
+        if (const auto bad = first_invalid_utf8(s)) {
+            out.invalid =
+                fmt::format("invalid UTF-8 byte 0x{:02X} at index {} of {} {}",
+                            static_cast<unsigned char>(s[*bad]), *bad, what, quote_input(s, 40));
+            return false;
+        }
+        out.bytes += dumped_string_size(s);
+        return true;
+    };
+    std::vector<const nlohmann::json *> todo{&value};
+    while (!todo.empty()) {
+        const nlohmann::json &v = *todo.back();
+        todo.pop_back();
+        switch (v.type()) {
+        case nlohmann::json::value_t::object:
+            out.bytes += 2 + (v.empty() ? 0 : v.size() - 1) + v.size(); // braces, commas, colons
+            for (auto it = v.begin(); it != v.end(); ++it) {
+                if (!text(it.key(), "the key"))
+                    return out;
+                todo.push_back(&it.value());
+            }
+            break;
+        case nlohmann::json::value_t::array:
+            out.bytes += 2 + (v.empty() ? 0 : v.size() - 1);
+            for (const auto &e : v)
+                todo.push_back(&e);
+            break;
+        case nlohmann::json::value_t::string:
+            if (!text(v.get_ref<const std::string &>(), "the string"))
+                return out;
+            break;
+        default: // null, booleans, numbers (as nlohmann prints them), binary: short
+            out.bytes += v.dump().size();
+        }
+    }
+    return out;
+}
+
+} // namespace
+
 PayloadCheck inspect_payload(const nlohmann::json &value, const PayloadLimits &limits) {
     using Problem = PayloadCheck::Problem;
     if (json_depth(value, limits.max_json_depth) > limits.max_json_depth)
         return {Problem::too_deep,
                 fmt::format("nested deeper than max_json_depth ({})", limits.max_json_depth)};
-    std::size_t size = 0;
-    try {
-        size = value.dump().size(); // strict: invalid UTF-8 in a string throws
-    } catch (const nlohmann::json::exception &e) {
-        return {Problem::invalid_text, fmt::format("not valid JSON text: {}", e.what())};
-    }
+    const DumpSize measured = dump_size(value);
+    if (measured.invalid)
+        return {Problem::invalid_text, fmt::format("not valid JSON text: {}", *measured.invalid)};
+    const std::size_t size = measured.bytes;
     if (size > limits.max_payload_bytes)
         return {Problem::too_large, fmt::format("{} bytes, over max_payload_bytes ({})", size,
                                                 limits.max_payload_bytes)};

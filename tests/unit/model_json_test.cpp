@@ -1,4 +1,5 @@
 // The versioned JSON form of every model value and event round-trips exactly.
+#include "core/json_limits.hpp"
 #include "test_support.hpp"
 
 using namespace asched;
@@ -180,6 +181,53 @@ BOOST_AUTO_TEST_CASE(uuids_are_version_4_and_distinct) {
     BOOST_TEST(a.size() == 36u);
     BOOST_TEST(a[14] == '4');
     BOOST_TEST(a != b);
+}
+
+// The payload limit is measured without building the text: the size must be dump()'s to the
+// byte, for every kind of value and every escape nlohmann writes.
+BOOST_AUTO_TEST_CASE(payload_size_is_the_dumped_size) {
+    using detail::inspect_payload;
+    using Problem = detail::PayloadCheck::Problem;
+    const std::vector<json> values{
+        json(),
+        true,
+        -42,
+        std::uint64_t(18446744073709551615u),
+        3.25,
+        1e300,
+        0.1,
+        std::nan(""),
+        "",
+        "plain",
+        "quote \" backslash \\ slash /",
+        "\b\f\n\r\t",
+        std::string("nul \0 bell \x07 us \x1F", 17) + " del \x7F",
+        "caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x82\xAC",
+        json::array(),
+        json::object(),
+        json::array({1, "two", json::array({3.5, nullptr}), json{{"k", false}}}),
+        json{{"", 1}, {"a\"b", json::array()}, {"caf\xC3\xA9", {{"x\ny", "z"}}}},
+        json::binary({1, 2, 3}),
+    };
+    for (const auto &v : values) {
+        const std::size_t exact = v.dump().size();
+        PayloadLimits at{.max_payload_bytes = exact};
+        BOOST_TEST((inspect_payload(v, at).problem == Problem::none), v.dump());
+        PayloadLimits under{.max_payload_bytes = exact - 1};
+        const auto over = inspect_payload(v, under);
+        BOOST_TEST((over.problem == Problem::too_large), v.dump());
+        BOOST_TEST(over.detail.find(std::to_string(exact) + " bytes") != std::string::npos,
+                   over.detail);
+    }
+    // What dump() would throw on is refused by name, in a value or in a key.
+    const auto bad = inspect_payload(json::array({"ok", "caf\xC3("}), PayloadLimits{});
+    BOOST_TEST((bad.problem == Problem::invalid_text));
+    BOOST_TEST(bad.detail == "not valid JSON text: invalid UTF-8 byte 0xC3 at index 3 of the "
+                             "string 'caf\\xC3('",
+               bad.detail);
+    const auto bad_key = inspect_payload(json{{"\xFF", 1}}, PayloadLimits{});
+    BOOST_TEST((bad_key.problem == Problem::invalid_text));
+    BOOST_TEST(bad_key.detail.find("of the key") != std::string::npos, bad_key.detail);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
