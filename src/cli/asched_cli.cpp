@@ -1,8 +1,9 @@
 // asched: the command-line tool. Inspects and changes a store that schedulers may be using at
-// the same time, and runs a worker whose tasks are programs.
+// the same time, runs a worker whose tasks are programs, and serves the admin dashboard.
 //
 // Exit status: 0 done; 1 the store said no (an unknown id, a conflict) or failed; 2 bad usage
 // (an unknown option, a malformed --store, cron line, time or JSON value).
+#include <asched/admin_server.hpp>
 #include <asched/asched.hpp>
 #include <asched/command_task.hpp>
 #include <asched/data_stores/postgres_data_store.hpp>
@@ -11,12 +12,15 @@
 #include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/scheduler.hpp>
 
+#include <asio/co_spawn.hpp>
+#include <asio/use_future.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
@@ -610,6 +614,17 @@ void store_migrate(Scheduler &s, const Output &out) {
                                  c.found_version, c.schema_version);
 }
 
+// SIGINT and SIGTERM are taken by sigtimedwait or sigwaitinfo: block them before the scheduler's
+// threads exist, so that no other thread receives them.
+sigset_t block_stop_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    return signals;
+}
+
 struct WorkerArgs {
     std::vector<std::string> tasks; // NAME=command line
     std::string identity;
@@ -632,12 +647,7 @@ int run_worker(const StoreSpec &store, const WorkerArgs &w) {
             throw Usage(fmt::format("--task \"{}\": the command is empty", t));
         commands.emplace_back(t.substr(0, eq), std::move(argv));
     }
-    // Signals are taken by sigtimedwait below: block them before the scheduler's threads exist.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    sigset_t signals = block_stop_signals();
 
     AsyncSchedulerOptions o = scheduler_options(store);
     o.logger.level = LogLevel::info;
@@ -673,6 +683,63 @@ int run_worker(const StoreSpec &store, const WorkerArgs &w) {
             return 1;
         }
     }
+}
+
+struct ServeArgs {
+    std::string listen = "127.0.0.1:8080";
+    std::string token_env = "ASCHED_ADMIN_TOKEN";
+};
+
+// --listen ADDRESS:PORT, with an IPv6 address in brackets ([::1]:8080); port 0: a free one.
+std::pair<std::string, std::uint16_t> parse_listen(const std::string &text) {
+    const auto colon = text.rfind(':');
+    const auto bad = [&](const std::string &why) {
+        return Usage(fmt::format("--listen \"{}\": {} (expected ADDRESS:PORT, e.g. "
+                                 "127.0.0.1:8080 or [::1]:8080)",
+                                 text, why));
+    };
+    if (colon == std::string::npos || colon == 0)
+        throw bad("no port");
+    std::string address = text.substr(0, colon);
+    if (address.front() == '[') {
+        if (address.size() < 3 || address.back() != ']')
+            throw bad("an IPv6 address needs both brackets");
+        address = address.substr(1, address.size() - 2);
+    }
+    const std::string digits = text.substr(colon + 1);
+    char *end = nullptr;
+    const long port = std::strtol(digits.c_str(), &end, 10);
+    if (digits.empty() || *end != '\0' || port < 0 || port > 65535)
+        throw bad(fmt::format("the port '{}' is not 0-65535", digits));
+    return {address, std::uint16_t(port)};
+}
+
+// Serves the dashboard, /metrics, /healthz and the JSON API over the store until SIGINT or
+// SIGTERM; runs no job. The token, when set, comes from the environment (not argv, which
+// every user of the host can read).
+int run_serve(const StoreSpec &store, const ServeArgs &a) {
+    auto [address, port] = parse_listen(a.listen);
+    AdminServerOptions options;
+    options.address = address;
+    options.port = port;
+    if (const char *token = std::getenv(a.token_env.c_str()); token && *token)
+        options.token = token;
+    sigset_t signals = block_stop_signals();
+    Scheduler s(scheduler_options(store));
+    AdminServer server(s.async(), options);
+    asio::co_spawn(s.async().get_executor(), server.start(), asio::use_future).get();
+    // The first line on stdout is the URL, so that a script can read where it listens.
+    std::cout << server.url() << std::endl;
+    std::cerr << fmt::format(
+        "asched serve: {} on {}{}; stop with Ctrl-C\n", server.url(), store.text,
+        options.token ? ", changes need the bearer token from $" + a.token_env : "");
+    int sig = 0;
+    do
+        sig = sigwaitinfo(&signals, nullptr);
+    while (sig != SIGINT && sig != SIGTERM);
+    std::cerr << "asched serve: stopping\n";
+    asio::co_spawn(s.async().get_executor(), server.stop(), asio::use_future).get();
+    return 0;
 }
 
 } // namespace
@@ -841,6 +908,18 @@ int main(int argc, char **argv) {
                            "seconds between looks at the store without a broker event (default 5)");
     worker_cmd->callback([&] { worker = true; });
 
+    ServeArgs serve_args;
+    bool serve = false;
+    auto *serve_cmd = app.add_subcommand(
+        "serve", "serve the web dashboard, /metrics, /healthz and the JSON API until SIGTERM");
+    serve_cmd->add_option("--listen", serve_args.listen,
+                          "ADDRESS:PORT to listen on (default 127.0.0.1:8080; port 0: a free one, "
+                          "printed on stdout)");
+    serve_cmd->add_option("--token-env", serve_args.token_env,
+                          "the environment variable whose value, when set, is the bearer token "
+                          "that changes need (default ASCHED_ADMIN_TOKEN)");
+    serve_cmd->callback([&] { serve = true; });
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -860,6 +939,8 @@ int main(int argc, char **argv) {
         spec.broker = open_broker(broker_text);
         if (worker)
             return run_worker(spec, worker_args);
+        if (serve)
+            return run_serve(spec, serve_args);
         Scheduler s(scheduler_options(spec));
         return action(s, out);
     } catch (const Usage &e) {

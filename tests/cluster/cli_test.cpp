@@ -1,7 +1,7 @@
 // The `asched` command-line tool as an operator uses it: against a SQLite file and a real
 // PostgreSQL that an `asched worker` process is using at the same time. Every wait is bounded
 // and polls for its condition.
-#include "process_support.hpp"
+#include "cli_support.hpp"
 #include "servers.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -14,49 +14,6 @@ using namespace asched::proc;
 using nlohmann::json;
 
 namespace {
-
-struct Ran {
-    int status = -1;
-    std::string out, err;
-};
-
-std::string slurp(const std::string &path) {
-    std::ifstream in(path);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Starts `asched args...` with stdout and stderr going to files.
-pid_t spawn_cli(std::vector<std::string> args, const std::string &out, const std::string &err) {
-    args.insert(args.begin(), ASCHED_CLI);
-    std::vector<char *> argv;
-    for (auto &a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t files;
-    posix_spawn_file_actions_init(&files);
-    posix_spawn_file_actions_addopen(&files, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&files, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, ASCHED_CLI, &files, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&files);
-    BOOST_REQUIRE(rc == 0);
-    return pid;
-}
-
-int wait_exit(pid_t pid, std::chrono::seconds limit) {
-    const auto deadline = Clock::now() + limit;
-    for (;;) {
-        int status = 0;
-        if (::waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (Clock::now() > deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, nullptr, 0);
-            BOOST_FAIL("asched did not exit in time");
-        }
-        std::this_thread::sleep_for(5ms); // polling a child's exit, bounded above
-    }
-}
 
 // One `asched` command against `store`, run to its end.
 struct Cli {
