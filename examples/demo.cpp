@@ -1,15 +1,22 @@
 // The main demo: a heartbeat schedule, a coroutine task and a blocking task side by side, on
-// the embedded persistent store. Run it twice: the second run finds the schedule (with its
-// last fire time) and the previous run's result in the database file.
+// the embedded persistent store, with the admin dashboard served while it runs. Run it twice:
+// the second run finds the schedule (with its last fire time) and the previous run's result
+// in the database file.
 //
-// usage: demo [DATABASE]   (default: asched-demo.db in the current directory)
+// usage: demo [DATABASE] [--serve]   (default: asched-demo.db in the current directory;
+//        --serve: keep running, and serving the dashboard, until Ctrl-C)
 #include <asched/asched.hpp>
+#ifdef ASCHED_DEMO_DASHBOARD
+#include <asched/admin_server.hpp>
+#endif
 
 #include <asio.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <thread>
 
@@ -39,6 +46,7 @@ asio::awaitable<void> beat(std::shared_ptr<std::atomic<int>> beats) {
 }
 
 std::string database = "asched-demo.db";
+bool serve = false;
 
 asio::awaitable<void> body(asched::AsyncScheduler &s) {
     // Shared with the task: a heartbeat may still run while the scheduler stops, after body()
@@ -76,6 +84,13 @@ asio::awaitable<void> body(asched::AsyncScheduler &s) {
     co_await s.add_schedule("heartbeat", every_250ms, options);
     co_await s.start_in_background();
     std::printf("asched demo: scheduler '%s' started\n", s.identity().c_str());
+#ifdef ASCHED_DEMO_DASHBOARD
+    // The dashboard, /metrics and /healthz of this scheduler, on a free loopback port.
+    asched::AdminServer dashboard(s);
+    co_await dashboard.start();
+    std::printf("asched demo: dashboard at %s%s\n", dashboard.url().c_str(),
+                serve ? "" : " (run with --serve to keep it up)");
+#endif
 
     // Both jobs run at once: the coroutine on the executor, the blocking one on the pool.
     asched::JobOptions web{.args = {"web"}, .result_expiration_time = 1min};
@@ -91,16 +106,29 @@ asio::awaitable<void> body(asched::AsyncScheduler &s) {
 
     asio::steady_timer pause(co_await asio::this_coro::executor, 800ms);
     co_await pause.async_wait(asio::use_awaitable);
+    if (serve) {
+        std::printf("asched demo: serving until Ctrl-C\n");
+        std::fflush(stdout);
+        asio::signal_set stop_signals(co_await asio::this_coro::executor, SIGINT, SIGTERM);
+        co_await stop_signals.async_wait(asio::use_awaitable);
+    }
     const auto schedule = co_await s.get_schedule("heartbeat");
     std::printf("asched demo: %d heartbeats, next at %s; stopping\n", beats->load(),
                 asched::format_time(*schedule.next_fire_time).c_str());
+#ifdef ASCHED_DEMO_DASHBOARD
+    co_await dashboard.stop();
+#endif
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
-    if (argc > 1)
-        database = argv[1];
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--serve") == 0)
+            serve = true;
+        else
+            database = argv[i];
+    }
     asio::io_context ioc;
     asched::AsyncSchedulerOptions options;
     options.data_store =
