@@ -92,7 +92,7 @@ BOOST_FIXTURE_TEST_CASE(retries_and_history, PostgresSchedulerFixture) {
     run(failed_attempts_are_retried(this));
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, PostgresSchedulerFixture) {
-    run(hostile_input_is_refused_at_the_api(this));
+    run(hostile_input_is_refused_at_the_api(this), heavy_payload_bound);
 }
 BOOST_FIXTURE_TEST_CASE(worker_registry, PostgresSchedulerFixture) {
     run(workers_are_registered(this));
@@ -140,7 +140,7 @@ BOOST_FIXTURE_TEST_CASE(retries_and_history, SqliteSchedulerFixture) {
     run(failed_attempts_are_retried(this));
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, SqliteSchedulerFixture) {
-    run(hostile_input_is_refused_at_the_api(this));
+    run(hostile_input_is_refused_at_the_api(this), heavy_payload_bound);
 }
 BOOST_FIXTURE_TEST_CASE(worker_registry, SqliteSchedulerFixture) {
     run(workers_are_registered(this));

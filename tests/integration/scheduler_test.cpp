@@ -93,7 +93,7 @@ BOOST_FIXTURE_TEST_CASE(misfires, SchedulerFixture) {
     run(misfire_grace_time(this));
 }
 BOOST_FIXTURE_TEST_CASE(hostile_input, SchedulerFixture) {
-    run(hostile_input_is_refused_at_the_api(this));
+    run(hostile_input_is_refused_at_the_api(this), heavy_payload_bound);
 }
 BOOST_FIXTURE_TEST_CASE(never_firing_schedules, SchedulerFixture) {
     run(schedules_that_never_fire_are_refused(this));

@@ -899,6 +899,10 @@ inline asio::awaitable<void> tasks_see_their_context_and_the_scheduler(Scheduler
     BOOST_TEST(pc->return_value == 40);
 }
 
+// The bound on the scenario below, which builds and checks payloads of 17 and 50 MB: a
+// sanitizer build on a loaded machine takes several times its 7 s (ThreadSanitizer, idle).
+inline constexpr std::chrono::seconds heavy_payload_bound{120};
+
 // R21/R22 at the API: hostile ids and payloads are refused before they are copied or stored,
 // with an error that names the field and the limit, and the scheduler goes on working.
 inline asio::awaitable<void> hostile_input_is_refused_at_the_api(SchedulerFixture *f) {
