@@ -13,15 +13,9 @@ struct Ran {
     std::string out, err;
 };
 
-inline std::string slurp(const std::string &path) {
-    std::ifstream in(path);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Starts `asched args...` with stdout and stderr going to files.
-inline pid_t spawn_cli(std::vector<std::string> args, const std::string &out,
-                       const std::string &err) {
-    args.insert(args.begin(), ASCHED_CLI);
+// Starts `args` (the program looked up on PATH) with stdout and stderr going to files.
+inline pid_t spawn_program(std::vector<std::string> args, const std::string &out,
+                           const std::string &err) {
     std::vector<char *> argv;
     for (auto &a : args)
         argv.push_back(a.data());
@@ -31,10 +25,17 @@ inline pid_t spawn_cli(std::vector<std::string> args, const std::string &out,
     posix_spawn_file_actions_addopen(&files, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&files, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid = -1;
-    const int rc = posix_spawn(&pid, ASCHED_CLI, &files, nullptr, argv.data(), environ);
+    const int rc = posix_spawnp(&pid, argv[0], &files, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&files);
     BOOST_REQUIRE(rc == 0);
     return pid;
+}
+
+// Starts `asched args...` with stdout and stderr going to files.
+inline pid_t spawn_cli(std::vector<std::string> args, const std::string &out,
+                       const std::string &err) {
+    args.insert(args.begin(), ASCHED_CLI);
+    return spawn_program(std::move(args), out, err);
 }
 
 inline int wait_exit(pid_t pid, std::chrono::seconds limit) {

@@ -284,4 +284,45 @@ BOOST_AUTO_TEST_CASE(store_check_and_migrate) {
     BOOST_TEST(cli({"store", "check"}).status == 1);
 }
 
+// R12: a SQLite file (or its directory) that the node's user may not write is refused at
+// start with a message that says so, at once, instead of "attempt to write a readonly
+// database" after the busy timeout. Run as nobody: root writes whatever the mode bits say.
+BOOST_AUTO_TEST_CASE(r12_a_store_this_user_cannot_write_is_refused_at_start) {
+    Cli cli;
+    namespace fs = std::filesystem;
+    fs::permissions(cli.dir.path, fs::perms::owner_all | fs::perms::group_read |
+                                      fs::perms::group_exec | fs::perms::others_read |
+                                      fs::perms::others_exec);
+    const std::string db = cli.dir / "root.db";
+    cli.store = "sqlite:" + db;
+    BOOST_REQUIRE(cli({"store", "migrate"}).status == 0);
+    BOOST_REQUIRE(!fs::exists(db + "-wal")); // the last connection's close removed them
+    const auto as_nobody = [&](const std::string &store) {
+        Ran r;
+        const std::string out = cli.dir / "out", err = cli.dir / "err";
+        r.status =
+            wait_exit(spawn_program({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                     ASCHED_CLI, "--store", store, "schedules", "list"},
+                                    out, err),
+                      60s);
+        r.err = slurp(err);
+        return r;
+    };
+    Ran r = as_nobody("sqlite:" + db);
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.err.find("'" + db +
+                          "' is read-only for this process (uid 65534): asched "
+                          "writes leases, jobs and results to it") != std::string::npos,
+               r.err);
+    const std::string fresh = cli.dir / "new.db";
+    r = as_nobody("sqlite:" + fresh);
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.err.find("its directory '" + cli.dir.path.string() +
+                          "' is not writable for this process (uid 65534)") != std::string::npos,
+               r.err);
+    BOOST_TEST(!fs::exists(fresh));
+    // Root's own run is not disturbed: the file is still a sound store.
+    BOOST_TEST(cli({"store", "check"}).status == 0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -24,6 +24,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <unistd.h>
 
 namespace asched {
 
@@ -208,8 +209,9 @@ struct SqliteDataStore::Impl {
     void open() {
         if (db)
             return;
-        auto conn = std::make_unique<Connection>(options.path, options.busy_timeout);
         const auto where = fmt::format("'{}'", options.path);
+        refuse_unwritable(where);
+        auto conn = std::make_unique<Connection>(options.path, options.busy_timeout);
         // application_id and the number of schema rows, read in one snapshot (another process
         // may be creating the schema meanwhile); a foreign file is refused before anything is
         // written to it.
@@ -297,6 +299,33 @@ struct SqliteDataStore::Impl {
     }
 
     int found_version = 0; // the schema version open() found, before migrating
+
+    // SQLite opens a file this process may not write read-only without a word, and the first
+    // write (switching to WAL) then fails only after busy_timeout of retries, as "attempt to
+    // write a readonly database". Every node writes (leases, jobs, its worker row): say what
+    // is wrong at once, and whose permission is missing.
+    void refuse_unwritable(const std::string &where) const {
+        namespace fs = std::filesystem;
+        const fs::path file(options.path);
+        std::error_code ec;
+        if (fs::exists(file, ec) && ::access(file.c_str(), W_OK) != 0)
+            throw Error(errc::store_failure,
+                        fmt::format("{} is read-only for this process (uid {}): asched writes "
+                                    "leases, jobs and results to it; make it writable for that "
+                                    "user",
+                                    where, ::geteuid()));
+        // In WAL mode, SQLite creates PATH-wal and PATH-shm beside the file (and a new file
+        // is created there too): the directory must take new files unless both exist.
+        const bool has_wal =
+            fs::exists(options.path + "-wal", ec) && fs::exists(options.path + "-shm", ec);
+        const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+        if (!has_wal && ::access(dir.c_str(), W_OK | X_OK) != 0)
+            throw Error(errc::store_failure,
+                        fmt::format("{}: its directory '{}' is not writable for this process "
+                                    "(uid {}), and SQLite creates the database's -wal and -shm "
+                                    "files there",
+                                    where, dir.string(), ::geteuid()));
+    }
 
     // quick_check reads every page, so files over quick_check_max_bytes are not checked.
     void check_sound(Connection &conn, const std::string &where) const {
