@@ -20,6 +20,7 @@
 #include <asio.hpp>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
@@ -214,6 +215,9 @@ asio::awaitable<void> run(asched::AsyncScheduler &s, Config c,
 } // namespace
 
 int main(int argc, char **argv) {
+    // Under `prlimit --fsize` (R12's full disk) a write past the limit then fails with EFBIG,
+    // as one fails with ENOSPC on a full disk, instead of killing the process.
+    std::signal(SIGXFSZ, SIG_IGN);
     const Config c = parse(argc, argv);
     auto ledger = std::make_shared<Ledger>();
     if (!c.ledger.empty()) {

@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,8 +30,12 @@ using Clock = std::chrono::steady_clock;
 class Node {
   public:
     /// `env`: "NAME=value" entries added to this process's environment (ASCHED_FAULTPOINTS).
-    explicit Node(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    /// `launcher`: a program that execs the node, e.g. {"prlimit", "--fsize=N", "--"} (the pid
+    /// stays the node's). `stderr_path`: where its stderr goes (default: this process's).
+    explicit Node(std::vector<std::string> args, std::vector<std::string> env = {},
+                  std::vector<std::string> launcher = {}, const std::string &stderr_path = {}) {
         args.insert(args.begin(), ASCHED_TEST_NODE);
+        args.insert(args.begin(), launcher.begin(), launcher.end());
         std::vector<char *> argv;
         for (auto &a : args)
             argv.push_back(a.data());
@@ -41,9 +46,16 @@ class Node {
         for (auto &e : env)
             envp.push_back(e.data());
         envp.push_back(nullptr);
-        BOOST_REQUIRE(
-            posix_spawn(&pid_, ASCHED_TEST_NODE, nullptr, nullptr, argv.data(), envp.data()) == 0);
+        posix_spawn_file_actions_t files;
+        posix_spawn_file_actions_init(&files);
+        if (!stderr_path.empty())
+            posix_spawn_file_actions_addopen(&files, 2, stderr_path.c_str(),
+                                             O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int rc = posix_spawnp(&pid_, argv[0], &files, nullptr, argv.data(), envp.data());
+        posix_spawn_file_actions_destroy(&files);
+        BOOST_REQUIRE(rc == 0);
     }
+    pid_t pid() const { return pid_; }
     ~Node() {
         if (pid_ > 0) {
             ::kill(pid_, SIGKILL);
@@ -103,6 +115,12 @@ void eventually(Pred done, const char *what, std::chrono::seconds limit = 30s) {
             BOOST_FAIL("condition never held: " << what);
         std::this_thread::sleep_for(10ms);
     }
+}
+
+// A file's whole content ("" when it does not exist).
+inline std::string slurp(const std::string &path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 struct Dir {

@@ -3,12 +3,51 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 namespace asched::sqlite {
 
+namespace {
+
+// SQLite's message and extended code, and for an I/O failure which operation failed and,
+// when SQLite kept it, what the system said: SQLite reports a full disk on some paths, a write
+// past the file size limit and a failing device all as a bare "disk I/O error".
+std::string describe(sqlite3 *db, const char *message) {
+    const int code = sqlite3_extended_errcode(db);
+    std::string out = fmt::format("{} (code {})", message, code);
+    switch (code) {
+    case SQLITE_IOERR_WRITE:
+        out += ": a write to the database or its WAL failed (a full disk or file system, or "
+               "the process's file size limit)";
+        break;
+    case SQLITE_IOERR_FSYNC:
+        out += ": fsync failed (the device or file system)";
+        break;
+    case SQLITE_IOERR_READ:
+    case SQLITE_IOERR_SHORT_READ:
+        out += ": a read failed (the device, or the file was cut short)";
+        break;
+    case SQLITE_IOERR_TRUNCATE:
+        out += ": truncating a file failed";
+        break;
+    default:
+        break;
+    }
+    const int primary = code & 0xFF;
+    const int os = sqlite3_system_errno(db);
+    if (os != 0 && (primary == SQLITE_IOERR || primary == SQLITE_FULL ||
+                    primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY))
+        out += fmt::format(" [{} (errno {})]", std::strerror(os), os);
+    return out;
+}
+
+} // namespace
+
 void fail(sqlite3 *db, std::string_view what) {
-    throw Error(errc::store_failure, fmt::format("sqlite: {}: {} (code {})", what,
-                                                 db ? sqlite3_errmsg(db) : "cannot open",
-                                                 db ? sqlite3_extended_errcode(db) : 0));
+    if (!db)
+        throw Error(errc::store_failure, fmt::format("sqlite: {}: cannot open", what));
+    throw Error(errc::store_failure,
+                fmt::format("sqlite: {}: {}", what, describe(db, sqlite3_errmsg(db))));
 }
 
 Statement &Statement::bind(int i, std::int64_t v) {
@@ -96,10 +135,9 @@ Statement Connection::prepare(const char *sql) {
 void Connection::exec(const char *sql) {
     char *message = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-        const std::string text = message ? message : "unknown error";
+        const std::string text = describe(db_, message ? message : "unknown error");
         sqlite3_free(message);
-        throw Error(errc::store_failure, fmt::format("sqlite: {}: {} (code {})", sql, text,
-                                                     sqlite3_extended_errcode(db_)));
+        throw Error(errc::store_failure, fmt::format("sqlite: {}: {}", sql, text));
     }
 }
 
