@@ -13,6 +13,7 @@
 #include <asched/scheduler.hpp>
 
 #include <asio/co_spawn.hpp>
+#include <asio/ip/address.hpp>
 #include <asio/use_future.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -691,6 +692,7 @@ struct ServeArgs {
 };
 
 // --listen ADDRESS:PORT, with an IPv6 address in brackets ([::1]:8080); port 0: a free one.
+// Checked before the store is opened, so that a typo is a usage error (exit status 2).
 std::pair<std::string, std::uint16_t> parse_listen(const std::string &text) {
     const auto colon = text.rfind(':');
     const auto bad = [&](const std::string &why) {
@@ -711,17 +713,21 @@ std::pair<std::string, std::uint16_t> parse_listen(const std::string &text) {
     const long port = std::strtol(digits.c_str(), &end, 10);
     if (digits.empty() || *end != '\0' || port < 0 || port > 65535)
         throw bad(fmt::format("the port '{}' is not 0-65535", digits));
+    std::error_code ec;
+    asio::ip::make_address(address, ec);
+    if (ec)
+        throw bad(fmt::format("address '{}' is not an IP address", address));
     return {address, std::uint16_t(port)};
 }
 
 // Serves the dashboard, /metrics, /healthz and the JSON API over the store until SIGINT or
 // SIGTERM; runs no job. The token, when set, comes from the environment (not argv, which
 // every user of the host can read).
-int run_serve(const StoreSpec &store, const ServeArgs &a) {
-    auto [address, port] = parse_listen(a.listen);
+int run_serve(const StoreSpec &store, const ServeArgs &a,
+              const std::pair<std::string, std::uint16_t> &listen) {
     AdminServerOptions options;
-    options.address = address;
-    options.port = port;
+    options.address = listen.first;
+    options.port = listen.second;
     if (const char *token = std::getenv(a.token_env.c_str()); token && *token)
         options.token = token;
     sigset_t signals = block_stop_signals();
@@ -918,7 +924,10 @@ int main(int argc, char **argv) {
     serve_cmd->add_option("--token-env", serve_args.token_env,
                           "the environment variable whose value, when set, is the bearer token "
                           "that changes need (default ASCHED_ADMIN_TOKEN)");
-    serve_cmd->callback([&] { serve = true; });
+    serve_cmd->callback([&] {
+        serve = true;
+        migrate = false; // a mistyped path is refused, not created as an empty store
+    });
 
     try {
         app.parse(argc, argv);
@@ -935,12 +944,14 @@ int main(int argc, char **argv) {
         } catch (const Error &e) {
             throw Usage(fmt::format("--timezone \"{}\": {}", zone_name, e.what()));
         }
+        const auto listen =
+            serve ? parse_listen(serve_args.listen) : std::pair<std::string, std::uint16_t>();
         StoreSpec spec = open_store(store_text, migrate);
         spec.broker = open_broker(broker_text);
         if (worker)
             return run_worker(spec, worker_args);
         if (serve)
-            return run_serve(spec, serve_args);
+            return run_serve(spec, serve_args, listen);
         Scheduler s(scheduler_options(spec));
         return action(s, out);
     } catch (const Usage &e) {

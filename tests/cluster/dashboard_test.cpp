@@ -315,7 +315,7 @@ BOOST_AUTO_TEST_CASE(schedules_shown_and_paused_from_a_real_browser) {
     s.wait_until_stopped();
 }
 
-BOOST_AUTO_TEST_CASE(serve_refuses_a_bad_listen_address) {
+BOOST_AUTO_TEST_CASE(serve_refuses_a_bad_listen_address_and_a_missing_store) {
     Dir dir;
     const std::string store = "sqlite:" + (dir / "x.db");
     const pid_t p = spawn_cli({"--store", store, "serve", "--listen", "127.0.0.1:99999"},
@@ -329,6 +329,12 @@ BOOST_AUTO_TEST_CASE(serve_refuses_a_bad_listen_address) {
     BOOST_TEST(wait_exit(q, 30s) == 2);
     BOOST_TEST(slurp(dir / "err").find("address 'localhost' is not an IP address") !=
                std::string::npos);
+    // It serves a store, never creates one: a mistyped path is refused.
+    const pid_t r =
+        spawn_cli({"--store", store, "serve", "--listen", "127.0.0.1:0"}, dir / "out", dir / "err");
+    BOOST_TEST(wait_exit(r, 30s) == 1);
+    BOOST_TEST(slurp(dir / "err").find("no such file") != std::string::npos);
+    BOOST_TEST(!std::filesystem::exists(dir / "x.db"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
