@@ -169,16 +169,40 @@ class Browser {
             return std::nullopt;
         return found[0].begin().value().get<std::string>();
     }
+    // The page redraws its tables every 2 s, so an element found by one command may be gone by
+    // the next: text is read in one script run, and a click on a replaced element is retried.
+    std::optional<std::string> text_of(const std::string &css) {
+        const json v = command("POST", "/execute/sync",
+                               {{"script", "const e = document.querySelector(arguments[0]); "
+                                           "return e ? e.innerText : null;"},
+                                {"args", json::array({css})}});
+        if (v.is_null())
+            return std::nullopt;
+        return v.get<std::string>();
+    }
+    // Waits until an element matches `css`; returns its text.
     std::string wait_for(const std::string &css, const char *what) {
-        std::optional<std::string> e;
-        eventually([&] { return bool(e = find(css)); }, what, 30s);
-        return *e;
+        std::optional<std::string> text;
+        eventually([&] { return bool(text = text_of(css)); }, what, 30s);
+        return *text;
     }
-    std::string text(const std::string &element) {
-        return command("GET", "/element/" + element + "/text").get<std::string>();
-    }
-    void click(const std::string &element) {
-        command("POST", "/element/" + element + "/click", json::object());
+    void click(const std::string &css, const char *what) {
+        eventually(
+            [&] {
+                const auto element = find(css);
+                if (!element)
+                    return false;
+                const HttpReply r =
+                    http(port_, "POST", "/session/" + session_ + "/element/" + *element + "/click",
+                         "{}");
+                if (r.status == 200)
+                    return true;
+                const std::string error = json::parse(r.body)["value"].value("error", "");
+                if (error != "stale element reference")
+                    throw std::runtime_error("WebDriver click on " + css + ": " + r.body);
+                return false;
+            },
+            what, 30s);
     }
     std::string screenshot_png() {
         return base64_decode(command("GET", "/screenshot").get<std::string>());
@@ -276,25 +300,24 @@ BOOST_AUTO_TEST_CASE(schedules_shown_and_paused_from_a_real_browser) {
         browser.set_viewport(1280, 800);
         browser.wait_for("body[data-loaded='true']", "the page loaded its overview");
         // Every schedule is on the page, with its state.
-        const auto backup_row =
-            browser.wait_for("tr[data-schedule-id='nightly-backup']", "the nightly-backup row");
-        BOOST_TEST(browser.text(backup_row).find("nightly_backup") != std::string::npos);
+        BOOST_TEST(browser.wait_for("tr[data-schedule-id='nightly-backup']", "the backup row")
+                       .find("nightly_backup") != std::string::npos);
         BOOST_TEST(
             browser.find("tr[data-schedule-id='weekly-report'][data-state='active']").has_value());
         BOOST_TEST(
             browser.find("tr[data-schedule-id='hourly-export'][data-state='paused']").has_value());
         // The worker and the results, with the failed job's error.
-        const auto worker = browser.wait_for("#workers tbody tr", "the worker row");
-        BOOST_TEST(browser.text(worker).find("billing-worker-1") != std::string::npos);
-        const auto failed = browser.wait_for("#results td.outcome-error", "the failed result");
-        BOOST_TEST(browser.text(failed) == "error");
-        BOOST_TEST(browser.text(browser.wait_for("#results td.error:not(:empty)", "its error"))
-                       .find("HTTP 503") != std::string::npos);
+        BOOST_TEST(
+            browser.wait_for("#workers tbody tr", "the worker row").find("billing-worker-1") !=
+            std::string::npos);
+        BOOST_TEST(browser.wait_for("#results td.outcome-error", "the failed result") == "error");
+        BOOST_TEST(
+            browser.wait_for("#results td.error:not(:empty)", "its error").find("HTTP 503") !=
+            std::string::npos);
 
         // Pause from the page: the row turns paused, and so does the stored schedule.
         BOOST_TEST(!s.get_schedule("nightly-backup").paused);
-        browser.click(browser.wait_for(
-            "tr[data-schedule-id='nightly-backup'] button[data-action='pause']", "Pause"));
+        browser.click("tr[data-schedule-id='nightly-backup'] button[data-action='pause']", "Pause");
         browser.wait_for("tr[data-schedule-id='nightly-backup'][data-state='paused']",
                          "the row shows the schedule paused");
         BOOST_TEST(s.get_schedule("nightly-backup").paused);
