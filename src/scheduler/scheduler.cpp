@@ -4,12 +4,59 @@
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
-#include <asio/use_future.hpp>
 
 #include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
+#include <type_traits>
 
 namespace asched {
+
+namespace {
+
+// One blocking call's result, handed from the scheduler's thread to the caller's under a
+// mutex. Not asio::use_future: it completes the promise on asio's system thread and leaves
+// copies of a thrown exception_ptr with co_spawn and that thread, so the last reference to
+// the exception could drop there while the caller still reads it in its catch block (TSan
+// reports it: libstdc++'s reference count is not instrumented). Here the scheduler's thread
+// keeps no reference once it has handed the outcome over.
+template <class T> struct Handoff {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    std::optional<std::conditional_t<std::is_void_v<T>, char, T>> value;
+    std::exception_ptr error;
+};
+
+template <class T>
+asio::awaitable<void> settle(asio::awaitable<T> op, std::shared_ptr<Handoff<T>> handoff) {
+    std::optional<std::conditional_t<std::is_void_v<T>, char, T>> value;
+    std::exception_ptr error;
+    try {
+        if constexpr (std::is_void_v<T>) {
+            co_await std::move(op);
+            value.emplace();
+        } else {
+            auto v = co_await std::move(op);
+            value.emplace(std::move(v));
+        }
+    } catch (...) {
+        error = std::current_exception();
+    }
+    {
+        std::lock_guard lock(handoff->mutex);
+        handoff->value = std::move(value);
+        handoff->error = std::move(error);
+        handoff->done = true;
+    }
+    handoff->cv.notify_one();
+}
+
+} // namespace
 
 struct Scheduler::Impl {
     asio::io_context context;
@@ -22,7 +69,19 @@ struct Scheduler::Impl {
             throw Error(
                 errc::not_running,
                 "Scheduler: a blocking call from the scheduler's own thread would deadlock");
-        return asio::co_spawn(context, std::move(op), asio::use_future).get();
+        auto handoff = std::make_shared<Handoff<T>>();
+        // settle() catches everything the call throws: the handler has nothing to report.
+        asio::co_spawn(context, settle(std::move(op), handoff), [](std::exception_ptr) {});
+        std::exception_ptr error;
+        {
+            std::unique_lock lock(handoff->mutex);
+            handoff->cv.wait(lock, [&] { return handoff->done; });
+            error = std::move(handoff->error);
+        }
+        if (error)
+            std::rethrow_exception(error);
+        if constexpr (!std::is_void_v<T>)
+            return std::move(*handoff->value);
     }
 };
 
