@@ -16,7 +16,7 @@
 namespace asched::detail {
 namespace {
 
-enum class Action { kill, stop, abort, exit, raise };
+enum class Action { kill, stop, abort, exit, raise, drop };
 
 struct Point {
     std::string name;
@@ -62,12 +62,14 @@ Points &points() {
                 point.action = Action::exit;
             else if (action == "throw")
                 point.action = Action::raise;
+            else if (action == "drop")
+                point.action = Action::drop;
             else
                 action.clear();
             if (action.empty() || point.name.empty() || at < 1) {
                 std::fprintf(stderr,
                              "asched: ASCHED_FAULTPOINTS: ignoring '%s' (want name=kill|stop|"
-                             "abort|exit|throw[@n])\n",
+                             "abort|exit|throw|drop[@n])\n",
                              entry.c_str());
                 continue;
             }
@@ -81,10 +83,10 @@ Points &points() {
 
 } // namespace
 
-void fault_point(const char *name) {
+bool fault_point(const char *name) {
     auto &p = points();
     if (!p.any.load(std::memory_order_relaxed))
-        return;
+        return false;
     Action act{};
     bool acts = false;
     {
@@ -100,7 +102,7 @@ void fault_point(const char *name) {
             }
     }
     if (!acts)
-        return;
+        return false;
     std::fprintf(stderr, "asched: fault point %s hit (pid %d)\n", name, int(::getpid()));
     std::fflush(stderr);
     switch (act) {
@@ -116,7 +118,10 @@ void fault_point(const char *name) {
         ::_exit(86);
     case Action::raise:
         throw Error(errc::store_failure, fmt::format("fault point {}", name));
+    case Action::drop:
+        return true;
     }
+    return false;
 }
 
 } // namespace asched::detail

@@ -363,6 +363,45 @@ BOOST_AUTO_TEST_CASE(r12_sigkill_at_random_points_keeps_one_file_sound) {
     BOOST_TEST(query(db, "SELECT count(*) FROM workers")[0][0] == "0");
 }
 
+// R2 on SQLite: the release that creates a fire's jobs and advances its schedule is one
+// transaction. n1 is SIGKILLed inside it at each fault point (after a job row, before the
+// commit, after the commit before the scheduler hears of it), five times per point at a
+// random release, while n2 keeps running on the same file; each time n1 starts again under
+// its identity. The file stays sound, and every fire has exactly one job, none run twice.
+BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire) {
+    Dir dir;
+    const auto db = dir / "a.db";
+    const auto start_us = (now_us() / 1'000'000 + 2) * 1'000'000;
+    const auto start = asched::format_time(asched::time_point(asched::duration(start_us)));
+    auto args = [&](const std::string &id) {
+        return std::vector<std::string>{
+            "--store",    "sqlite:" + db, "--identity", id,  "--schedules", "10", "--every", "1",
+            "--start-at", start,          "--job-ms",   "5", "--lease",     "2",  "--poll",  "100",
+            "--ledger",   dir / "ledger"};
+    };
+    Node peer(args("n2"));
+    const auto seed = std::random_device{}();
+    BOOST_TEST_MESSAGE("R2 seed " << seed);
+    std::mt19937 rng(seed);
+    for (const std::string point : {"after_job_insert", "before_commit", "after_commit_before_ack"})
+        for (int i = 0; i < 5; ++i) {
+            const auto at = std::to_string(std::uniform_int_distribution<int>(1, 4)(rng));
+            Node dies(args("n1"), {"ASCHED_FAULTPOINTS=release." + point + "=kill@" + at});
+            BOOST_TEST(dies.wait(60s) == 128 + SIGKILL, point << "@" << at);
+            check_integrity(db);
+        }
+    Node n1(args("n1"));
+    const auto seen = read_ledger(dir / "ledger").size();
+    eventually([&] { return read_ledger(dir / "ledger").size() >= seen + 30; }, "work goes on");
+    n1.kill(SIGTERM);
+    peer.kill(SIGTERM);
+    BOOST_TEST(n1.wait() == 0);
+    BOOST_TEST(peer.wait() == 0);
+    check_integrity(db);
+    check_no_fire_twice(read_ledger(dir / "ledger"));
+    BOOST_TEST(fires_with_one_job_each(db, start_us, 1'000'000) >= 10u * 5);
+}
+
 // R12, disk full: the node's file size limit (prlimit --fsize, a full disk as SQLite sees it:
 // writes fail with EFBIG) is reached while it fires. Its store degrades and says why, the node
 // keeps running, and once the limit is lifted from outside its writes resume: every fire,

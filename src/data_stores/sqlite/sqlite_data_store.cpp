@@ -951,8 +951,10 @@ asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_i
                     s.log(LogLevel::error,
                           fmt::format("schedule '{}': job not created: task '{}' not found",
                                       r.schedule_id, job.task_id));
-                else
+                else {
                     s.insert_job(job, now);
+                    detail::fault_point("release.after_job_insert");
+                }
             }
             s.conn()
                 .prepare("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL, "
@@ -967,7 +969,9 @@ asio::awaitable<void> SqliteDataStore::release_schedules(std::string scheduler_i
                 .exec();
             s.events.push_back(ScheduleUpdated{now, r.schedule_id, *task_id, r.next_fire_time});
         }
+        detail::fault_point("release.before_commit");
         s.commit(tx);
+        detail::fault_point("release.after_commit_before_ack");
         return Unit{};
     };
     auto [_, events] = co_await on_db<Unit>(impl_, std::move(op));
