@@ -71,6 +71,10 @@ struct AsyncSchedulerOptions {
     std::size_t max_release_batch = 512;
     Logger logger;
     std::shared_ptr<Clock> clock; ///< default: SystemClock
+    /// A store that decides due schedules with its own clock (PostgreSQL's database_clock)
+    /// reports how far this node's clock is off; past this, a warning is logged, and the
+    /// offset is always the asched_clock_offset_seconds metric.
+    duration max_clock_offset = std::chrono::seconds(1);
     PayloadLimits limits;
     /// How long the job history (get_job_results) keeps a finished attempt; cleanup prunes
     /// older records. The full return value is kept only for its result_expiration_time.

@@ -256,6 +256,13 @@ class DataStore {
     /// Reads the schema version and checks the store's integrity (read-only). The default,
     /// for a store that has nothing to check, names no backend and finds nothing.
     virtual asio::awaitable<StoreCheck> check();
+    /// How far the clock that decides due schedules and expired leases (a database's own
+    /// clock) runs ahead of the StoreContext clock, as last measured; zero for a store that
+    /// decides with the StoreContext clock. The scheduler plans fires and checks start
+    /// deadlines on its clock plus this offset, so a node whose clock runs ahead never makes
+    /// a job before its fire time by the store's clock, and one that runs behind does not
+    /// leave the schedules it acquired unfired.
+    virtual duration clock_offset() const noexcept { return duration::zero(); }
 };
 
 } // namespace asched

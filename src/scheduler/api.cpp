@@ -632,9 +632,9 @@ asio::awaitable<std::string> do_metrics(std::shared_ptr<SchedulerState> self) {
     m.lease_renewals_failed = self->lease_renewals_failed;
     try {
         co_await ensure_open(self);
-        const auto now = self->clock->now();
         auto jobs_call = self->store->get_jobs(std::nullopt);
         const auto jobs = co_await std::move(jobs_call);
+        const auto now = self->store_now(); // earliest starts are on the store's clock
         std::map<std::string, std::size_t> backlog;
         for (const auto &[task, t] : m.tasks)
             backlog[task] = 0;
@@ -651,6 +651,7 @@ asio::awaitable<std::string> do_metrics(std::shared_ptr<SchedulerState> self) {
         m.store_healthy = false;
         self->log(LogLevel::warning, "metrics: the store did not answer: {}", e.what());
     }
+    m.clock_offset = self->store->clock_offset(); // as the calls above measured it
     co_return render_metrics(m);
 }
 asio::awaitable<HealthReport> do_health(std::shared_ptr<SchedulerState> self) {

@@ -245,7 +245,8 @@ void start_job(const std::shared_ptr<SchedulerState> &self, Job job) {
     const Job &j = rj->job;
     self->running.emplace(j.id, rj);
     JobResult result = result_of(j);
-    const auto now = self->clock->now();
+    // The deadline was computed from the fire time, on the store's clock.
+    const auto now = self->store_now();
     if (missed_deadline(j, now)) {
         result.outcome = JobOutcome::missed_start_deadline;
         result.exception_message =

@@ -288,6 +288,9 @@ SchedulerState::SchedulerState(asio::any_io_executor ex, AsyncSchedulerOptions o
     if (options.stop_grace_period < duration(0))
         throw Error(errc::invalid_argument,
                     "scheduler: field 'stop_grace_period': must not be negative");
+    if (options.max_clock_offset < duration(0))
+        throw Error(errc::invalid_argument,
+                    "scheduler: field 'max_clock_offset': must not be negative");
     if (options.max_release_batch == 0)
         throw Error(errc::invalid_argument,
                     "scheduler: field 'max_release_batch': must be positive");
@@ -324,6 +327,26 @@ void SchedulerState::store_ok() {
     store_problem.clear();
     log(LogLevel::info, "store health: ok again");
     broker->publish_local(StoreHealthChanged{clock->now(), identity, false, {}});
+}
+
+void SchedulerState::check_clock_offset() {
+    const auto offset = std::chrono::round<std::chrono::milliseconds>(store->clock_offset());
+    const bool exceeded = std::chrono::abs(offset) > options.max_clock_offset;
+    if (exceeded == clock_offset_exceeded)
+        return;
+    clock_offset_exceeded = exceeded;
+    if (exceeded)
+        log(LogLevel::warning,
+            "clock offset: the store's clock runs {} {} this node's (over max_clock_offset, {}); "
+            "fires are planned on the store's clock, but this node's timestamps (results, "
+            "lateness) are off by as much: synchronise its clock (NTP)",
+            format_duration(std::chrono::abs(offset)),
+            offset > duration::zero() ? "ahead of" : "behind",
+            format_duration(options.max_clock_offset));
+    else
+        log(LogLevel::info,
+            "clock offset: the store's clock and this node's agree again ({} apart)",
+            format_duration(std::chrono::abs(offset)));
 }
 
 void SchedulerState::wake_all() {

@@ -81,7 +81,8 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
                 self->identity, self->options.lease_duration, batch);
             if (!schedules.empty())
                 fault_point("schedules.acquired");
-            const auto now = self->clock->now();
+            self->check_clock_offset();
+            const auto now = self->store_now();
             std::vector<ScheduleRelease> releases;
             releases.reserve(schedules.size());
             std::vector<Event> dropped;
@@ -103,7 +104,7 @@ asio::awaitable<void> schedule_loop(std::shared_ptr<SchedulerState> self) {
         if (more)
             continue;
         co_await self->schedule_wake.wait(retry ? steady::duration(*retry)
-                                                : delay_until(*self, wake_at));
+                                                : delay_until(*self, wake_at, WakeClock::store));
     }
 }
 
@@ -136,7 +137,7 @@ asio::awaitable<void> job_loop(std::shared_ptr<SchedulerState> self) {
             retry = loop_failed(*self, e, failures, "job loop");
         }
         co_await self->job_wake.wait(retry ? steady::duration(*retry)
-                                           : delay_until(*self, wake_at));
+                                           : delay_until(*self, wake_at, WakeClock::store));
     }
 }
 
@@ -224,11 +225,12 @@ void spawn_counted(const std::shared_ptr<SchedulerState> &self, asio::awaitable<
 
 } // namespace
 
-steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at) {
+steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at,
+                             WakeClock clock) {
     const steady::duration poll = s.options.poll_interval;
     if (!at)
         return poll;
-    const auto d = *at - s.clock->now();
+    const auto d = *at - (clock == WakeClock::store ? s.store_now() : s.clock->now());
     if (d <= duration(0))
         return steady::duration(0);
     if (s.clock->is_manual())

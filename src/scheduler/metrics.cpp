@@ -124,6 +124,11 @@ std::string render_metrics(const MetricsSnapshot &m) {
     header(out, "asched_lease_renewals_failed_total", "counter",
            "Renewals of this node's job leases that failed.");
     out += fmt::format("asched_lease_renewals_failed_total {}\n", m.lease_renewals_failed);
+    header(out, "asched_clock_offset_seconds", "gauge",
+           "How far the store's clock runs ahead of this node's (0 unless the store keeps its "
+           "own clock).");
+    out += fmt::format("asched_clock_offset_seconds {}\n",
+                       std::chrono::duration<double>(m.clock_offset).count());
     return out;
 }
 

@@ -46,6 +46,7 @@ struct MetricsSnapshot {
     bool broker_connected = true;
     std::uint64_t broker_reconnects = 0;
     std::uint64_t lease_renewals_failed = 0;
+    duration clock_offset{0}; ///< the store's clock minus this node's
 };
 
 /// The Prometheus text exposition format (version 0.0.4) of `m`; labels are task ids (and the

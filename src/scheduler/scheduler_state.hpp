@@ -118,6 +118,13 @@ struct SchedulerState : std::enable_shared_from_this<SchedulerState> {
     /// published as StoreHealthChanged. Called on the strand.
     void store_failed(const std::exception &e);
     void store_ok();
+    /// Now by the clock that decides due schedules: this node's clock plus the store's
+    /// measured offset (zero unless the store keeps its own clock, as PostgreSQL's does).
+    time_point store_now() const { return clock->now() + store->clock_offset(); }
+    /// Logs a warning when the store's clock and this node's drift apart by more than
+    /// max_clock_offset, and again (as info) when they agree once more. Called on the strand.
+    void check_clock_offset();
+    bool clock_offset_exceeded = false;
     /// No acquiring loop left, no job running, no release in flight.
     bool idle() const noexcept { return loops == 0 && running.empty() && !release_flushing; }
 
@@ -196,8 +203,12 @@ asio::awaitable<void> wait_for_state(std::shared_ptr<SchedulerState> self,
 
 // ---- loops.cpp ------------------------------------------------------------------------------
 void spawn_loops(const std::shared_ptr<SchedulerState> &self);
+/// Which clock a wake-up time is on: this node's (leases, timeouts, cleanup) or the store's
+/// (fire times and earliest starts the store returned).
+enum class WakeClock { node, store };
 /// How long a loop may sleep before `at` (real time), bounded by the poll interval.
-steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at);
+steady::duration delay_until(const SchedulerState &s, std::optional<time_point> at,
+                             WakeClock clock = WakeClock::node);
 
 // ---- registry.cpp ---------------------------------------------------------------------------
 /// gethostname(), read once ("localhost" if it fails).

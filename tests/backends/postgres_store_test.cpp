@@ -229,6 +229,32 @@ BOOST_FIXTURE_TEST_CASE(due_and_expired_are_decided_by_the_database_clock, PgFix
     BOOST_TEST(leased[0].id == "due");
     // The lease runs from the database's now, not the injected clock's.
     BOOST_TEST(*leased[0].acquired_until > real_now + 20s);
+    // The store measured how far the database's clock runs ahead of the injected one, for the
+    // scheduler to plan fires on (R16); a store on the injected clock reports none.
+    const auto expected = real_now - clock->now();
+    BOOST_TEST(std::chrono::abs(store->clock_offset() - expected) < 5s);
+    auto manual = node(manual_clock());
+    run(manual->get_tasks());
+    BOOST_TEST(manual->clock_offset() == duration::zero());
+}
+
+// The offset is a gauge in metrics(), so an operator sees a node whose clock is off.
+BOOST_FIXTURE_TEST_CASE(the_database_clock_offset_is_a_metric, PgFixture) {
+    AsyncSchedulerOptions o;
+    o.data_store = std::make_shared<PostgresDataStore>(
+        PostgresDataStoreOptions{.conninfo = server().conninfo(), .schema = schema});
+    o.clock = clock;
+    o.logger = Logger{LogLevel::off, {}};
+    AsyncScheduler s(ioc.get_executor(), o);
+    const auto real_now = std::chrono::time_point_cast<duration>(std::chrono::system_clock::now());
+    const auto text = run(s.metrics());
+    const std::string name = "\nasched_clock_offset_seconds ";
+    const auto at = text.find(name);
+    BOOST_REQUIRE_MESSAGE(at != std::string::npos, text);
+    const double seconds = std::stod(text.substr(at + name.size()));
+    const double expected = std::chrono::duration<double>(real_now - clock->now()).count();
+    BOOST_TEST(std::abs(seconds - expected) < 5.0, seconds << " vs " << expected);
+    run(s.close());
 }
 
 BOOST_FIXTURE_TEST_CASE(an_outage_fails_calls_then_the_store_reconnects, PgFixture) {

@@ -4,6 +4,7 @@
 //          [--broker local|redis:PORT|postgres:CONNINFO] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
 //          [--ledger FILE] [--grace S] [--retry ATTEMPTS] [--cap N] [--intervals FILE]
+//          [--clock-offset-ms MS]
 //
 // Registers the task "work" (a coroutine that appends "job_id schedule_id fire_us identity
 // start_us attempt" to the ledger, then waits --job-ms; with --retry, its jobs are retried up
@@ -11,10 +12,11 @@
 // --intervals: each job appends "start_us end_us identity" there when it ends), adds N
 // interval schedules "s-0".."s-N-1"
 // (every S seconds from --start-at, coalesce all, results kept an hour; an existing schedule
-// is kept), and runs until --run-for elapses or SIGTERM/SIGINT arrives, then stops gracefully
-// and exits 0. Exit status 3: the identity is in use by a live scheduler (refused at start);
-// 1: any other failure. Ledger lines are single write(2) calls on an O_APPEND file: a SIGKILL
-// loses none that were written.
+// is kept), --clock-offset-ms: the scheduler's clock runs MS ahead of the system's (negative:
+// behind; ledger times stay on the system clock), and runs until --run-for elapses or
+// SIGTERM/SIGINT arrives, then stops gracefully and exits 0. Exit status 3: the identity is in use
+// by a live scheduler (refused at start); 1: any other failure. Ledger lines are single write(2)
+// calls on an O_APPEND file: a SIGKILL loses none that were written.
 #include <asched/asched.hpp>
 
 #include <asio.hpp>
@@ -49,6 +51,18 @@ struct Config {
     unsigned retry = 0; // 0: no retry policy
     int cap = 0;        // 0: unlimited
     std::string intervals;
+    std::int64_t clock_offset_ms = 0;
+};
+
+// The system clock shifted by a fixed offset: a node whose clock is wrong (R16).
+class OffsetClock final : public asched::Clock {
+  public:
+    explicit OffsetClock(asched::duration offset) : offset_(offset) {}
+    asched::time_point now() const override { return system_.now() + offset_; }
+
+  private:
+    asched::SystemClock system_;
+    asched::duration offset_;
 };
 
 [[noreturn]] void usage(const std::string &why) {
@@ -100,6 +114,8 @@ Config parse(int argc, char **argv) {
     if (auto v = take("cap"))
         c.cap = std::stoi(*v);
     c.intervals = take("intervals").value_or("");
+    if (auto v = take("clock-offset-ms"))
+        c.clock_offset_ms = std::stoll(*v);
     if (!kv.empty())
         usage("unknown option --" + kv.begin()->first);
     return c;
@@ -241,6 +257,8 @@ int main(int argc, char **argv) {
     options.stop_grace_period =
         std::chrono::duration_cast<asched::duration>(std::chrono::duration<double>(c.grace));
     options.logger.level = asched::LogLevel::warning;
+    if (c.clock_offset_ms != 0)
+        options.clock = std::make_shared<OffsetClock>(std::chrono::milliseconds(c.clock_offset_ms));
     asched::AsyncScheduler scheduler(ioc.get_executor(), std::move(options));
     std::exception_ptr failure;
     std::function<asio::awaitable<void>(asched::AsyncScheduler &)> body =

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <random>
+#include <thread>
 
 using namespace std::chrono_literals;
 using namespace asched::proc;
@@ -24,6 +26,7 @@ struct Cluster {
     PostgresServer pg;
     Dir dir;
     std::string ledger = dir / "ledger";
+    std::string poll = "500"; // every node's --poll, in milliseconds
 
     // A whole second a little ahead: every node defines the same schedules from it.
     std::int64_t start_us = (now_us() / 1'000'000 + 3) * 1'000'000;
@@ -39,7 +42,7 @@ struct Cluster {
                 "--start-at",  asched::format_time(asched::time_point(asched::duration(start_us))),
                 "--job-ms",    job_ms,
                 "--lease",     lease,
-                "--poll",      "500",
+                "--poll",      poll,
                 "--run-for",   run_for,
                 "--grace",     grace,
                 "--ledger",    ledger};
@@ -444,6 +447,120 @@ BOOST_AUTO_TEST_CASE(r24_migrations_on_postgres) {
     BOOST_TEST(n3.wait(60s) == 0);
     BOOST_TEST(c.scalar("SELECT version FROM cluster.schema_version") == "4");
     c.check_every_fire_once(5);
+}
+
+// R2 on PostgreSQL: the release that creates a fire's jobs and advances its schedule is one
+// transaction. n1 is SIGKILLed inside it at each fault point (after the job rows, before the
+// COMMIT, after the COMMIT before the scheduler hears of it), five times per point at a
+// random release, while n2 keeps running; each time n1 starts again under its identity. In
+// the end every fire has exactly one job and none was skipped or run twice.
+BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire) {
+    Cluster c;
+    c.poll = "100";
+    Node peer(c.node("n2", "local", 10, "0", "2", "5"));
+    const auto seed = std::random_device{}();
+    BOOST_TEST_MESSAGE("R2 seed " << seed);
+    std::mt19937 rng(seed);
+    for (const std::string point : {"after_job_insert", "before_commit", "after_commit_before_ack"})
+        for (int i = 0; i < 5; ++i) {
+            const auto at = std::to_string(std::uniform_int_distribution<int>(1, 2)(rng));
+            Node dies(c.node("n1", "local", 10, "0", "2", "5"),
+                      {"ASCHED_FAULTPOINTS=release." + point + "=kill@" + at});
+            BOOST_TEST(dies.wait(60s) == 128 + SIGKILL, point << "@" << at);
+        }
+    Node n1(c.node("n1", "local", 10, "0", "2", "5"));
+    const auto seen = read_ledger(c.ledger).size();
+    eventually([&] { return read_ledger(c.ledger).size() >= seen + 30; }, "work goes on", 60s);
+    n1.kill(SIGTERM);
+    peer.kill(SIGTERM);
+    BOOST_TEST(n1.wait(30s) == 0);
+    BOOST_TEST(peer.wait(30s) == 0);
+    BOOST_TEST(c.check_every_fire_once(10) >= 10u * 10);
+}
+
+// R11: ambiguous commits. n1's connection is dropped right after its release's COMMIT went
+// through (the jobs exist; n1 is told the connection failed) three times, and right before
+// the COMMIT (nothing committed; the leases lapse) twice, while n2 runs too. n1 never
+// crashes, and every fire has exactly one job.
+BOOST_AUTO_TEST_CASE(r11_a_connection_dropped_around_commit_never_loses_or_doubles_a_fire) {
+    Cluster c;
+    c.poll = "100";
+    // Each entry counts the hits of its point: 7 releases drop 5 connections.
+    std::string faults = "ASCHED_FAULTPOINTS=";
+    for (const char *hit : {"1", "3", "5"})
+        faults += std::string("release.after_commit_before_ack=drop@") + hit + ",";
+    for (const char *hit : {"2", "4"})
+        faults += std::string("release.before_commit=drop@") + hit + ",";
+    faults.pop_back();
+    const auto n1_err = c.dir / "n1.err";
+    Node n1(c.node("n1", "local", 10, "0", "2", "5"), {faults}, {}, n1_err);
+    Node n2(c.node("n2", "local", 10, "0", "2", "5"));
+    auto drops = [&] {
+        const auto text = slurp(n1_err);
+        std::size_t n = 0;
+        for (auto at = text.find("asched: fault point release."); at != std::string::npos;
+             at = text.find("asched: fault point release.", at + 1))
+            ++n;
+        return n;
+    };
+    eventually([&] { return drops() >= 5; }, "5 connections dropped around a COMMIT", 90s);
+    const auto seen = read_ledger(c.ledger).size();
+    eventually([&] { return read_ledger(c.ledger).size() >= seen + 30; }, "work goes on", 60s);
+    n1.kill(SIGTERM);
+    n2.kill(SIGTERM);
+    BOOST_TEST(n1.wait(30s) == 0);
+    BOOST_TEST(n2.wait(30s) == 0);
+    BOOST_TEST(slurp(n1_err).find("the connection was dropped at fault point") !=
+               std::string::npos);
+    BOOST_TEST(c.check_every_fire_once(10) >= 10u * 10);
+}
+
+// R16: three nodes whose clocks run 30 s behind, right, and 30 s ahead share one database.
+// Fires are planned on the database's clock: no job or fire exists before its time by that
+// clock (sampled every 100 ms), every job starts within a poll of its fire time, none runs
+// twice, and the two nodes that are off warn about it while the right one does not.
+BOOST_AUTO_TEST_CASE(r16_nodes_with_skewed_clocks_fire_on_the_database_clock) {
+    Cluster c;
+    auto node = [&](const std::string &id, const std::string &offset_ms) {
+        auto args = c.node(id, "local", 10, "12", "3", "5");
+        args.insert(args.end(), {"--clock-offset-ms", offset_ms});
+        return args;
+    };
+    Node behind(node("n1", "-30000"), {}, {}, c.dir / "n1.err");
+    Node right(node("n2", "0"), {}, {}, c.dir / "n2.err");
+    Node ahead(node("n3", "30000"), {}, {}, c.dir / "n3.err");
+    eventually([&] { return !read_ledger(c.ledger).empty(); }, "a first job", 30s);
+    // Until the nodes stop (--run-for 12 from their start), with 250 ms for the measurement.
+    Psql db(c.pg.conninfo());
+    const char *db_now = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint + 250000";
+    std::size_t samples = 0;
+    for (const auto until = Clock::now() + 8s; Clock::now() < until; ++samples) {
+        const auto early_jobs = db.exec(
+            std::string("SELECT count(*) FROM cluster.jobs WHERE scheduled_fire_time > ") + db_now);
+        const auto early_fires = db.exec(
+            std::string("SELECT count(*) FROM cluster.schedules WHERE last_fire_time > ") + db_now);
+        BOOST_TEST_CHECK(early_jobs == "0", early_jobs << " jobs before their fire time");
+        BOOST_TEST_CHECK(early_fires == "0", early_fires << " schedules fired early");
+        std::this_thread::sleep_for(100ms); // the sampling period
+    }
+    BOOST_TEST(samples >= 40u);
+    BOOST_TEST(behind.wait(60s) == 0);
+    BOOST_TEST(right.wait(60s) == 0);
+    BOOST_TEST(ahead.wait(60s) == 0);
+    BOOST_TEST(c.check_every_fire_once(10) >= 10u * 8);
+    std::set<std::string> who;
+    for (auto &l : read_ledger(c.ledger)) {
+        who.insert(l.identity);
+        BOOST_TEST_CHECK(l.start_us - l.fire_us > -250'000, l.identity << " started early");
+        BOOST_TEST_CHECK(l.start_us - l.fire_us < 1'500'000, l.identity << " started late");
+    }
+    BOOST_TEST(who.size() == 3u); // the skewed nodes ran jobs too
+    const auto n1_err = slurp(c.dir / "n1.err"), n3_err = slurp(c.dir / "n3.err");
+    BOOST_TEST(n1_err.find("clock offset: the store's clock runs") != std::string::npos);
+    BOOST_TEST(n1_err.find("ahead of this node's") != std::string::npos);
+    BOOST_TEST(n3_err.find("clock offset: the store's clock runs") != std::string::npos);
+    BOOST_TEST(n3_err.find("behind this node's") != std::string::npos);
+    BOOST_TEST(slurp(c.dir / "n2.err").find("clock offset") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

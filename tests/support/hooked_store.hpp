@@ -41,6 +41,7 @@ class HookedStore final : public DataStore {
         return inner_->get_task(std::move(id));
     }
     asio::awaitable<StoreCheck> check() override { return inner_->check(); }
+    duration clock_offset() const noexcept override { return inner_->clock_offset(); }
     asio::awaitable<std::vector<Task>> get_tasks() override {
         if (hooks_->reads_fail)
             throw Error(errc::store_failure, "test: the store does not answer");

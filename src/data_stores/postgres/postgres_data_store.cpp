@@ -204,6 +204,9 @@ struct PostgresDataStore::Impl {
     std::unordered_map<const char *, std::string> sql_cache;
     detail::NewerRows newer;           // rows a newer asched wrote: skipped, never quarantined
     std::atomic<int> found_version{0}; // the schema version start() found, before migrating
+    // The database's clock minus the context clock, in microseconds, as the last transaction
+    // that read the database's now() measured it (from the middle of its round trip).
+    std::atomic<std::int64_t> clock_offset_us{0};
 
     // `text` with {S} replaced by the schema; cached per literal.
     const std::string &sql(const char *text) {
@@ -248,6 +251,18 @@ struct Session {
     std::map<std::string, int> running_delta; // tasks.running_jobs changes, applied once per task
     json results = json::array();             // results to store, in one statement
     json history = json::array();             // history records to store, in one statement
+    bool releasing = false; // the release of fired schedules: its fault points apply
+
+    // A fault point where the connection may be dropped (ASCHED_FAULTPOINTS=...=drop): closes
+    // it and fails as a lost connection does, so the caller cannot tell whether the server
+    // got (or committed) what was sent.
+    void fault(const char *point) {
+        if (!detail::fault_point(point))
+            return;
+        conn.close();
+        throw pg::QueryError(
+            fmt::format("postgres: the connection was dropped at fault point {}", point), "", true);
+    }
 
     asio::awaitable<pg::Result> q(const char *sql, pg::Params params) {
         return conn.query(store.sql(sql), std::move(params), store.options.query_timeout);
@@ -422,9 +437,13 @@ asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt
     bool began = false;
     try {
         if (impl->options.database_clock) {
+            const auto sent = impl->context.clock->now();
             auto now = co_await conn->exec(
                 "BEGIN; SELECT floor(extract(epoch FROM now()) * 1000000)::bigint", timeout);
+            const auto received = impl->context.clock->now();
             s.now = now.time(0, 0);
+            impl->clock_offset_us =
+                (s.now - (sent + (received - sent) / 2)).count(); // duration: microseconds
         } else {
             co_await conn->exec("BEGIN", timeout);
             s.now = impl->context.clock->now();
@@ -434,7 +453,11 @@ asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt
         auto value = co_await std::move(call);
         a.out.emplace(std::move(value));
         co_await s.flush();
+        if (s.releasing)
+            s.fault("release.before_commit");
         co_await conn->exec("COMMIT", timeout);
+        if (s.releasing)
+            s.fault("release.after_commit_before_ack");
         a.events = std::move(s.events);
     } catch (const pg::QueryError &e) {
         a.failure = std::current_exception();
@@ -670,6 +693,7 @@ asio::awaitable<Unit> op_release_schedules(Session &s, std::string scheduler_id,
                                            std::vector<ScheduleRelease> releases) {
     if (releases.empty())
         co_return Unit{};
+    s.releasing = true;
     json records = json::array();
     for (const auto &r : releases)
         records.push_back(json{
@@ -704,6 +728,8 @@ asio::awaitable<Unit> op_release_schedules(Session &s, std::string scheduler_id,
             jobs.push_back(&job);
     }
     auto inserted = co_await insert_jobs(s, jobs);
+    if (!inserted.empty())
+        s.fault("release.after_job_insert");
     if (inserted.size() < jobs.size()) {
         std::vector<std::string> task_ids;
         for (const Job *job : jobs)
@@ -1502,6 +1528,10 @@ asio::awaitable<std::vector<WorkerInfo>> PostgresDataStore::get_workers() {
     auto call = transact<std::vector<WorkerInfo>>(impl_, &op_get_workers);
     auto out = co_await std::move(call);
     co_return out;
+}
+
+duration PostgresDataStore::clock_offset() const noexcept {
+    return duration(impl_->clock_offset_us.load(std::memory_order_relaxed));
 }
 
 asio::awaitable<StoreCheck> PostgresDataStore::check() {
