@@ -4,6 +4,10 @@
 #   scripts/run.sh test   install what is missing, build, run every test (what CI runs);
 #                         as root, last, the demo command in a brand-new Debian 12 root
 #                         (ASCHED_SKIP_FRESH_ROOT=1 skips that stage)
+#   scripts/run.sh soak   install what is missing, build, run the process and cluster
+#                         scenarios' long variants (ASCHED_SOAK=1: R1 for 10 minutes per
+#                         broker, 20 kills per R2 fault point, 50 R12 kills, 50 R11 drops);
+#                         not part of the test command, about 45 minutes
 #   scripts/run.sh format rewrite the tree with clang-format (the test command checks it)
 #   scripts/run.sh fresh-root
 #                         only the test command's last stage: the demo command in a
@@ -239,6 +243,18 @@ bench)
     echo "== wrote bench/results/latest.md, latest.jsonl, chart.png"
     sed -n '/## Targets/,/## Figures/p' bench/results/latest.md
     ;;
+soak)
+    install_missing "${build_packages[@]}" "${test_packages[@]}"
+    start=$(date +%s)
+    configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON
+    cmake --build build/ci -j "$jobs" --target asched_cluster_tests asched_test_node
+    (cd build/ci && ASCHED_SOAK=1 ./tests/asched_cluster_tests --report_level=short \
+        --log_level=message) 2>&1 | tee build/soak.log
+    status=${PIPESTATUS[0]}
+    verdict=passed; [ "$status" -eq 0 ] || verdict="failed (exit $status)"
+    echo "== soak $verdict in $(( $(date +%s) - start )) s (log: build/soak.log)"
+    exit "$status"
+    ;;
 fresh-root)
     [ "$(id -u)" -eq 0 ] || { echo "scripts/run.sh fresh-root needs root (debootstrap, chroot, mount)" >&2; exit 2; }
     fresh_root_demo
@@ -248,7 +264,7 @@ format)
     format_sources | xargs -0 clang-format-14 -i
     ;;
 *)
-    echo "usage: scripts/run.sh demo|test|bench [--quick]|format|fresh-root" >&2
+    echo "usage: scripts/run.sh demo|test|soak|bench [--quick]|format|fresh-root" >&2
     exit 2
     ;;
 esac

@@ -298,9 +298,9 @@ std::vector<Notification> Connection::take_notifications() {
 // ---- Pool -------------------------------------------------------------------------------------
 
 Pool::Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size,
-           duration connect_timeout)
+           duration connect_timeout, std::string setup)
     : ex_(std::move(ex)), conninfo_(std::move(conninfo)), size_(std::max<std::size_t>(size, 1)),
-      connect_timeout_(connect_timeout) {
+      connect_timeout_(connect_timeout), setup_(std::move(setup)) {
     describe(conninfo_); // a malformed string fails here, not on first use
 }
 
@@ -346,6 +346,11 @@ asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
             std::exception_ptr failure;
             try {
                 auto conn = co_await Connection::connect(ex_, conninfo_, connect_timeout_);
+                if (!setup_.empty()) {
+                    auto set = conn->exec(setup_, connect_timeout_);
+                    const auto done = co_await std::move(set);
+                    (void)done;
+                }
                 co_return Lease(self, std::move(conn));
             } catch (...) {
                 failure = std::current_exception();

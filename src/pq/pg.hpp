@@ -164,9 +164,10 @@ class Connection {
 /// the idle ones (after a server restart they are all dead).
 class Pool : public std::enable_shared_from_this<Pool> {
   public:
-    /// Connections are watched by `ex`.
-    Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size,
-         duration connect_timeout);
+    /// Connections are watched by `ex`. `setup`: SQL each new connection runs first (within
+    /// connect_timeout), e.g. session settings; empty: none.
+    Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size, duration connect_timeout,
+         std::string setup = {});
 
     class Lease {
       public:
@@ -198,6 +199,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
     std::string conninfo_;
     std::size_t size_;
     duration connect_timeout_;
+    std::string setup_;
     std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> idle_;
     std::size_t open_ = 0; // idle, leased or connecting

@@ -230,6 +230,34 @@ asio::awaitable<void> heartbeat_replaces_a_frozen_listener(std::shared_ptr<Postg
     co_await b->stop();
 }
 
+// R10: the LISTENing backends are ended by the server (pg_terminate_backend, as an operator
+// or a failover does). With the default heartbeat (5 s + 5 s), each broker notices within
+// 10 s, LISTENs again on a new connection, and the next event arrives once.
+asio::awaitable<void> a_terminated_listener_is_replaced(std::shared_ptr<PostgresEventBroker> a,
+                                                        std::shared_ptr<PostgresEventBroker> b,
+                                                        Logger logger) {
+    co_await start(a, logger);
+    co_await start(b, logger);
+    co_await eventually([&] { return up(*a) && up(*b); }, "both listening");
+    auto ex = co_await asio::this_coro::executor;
+    Inbox at_b;
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
+    test::Psql side(postgres().conninfo());
+    const std::string ended =
+        side.exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+                  "pg_stat_activity WHERE query LIKE 'LISTEN \"terminate_test\"%'");
+    BOOST_TEST(ended == "2");
+    co_await eventually([&] { return a->reconnects() >= 1 && b->reconnects() >= 1; },
+                        "both noticed", 10s);
+    co_await eventually([&] { return up(*a) && up(*b); }, "both listening again", 10s);
+    std::vector<Event> after{job_added(5)};
+    co_await publish_all(a, after);
+    co_await eventually([&] { return !at_b.ids().empty(); }, "an event through the new listener");
+    BOOST_TEST(at_b.ids() == std::vector<std::string>{"job-5"});
+    co_await a->stop();
+    co_await b->stop();
+}
+
 // A frozen redis-server (SIGSTOP: connections stay open, nothing answers) is found by the
 // subscribed connection's PING within heartbeat_interval + heartbeat_timeout; once it thaws,
 // both brokers subscribe again and events flow, each once.
@@ -317,6 +345,12 @@ BOOST_FIXTURE_TEST_CASE(postgres_heartbeat_replaces_a_frozen_listener, BrokerFix
                                  .max_reconnect_delay = 200ms};
     run(heartbeat_replaces_a_frozen_listener(std::make_shared<PostgresEventBroker>(o),
                                              std::make_shared<PostgresEventBroker>(o), quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(postgres_a_terminated_listener_is_replaced, BrokerFixture) {
+    PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(), .channel = "terminate_test"};
+    run(a_terminated_listener_is_replaced(std::make_shared<PostgresEventBroker>(o),
+                                          std::make_shared<PostgresEventBroker>(o), quiet));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,6 +2,7 @@
 // ../shared/reference/reliability-scenarios.md, in their short CI variants). Every node runs
 // asched_test_node with the PostgreSQL store; every execution is a ledger line. Waits are
 // bounded and poll for their condition.
+#include "chaos_proxy.hpp"
 #include "process_support.hpp"
 #include "servers.hpp"
 
@@ -109,14 +110,18 @@ void herd(const std::string &broker_kind) {
         redis.emplace();
         broker = "redis:" + std::to_string(redis->port());
     }
-    Node a(c.node("n1", broker, 100, "35", "10", "5"));
-    Node b(c.node("n2", broker, 100, "35", "10", "5"));
-    Node d(c.node("n3", broker, 100, "35", "10", "5"));
-    BOOST_TEST(a.wait(90s) == 0);
-    BOOST_TEST(b.wait(90s) == 0);
-    BOOST_TEST(d.wait(90s) == 0);
+    // 35 s in CI; 10 minutes in the soak.
+    const int secs = soak() ? 600 : 35;
+    const auto run_for = std::to_string(secs);
+    const auto bound = std::chrono::seconds(secs + 55);
+    Node a(c.node("n1", broker, 100, run_for, "10", "5"));
+    Node b(c.node("n2", broker, 100, run_for, "10", "5"));
+    Node d(c.node("n3", broker, 100, run_for, "10", "5"));
+    BOOST_TEST(a.wait(bound) == 0);
+    BOOST_TEST(b.wait(bound) == 0);
+    BOOST_TEST(d.wait(bound) == 0);
     const auto fires = c.check_every_fire_once(100);
-    BOOST_TEST(fires >= 100u * 30);
+    BOOST_TEST(fires >= 100u * std::size_t(secs - 5));
     std::set<std::string> who;
     for (auto &l : read_ledger(c.ledger))
         who.insert(l.identity);
@@ -287,6 +292,143 @@ BOOST_AUTO_TEST_CASE(r8_postgres_restart_under_load) {
     BOOST_TEST_MESSAGE("R8: " << fires << " fires across a 10 s outage, each exactly once");
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
                "0");
+}
+
+// R9: PostgreSQL frozen (SIGSTOP to the postmaster and every backend) for two leases while
+// three nodes fire 10 schedules a second: the TCP connections stay open and nothing answers.
+// Every node's calls time out (query_timeout 5 s) instead of hanging, and the nodes say so;
+// after SIGCONT they go on, no node exits, and every fire has exactly one job, none ran twice
+// (a release committed late by the thawed server is fenced by its lease token).
+BOOST_AUTO_TEST_CASE(r9_a_frozen_postgres_times_calls_out_and_loses_nothing) {
+    Cluster c;
+    c.poll = "200";
+    const std::string broker = "postgres:" + c.pg.conninfo();
+    std::vector<std::string> errs;
+    std::vector<std::unique_ptr<Node>> nodes;
+    for (const char *id : {"n1", "n2", "n3"}) {
+        errs.push_back(c.dir / (std::string(id) + ".err").c_str());
+        nodes.push_back(std::make_unique<Node>(c.node(id, broker, 10, "0", "3", "5"),
+                                               std::vector<std::string>{},
+                                               std::vector<std::string>{}, errs.back()));
+    }
+    eventually([&] { return read_ledger(c.ledger).size() >= 50; }, "the cluster fires", 40s);
+    BOOST_TEST(c.pg.signal_all(SIGSTOP) >= 3u);
+    std::this_thread::sleep_for(6s); // the scenario: frozen for 2 leases
+    // Every node's store calls time out (none is stuck in a call): by now, or a little later.
+    auto timed_out = [](const std::string &text) {
+        return text.find("no answer within the query timeout") != std::string::npos ||
+               text.find("no connection within") != std::string::npos;
+    };
+    eventually(
+        [&] {
+            return std::all_of(errs.begin(), errs.end(),
+                               [&](const std::string &e) { return timed_out(slurp(e)); });
+        },
+        "every node's store calls time out", 10s);
+    c.pg.signal_all(SIGCONT);
+    const auto thawed = read_ledger(c.ledger).size();
+    eventually([&] { return read_ledger(c.ledger).size() >= thawed + 60; }, "firing resumes", 60s);
+    for (auto &n : nodes)
+        n->kill(SIGTERM);
+    for (auto &n : nodes)
+        BOOST_TEST(n->wait(30s) == 0);
+    BOOST_TEST(c.check_every_fire_once(10) >= 10u * 10);
+    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
+               "0");
+}
+
+// R5, frozen inside a transaction: n1 is stopped (SIGSTOP by the fault point) inside its
+// release, after its UPDATE locked the rows of the schedules it fired and before the COMMIT.
+// n2's SKIP LOCKED passes locked rows by, so without help those schedules would stay
+// unfired for as long as n1 stays frozen. The store's sessions end when idle inside a
+// transaction for twice the query timeout (10 s here): then n2 fires them all again, and
+// after SIGCONT n1 finds its connection gone, goes on, and every fire has exactly one job.
+BOOST_AUTO_TEST_CASE(r5_a_node_frozen_inside_a_transaction_blocks_nobody_for_long) {
+    Cluster c;
+    c.poll = "200";
+    const auto n1_err = c.dir / "n1.err";
+    Node n2(c.node("n2", "local", 10, "0", "3", "5"));
+    eventually([&] { return read_ledger(c.ledger).size() >= 20; }, "n2 fires", 30s);
+    Node n1(c.node("n1", "local", 10, "0", "3", "5"),
+            {"ASCHED_FAULTPOINTS=release.before_commit=stop"}, {}, n1_err);
+    eventually(
+        [&] {
+            return slurp(n1_err).find("fault point release.before_commit hit") != std::string::npos;
+        },
+        "n1 stopped inside its release", 30s);
+    const auto stopped_us = now_us();
+    // Every schedule fires again, on n2, once the server has ended n1's idle session.
+    eventually(
+        [&] {
+            std::set<std::string> fired_after;
+            for (auto &l : read_ledger(c.ledger))
+                if (l.fire_us > stopped_us + 1'000'000)
+                    fired_after.insert(l.schedule_id);
+            return fired_after.size() == 10;
+        },
+        "every schedule fires again while n1 is frozen", 40s);
+    n1.kill(SIGCONT);
+    const auto seen = read_ledger(c.ledger).size();
+    eventually([&] { return read_ledger(c.ledger).size() >= seen + 20; }, "work goes on", 30s);
+    stop_all({&n1, &n2});
+    BOOST_TEST(c.check_every_fire_once(10) >= 10u * 10);
+}
+
+// R10: half-open connections. n1 reaches PostgreSQL (its store and its LISTEN connection)
+// through a chaos proxy, n2 directly. The proxy blackholes n1's connections for 12 s: open
+// and silent. n1's dead listener is found within the heartbeat (5 s + 5 s), its store calls
+// time out and it backs off without spinning (under 5% CPU meanwhile); n2 fires every
+// schedule (n1's leases lapse); once the route is back n1 works again, every fire one job.
+BOOST_AUTO_TEST_CASE(r10_a_blackholed_node_times_out_without_spinning_and_comes_back) {
+    Cluster c;
+    c.poll = "200";
+    asched::test::ChaosProxy proxy(c.pg.port());
+    const auto via_proxy = "postgres:host=127.0.0.1 port=" + std::to_string(proxy.port()) +
+                           " user=asched dbname=postgres connect_timeout=5";
+    auto n1_args = c.node("n1", via_proxy, 10, "0", "3", "5");
+    BOOST_REQUIRE(n1_args[0] == "--store");
+    n1_args[1] = via_proxy;
+    const auto n1_err = c.dir / "n1.err";
+    Node n1(n1_args, {}, {}, n1_err);
+    Node n2(c.node("n2", "postgres:" + c.pg.conninfo(), 10, "0", "3", "5"));
+    auto ran_on_n1 = [&](std::int64_t after_us) {
+        const auto ledger = read_ledger(c.ledger);
+        return std::count_if(ledger.begin(), ledger.end(), [&](const LedgerLine &l) {
+            return l.identity == "n1" && l.start_us > after_us;
+        });
+    };
+    eventually([&] { return ran_on_n1(0) >= 5; }, "n1 works through the proxy", 30s);
+
+    proxy.blackhole();
+    const auto holed_us = now_us();
+    const auto cpu_before = cpu_seconds(n1.pid());
+    eventually(
+        [&] { return slurp(n1_err).find("postgres broker: listening at") != std::string::npos; },
+        "n1 finds its listener dead", 12s);
+    eventually(
+        [&] {
+            const auto text = slurp(n1_err);
+            return text.find("no answer within the query timeout") != std::string::npos ||
+                   text.find("no connection within") != std::string::npos;
+        },
+        "n1's store calls time out", 12s);
+    std::this_thread::sleep_for(std::chrono::microseconds(holed_us + 12'000'000 - now_us()));
+    const double cpu = (cpu_seconds(n1.pid()) - cpu_before) / 12.0;
+    BOOST_TEST_MESSAGE("R10: n1 used " << cpu * 100 << "% CPU while blackholed");
+    BOOST_TEST(cpu < 0.05);
+    // Meanwhile n2 fired everything, n1's schedules too once their leases lapsed (or once the
+    // server ended n1's session, had the blackhole caught it inside a transaction).
+    std::set<std::string> fired;
+    for (auto &l : read_ledger(c.ledger))
+        if (l.fire_us > holed_us + 2'000'000)
+            fired.insert(l.schedule_id);
+    BOOST_TEST(fired.size() == 10u);
+
+    proxy.pass();
+    const auto restored_us = now_us();
+    eventually([&] { return ran_on_n1(restored_us) >= 5; }, "n1 works again", 40s);
+    stop_all({&n1, &n2});
+    BOOST_TEST(c.check_every_fire_once(10) >= 10u * 12);
 }
 
 // R5: a zombie node. n1 is frozen (SIGSTOP) for three leases while it holds job leases (and
@@ -462,7 +604,7 @@ BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire
     BOOST_TEST_MESSAGE("R2 seed " << seed);
     std::mt19937 rng(seed);
     for (const std::string point : {"after_job_insert", "before_commit", "after_commit_before_ack"})
-        for (int i = 0; i < 5; ++i) {
+        for (int i = 0, n = soak() ? 20 : 5; i < n; ++i) {
             const auto at = std::to_string(std::uniform_int_distribution<int>(1, 2)(rng));
             Node dies(c.node("n1", "local", 10, "0", "2", "5"),
                       {"ASCHED_FAULTPOINTS=release." + point + "=kill@" + at});
@@ -471,10 +613,7 @@ BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire
     Node n1(c.node("n1", "local", 10, "0", "2", "5"));
     const auto seen = read_ledger(c.ledger).size();
     eventually([&] { return read_ledger(c.ledger).size() >= seen + 30; }, "work goes on", 60s);
-    n1.kill(SIGTERM);
-    peer.kill(SIGTERM);
-    BOOST_TEST(n1.wait(30s) == 0);
-    BOOST_TEST(peer.wait(30s) == 0);
+    stop_all({&n1, &peer});
     BOOST_TEST(c.check_every_fire_once(10) >= 10u * 10);
 }
 
@@ -485,12 +624,16 @@ BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire
 BOOST_AUTO_TEST_CASE(r11_a_connection_dropped_around_commit_never_loses_or_doubles_a_fire) {
     Cluster c;
     c.poll = "100";
-    // Each entry counts the hits of its point: 7 releases drop 5 connections.
+    // Each entry counts the hits of its point: 7 releases drop 5 connections (in the soak,
+    // 70 releases drop 50).
+    const int rounds = soak() ? 10 : 1;
     std::string faults = "ASCHED_FAULTPOINTS=";
-    for (const char *hit : {"1", "3", "5"})
-        faults += std::string("release.after_commit_before_ack=drop@") + hit + ",";
-    for (const char *hit : {"2", "4"})
-        faults += std::string("release.before_commit=drop@") + hit + ",";
+    for (int r = 0; r < rounds; ++r) {
+        for (int hit : {1, 3, 5})
+            faults += "release.after_commit_before_ack=drop@" + std::to_string(r * 5 + hit) + ",";
+        for (int hit : {2, 4})
+            faults += "release.before_commit=drop@" + std::to_string(r * 7 + hit) + ",";
+    }
     faults.pop_back();
     const auto n1_err = c.dir / "n1.err";
     Node n1(c.node("n1", "local", 10, "0", "2", "5"), {faults}, {}, n1_err);
@@ -503,13 +646,11 @@ BOOST_AUTO_TEST_CASE(r11_a_connection_dropped_around_commit_never_loses_or_doubl
             ++n;
         return n;
     };
-    eventually([&] { return drops() >= 5; }, "5 connections dropped around a COMMIT", 90s);
+    eventually([&] { return drops() >= std::size_t(5 * rounds); },
+               "connections dropped around a COMMIT", std::chrono::seconds(90 * rounds));
     const auto seen = read_ledger(c.ledger).size();
     eventually([&] { return read_ledger(c.ledger).size() >= seen + 30; }, "work goes on", 60s);
-    n1.kill(SIGTERM);
-    n2.kill(SIGTERM);
-    BOOST_TEST(n1.wait(30s) == 0);
-    BOOST_TEST(n2.wait(30s) == 0);
+    stop_all({&n1, &n2});
     BOOST_TEST(slurp(n1_err).find("the connection was dropped at fault point") !=
                std::string::npos);
     BOOST_TEST(c.check_every_fire_once(10) >= 10u * 10);

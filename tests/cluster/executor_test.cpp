@@ -149,42 +149,20 @@ bool alive(pid_t pid) {
     return ::kill(pid, 0) == 0;
 }
 
-// Children of the fork server (from /proc), to see that a cancelled job's child is gone.
-std::vector<pid_t> children_of(pid_t parent) {
-    std::vector<pid_t> out;
-    for (auto &entry : std::filesystem::directory_iterator("/proc")) {
-        const auto name = entry.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos)
-            continue;
-        std::ifstream stat(entry.path() / "stat");
-        std::string line;
-        std::getline(stat, line);
-        const auto close = line.rfind(')');
-        if (close == std::string::npos)
-            continue;
-        std::istringstream rest(line.substr(close + 2));
-        char state;
-        pid_t ppid;
-        rest >> state >> ppid;
-        if (ppid == parent && state != 'Z')
-            out.push_back(std::stoi(name));
-    }
-    return out;
-}
-
 asio::awaitable<void> cancel_kills_the_child(AsyncScheduler &s) {
     co_await register_process_tasks(s);
     co_await s.start_in_background();
     JobOptions keep{.result_expiration_time = 1h};
     auto id = co_await s.add_job("sleep", keep);
     const pid_t server = Launched::executor->server_pid();
-    co_await test::eventually([&] { return children_of(server).size() == 1; }, "child running");
-    const pid_t child = children_of(server).front();
+    co_await test::eventually([&] { return test::children_of(server).size() == 1; },
+                              "child running");
+    const pid_t child = test::children_of(server).front();
     co_await s.stop(); // grace 100 ms, then cancelled: SIGTERM
     co_await s.wait_until_stopped();
     auto r = co_await s.get_job_result(id, false);
     BOOST_TEST(r->outcome == JobOutcome::cancelled);
-    co_await test::eventually([&] { return !alive(child) || children_of(server).empty(); },
+    co_await test::eventually([&] { return !alive(child) || test::children_of(server).empty(); },
                               "child gone");
 }
 
@@ -199,18 +177,20 @@ asio::awaitable<void> timeout_and_cancel_kill_the_child(AsyncScheduler &s) {
     auto r = co_await s.get_job_result(timed);
     BOOST_REQUIRE(r);
     BOOST_TEST(r->outcome == JobOutcome::timed_out);
-    co_await test::eventually([&] { return children_of(server).empty(); }, "timed-out child gone");
+    co_await test::eventually([&] { return test::children_of(server).empty(); },
+                              "timed-out child gone");
 
     JobOptions keep{.result_expiration_time = 1h};
     auto id = co_await s.add_job("sleep", keep);
-    co_await test::eventually([&] { return children_of(server).size() == 1; }, "child running");
-    const pid_t child = children_of(server).front();
+    co_await test::eventually([&] { return test::children_of(server).size() == 1; },
+                              "child running");
+    const pid_t child = test::children_of(server).front();
     const auto how = co_await s.cancel_job(id);
     BOOST_TEST((how == JobCancellation::requested));
     auto c = co_await s.get_job_result(id);
     BOOST_REQUIRE(c);
     BOOST_TEST(c->outcome == JobOutcome::cancelled);
-    co_await test::eventually([&] { return !alive(child) || children_of(server).empty(); },
+    co_await test::eventually([&] { return !alive(child) || test::children_of(server).empty(); },
                               "cancelled child gone");
     JobOptions two{.args = {2, 3}};
     BOOST_TEST((co_await s.run_job("add", two)) == 5);
@@ -301,7 +281,7 @@ asio::awaitable<void> cancel_a_command(AsyncScheduler &s) {
     auto id = co_await s.add_job("sleeper", keep);
     // The command's own process, by name: the test process may have other children.
     auto sleeping = [] {
-        for (pid_t p : children_of(::getpid())) {
+        for (pid_t p : test::children_of(::getpid())) {
             std::ifstream comm("/proc/" + std::to_string(p) + "/comm");
             std::string name;
             std::getline(comm, name);

@@ -84,6 +84,14 @@ class Node {
     pid_t pid_ = -1;
 };
 
+/// SIGTERM to every node at once, then each must exit 0 (a graceful stop) within 30 s.
+inline void stop_all(std::initializer_list<Node *> nodes) {
+    for (Node *n : nodes)
+        n->kill(SIGTERM);
+    for (Node *n : nodes)
+        BOOST_TEST(n->wait(30s) == 0);
+}
+
 struct LedgerLine {
     std::string job_id, schedule_id;
     std::int64_t fire_us = 0;
@@ -137,6 +145,29 @@ struct Dir {
     }
     std::string operator/(const char *name) const { return (path / name).string(); }
 };
+
+/// CPU time (user + system) a process has used so far, in seconds.
+inline double cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    // "pid (comm) state ppid ...": utime and stime are fields 14 and 15, the 12th and 13th
+    // after the comm's closing parenthesis.
+    std::istringstream rest(line.substr(line.rfind(')') + 1));
+    std::string field;
+    for (int i = 0; i < 11; ++i)
+        rest >> field;
+    long utime = 0, stime = 0;
+    rest >> utime >> stime;
+    return double(utime + stime) / double(::sysconf(_SC_CLK_TCK));
+}
+
+/// `scripts/run.sh soak` sets ASCHED_SOAK=1: the scenarios run their long variants (more
+/// kills, longer runs). CI runs the short ones.
+inline bool soak() {
+    const char *v = std::getenv("ASCHED_SOAK");
+    return v && *v && std::string(v) != "0";
+}
 
 inline std::int64_t now_us() {
     return std::chrono::duration_cast<std::chrono::microseconds>(

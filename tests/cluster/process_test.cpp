@@ -339,7 +339,7 @@ BOOST_AUTO_TEST_CASE(r12_sigkill_at_random_points_keeps_one_file_sound) {
     const auto seed = std::random_device{}();
     BOOST_TEST_MESSAGE("R12 seed " << seed);
     std::mt19937 rng(seed);
-    for (int round = 0; round < 5; ++round) {
+    for (int round = 0, rounds = soak() ? 50 : 5; round < rounds; ++round) {
         const auto seen = read_ledger(dir / "ledger").size();
         const auto more = std::uniform_int_distribution<std::size_t>(1, 40)(rng);
         eventually([&] { return read_ledger(dir / "ledger").size() >= seen + more; },
@@ -384,7 +384,7 @@ BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire
     BOOST_TEST_MESSAGE("R2 seed " << seed);
     std::mt19937 rng(seed);
     for (const std::string point : {"after_job_insert", "before_commit", "after_commit_before_ack"})
-        for (int i = 0; i < 5; ++i) {
+        for (int i = 0, n = soak() ? 20 : 5; i < n; ++i) {
             const auto at = std::to_string(std::uniform_int_distribution<int>(1, 4)(rng));
             Node dies(args("n1"), {"ASCHED_FAULTPOINTS=release." + point + "=kill@" + at});
             BOOST_TEST(dies.wait(60s) == 128 + SIGKILL, point << "@" << at);

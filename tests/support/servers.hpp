@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include <filesystem>
+#include <fstream>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
@@ -180,6 +181,20 @@ class PostgresServer {
             return;
         running_ = false;
         run_command(as_owner({bin("pg_ctl"), "-D", data(), "-m", "immediate", "-w", "stop"}));
+    }
+    /// Sends `sig` to the postmaster and every process it forked (backends, checkpointer,
+    /// WAL writer...): SIGSTOP freezes the server with its TCP connections open, SIGCONT
+    /// thaws it. Returns how many processes got it.
+    std::size_t signal_all(int sig) {
+        pid_t postmaster = 0;
+        std::ifstream(data() + "/postmaster.pid") >> postmaster;
+        if (postmaster <= 0)
+            throw std::runtime_error("postmaster.pid names no process");
+        std::vector<pid_t> pids = children_of(postmaster);
+        pids.push_back(postmaster);
+        for (const pid_t pid : pids)
+            ::kill(pid, sig);
+        return pids.size();
     }
 
   private:

@@ -8,14 +8,18 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace asched::test {
 
@@ -89,6 +93,30 @@ T run(asio::io_context &ioc, asio::awaitable<T> op,
         ioc.run_for(std::chrono::milliseconds(2));
     }
     return out->take();
+}
+
+/// The live (not zombie) children of `parent`, read from /proc.
+inline std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> out;
+    for (const auto &entry : std::filesystem::directory_iterator("/proc")) {
+        const auto name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::ifstream stat(entry.path() / "stat");
+        std::string line;
+        std::getline(stat, line);
+        // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+        const auto close = line.rfind(')');
+        if (close == std::string::npos)
+            continue;
+        std::istringstream rest(line.substr(close + 1));
+        char state = 0;
+        pid_t ppid = 0;
+        rest >> state >> ppid;
+        if (ppid == parent && state != 'Z')
+            out.push_back(std::stoi(name));
+    }
+    return out;
 }
 
 /// A fresh directory under the system temp dir, removed with everything in it at scope exit.

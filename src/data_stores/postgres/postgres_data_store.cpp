@@ -1335,10 +1335,20 @@ asio::awaitable<void> PostgresDataStore::start(StoreContext context) {
         context.clock = std::make_shared<SystemClock>();
     impl_->context = std::move(context);
     auto home = co_await asio::this_coro::executor;
+    // A node that goes silent in the middle of a transaction (a half-open connection, a
+    // frozen process) would hold its row locks for as long as the server keeps the session,
+    // and every other node's SKIP LOCKED would pass those schedules by: the server ends a
+    // session idle inside a transaction for twice the query timeout (the node's own calls
+    // have given up by then).
+    const auto idle_limit =
+        std::max<duration>(2 * impl_->options.query_timeout, std::chrono::seconds(1));
+    const auto setup =
+        fmt::format("SET idle_in_transaction_session_timeout = {}",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(idle_limit).count());
     if (!impl_->pool)
         impl_->pool =
             std::make_shared<pg::Pool>(home, impl_->options.conninfo, impl_->options.pool_size,
-                                       impl_->options.connect_timeout);
+                                       impl_->options.connect_timeout, setup);
     auto call = transact<Unit>(impl_, &op_migrate);
     co_await std::move(call);
 }
