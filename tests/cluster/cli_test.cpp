@@ -328,4 +328,80 @@ BOOST_AUTO_TEST_CASE(r12_a_store_this_user_cannot_write_is_refused_at_start) {
     BOOST_TEST(cli({"store", "check"}).status == 0);
 }
 
+// R19 as a black box: the `asched` tool under Debian's faketime across New York's fall-back
+// night (2026-11-01: 02:00 EDT becomes 01:00 EST, so 01:00-01:59 happens twice). A worker
+// runs `*/30 1 * * *` in America/New_York for a few seconds around each expected fire, its
+// clock started 2 s before it; the SQLite file carries the schedule from one run to the next.
+// The hour that occurs twice fires twice, nothing else fires, and the next fire is the next
+// day's 01:00 EST.
+BOOST_AUTO_TEST_CASE(r19_a_fall_back_night_under_faketime) {
+    Cli cli;
+    cli.store = "sqlite:" + cli.dir / "dst.db";
+    // libfaketime preloaded into the tool itself (the `faketime` command would fork and wait,
+    // and a signal to it would not reach the tool): the wall clock starts at `at` (UTC) and
+    // runs; the monotonic clock is left alone.
+    std::string lib;
+    for (const auto &arch : std::filesystem::directory_iterator("/usr/lib"))
+        if (std::filesystem::exists(arch.path() / "faketime/libfaketimeMT.so.1"))
+            lib = (arch.path() / "faketime/libfaketimeMT.so.1").string();
+    BOOST_REQUIRE_MESSAGE(!lib.empty(), "libfaketime is not installed (package faketime)");
+    auto faked = [&](const std::string &at, std::vector<std::string> args) {
+        args.insert(args.begin(),
+                    {"env", "TZ=UTC", "LD_PRELOAD=" + lib, "FAKETIME=@" + at,
+                     "FAKETIME_DONT_FAKE_MONOTONIC=1", ASCHED_CLI, "--store", cli.store});
+        return args;
+    };
+    auto worker = [&](const std::string &at) {
+        return spawn_program(faked(at, {"worker", "--identity", "dst", "--poll-interval", "0.1",
+                                        "--task", "tick=true"}),
+                             cli.dir / "worker.out", cli.dir / "worker.err");
+    };
+    auto results = [&] { return cli.json_of({"results", "list", "--schedule", "dst"}); };
+
+    pid_t w = worker("2026-11-01 04:00:00"); // registers the task "tick"
+    eventually(
+        [&] {
+            return cli({"--json", "tasks", "list"}).out.find("tick") != std::string::npos;
+        },
+        "the worker registered its task");
+    ::kill(w, SIGTERM);
+    BOOST_TEST(wait_exit(w, 60s) == 0);
+    const Ran added = [&] {
+        Ran r;
+        r.status =
+            wait_exit(spawn_program(faked("2026-11-01 04:00:10",
+                                          {"schedules", "add", "tick", "--id", "dst", "--cron",
+                                           "*/30 1 * * *", "--timezone", "America/New_York",
+                                           "--keep-results", "34560000"}),
+                                    cli.dir / "add.out", cli.dir / "add.err"),
+                      60s);
+        r.err = slurp(cli.dir / "add.err");
+        return r;
+    }();
+    BOOST_TEST_REQUIRE(added.status == 0, added.err);
+
+    const std::vector<std::string> fires{"2026-11-01T05:00:00Z", "2026-11-01T05:30:00Z",
+                                         "2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z"};
+    for (std::size_t i = 0; i < fires.size(); ++i) {
+        const auto start = asched::format_time(asched::parse_time(fires[i]) - 2s);
+        w = worker(start.substr(0, 10) + " " + start.substr(11, 8));
+        eventually([&] { return results().size() == i + 1; }, "the fire's job ran", 30s);
+        ::kill(w, SIGTERM);
+        BOOST_TEST(wait_exit(w, 60s) == 0);
+    }
+    std::vector<asched::time_point> got;
+    for (const auto &r : results()) {
+        BOOST_TEST(r.at("outcome") == "success");
+        got.push_back(asched::parse_time(r.at("scheduled_fire_time").get<std::string>()));
+    }
+    std::sort(got.begin(), got.end());
+    std::vector<asched::time_point> expected;
+    for (const auto &f : fires)
+        expected.push_back(asched::parse_time(f));
+    BOOST_TEST(got == expected, boost::test_tools::per_element());
+    const json schedule = cli.json_of({"schedules", "show", "dst"});
+    BOOST_TEST(asched::parse_time(schedule.at("next_fire_time").get<std::string>()) ==
+               asched::parse_time("2026-11-02T06:00:00Z"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

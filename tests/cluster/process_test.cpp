@@ -317,10 +317,10 @@ BOOST_AUTO_TEST_CASE(r24_a_kill_in_the_middle_of_a_migration_leaves_the_file_as_
 }
 
 // R12 (short variant): three nodes on one file; a random node is SIGKILLed at a random point
-// (after a random number of further jobs) five times and restarted under its identity. The
-// file passes integrity_check after every kill, and in the end every fire from the start to
-// each schedule's last fire has exactly one job (a result, abandoned included, or queued),
-// none run twice.
+// (after a random number of further jobs) twenty times (fifty in the soak) and restarted
+// under its identity. The file passes integrity_check after every kill, and in the end every
+// fire from the start to each schedule's last fire has exactly one job (a result, abandoned
+// included, or queued), none run twice.
 BOOST_AUTO_TEST_CASE(r12_sigkill_at_random_points_keeps_one_file_sound) {
     Dir dir;
     const auto db = dir / "a.db";
@@ -339,7 +339,7 @@ BOOST_AUTO_TEST_CASE(r12_sigkill_at_random_points_keeps_one_file_sound) {
     const auto seed = std::random_device{}();
     BOOST_TEST_MESSAGE("R12 seed " << seed);
     std::mt19937 rng(seed);
-    for (int round = 0, rounds = soak() ? 50 : 5; round < rounds; ++round) {
+    for (int round = 0, rounds = soak() ? 50 : 20; round < rounds; ++round) {
         const auto seen = read_ledger(dir / "ledger").size();
         const auto more = std::uniform_int_distribution<std::size_t>(1, 40)(rng);
         eventually([&] { return read_ledger(dir / "ledger").size() >= seen + more; },
