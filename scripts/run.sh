@@ -28,9 +28,9 @@ build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libsqlite3-dev libhiredis-dev libpq-dev libcli11-dev libhttp-parser-dev)
 # chromium and chromium-driver: the dashboard's test in a real headless browser; spdlog: the
 # structured-logging example (optional in a user's build); faketime: R19's run of the tool
-# across a daylight-saving night.
+# across a daylight-saving night; pgbouncer: R14's broker behind a pooler.
 test_packages=(libboost-test-dev clang-14 libclang-rt-14-dev clang-format-14 redis-server postgresql
-               debootstrap chromium chromium-driver libspdlog-dev faketime)
+               debootstrap chromium chromium-driver libspdlog-dev faketime pgbouncer)
 bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
 # The peers, pinned so runs compare like with like.
 npm_peers=(croner@11.0.1 cron-parser@5.10.5)

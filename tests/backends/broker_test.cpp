@@ -258,6 +258,67 @@ asio::awaitable<void> a_terminated_listener_is_replaced(std::shared_ptr<Postgres
     co_await b->stop();
 }
 
+// R14: a broker that reaches PostgreSQL through PgBouncer in transaction mode, where LISTEN
+// binds to whichever server connection ran it and notifications are lost. Its listener's
+// probe never comes back: the broker says why and runs poll-only (not listening, sending
+// nothing), publishing still delivers locally, and stopping is clean. The same broker pointed
+// at the server passes its probe and listens.
+asio::awaitable<void> pgbouncer_in_transaction_mode_is_run_poll_only(
+    std::shared_ptr<PostgresEventBroker> behind, std::shared_ptr<PostgresEventBroker> direct,
+    std::shared_ptr<std::vector<std::string>> warnings, Logger logger) {
+    co_await start(behind, logger);
+    co_await start(direct, logger);
+    co_await eventually([&] { return behind->poll_only(); }, "the probe found no way back", 20s);
+    BOOST_TEST(!behind->listening());
+    BOOST_TEST(!behind->connected());
+    const auto said = std::find_if(warnings->begin(), warnings->end(), [](const std::string &w) {
+        return w.find("PgBouncer in transaction mode") != std::string::npos;
+    });
+    BOOST_REQUIRE(said != warnings->end());
+    BOOST_TEST(said->find("runs poll-only") != std::string::npos, *said);
+    co_await eventually([&] { return up(*direct); }, "the direct broker listens", 20s);
+    // Give the direct broker's probe time to come back (or not): it must stay listening.
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer pause(ex, std::chrono::milliseconds(700));
+    co_await pause.async_wait(asio::use_awaitable);
+    BOOST_TEST(!direct->poll_only());
+    BOOST_TEST(up(*direct));
+    Inbox local;
+    auto sub =
+        behind->subscribe([&](const Event &e) { local.events.push_back(e); }, all_events, ex);
+    std::vector<Event> one{job_added(6)};
+    co_await publish_all(behind, one);
+    co_await eventually([&] { return !local.ids().empty(); }, "delivered locally");
+    BOOST_TEST(local.ids() == std::vector<std::string>{"job-6"});
+    co_await behind->stop();
+    co_await direct->stop();
+}
+
+// The other side of R14: through PgBouncer in session mode (one server connection per client
+// for its whole session) notifications pass; the probe comes back and the broker listens.
+asio::awaitable<void>
+pgbouncer_in_session_mode_passes_notifications(std::shared_ptr<PostgresEventBroker> behind,
+                                               std::shared_ptr<PostgresEventBroker> direct,
+                                               Logger logger) {
+    co_await start(behind, logger);
+    co_await start(direct, logger);
+    co_await eventually([&] { return up(*behind) && up(*direct); }, "both listening", 20s);
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer pause(ex, std::chrono::milliseconds(700)); // past the probe's 500 ms
+    co_await pause.async_wait(asio::use_awaitable);
+    BOOST_TEST(!behind->poll_only());
+    BOOST_TEST(up(*behind));
+    Inbox at_behind;
+    auto sub =
+        behind->subscribe([&](const Event &e) { at_behind.events.push_back(e); }, all_events, ex);
+    std::vector<Event> one{job_added(8)};
+    co_await publish_all(direct, one);
+    co_await eventually([&] { return !at_behind.ids().empty(); }, "an event through PgBouncer");
+    BOOST_TEST(at_behind.ids() == std::vector<std::string>{"job-8"});
+    co_await behind->stop();
+    co_await direct->stop();
+}
+
 // A frozen redis-server (SIGSTOP: connections stay open, nothing answers) is found by the
 // subscribed connection's PING within heartbeat_interval + heartbeat_timeout; once it thaws,
 // both brokers subscribe again and events flow, each once.
@@ -351,6 +412,32 @@ BOOST_FIXTURE_TEST_CASE(postgres_a_terminated_listener_is_replaced, BrokerFixtur
     PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(), .channel = "terminate_test"};
     run(a_terminated_listener_is_replaced(std::make_shared<PostgresEventBroker>(o),
                                           std::make_shared<PostgresEventBroker>(o), quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(postgres_through_pgbouncer_in_transaction_mode_runs_poll_only,
+                        BrokerFixture) {
+    test::PgBouncer bouncer(postgres(), "transaction");
+    const auto probe = std::chrono::milliseconds(500);
+    PostgresEventBrokerOptions behind{.conninfo = bouncer.conninfo(), .channel = "bouncer_test"};
+    behind.listen_probe_timeout = probe;
+    PostgresEventBrokerOptions direct{.conninfo = postgres().conninfo(), .channel = "bouncer_test"};
+    direct.listen_probe_timeout = probe;
+    auto warnings = std::make_shared<std::vector<std::string>>();
+    Logger logger{LogLevel::warning,
+                  [warnings](LogLevel, std::string_view m) { warnings->emplace_back(m); }};
+    run(pgbouncer_in_transaction_mode_is_run_poll_only(
+        std::make_shared<PostgresEventBroker>(behind),
+        std::make_shared<PostgresEventBroker>(direct), warnings, logger));
+}
+
+BOOST_FIXTURE_TEST_CASE(postgres_through_pgbouncer_in_session_mode_listens, BrokerFixture) {
+    test::PgBouncer bouncer(postgres(), "session");
+    PostgresEventBrokerOptions behind{.conninfo = bouncer.conninfo(), .channel = "session_test"};
+    behind.listen_probe_timeout = std::chrono::milliseconds(500);
+    PostgresEventBrokerOptions direct{.conninfo = postgres().conninfo(), .channel = "session_test"};
+    run(pgbouncer_in_session_mode_passes_notifications(
+        std::make_shared<PostgresEventBroker>(behind),
+        std::make_shared<PostgresEventBroker>(direct), quiet));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

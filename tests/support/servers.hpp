@@ -217,6 +217,59 @@ class PostgresServer {
     bool running_ = false;
 };
 
+/// Debian's pgbouncer in front of `server`, on a free loopback port, in `pool_mode` (R14:
+/// "transaction"), trust authentication for the role "asched", 2 server connections per pool.
+/// Run as root, it runs as the "postgres" user (it refuses root). Stopped with SIGINT.
+class PgBouncer {
+  public:
+    PgBouncer(const PostgresServer &server, const std::string &pool_mode) : port_(free_port()) {
+        if (::getuid() == 0) {
+            const passwd *pw = ::getpwnam("postgres");
+            if (!pw || ::chown(dir_.path("").c_str(), pw->pw_uid, pw->pw_gid) != 0)
+                throw std::runtime_error("cannot hand the temporary directory to 'postgres'");
+        }
+        std::ofstream(dir_.path("userlist.txt")) << "\"asched\" \"\"\n";
+        std::ofstream(dir_.path("pgbouncer.ini"))
+            << "[databases]\npostgres = host=127.0.0.1 port=" << server.port()
+            << " dbname=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = " << port_
+            << "\nunix_socket_dir =\nauth_type = trust\nauth_file = " << dir_.path("userlist.txt")
+            << "\npool_mode = " << pool_mode
+            << "\ndefault_pool_size = 2\nlogfile = " << dir_.path("pgbouncer.log")
+            << "\npidfile = " << dir_.path("pgbouncer.pid")
+            << "\nignore_startup_parameters = extra_float_digits\n";
+        std::vector<std::string> argv{"/usr/sbin/pgbouncer", "-d", dir_.path("pgbouncer.ini")};
+        if (::getuid() == 0)
+            argv.insert(argv.begin(), {"runuser", "-u", "postgres", "--"});
+        run_command(argv);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (!accepts(port_)) {
+            if (std::chrono::steady_clock::now() > deadline)
+                throw std::runtime_error("pgbouncer did not start listening");
+            std::this_thread::sleep_for(std::chrono::milliseconds(10)); // bounded poll
+        }
+    }
+    ~PgBouncer() {
+        pid_t pid = 0;
+        std::ifstream(dir_.path("pgbouncer.pid")) >> pid;
+        if (pid > 0)
+            ::kill(pid, SIGINT);
+        for (int i = 0; i < 500 && pid > 0 && ::kill(pid, 0) == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10)); // bounded: 5 s
+    }
+    PgBouncer(const PgBouncer &) = delete;
+    PgBouncer &operator=(const PgBouncer &) = delete;
+
+    std::uint16_t port() const noexcept { return port_; }
+    std::string conninfo() const {
+        return "host=127.0.0.1 port=" + std::to_string(port_) +
+               " user=asched dbname=postgres connect_timeout=5";
+    }
+
+  private:
+    TempDir dir_;
+    std::uint16_t port_;
+};
+
 /// One PostgreSQL server for a whole test program (initdb takes seconds); tests separate
 /// their data by schema or channel. A test that stops it starts it again before it ends.
 inline PostgresServer &shared_postgres() {

@@ -22,6 +22,10 @@ struct PostgresEventBrokerOptions {
     duration heartbeat_timeout = std::chrono::seconds(5);
     /// Reconnection waits double from 100 ms up to this.
     std::chrono::milliseconds max_reconnect_delay{5000};
+    /// Each new listener sends itself a probe through the sending connection; when it has not
+    /// arrived within this, notifications do not pass (PgBouncer in transaction mode): the
+    /// broker logs a warning and runs poll-only (poll_only()).
+    duration listen_probe_timeout = std::chrono::seconds(5);
 };
 
 /// Publishes every event with NOTIFY and delivers what other nodes publish on the channel to
@@ -30,8 +34,9 @@ struct PostgresEventBrokerOptions {
 /// is delivered locally and not sent, with a warning. Two connections of its own (not the
 /// store's pool): one LISTENs, with a heartbeat; one sends NOTIFYs in batches. Both reconnect
 /// with capped backoff and LISTEN again. A lost notification costs latency only: every node
-/// also polls its store. NOTIFY does not pass PgBouncer in transaction mode: point the broker
-/// at the server itself.
+/// also polls its store. NOTIFY does not pass PgBouncer in transaction mode: each new listener
+/// checks that a notification it sends itself comes back, and when it does not, the broker
+/// says so and runs poll-only. Point it at the server itself.
 class PostgresEventBroker final : public EventBroker {
   public:
     explicit PostgresEventBroker(PostgresEventBrokerOptions options);
@@ -46,6 +51,9 @@ class PostgresEventBroker final : public EventBroker {
     /// How many times the listening connection was replaced (lost, or failed its heartbeat).
     std::uint64_t reconnects() const noexcept override;
     bool connected() const noexcept override { return listening(); }
+    /// True once the probe found that notifications do not reach the listener (a pooler in
+    /// transaction mode): the broker no longer listens or sends; delivery is local only.
+    bool poll_only() const noexcept;
 
     struct State;
 

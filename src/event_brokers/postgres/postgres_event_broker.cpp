@@ -14,6 +14,7 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <optional>
@@ -48,10 +49,20 @@ struct PostgresEventBroker::State : detail::NetworkBrokerState {
     std::atomic<bool> is_listening{false};
     std::atomic<std::uint64_t> reconnect_count{0};
     std::unique_ptr<pg::Connection> listener, notifier;
+    // The probe a new listener sends itself through the notifier: its number and text, the
+    // last one the notifier got to the server, and the last one the listener saw.
+    std::uint64_t probe_sent = 0, probe_written = 0, probe_seen = 0;
+    std::string probe_text;
+    std::atomic<bool> poll_only{false};
 
     void handle(const pg::Notification &n) {
         try {
             const auto message = json::parse(n.payload);
+            if (message.contains("p")) { // a listener's probe: this node's, or another's
+                if (message.at("o").get<std::string>() == origin)
+                    probe_seen = std::max(probe_seen, message.at("p").get<std::uint64_t>());
+                return;
+            }
             if (message.at("o").get<std::string>() == origin)
                 return; // published here: already delivered locally
             deliver(message.at("e").get<Event>());
@@ -83,6 +94,25 @@ asio::awaitable<std::unique_ptr<pg::Connection>> open(std::shared_ptr<State> sel
     co_return conn;
 }
 
+asio::awaitable<void> write_loop(std::shared_ptr<State> self);
+
+// The probe a new listener waits for never came: notifications sent on the server do not
+// reach the LISTENing connection. A pooler in transaction mode (PgBouncer's pool_mode =
+// transaction) does that: LISTEN binds to whichever server connection ran it, and that one is
+// handed to other clients. The broker stops listening and sending; the nodes poll.
+void go_poll_only(State &self) {
+    self.poll_only = true;
+    self.is_listening = false;
+    self.log(LogLevel::warning,
+             fmt::format("postgres broker: a NOTIFY sent on '{}' at {} did not come back to the "
+                         "LISTENing connection within {}: something between asched and "
+                         "PostgreSQL does not pass notifications (PgBouncer in transaction mode "
+                         "does not). The broker runs poll-only: nodes see each other's changes "
+                         "at their next poll. Point the broker at the server itself",
+                         self.options.channel, self.where,
+                         format_duration(self.options.listen_probe_timeout)));
+}
+
 asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
     auto delay = std::chrono::milliseconds(100);
     const std::string listen = "LISTEN " + pg::identifier(self->options.channel);
@@ -99,13 +129,44 @@ asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
             delay = std::chrono::milliseconds(100);
             self->log(LogLevel::info, fmt::format("postgres broker: listening on '{}' at {}",
                                                   self->options.channel, self->where));
+            // Does a notification sent by another connection reach this one?
+            const auto probe = ++self->probe_sent;
+            self->probe_text = json{{"o", self->origin}, {"p", probe}}.dump();
+            auto sent = detail::enqueue<State>(self, self->probe_text, &write_loop,
+                                               "postgres broker: the publishing loop");
+            co_await std::move(sent);
+            auto probe_deadline = pg::steady::now() + self->options.listen_probe_timeout;
             while (!self->stopping) {
-                const auto quiet_until = pg::steady::now() + self->options.heartbeat_interval;
+                const bool probing = self->probe_seen < probe;
+                if (probing && pg::steady::now() >= probe_deadline) {
+                    if (self->probe_written >= probe) { // sent, and not back yet
+                        // A listener that is itself dead or frozen fails this, and is replaced
+                        // as usual; a live one has read every notification by its answer.
+                        co_await self->listener->exec("SELECT 1", self->options.heartbeat_timeout);
+                        self->handle_all();
+                        if (self->probe_seen < probe) {
+                            go_poll_only(*self);
+                            self->listener.reset();
+                            co_return;
+                        }
+                        continue;
+                    }
+                    // The notifier could not send it (the server was away): again.
+                    auto again = detail::enqueue<State>(self, self->probe_text, &write_loop,
+                                                        "postgres broker: the publishing loop");
+                    co_await std::move(again);
+                    probe_deadline = pg::steady::now() + self->options.listen_probe_timeout;
+                }
+                auto quiet_until = pg::steady::now() + self->options.heartbeat_interval;
+                if (probing)
+                    quiet_until = std::min(quiet_until, probe_deadline);
                 const bool arrived = co_await self->listener->wait_input(quiet_until);
                 if (arrived) {
                     self->handle_all();
                     continue;
                 }
+                if (probing)
+                    continue; // the probe's deadline, not a quiet interval
                 // Quiet for a whole interval: is anyone still there?
                 co_await self->listener->exec("SELECT 1", self->options.heartbeat_timeout);
                 self->handle_all();
@@ -143,6 +204,8 @@ asio::awaitable<void> write_loop(std::shared_ptr<State> self) {
                 co_await self->notifier->query(
                     "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", std::move(params),
                     self->options.heartbeat_timeout);
+                if (std::find(batch.begin(), batch.end(), self->probe_text) != batch.end())
+                    self->probe_written = self->probe_sent;
                 break;
             } catch (const std::exception &e) {
                 self->notifier.reset();
@@ -209,6 +272,8 @@ asio::awaitable<void> PostgresEventBroker::publish(Event event) {
     publish_local(event);
     if (!state_->strand)
         co_return;
+    if (state_->poll_only)
+        co_return; // nothing would reach the other nodes: they poll
     auto message = payload(state_->origin, event);
     if (message.size() > max_payload) {
         state_->log(
@@ -226,6 +291,10 @@ asio::awaitable<void> PostgresEventBroker::publish(Event event) {
 
 bool PostgresEventBroker::listening() const noexcept {
     return state_->is_listening;
+}
+
+bool PostgresEventBroker::poll_only() const noexcept {
+    return state_->poll_only;
 }
 
 std::uint64_t PostgresEventBroker::reconnects() const noexcept {
