@@ -695,7 +695,11 @@ BOOST_AUTO_TEST_CASE(r16_nodes_with_skewed_clocks_fire_on_the_database_clock) {
         BOOST_TEST_CHECK(l.start_us - l.fire_us > -250'000, l.identity << " started early");
         BOOST_TEST_CHECK(l.start_us - l.fire_us < 1'500'000, l.identity << " started late");
     }
-    BOOST_TEST(who.size() == 3u); // the skewed nodes ran jobs too
+    // Which nodes ran jobs is a race each second (the first to poll after a fire takes every
+    // due schedule): not checked, since a node can lose all 8 rounds (seen once, on a machine
+    // busy with a build). Every node checks the offset at each poll, won or not: hence the
+    // warnings below; and a node ahead that wins a round shows in the sampler above.
+    BOOST_TEST_MESSAGE("R16: jobs ran on " << who.size() << " of the 3 nodes");
     const auto n1_err = slurp(c.dir / "n1.err"), n3_err = slurp(c.dir / "n3.err");
     BOOST_TEST(n1_err.find("clock offset: the store's clock runs") != std::string::npos);
     BOOST_TEST(n1_err.find("ahead of this node's") != std::string::npos);
