@@ -151,19 +151,19 @@ test)
     total=$((total + 1))
 
     echo "== 2/$stages RelWithDebInfo: library, tests, examples, benchmarks (-Werror)"
-    configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON
+    configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON -DASCHED_FAULTPOINTS=ON
     cmake --build build/ci -j "$jobs"
     run_ctest build/ci
 
     echo "== 3/$stages AddressSanitizer + UndefinedBehaviorSanitizer: unit, integration and backend tests"
-    configure build/asan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=address,undefined \
+    configure build/asan -DCMAKE_BUILD_TYPE=Debug -DASCHED_FAULTPOINTS=ON -DASCHED_SANITIZE=address,undefined \
         -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
     cmake --build build/asan -j "$jobs" --target asched_unit_tests asched_integration_tests asched_backend_tests
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
         run_ctest build/asan -R 'asched_(unit|integration|backend)_tests'
 
     echo "== 4/$stages ThreadSanitizer: the integration and backend tests (multi-threaded)"
-    configure build/tsan -DCMAKE_BUILD_TYPE=Debug -DASCHED_SANITIZE=thread \
+    configure build/tsan -DCMAKE_BUILD_TYPE=Debug -DASCHED_FAULTPOINTS=ON -DASCHED_SANITIZE=thread \
         -DASCHED_BUILD_EXAMPLES=OFF -DASCHED_BUILD_BENCH=OFF
     cmake --build build/tsan -j "$jobs" --target asched_integration_tests asched_backend_tests
     # Newer kernels randomise mmap beyond what TSan maps; run it without ASLR.
@@ -247,7 +247,7 @@ bench)
 soak)
     install_missing "${build_packages[@]}" "${test_packages[@]}"
     start=$(date +%s)
-    configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON
+    configure build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASCHED_WERROR=ON -DASCHED_FAULTPOINTS=ON
     cmake --build build/ci -j "$jobs" --target asched_cluster_tests asched_test_node
     (cd build/ci && ASCHED_SOAK=1 ./tests/asched_cluster_tests --report_level=short \
         --log_level=message) 2>&1 | tee build/soak.log

@@ -1,5 +1,7 @@
 #include "fault_points.hpp"
 
+#if ASCHED_FAULTPOINTS
+
 #include <asched/error.hpp>
 
 #include <fmt/format.h>
@@ -125,3 +127,5 @@ bool fault_point(const char *name) {
 }
 
 } // namespace asched::detail
+
+#endif // ASCHED_FAULTPOINTS

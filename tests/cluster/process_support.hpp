@@ -26,6 +26,14 @@ using namespace std::chrono_literals;
 
 using Clock = std::chrono::steady_clock;
 
+/// A precondition for the tests that select fault points: skipped, and saying why, in a build
+/// without them (-DASCHED_FAULTPOINTS=ON compiles them in; the test command's build does).
+inline boost::test_tools::assertion_result fault_points_compiled(boost::unit_test::test_unit_id) {
+    boost::test_tools::assertion_result compiled(ASCHED_FAULTPOINTS != 0);
+    compiled.message() << "needs fault points: configure with -DASCHED_FAULTPOINTS=ON";
+    return compiled;
+}
+
 // A child process running asched_test_node; killed if still running at scope exit.
 class Node {
   public:

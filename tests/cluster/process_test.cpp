@@ -266,7 +266,8 @@ BOOST_AUTO_TEST_CASE(r6_a_second_process_with_a_live_identity_refuses_to_start) 
     check_integrity(db);
 }
 
-BOOST_AUTO_TEST_CASE(r6_a_restart_with_the_same_identity_fires_within_a_poll_not_a_lease) {
+BOOST_AUTO_TEST_CASE(r6_a_restart_with_the_same_identity_fires_within_a_poll_not_a_lease,
+                     *boost::unit_test::precondition(asched::proc::fault_points_compiled)) {
     Dir dir;
     const auto db = dir / "a.db";
     // n1 dies right after leasing its schedule (for 60 s), before releasing it.
@@ -295,7 +296,8 @@ BOOST_AUTO_TEST_CASE(r6_a_restart_with_the_same_identity_fires_within_a_poll_not
 
 // R24: a node killed in the middle of migrating a new file (after 3 of the 4 steps, before the
 // commit) leaves it as it was; the next start migrates it whole and runs.
-BOOST_AUTO_TEST_CASE(r24_a_kill_in_the_middle_of_a_migration_leaves_the_file_as_it_was) {
+BOOST_AUTO_TEST_CASE(r24_a_kill_in_the_middle_of_a_migration_leaves_the_file_as_it_was,
+                     *boost::unit_test::precondition(asched::proc::fault_points_compiled)) {
     Dir dir;
     const auto db = dir / "a.db";
     auto args = [&](const char *run_for) {
@@ -368,7 +370,8 @@ BOOST_AUTO_TEST_CASE(r12_sigkill_at_random_points_keeps_one_file_sound) {
 // commit, after the commit before the scheduler hears of it), five times per point at a
 // random release, while n2 keeps running on the same file; each time n1 starts again under
 // its identity. The file stays sound, and every fire has exactly one job, none run twice.
-BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire) {
+BOOST_AUTO_TEST_CASE(r2_a_crash_inside_the_release_never_loses_or_doubles_a_fire,
+                     *boost::unit_test::precondition(asched::proc::fault_points_compiled)) {
     Dir dir;
     const auto db = dir / "a.db";
     const auto start_us = (now_us() / 1'000'000 + 2) * 1'000'000;
