@@ -29,6 +29,8 @@ struct NetworkBrokerState {
     bool writer_running = false;
     bool loop_finished = false;
     std::optional<asio::steady_timer> loop_done; // cancelled when the receive loop ends
+    asio::steady_timer *drain_timer = nullptr;   // stop()'s wait for the outbox; cancelled
+                                                 // when the write loop ends
 
     std::mutex owner_mutex;
     EventBroker *owner = nullptr; // cleared by the broker's destructor
@@ -45,10 +47,13 @@ struct NetworkBrokerState {
 
     void log(LogLevel level, std::string message) const { logger.log(level, std::move(message)); }
 
-    /// Creates the strand and timers; false when the broker was started already.
+    /// Creates the strand and timers; false when the broker was started already (and not
+    /// stopped since: a stopped broker starts again, on the new executor).
     bool prepare(asio::any_io_executor executor, Logger l) {
         if (strand)
             return false;
+        stopping = false;
+        loop_finished = false;
         logger = std::move(l);
         strand.emplace(asio::make_strand(executor));
         backoff.emplace(*strand);
@@ -65,10 +70,35 @@ struct NetworkBrokerState {
     }
 };
 
-/// Completes when the receive loop has ended (run on the strand).
+/// Completes when the receive loop and the write loop have ended (run on the strand).
 inline asio::awaitable<void> wait_loop_done(std::shared_ptr<NetworkBrokerState> self) {
-    while (!self->loop_finished)
+    while (!self->loop_finished || self->writer_running)
         co_await self->loop_done->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+}
+
+/// stop()'s first step (on the strand): events published just before it are sent, not
+/// dropped (a command-line tool publishes and stops at once); waits at most `limit`.
+template <class Duration>
+asio::awaitable<void> drain_outbox(std::shared_ptr<NetworkBrokerState> self, Duration limit) {
+    asio::steady_timer timer(*self->strand, limit);
+    self->drain_timer = &timer;
+    while (self->writer_running) {
+        auto [ec] = co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        if (!ec)
+            break; // the limit: close_all() ends the write loop, which says what it dropped
+    }
+    self->drain_timer = nullptr;
+}
+
+/// After stop(): drops every object bound to the executor the broker ran on (`release`: the
+/// broker's own connections; then the timers; the caller resets the strand off the strand).
+/// A broker may so outlive the io_context it ran on, as a stopped store does, and start again.
+template <class State>
+asio::awaitable<void> release_io(std::shared_ptr<State> self, void (*release)(State &)) {
+    release(*self);
+    self->backoff.reset();
+    self->loop_done.reset();
+    co_return;
 }
 
 /// Queues `message` and starts `write_loop(self)` unless it runs already (on the strand). The
@@ -82,6 +112,10 @@ asio::awaitable<void> enqueue(std::shared_ptr<State> self, std::string message,
         self->writer_running = true;
         asio::co_spawn(*self->strand, write_loop(self), [self, what](std::exception_ptr e) {
             self->writer_running = false;
+            if (self->loop_done)
+                self->loop_done->cancel(); // stop() may wait for it
+            if (self->drain_timer)
+                self->drain_timer->cancel();
             if (e)
                 self->log(LogLevel::error, std::string(what) + " ended with an internal error");
         });

@@ -106,6 +106,35 @@ asio::awaitable<void> delivery_contract(std::shared_ptr<EventBroker> b, Logger l
     co_await b->stop();
 }
 
+// Starts `b`, waits until it receives from its server (`connected`), stops it.
+asio::awaitable<void> starts_connected(std::shared_ptr<EventBroker> b,
+                                       std::function<bool()> connected, Logger logger) {
+    co_await start(b, logger);
+    co_await eventually(connected, "connected");
+    co_await b->stop();
+    BOOST_TEST(!connected());
+}
+
+// A node that publishes and stops at once (the `asched` tool does): the event still reaches
+// the others. stop() sends what waits first; before, it was dropped ("... not sent to other
+// nodes: ... stopped") because the sending connection was not open yet.
+asio::awaitable<void> published_just_before_stop_is_sent(std::shared_ptr<EventBroker> a,
+                                                         std::shared_ptr<EventBroker> b,
+                                                         std::function<bool()> b_up,
+                                                         Logger logger) {
+    co_await start(b, logger);
+    co_await eventually(b_up, "the other node listens");
+    auto ex = co_await asio::this_coro::executor;
+    Inbox at_b;
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
+    co_await start(a, logger);
+    std::vector<Event> one{job_added(7)};
+    co_await publish_all(a, one);
+    co_await a->stop();
+    co_await eventually([&] { return at_b.events.size() == 1; }, "the event at the other node");
+    co_await b->stop();
+}
+
 // Two nodes on one channel: each event reaches the other node once, and the publishing node
 // once (locally, not again through the server).
 template <class Broker>
@@ -352,6 +381,44 @@ BOOST_AUTO_TEST_SUITE(event_broker_contract)
 
 BOOST_DATA_TEST_CASE_F(BrokerFixture, delivers_in_order_by_mask, brokers, kind) {
     run(delivery_contract(make(kind), quiet));
+}
+
+// A stopped broker keeps nothing of the io_context it ran on: it may outlive it (the `asched`
+// tool keeps its broker past the blocking Scheduler that ran it: it crashed at exit before) and
+// start again on another one, connected again.
+BOOST_DATA_TEST_CASE_F(BrokerFixture, a_stopped_broker_outlives_its_io_context_and_starts_again,
+                       brokers, kind) {
+    auto b = make(kind);
+    {
+        asio::io_context first;
+        test::run(first, delivery_contract(b, quiet));
+    }
+    run(delivery_contract(b, quiet));
+    if (kind == "redis") {
+        auto r = std::static_pointer_cast<RedisEventBroker>(b);
+        run(starts_connected(
+            b, [r] { return up(*r); }, quiet));
+    }
+    if (kind == "postgres") {
+        auto p = std::static_pointer_cast<PostgresEventBroker>(b);
+        run(starts_connected(
+            b, [p] { return up(*p); }, quiet));
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(redis_an_event_published_just_before_stop_is_sent, BrokerFixture) {
+    redis.emplace();
+    RedisEventBrokerOptions o{.port = redis->port()};
+    auto b = std::make_shared<RedisEventBroker>(o);
+    run(published_just_before_stop_is_sent(
+        std::make_shared<RedisEventBroker>(o), b, [b] { return up(*b); }, quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(postgres_an_event_published_just_before_stop_is_sent, BrokerFixture) {
+    PostgresEventBrokerOptions o{.conninfo = postgres().conninfo(), .channel = "drain_test"};
+    auto b = std::make_shared<PostgresEventBroker>(o);
+    run(published_just_before_stop_is_sent(
+        std::make_shared<PostgresEventBroker>(o), b, [b] { return up(*b); }, quiet));
 }
 
 BOOST_FIXTURE_TEST_CASE(redis_other_nodes_get_each_event_once, BrokerFixture) {

@@ -38,6 +38,9 @@ class RedisEventBroker final : public EventBroker {
     ~RedisEventBroker() override;
 
     asio::awaitable<void> start(asio::any_io_executor executor, Logger logger) override;
+    /// Sends the events still waiting (at most heartbeat_timeout), then closes its connections
+    /// and lets go of every object bound to start()'s executor: a stopped broker may outlive
+    /// its io_context, and start() again.
     asio::awaitable<void> stop() override;
     asio::awaitable<void> publish(Event event) override;
 

@@ -263,8 +263,18 @@ asio::awaitable<void> PostgresEventBroker::start(asio::any_io_executor executor,
 asio::awaitable<void> PostgresEventBroker::stop() {
     if (!state_->strand)
         co_return;
+    co_await asio::co_spawn(*state_->strand,
+                            detail::drain_outbox(state_, state_->options.heartbeat_timeout),
+                            asio::use_awaitable);
     co_await asio::co_spawn(*state_->strand, close_all(state_), asio::use_awaitable);
     co_await asio::co_spawn(*state_->strand, detail::wait_loop_done(state_), asio::use_awaitable);
+    auto release = +[](State &s) {
+        s.listener.reset();
+        s.notifier.reset();
+    };
+    co_await asio::co_spawn(*state_->strand, detail::release_io(state_, release),
+                            asio::use_awaitable);
+    state_->strand.reset();
     co_await EventBroker::stop();
 }
 

@@ -316,8 +316,21 @@ asio::awaitable<void> RedisEventBroker::start(asio::any_io_executor executor, Lo
 asio::awaitable<void> RedisEventBroker::stop() {
     if (!state_->strand)
         co_return;
+    co_await asio::co_spawn(*state_->strand,
+                            detail::drain_outbox(state_, state_->options.heartbeat_timeout),
+                            asio::use_awaitable);
     co_await asio::co_spawn(*state_->strand, close_all(state_), asio::use_awaitable);
     co_await asio::co_spawn(*state_->strand, detail::wait_loop_done(state_), asio::use_awaitable);
+    auto release = +[](State &s) {
+        s.sub.reset();
+        s.pub.reset();
+        s.pub_reader.reset();
+        s.resolver.reset();
+        s.heartbeat_timer.reset();
+    };
+    co_await asio::co_spawn(*state_->strand, detail::release_io(state_, release),
+                            asio::use_awaitable);
+    state_->strand.reset();
     co_await EventBroker::stop();
 }
 
