@@ -47,7 +47,7 @@ struct StoreSpec {
 
 // --broker redis:HOST[:PORT] | postgres:CONNINFO: the one the schedulers use, so that they hear
 // of a change at once instead of at their next poll.
-std::shared_ptr<EventBroker> open_broker(const std::string &text) {
+std::shared_ptr<EventBroker> open_broker(const std::string &text, const std::string &channel) {
     if (text.empty())
         return nullptr;
     const auto colon = text.find(':');
@@ -56,10 +56,14 @@ std::shared_ptr<EventBroker> open_broker(const std::string &text) {
     if (kind == "postgres" && !rest.empty()) {
         PostgresEventBrokerOptions o;
         o.conninfo = rest;
+        if (!channel.empty())
+            o.channel = channel;
         return std::make_shared<PostgresEventBroker>(o);
     }
     if (kind == "redis" && !rest.empty()) {
         RedisEventBrokerOptions o;
+        if (!channel.empty())
+            o.channel = channel;
         const auto port = rest.rfind(':');
         o.host = rest.substr(0, port);
         if (port != std::string::npos) {
@@ -76,7 +80,7 @@ std::shared_ptr<EventBroker> open_broker(const std::string &text) {
         fmt::format("--broker \"{}\": expected redis:HOST[:PORT] or postgres:CONNINFO", text));
 }
 
-StoreSpec open_store(const std::string &text, bool migrate) {
+StoreSpec open_store(const std::string &text, const std::string &schema, bool migrate) {
     const auto colon = text.find(':');
     const std::string kind = text.substr(0, colon);
     const std::string rest = colon == std::string::npos ? "" : text.substr(colon + 1);
@@ -92,6 +96,8 @@ StoreSpec open_store(const std::string &text, bool migrate) {
     }
     PostgresDataStoreOptions o;
     o.conninfo = rest;
+    if (!schema.empty())
+        o.schema = schema;
     o.migrate = migrate;
     o.connect_timeout = std::chrono::seconds(10);
     return {text, std::make_shared<PostgresDataStore>(o)};
@@ -765,6 +771,13 @@ int main(int argc, char **argv) {
     app.add_option("--broker", broker_text,
                    "redis:HOST[:PORT] or postgres:CONNINFO, the schedulers' broker: they hear of "
                    "a change at once (default: at their next poll)");
+    std::string schema, channel;
+    app.add_option("--schema", schema,
+                   "the PostgreSQL store's schema, as the schedulers configured it (default "
+                   "asched)");
+    app.add_option("--channel", channel,
+                   "the broker's channel, as the schedulers configured it (default asched_events "
+                   "on PostgreSQL, asched.events on Redis)");
 
     std::function<int(Scheduler &, const Output &)> action;
     bool migrate = true;
@@ -946,8 +959,13 @@ int main(int argc, char **argv) {
         }
         const auto listen =
             serve ? parse_listen(serve_args.listen) : std::pair<std::string, std::uint16_t>();
-        StoreSpec spec = open_store(store_text, migrate);
-        spec.broker = open_broker(broker_text);
+        if (!schema.empty() && store_text.rfind("postgres:", 0) != 0)
+            throw Usage(
+                fmt::format("--schema \"{}\": only a PostgreSQL store has a schema", schema));
+        if (!channel.empty() && broker_text.empty())
+            throw Usage(fmt::format("--channel \"{}\": needs --broker", channel));
+        StoreSpec spec = open_store(store_text, schema, migrate);
+        spec.broker = open_broker(broker_text, channel);
         if (worker)
             return run_worker(spec, worker_args);
         if (serve)
