@@ -6,8 +6,9 @@
 #                         (ASCHED_SKIP_FRESH_ROOT=1 skips that stage)
 #   scripts/run.sh soak   install what is missing, build, run the process and cluster
 #                         scenarios' long variants (ASCHED_SOAK=1: R1 for 10 minutes per
-#                         broker, 20 kills per R2 fault point, 50 R12 kills, 50 R11 drops);
-#                         not part of the test command, about 45 minutes
+#                         broker, 20 kills per R2 fault point, 50 R12 kills, 50 R11 drops,
+#                         10 minutes of R11's flaky proxy); not part of the test command,
+#                         about 55 minutes
 #   scripts/run.sh format rewrite the tree with clang-format (the test command checks it)
 #   scripts/run.sh fresh-root
 #                         only the test command's last stage: the demo command in a

@@ -340,11 +340,7 @@ BOOST_AUTO_TEST_CASE(r19_a_fall_back_night_under_faketime) {
     // libfaketime preloaded into the tool itself (the `faketime` command would fork and wait,
     // and a signal to it would not reach the tool): the wall clock starts at `at` (UTC) and
     // runs; the monotonic clock is left alone.
-    std::string lib;
-    for (const auto &arch : std::filesystem::directory_iterator("/usr/lib"))
-        if (std::filesystem::exists(arch.path() / "faketime/libfaketimeMT.so.1"))
-            lib = (arch.path() / "faketime/libfaketimeMT.so.1").string();
-    BOOST_REQUIRE_MESSAGE(!lib.empty(), "libfaketime is not installed (package faketime)");
+    const std::string lib = libfaketime();
     auto faked = [&](const std::string &at, std::vector<std::string> args) {
         args.insert(args.begin(),
                     {"env", "TZ=UTC", "LD_PRELOAD=" + lib, "FAKETIME=@" + at,

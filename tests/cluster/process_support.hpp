@@ -154,6 +154,17 @@ struct Dir {
     std::string operator/(const char *name) const { return (path / name).string(); }
 };
 
+/// Debian's libfaketime (package faketime), the multi-threaded one, to preload into a child
+/// whose wall clock a test sets or shifts (FAKETIME=...); the test fails when it is missing.
+inline std::string libfaketime() {
+    std::string lib;
+    for (const auto &arch : std::filesystem::directory_iterator("/usr/lib"))
+        if (std::filesystem::exists(arch.path() / "faketime/libfaketimeMT.so.1"))
+            lib = (arch.path() / "faketime/libfaketimeMT.so.1").string();
+    BOOST_REQUIRE_MESSAGE(!lib.empty(), "libfaketime is not installed (package faketime)");
+    return lib;
+}
+
 /// CPU time (user + system) a process has used so far, in seconds.
 inline double cpu_seconds(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");

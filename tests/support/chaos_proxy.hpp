@@ -5,7 +5,11 @@
 //              connection that is open and silent, as across a dead route or a frozen host;
 //              pass() again resumes the copying of what was held;
 //   delay(ms)  copy each chunk after `ms`;
-//   close      close every connection, and each new one as it arrives.
+//   close      close every connection, and each new one as it arrives;
+//   flaky      copy bytes, but refuse a share of new connections (closed as they arrive) and
+//              reset a connection after a share of the chunks its client sends (half of them
+//              before the chunk goes through, half after: an answer lost after a COMMIT went
+//              through). Random with a seed, counted (refused(), resets()).
 // The proxy runs on a thread of its own; the mode may be changed from any thread.
 #pragma once
 
@@ -20,13 +24,14 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <thread>
 
 namespace asched::test {
 
 class ChaosProxy {
   public:
-    enum class Mode { pass, blackhole, delay, close };
+    enum class Mode { pass, blackhole, delay, close, flaky };
 
     explicit ChaosProxy(std::uint16_t target_port)
         : target_(asio::ip::address_v4::loopback(), target_port),
@@ -57,6 +62,19 @@ class ChaosProxy {
         mode_ = Mode::close;
         asio::post(ioc_, [this] { close_links(); });
     }
+    /// `refuse_percent` of new connections closed at once; each chunk a client sends ends its
+    /// connection with probability `reset_percent` / 100.
+    void flaky(double refuse_percent, double reset_percent, std::uint32_t seed) {
+        asio::post(ioc_, [this, refuse_percent, reset_percent, seed] {
+            refuse_ = refuse_percent / 100;
+            reset_ = reset_percent / 100;
+            random_.seed(seed);
+            mode_ = Mode::flaky;
+        });
+    }
+    /// What flaky mode did so far: connections refused, connections reset.
+    std::size_t refused() const { return refused_; }
+    std::size_t resets() const { return resets_; }
 
   private:
     struct Link {
@@ -95,7 +113,9 @@ class ChaosProxy {
             if (ec)
                 continue;
             ++accepted_;
-            if (mode_ == Mode::close) {
+            if (mode_ == Mode::close || (mode_ == Mode::flaky && roll() < refuse_)) {
+                if (mode_ == Mode::flaky)
+                    ++refused_;
                 link->close();
                 continue;
             }
@@ -133,14 +153,28 @@ class ChaosProxy {
                 timer.expires_after(std::chrono::milliseconds(delay_ms_.load()));
                 co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
             }
+            // Flaky: a client's chunk may be the connection's last, lost or delivered.
+            int reset = 0; // 1: before the chunk goes through, 2: after
+            if (mode_ == Mode::flaky && from == &Link::client && roll() < reset_)
+                reset = roll() < 0.5 ? 1 : 2;
+            if (reset == 1) {
+                ++resets_;
+                break;
+            }
             auto [wec, written] =
                 co_await asio::async_write(((*link).*to), asio::buffer(buf.data(), n),
                                            asio::experimental::as_tuple(asio::use_awaitable));
             if (wec)
                 break;
+            if (reset == 2) {
+                ++resets_;
+                break;
+            }
         }
         link->close();
     }
+
+    double roll() { return std::uniform_real_distribution<double>(0, 1)(random_); }
 
     asio::io_context ioc_;
     asio::ip::tcp::endpoint target_;
@@ -149,6 +183,9 @@ class ChaosProxy {
     std::atomic<Mode> mode_{Mode::pass};
     std::atomic<long> delay_ms_{0};
     std::atomic<std::size_t> accepted_{0};
+    double refuse_ = 0, reset_ = 0; // flaky mode's shares, on the proxy's thread only
+    std::mt19937 random_;
+    std::atomic<std::size_t> refused_{0}, resets_{0};
     std::thread thread_;
 };
 
