@@ -16,6 +16,7 @@ set(backend_headers
   postgres include/asched/data_stores/postgres_data_store.hpp
   postgres include/asched/event_brokers/postgres_event_broker.hpp
   redis include/asched/event_brokers/redis_event_broker.hpp
+  mqtt include/asched/event_brokers/mqtt_event_broker.hpp
   admin include/asched/admin_server.hpp)
 
 # The core: every header but the backends'.
@@ -108,6 +109,9 @@ if(ASCHED_WITH_POSTGRES)
 endif()
 if(ASCHED_WITH_REDIS)
   asched_pkg_config(asched-redis asched-redis asched-redis "asched" "hiredis" "" "")
+endif()
+if(ASCHED_WITH_MQTT)
+  asched_pkg_config(asched-mqtt asched-mqtt asched-mqtt "asched" "libmosquitto" "" "")
 endif()
 if(ASCHED_WITH_ADMIN)
   asched_pkg_config(asched-admin asched-admin asched-admin "asched" "" "-lhttp_parser -lfmt" "")

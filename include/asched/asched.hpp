@@ -39,3 +39,6 @@
 #if ASCHED_WITH_REDIS
 #include <asched/event_brokers/redis_event_broker.hpp>
 #endif
+#if ASCHED_WITH_MQTT
+#include <asched/event_brokers/mqtt_event_broker.hpp>
+#endif

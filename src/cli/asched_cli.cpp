@@ -8,6 +8,7 @@
 #include <asched/command_task.hpp>
 #include <asched/data_stores/postgres_data_store.hpp>
 #include <asched/data_stores/sqlite_data_store.hpp>
+#include <asched/event_brokers/mqtt_event_broker.hpp>
 #include <asched/event_brokers/postgres_event_broker.hpp>
 #include <asched/event_brokers/redis_event_broker.hpp>
 #include <asched/scheduler.hpp>
@@ -47,6 +48,21 @@ struct StoreSpec {
 
 // --broker redis:HOST[:PORT] | postgres:CONNINFO: the one the schedulers use, so that they hear
 // of a change at once instead of at their next poll.
+// HOST[:PORT] of --broker `text`: `port` is left alone without one.
+void host_port(const std::string &rest, const std::string &text, std::string &host,
+               std::uint16_t &port) {
+    const auto colon = rest.rfind(':');
+    host = rest.substr(0, colon);
+    if (colon == std::string::npos)
+        return;
+    const std::string digits = rest.substr(colon + 1);
+    char *end = nullptr;
+    const long n = std::strtol(digits.c_str(), &end, 10);
+    if (digits.empty() || *end != '\0' || n < 1 || n > 65535)
+        throw Usage(fmt::format("--broker \"{}\": the port must be 1-65535", text));
+    port = std::uint16_t(n);
+}
+
 std::shared_ptr<EventBroker> open_broker(const std::string &text, const std::string &channel) {
     if (text.empty())
         return nullptr;
@@ -64,20 +80,19 @@ std::shared_ptr<EventBroker> open_broker(const std::string &text, const std::str
         RedisEventBrokerOptions o;
         if (!channel.empty())
             o.channel = channel;
-        const auto port = rest.rfind(':');
-        o.host = rest.substr(0, port);
-        if (port != std::string::npos) {
-            const std::string digits = rest.substr(port + 1);
-            char *end = nullptr;
-            const long n = std::strtol(digits.c_str(), &end, 10);
-            if (digits.empty() || *end != '\0' || n < 1 || n > 65535)
-                throw Usage(fmt::format("--broker \"{}\": the port must be 1-65535", text));
-            o.port = std::uint16_t(n);
-        }
+        host_port(rest, text, o.host, o.port);
         return std::make_shared<RedisEventBroker>(o);
     }
-    throw Usage(
-        fmt::format("--broker \"{}\": expected redis:HOST[:PORT] or postgres:CONNINFO", text));
+    if (kind == "mqtt" && !rest.empty()) {
+        MqttEventBrokerOptions o;
+        if (!channel.empty())
+            o.topic_prefix = channel;
+        host_port(rest, text, o.host, o.port);
+        return std::make_shared<MqttEventBroker>(o);
+    }
+    throw Usage(fmt::format(
+        "--broker \"{}\": expected redis:HOST[:PORT], mqtt:HOST[:PORT] or postgres:CONNINFO",
+        text));
 }
 
 StoreSpec open_store(const std::string &text, const std::string &schema, bool migrate) {
@@ -768,16 +783,18 @@ int main(int argc, char **argv) {
     app.add_flag("--json", as_json, "print JSON for scripts instead of tables");
     app.add_option("--timezone", zone_name, "show times in this zone (default UTC)");
     std::string broker_text;
-    app.add_option("--broker", broker_text,
-                   "redis:HOST[:PORT] or postgres:CONNINFO, the schedulers' broker: they hear of "
-                   "a change at once (default: at their next poll)");
+    app.add_option(
+        "--broker", broker_text,
+        "redis:HOST[:PORT], mqtt:HOST[:PORT] or postgres:CONNINFO, the schedulers' broker: "
+        "they hear of "
+        "a change at once (default: at their next poll)");
     std::string schema, channel;
     app.add_option("--schema", schema,
                    "the PostgreSQL store's schema, as the schedulers configured it (default "
                    "asched)");
     app.add_option("--channel", channel,
-                   "the broker's channel, as the schedulers configured it (default asched_events "
-                   "on PostgreSQL, asched.events on Redis)");
+                   "the broker's channel (MQTT: topic prefix), as the schedulers configured it "
+                   "(default asched_events on PostgreSQL, asched.events on Redis, asched on MQTT)");
 
     std::function<int(Scheduler &, const Output &)> action;
     bool migrate = true;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <asched/event_broker.hpp>
+#include <asched/events.hpp>
 #include <asched/model.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -18,6 +19,21 @@
 #include <string>
 
 namespace asched::detail {
+
+/// What crosses the wire (PostgreSQL NOTIFY, MQTT): {"o": origin, "e": event} with the event's
+/// free text left out (exception messages, decode errors), which can be any size and lives in
+/// the store anyway.
+inline std::string ids_only_payload(const std::string &origin, Event event) {
+    if (auto *r = std::get_if<JobReleased>(&event)) {
+        r->exception_type.reset();
+        r->exception_message.reset();
+    } else if (auto *q = std::get_if<RecordQuarantined>(&event)) {
+        q->error.clear();
+    } else if (auto *h = std::get_if<StoreHealthChanged>(&event)) {
+        h->reason.clear();
+    }
+    return nlohmann::json{{"o", origin}, {"e", nlohmann::json(event)}}.dump();
+}
 
 struct NetworkBrokerState {
     std::string origin = make_uuid(); // this broker's own messages come back: skip them

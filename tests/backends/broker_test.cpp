@@ -4,6 +4,7 @@
 #include "servers.hpp"
 #include "test_support.hpp"
 
+#include <asched/event_brokers/mqtt_event_broker.hpp>
 #include <asched/event_brokers/postgres_event_broker.hpp>
 
 #include <boost/test/data/monomorphic.hpp>
@@ -19,7 +20,7 @@ using test::eventually;
 
 namespace {
 
-const char *const broker_kinds[] = {"local", "redis", "postgres"};
+const char *const broker_kinds[] = {"local", "redis", "postgres", "mqtt"};
 const auto brokers = boost::unit_test::data::make(broker_kinds);
 
 struct Inbox {
@@ -40,6 +41,9 @@ bool up(const RedisEventBroker &b) {
 bool up(const PostgresEventBroker &b) {
     return b.listening();
 }
+bool up(const MqttEventBroker &b) {
+    return b.subscribed();
+}
 
 test::PostgresServer &postgres() {
     return test::shared_postgres();
@@ -48,6 +52,7 @@ test::PostgresServer &postgres() {
 struct BrokerFixture {
     asio::io_context ioc;
     std::optional<test::RedisServer> redis;
+    std::optional<test::MosquittoServer> mosquitto;
     Logger quiet{LogLevel::off, {}};
 
     std::shared_ptr<EventBroker> make(const std::string &kind) {
@@ -56,6 +61,12 @@ struct BrokerFixture {
         if (kind == "postgres")
             return std::make_shared<PostgresEventBroker>(
                 PostgresEventBrokerOptions{.conninfo = postgres().conninfo()});
+        if (kind == "mqtt") {
+            if (!mosquitto)
+                mosquitto.emplace();
+            return std::make_shared<MqttEventBroker>(
+                MqttEventBrokerOptions{.port = mosquitto->port()});
+        }
         if (!redis)
             redis.emplace();
         return std::make_shared<RedisEventBroker>(RedisEventBrokerOptions{.port = redis->port()});
@@ -132,6 +143,66 @@ asio::awaitable<void> published_just_before_stop_is_sent(std::shared_ptr<EventBr
     co_await publish_all(a, one);
     co_await a->stop();
     co_await eventually([&] { return at_b.events.size() == 1; }, "the event at the other node");
+    co_await b->stop();
+}
+
+// Two clusters on one MQTT server, told apart by their topic prefix: an event of one never
+// reaches the other.
+asio::awaitable<void> prefixes_keep_clusters_apart(std::shared_ptr<MqttEventBroker> a,
+                                                   std::shared_ptr<MqttEventBroker> a2,
+                                                   std::shared_ptr<MqttEventBroker> other,
+                                                   Logger logger) {
+    co_await start(a, logger);
+    co_await start(a2, logger);
+    co_await start(other, logger);
+    co_await eventually([&] { return up(*a) && up(*a2) && up(*other); }, "all subscribed");
+    auto ex = co_await asio::this_coro::executor;
+    Inbox at_a2, at_other;
+    auto s1 = a2->subscribe([&](const Event &e) { at_a2.events.push_back(e); }, all_events, ex);
+    auto s2 =
+        other->subscribe([&](const Event &e) { at_other.events.push_back(e); }, all_events, ex);
+    std::vector<Event> one{job_added(1)};
+    co_await publish_all(a, one);
+    std::vector<Event> marker{job_added(2)};
+    co_await publish_all(other, marker); // the other cluster's own: delivered there locally
+    co_await eventually([&] { return at_a2.events.size() == 1 && at_other.events.size() == 1; },
+                        "each cluster's event in its own cluster");
+    // One more round trip in cluster one, so that a stray delivery to the other would show.
+    std::vector<Event> again{job_added(3)};
+    co_await publish_all(a, again);
+    co_await eventually([&] { return at_a2.events.size() == 2; }, "the second event");
+    BOOST_TEST(at_a2.ids() == (std::vector<std::string>{"job-1", "job-3"}));
+    BOOST_TEST(at_other.ids() == std::vector<std::string>{"job-2"});
+    co_await a->stop();
+    co_await a2->stop();
+    co_await other->stop();
+}
+
+asio::awaitable<void> keepalive_finds_a_frozen_mqtt(test::MosquittoServer *server,
+                                                    std::shared_ptr<MqttEventBroker> a,
+                                                    std::shared_ptr<MqttEventBroker> b,
+                                                    Logger logger) {
+    co_await start(a, logger);
+    co_await start(b, logger);
+    co_await eventually([&] { return up(*a) && up(*b); }, "both subscribed");
+    auto ex = co_await asio::this_coro::executor;
+    Inbox at_b;
+    auto sb = b->subscribe([&](const Event &e) { at_b.events.push_back(e); }, all_events, ex);
+    server->freeze();
+    const auto frozen_at = std::chrono::steady_clock::now();
+    co_await eventually([&] { return !up(*a) && !up(*b); }, "both find the broker dead", 30s);
+    const auto found_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - frozen_at)
+                              .count();
+    BOOST_TEST_MESSAGE("MQTT: a frozen broker found dead after " << found_ms << " ms");
+    server->thaw();
+    co_await eventually([&] { return up(*a) && up(*b); }, "subscribed again", 30s);
+    BOOST_TEST(a->reconnects() >= 1u);
+    std::vector<Event> after{job_added(4)};
+    co_await publish_all(a, after);
+    co_await eventually([&] { return std::ranges::count(at_b.ids(), "job-4") == 1; },
+                        "an event after the thaw");
+    co_await a->stop();
     co_await b->stop();
 }
 
@@ -404,6 +475,11 @@ BOOST_DATA_TEST_CASE_F(BrokerFixture, a_stopped_broker_outlives_its_io_context_a
         run(starts_connected(
             b, [p] { return up(*p); }, quiet));
     }
+    if (kind == "mqtt") {
+        auto m = std::static_pointer_cast<MqttEventBroker>(b);
+        run(starts_connected(
+            b, [m] { return up(*m); }, quiet));
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(redis_an_event_published_just_before_stop_is_sent, BrokerFixture) {
@@ -419,6 +495,66 @@ BOOST_FIXTURE_TEST_CASE(postgres_an_event_published_just_before_stop_is_sent, Br
     auto b = std::make_shared<PostgresEventBroker>(o);
     run(published_just_before_stop_is_sent(
         std::make_shared<PostgresEventBroker>(o), b, [b] { return up(*b); }, quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(mqtt_an_event_published_just_before_stop_is_sent, BrokerFixture) {
+    mosquitto.emplace();
+    MqttEventBrokerOptions o{.port = mosquitto->port()};
+    auto b = std::make_shared<MqttEventBroker>(o);
+    run(published_just_before_stop_is_sent(
+        std::make_shared<MqttEventBroker>(o), b, [b] { return up(*b); }, quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(mqtt_other_nodes_get_each_event_once, BrokerFixture) {
+    mosquitto.emplace();
+    MqttEventBrokerOptions o{.port = mosquitto->port(), .topic_prefix = "once/test"};
+    run(other_nodes_get_each_event_once(std::make_shared<MqttEventBroker>(o),
+                                        std::make_shared<MqttEventBroker>(o), quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(mqtt_topic_prefixes_keep_clusters_apart, BrokerFixture) {
+    mosquitto.emplace();
+    MqttEventBrokerOptions one{.port = mosquitto->port(), .topic_prefix = "cluster-one"};
+    MqttEventBrokerOptions two{.port = mosquitto->port(), .topic_prefix = "cluster-two"};
+    run(prefixes_keep_clusters_apart(std::make_shared<MqttEventBroker>(one),
+                                     std::make_shared<MqttEventBroker>(one),
+                                     std::make_shared<MqttEventBroker>(two), quiet));
+}
+
+BOOST_FIXTURE_TEST_CASE(mqtt_reconnects_and_subscribes_again, BrokerFixture) {
+    mosquitto.emplace();
+    MqttEventBrokerOptions o{.port = mosquitto->port(), .max_reconnect_delay = 200ms};
+    run(reconnects_and_subscribes_again(&*mosquitto, std::make_shared<MqttEventBroker>(o),
+                                        std::make_shared<MqttEventBroker>(o), quiet));
+}
+
+// Keepalive finds a frozen broker (SIGSTOP: the TCP connection stays open, nothing answers):
+// with the least keepalive (5 s), each client drops its connection within about two
+// keepalives, reconnects after SIGCONT, and the next event arrives once.
+BOOST_FIXTURE_TEST_CASE(mqtt_keepalive_finds_a_frozen_broker, BrokerFixture) {
+    mosquitto.emplace();
+    MqttEventBrokerOptions o{.port = mosquitto->port(),
+                             .keepalive = std::chrono::seconds(5),
+                             .max_reconnect_delay = 200ms};
+    run(keepalive_finds_a_frozen_mqtt(&*mosquitto, std::make_shared<MqttEventBroker>(o),
+                                      std::make_shared<MqttEventBroker>(o), quiet));
+}
+
+BOOST_AUTO_TEST_CASE(mqtt_options_are_checked) {
+    auto refused = [](MqttEventBrokerOptions o, const std::string &names) {
+        try {
+            MqttEventBroker b(o);
+            BOOST_ERROR("accepted options that name " << names);
+        } catch (const Error &e) {
+            BOOST_TEST(e.code() == errc::invalid_argument);
+            BOOST_TEST(std::string(e.what()).find(names) != std::string::npos, e.what());
+        }
+    };
+    refused({.host = ""}, "'host'");
+    refused({.topic_prefix = "a/+/b"}, "'topic_prefix'");
+    refused({.topic_prefix = "a/#"}, "'topic_prefix'");
+    refused({.topic_prefix = ""}, "'topic_prefix'");
+    refused({.keepalive = std::chrono::seconds(2)}, "'keepalive'");
 }
 
 BOOST_FIXTURE_TEST_CASE(redis_other_nodes_get_each_event_once, BrokerFixture) {

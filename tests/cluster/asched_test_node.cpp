@@ -1,7 +1,7 @@
 // asched_test_node: one scheduler process for the crash, restart and cluster tests.
 //
 // usage: asched_test_node --store sqlite:PATH|postgres:CONNINFO|memory --identity ID
-//          [--broker local|redis:PORT|postgres:CONNINFO] [--schedules N] [--every S]
+//          [--broker local|redis:PORT|postgres:CONNINFO|mqtt:PORT] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
 //          [--ledger FILE] [--grace S] [--retry ATTEMPTS] [--cap N] [--intervals FILE]
 //          [--clock-offset-ms MS]
@@ -145,6 +145,9 @@ std::shared_ptr<asched::EventBroker> make_broker(const std::string &spec) {
     if (spec.rfind("postgres:", 0) == 0)
         return std::make_shared<asched::PostgresEventBroker>(
             asched::PostgresEventBrokerOptions{.conninfo = spec.substr(9), .connect_timeout = 2s});
+    if (spec.rfind("mqtt:", 0) == 0)
+        return std::make_shared<asched::MqttEventBroker>(
+            asched::MqttEventBrokerOptions{.port = std::uint16_t(std::stoi(spec.substr(5)))});
     usage("unknown broker " + spec);
 }
 

@@ -120,6 +120,11 @@ void herd(const std::string &broker_kind) {
         redis.emplace();
         broker = "redis:" + std::to_string(redis->port());
     }
+    std::optional<asched::test::MosquittoServer> mosquitto;
+    if (broker_kind == "mqtt") {
+        mosquitto.emplace();
+        broker = "mqtt:" + std::to_string(mosquitto->port());
+    }
     // 35 s in CI; 10 minutes in the soak.
     const int secs = soak() ? 600 : 35;
     const auto run_for = std::to_string(secs);
@@ -153,6 +158,9 @@ BOOST_AUTO_TEST_CASE(r1_three_nodes_postgres_broker_every_fire_once) {
 }
 BOOST_AUTO_TEST_CASE(r1_three_nodes_redis_broker_every_fire_once) {
     herd("redis");
+}
+BOOST_AUTO_TEST_CASE(r1_three_nodes_mqtt_broker_every_fire_once) {
+    herd("mqtt");
 }
 
 // R3/R4: the node running jobs is killed; its jobs end abandoned once, within lease + poll +

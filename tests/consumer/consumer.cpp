@@ -24,6 +24,9 @@ int main() {
 #ifdef CONSUMER_REDIS
     asched::RedisEventBroker redis;
 #endif
+#ifdef CONSUMER_MQTT
+    asched::MqttEventBroker mqtt; // libmosquitto linked, not connected
+#endif
     asched::Scheduler scheduler(std::move(options));
     scheduler.add_task("answer", [](int a, int b) { return a * b; });
     scheduler.start_in_background();

@@ -85,43 +85,79 @@ class Process {
     pid_t pid_ = -1;
 };
 
-/// redis-server on a free loopback port, no persistence.
-class RedisServer {
+/// A server process of the tests on a free loopback port: started with the argv `command`
+/// gives for that port, stopped with SIGKILL (a crash: clients see their connections drop),
+/// started again on the same port, frozen and thawed with SIGSTOP/SIGCONT (connections stay
+/// open and nothing answers).
+class LoopbackServer {
   public:
-    RedisServer() : port_(free_port()) { start(); }
-
     std::uint16_t port() const noexcept { return port_; }
 
-    /// Starts it again on the same port (after stop()).
     void start() {
-        process_.spawn({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                        "--save", "", "--appendonly", "no", "--dir", dir_.path(""), "--logfile",
-                        dir_.path("redis.log")});
+        process_.spawn(command_(port_, dir_));
         wait_until(true);
     }
-    /// Kills it (SIGKILL: like a crash), so clients see their connections drop.
     void stop() {
         process_.kill(SIGKILL);
         wait_until(false);
     }
-    /// SIGSTOP / SIGCONT: frozen, its connections stay open and nothing answers.
     void freeze() { process_.signal(SIGSTOP); }
     void thaw() { process_.signal(SIGCONT); }
+
+  protected:
+    using Command = std::function<std::vector<std::string>(std::uint16_t, const TempDir &)>;
+    LoopbackServer(std::string name, Command command)
+        : name_(std::move(name)), command_(std::move(command)), port_(free_port()) {}
+    const TempDir &dir() const { return dir_; }
 
   private:
     void wait_until(bool up) const {
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
         while (accepts(port_) != up) {
             if (std::chrono::steady_clock::now() > deadline)
-                throw std::runtime_error(std::string("redis-server did not ") +
-                                         (up ? "start" : "stop"));
+                throw std::runtime_error(name_ + " did not " + (up ? "start" : "stop"));
             std::this_thread::sleep_for(std::chrono::milliseconds(10)); // bounded poll for the port
         }
     }
 
+    std::string name_;
+    Command command_;
     TempDir dir_;
     std::uint16_t port_;
     Process process_;
+};
+
+/// redis-server: no persistence, its files in a temporary directory.
+class RedisServer : public LoopbackServer {
+  public:
+    RedisServer()
+        : LoopbackServer("redis-server", [](std::uint16_t port, const TempDir &dir) {
+              return std::vector<std::string>{
+                  "redis-server", "--port",    std::to_string(port), "--bind", "127.0.0.1",
+                  "--save",       "",          "--appendonly",       "no",     "--dir",
+                  dir.path(""),   "--logfile", dir.path("redis.log")};
+          }) {
+        start();
+    }
+};
+
+/// Debian's mosquitto (package mosquitto): anonymous, no persistence, no log, its
+/// configuration in a temporary directory.
+class MosquittoServer : public LoopbackServer {
+  public:
+    MosquittoServer()
+        : LoopbackServer("mosquitto", [](std::uint16_t port, const TempDir &dir) {
+              std::ofstream conf(dir.path("mosquitto.conf"));
+              conf << "listener " << port << " 127.0.0.1\n"
+                   << "allow_anonymous true\n"
+                   << "persistence false\n"
+                   << "log_dest none\n"
+                   << "user root\n"; // as root: keep it (not 'mosquitto'); else ignored
+              return std::vector<std::string>{"/usr/sbin/mosquitto", "-c",
+                                              dir.path("mosquitto.conf")};
+          }) {
+        start();
+    }
 };
 
 /// Runs `argv` to completion; throws naming the command when it fails.

@@ -27,20 +27,6 @@ using nlohmann::json;
 // NOTIFY refuses payloads of 8000 bytes or more.
 constexpr std::size_t max_payload = 7999;
 
-// What crosses the wire: the event without free text (exception messages, decode errors),
-// which can be any size and lives in the store anyway.
-std::string payload(const std::string &origin, Event event) {
-    if (auto *r = std::get_if<JobReleased>(&event)) {
-        r->exception_type.reset();
-        r->exception_message.reset();
-    } else if (auto *q = std::get_if<RecordQuarantined>(&event)) {
-        q->error.clear();
-    } else if (auto *h = std::get_if<StoreHealthChanged>(&event)) {
-        h->reason.clear();
-    }
-    return json{{"o", origin}, {"e", json(event)}}.dump();
-}
-
 } // namespace
 
 struct PostgresEventBroker::State : detail::NetworkBrokerState {
@@ -284,7 +270,7 @@ asio::awaitable<void> PostgresEventBroker::publish(Event event) {
         co_return;
     if (state_->poll_only)
         co_return; // nothing would reach the other nodes: they poll
-    auto message = payload(state_->origin, event);
+    auto message = detail::ids_only_payload(state_->origin, event);
     if (message.size() > max_payload) {
         state_->log(
             LogLevel::warning,
