@@ -4,7 +4,7 @@
 //          [--broker local|redis:PORT|postgres:CONNINFO|mqtt:PORT] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
 //          [--ledger FILE] [--grace S] [--retry ATTEMPTS] [--cap N] [--intervals FILE]
-//          [--clock-offset-ms MS]
+//          [--clock-offset-ms MS] [--blocking-ms MS]
 //
 // Registers the task "work" (a coroutine that appends "job_id schedule_id fire_us identity
 // start_us attempt" to the ledger, then waits --job-ms; with --retry, its jobs are retried up
@@ -13,7 +13,9 @@
 // interval schedules "s-0".."s-N-1"
 // (every S seconds from --start-at, coalesce all, results kept an hour; an existing schedule
 // is kept), --clock-offset-ms: the scheduler's clock runs MS ahead of the system's (negative:
-// behind; ledger times stay on the system clock), and runs until --run-for elapses or
+// behind; ledger times stay on the system clock), --blocking-ms: "work" is a plain function on
+// the thread pool that blocks its thread for MS after its ledger line (R5's busy task), and
+// runs until --run-for elapses or
 // SIGTERM/SIGINT arrives, then stops gracefully and exits 0. Exit status 3: the identity is in use
 // by a live scheduler (refused at start); 1: any other failure. Ledger lines are single write(2)
 // calls on an O_APPEND file: a SIGKILL loses none that were written.
@@ -29,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -52,6 +55,7 @@ struct Config {
     int cap = 0;        // 0: unlimited
     std::string intervals;
     std::int64_t clock_offset_ms = 0;
+    int blocking_ms = 0; // >0: "work" blocks a pool thread this long instead of awaiting
 };
 
 // The system clock shifted by a fixed offset: a node whose clock is wrong (R16).
@@ -116,6 +120,8 @@ Config parse(int argc, char **argv) {
     c.intervals = take("intervals").value_or("");
     if (auto v = take("clock-offset-ms"))
         c.clock_offset_ms = std::stoll(*v);
+    if (auto v = take("blocking-ms"))
+        c.blocking_ms = std::stoi(*v);
     if (!kv.empty())
         usage("unknown option --" + kv.begin()->first);
     return c;
@@ -165,14 +171,21 @@ struct Ledger {
     }
 };
 
-asio::awaitable<void> work(std::shared_ptr<const Ledger> ledger, std::string identity, int job_ms,
-                           asched::JobContext &job) {
+// Writes the job's ledger line; returns its start time.
+asched::time_point write_start(const Ledger &ledger, const std::string &identity,
+                               const asched::JobContext &job) {
     const auto now =
         std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now());
-    ledger->write(fmt::format(
+    ledger.write(fmt::format(
         "{} {} {} {} {} {}\n", job.job_id, job.schedule_id.value_or("-"),
         job.scheduled_fire_time ? job.scheduled_fire_time->time_since_epoch().count() : 0, identity,
         now.time_since_epoch().count(), job.attempt));
+    return now;
+}
+
+asio::awaitable<void> work(std::shared_ptr<const Ledger> ledger, std::string identity, int job_ms,
+                           asched::JobContext &job) {
+    const auto now = write_start(*ledger, identity, job);
     asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(job_ms));
     co_await t.async_wait(asio::use_awaitable);
     const auto end =
@@ -197,7 +210,17 @@ asio::awaitable<void> run(asched::AsyncScheduler &s, Config c,
         retry.jitter = 0;
         task_options.retry = retry;
     }
-    co_await s.add_task("work", task, task_options);
+    if (c.blocking_ms > 0) {
+        auto busy = [ledger, identity = c.identity, ms = c.blocking_ms](asched::JobContext &job) {
+            write_start(*ledger, identity, job);
+            std::this_thread::sleep_for(
+                std::chrono::milliseconds(ms)); // the scenario: a blocked thread
+        };
+        task_options.job_executor = "threadpool";
+        co_await s.add_task("work", busy, task_options);
+    } else {
+        co_await s.add_task("work", task, task_options);
+    }
     const auto start = c.start_at.value_or(
         std::chrono::time_point_cast<asched::duration>(std::chrono::system_clock::now()));
     for (int i = 0; i < c.schedules; ++i) {

@@ -63,7 +63,7 @@ struct Cluster {
     // Every fire time of every schedule, from the start up to its last fire: exactly one job
     // (finished with one result, or still queued), and it ran (ledger) iff it has a result
     // other than abandoned or cancelled. Returns the number of fires checked.
-    std::size_t check_every_fire_once(std::size_t schedules) {
+    std::size_t check_every_fire_once(std::size_t schedules, std::int64_t every_us = 1'000'000) {
         const auto ran_lines = read_ledger(ledger);
         check_no_fire_twice(ran_lines);
         std::map<Fire, int> ran;
@@ -82,7 +82,7 @@ struct Cluster {
         std::size_t fires = 0;
         for (auto &row : rows) {
             BOOST_REQUIRE_MESSAGE(!row[1].empty(), "schedule " << row[0] << " never fired");
-            for (std::int64_t t = start_us; t <= std::stoll(row[1]); t += 1'000'000) {
+            for (std::int64_t t = start_us; t <= std::stoll(row[1]); t += every_us) {
                 const Fire key{row[0], t};
                 ++fires;
                 BOOST_TEST_CHECK(results[key] + queued[key] == 1,
@@ -480,6 +480,33 @@ BOOST_AUTO_TEST_CASE(r10_a_blackholed_node_times_out_without_spinning_and_comes_
     eventually([&] { return ran_on_n1(restored_us) >= 5; }, "n1 works again", 40s);
     stop_all({&n1, &n2});
     BOOST_TEST(c.check_every_fire_once(10) >= 10u * 12);
+}
+
+// R5, a busy task: a job blocks its thread-pool thread for twice the lease (4 s under a 2 s
+// lease). The node's event loop renews the job's lease meanwhile, so the peer never takes the
+// job for abandoned: every fire has exactly one job, run once, and none ends abandoned.
+BOOST_AUTO_TEST_CASE(r5_a_task_blocking_a_thread_for_two_leases_is_not_taken_over) {
+    Cluster c;
+    auto node = [&](const std::string &id) {
+        auto args = c.node(id, "postgres:" + c.pg.conninfo(), 2, "16", "2", "0", "8");
+        const auto every = std::find(args.begin(), args.end(), "--every");
+        *(every + 1) = "5";
+        args.insert(args.end(), {"--blocking-ms", "4000"});
+        return args;
+    };
+    Node n1(node("n1"), {}, {}, c.dir / "n1.err");
+    Node n2(node("n2"), {}, {}, c.dir / "n2.err");
+    BOOST_TEST(n1.wait(60s) == 0);
+    BOOST_TEST(n2.wait(60s) == 0);
+    const auto fires = c.check_every_fire_once(2, 5'000'000);
+    BOOST_TEST(fires >= 2u * 3);
+    BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.results WHERE data::jsonb ->> 'outcome' <> "
+                        "'success'") == "0");
+    for (const char *err : {"n1.err", "n2.err"})
+        BOOST_TEST(slurp(c.dir / err).find("refused") == std::string::npos, err);
+    BOOST_TEST_MESSAGE("R5 busy task: " << fires
+                                        << " fires of 4 s blocking jobs under a 2 s lease, "
+                                        << "each once, none abandoned");
 }
 
 // R5: a zombie node. n1 is frozen (SIGSTOP) for three leases while it holds job leases (and
