@@ -192,6 +192,8 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
     /// after a loss.
     void after_call() {
         const int fd = client ? mosquitto_socket(client) : -1;
+        if (socket && fd < 0 && !stopping)
+            lost = true; // closed without on_disconnect (it is called on most paths, not all)
         if (socket && (lost || fd < 0 || socket->native_handle() != fd))
             drop_socket();
         if (lost) {
