@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <pwd.h>
@@ -45,12 +46,20 @@ class Process {
     Process &operator=(const Process &) = delete;
     ~Process() { kill(SIGKILL); }
 
-    void spawn(std::vector<std::string> argv) {
+    /// `stderr_path`: where its stderr goes (appended; default: this process's).
+    void spawn(std::vector<std::string> argv, const std::string &stderr_path = {}) {
         std::vector<char *> args;
         for (auto &a : argv)
             args.push_back(a.data());
         args.push_back(nullptr);
-        if (posix_spawnp(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0)
+        posix_spawn_file_actions_t files;
+        posix_spawn_file_actions_init(&files);
+        if (!stderr_path.empty())
+            posix_spawn_file_actions_addopen(&files, 2, stderr_path.c_str(),
+                                             O_WRONLY | O_CREAT | O_APPEND, 0644);
+        const int rc = posix_spawnp(&pid_, args[0], &files, nullptr, args.data(), environ);
+        posix_spawn_file_actions_destroy(&files);
+        if (rc != 0)
             throw std::runtime_error("cannot start " + argv[0]);
     }
     /// Waits for the process to exit (bounded) and returns its exit status.
@@ -85,16 +94,16 @@ class Process {
     pid_t pid_ = -1;
 };
 
-/// A server process of the tests on a free loopback port: started with the argv `command`
-/// gives for that port, stopped with SIGKILL (a crash: clients see their connections drop),
-/// started again on the same port, frozen and thawed with SIGSTOP/SIGCONT (connections stay
-/// open and nothing answers).
+/// A server process of the tests on a free loopback port (its stderr in its temporary
+/// directory): started with the argv `command` gives for that port, stopped with SIGKILL (a crash:
+/// clients see their connections drop), started again on the same port, frozen and thawed with
+/// SIGSTOP/SIGCONT (connections stay open and nothing answers).
 class LoopbackServer {
   public:
     std::uint16_t port() const noexcept { return port_; }
 
     void start() {
-        process_.spawn(command_(port_, dir_));
+        process_.spawn(command_(port_, dir_), dir_.path("stderr.log"));
         wait_until(true);
     }
     void stop() {
