@@ -216,8 +216,10 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
                                    if (g != self->generation)
                                        return;
                                    self->reading = false;
-                                   if (ec)
+                                   if (ec) {
+                                       self->wait_failed(ec);
                                        return;
+                                   }
                                    mosquitto_loop_read(self->client, 1); // errors: on_disconnect
                                    self->after_call();
                                }));
@@ -229,12 +231,23 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
                                    if (g != self->generation)
                                        return;
                                    self->writing = false;
-                                   if (ec)
+                                   if (ec) {
+                                       self->wait_failed(ec);
                                        return;
+                                   }
                                    mosquitto_loop_write(self->client, 1);
                                    self->after_call();
                                }));
         }
+    }
+
+    /// A wait on the current socket failed (not cancelled): the connection is taken for lost.
+    void wait_failed(std::error_code ec) {
+        if (ec == asio::error::operation_aborted || stopping)
+            return;
+        log(LogLevel::warning, fmt::format("mqtt broker: the socket failed: {}", ec.message()));
+        lost = true;
+        after_call();
     }
 
     /// Stops watching the fd (libmosquitto owns and closes it); cancels the pending waits.
