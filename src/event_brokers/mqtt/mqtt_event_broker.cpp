@@ -55,6 +55,7 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
     std::optional<asio::steady_timer> tick; // loop_misc: keepalive pings, dead-broker check
     std::chrono::milliseconds delay{100};   // the next reconnection wait
     bool active = false;                    // CONNACK accepted, not lost since
+    bool connack = false;                   // a CONNACK to act on (after the callback)
     bool lost = false;                      // on_disconnect ran: the socket is closed
     bool ever_up = false;
     bool outage_logged = false;
@@ -74,26 +75,34 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
 
     static State &of(void *userdata) { return *static_cast<State *>(userdata); }
 
-    static void on_connect(mosquitto *m, void *userdata, int rc) {
+    static void on_connect(mosquitto *, void *userdata, int rc) {
         auto &s = of(userdata);
+        // No libmosquitto call from inside a callback: it holds its callback mutex here, and
+        // publishing or subscribing takes its other mutexes in the opposite order
+        // (ThreadSanitizer reports the inversion). after_call() does what a CONNACK asks for.
         if (rc != 0) {
             s.log(LogLevel::warning,
                   fmt::format("mqtt broker: {}:{} refused the connection: {}", s.options.host,
                               s.options.port, mosquitto_connack_string(rc)));
-            mosquitto_disconnect(m);
             s.lost = true;
             return;
         }
         s.active = true;
         s.delay = 100ms;
-        while (!s.pending.empty()) {
-            s.send(s.pending.front());
-            s.pending.pop_front();
-        }
-        const int sub = mosquitto_subscribe(m, &s.subscribe_mid, s.topic.c_str(), 1);
+        s.connack = true;
+    }
+
+    /// After a CONNACK, outside the callback: subscribe, then send what waited.
+    void on_connack() {
+        connack = false;
+        const int sub = mosquitto_subscribe(client, &subscribe_mid, topic.c_str(), 1);
         if (sub != MOSQ_ERR_SUCCESS)
-            s.log(LogLevel::warning,
-                  fmt::format("mqtt broker: subscribing to {}: {}", s.topic, mosquitto_error(sub)));
+            log(LogLevel::warning,
+                fmt::format("mqtt broker: subscribing to {}: {}", topic, mosquitto_error(sub)));
+        while (!pending.empty() && active) {
+            send(pending.front());
+            pending.pop_front();
+        }
     }
 
     static void on_subscribe(mosquitto *, void *userdata, int mid, int count, const int *granted) {
@@ -206,6 +215,8 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
             socket.emplace(*strand, fd);
             ++generation;
         }
+        if (connack && !stopping)
+            on_connack(); // queues SUBSCRIBE and what waited: the write wait below sends them
         if (!socket)
             return;
         auto self = weak_self.lock();
@@ -264,6 +275,7 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
         if (stopping)
             return;
         lost = false;
+        connack = false;
         drop_socket(); // connect_async closes the old socket, whose number may come back
         const int rc = mosquitto_connect_async(client, options.host.c_str(), options.port,
                                                int(options.keepalive.count()));
