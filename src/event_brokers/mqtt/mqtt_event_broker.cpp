@@ -219,37 +219,31 @@ struct MqttEventBroker::State : detail::NetworkBrokerState {
             on_connack(); // queues SUBSCRIBE and what waited: the write wait below sends them
         if (!socket)
             return;
+        if (!reading)
+            watch(asio::posix::stream_descriptor::wait_read, &State::reading, &mosquitto_loop_read);
+        if (!writing && mosquitto_want_write(client))
+            watch(asio::posix::stream_descriptor::wait_write, &State::writing,
+                  &mosquitto_loop_write); // errors of either loop call: on_disconnect
+    }
+
+    /// Waits until the socket is ready for `what` (`pending` is set meanwhile), then runs
+    /// libmosquitto's `loop` for it and follows up with after_call().
+    void watch(asio::posix::stream_descriptor::wait_type what, bool State::*pending,
+               int (*loop)(mosquitto *, int)) {
+        this->*pending = true;
         auto self = weak_self.lock();
-        if (!reading) {
-            reading = true;
-            socket->async_wait(asio::posix::stream_descriptor::wait_read,
-                               asio::bind_executor(*strand, [self, g = generation](auto ec) {
-                                   if (g != self->generation)
-                                       return;
-                                   self->reading = false;
-                                   if (ec) {
-                                       self->wait_failed(ec);
-                                       return;
-                                   }
-                                   mosquitto_loop_read(self->client, 1); // errors: on_disconnect
-                                   self->after_call();
-                               }));
-        }
-        if (!writing && mosquitto_want_write(client)) {
-            writing = true;
-            socket->async_wait(asio::posix::stream_descriptor::wait_write,
-                               asio::bind_executor(*strand, [self, g = generation](auto ec) {
-                                   if (g != self->generation)
-                                       return;
-                                   self->writing = false;
-                                   if (ec) {
-                                       self->wait_failed(ec);
-                                       return;
-                                   }
-                                   mosquitto_loop_write(self->client, 1);
-                                   self->after_call();
-                               }));
-        }
+        socket->async_wait(
+            what, asio::bind_executor(*strand, [self, pending, loop, g = generation](auto ec) {
+                if (g != self->generation)
+                    return;
+                (*self).*pending = false;
+                if (ec) {
+                    self->wait_failed(ec);
+                    return;
+                }
+                loop(self->client, 1);
+                self->after_call();
+            }));
     }
 
     /// A wait on the current socket failed (not cancelled): the connection is taken for lost.
