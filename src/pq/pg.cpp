@@ -297,124 +297,30 @@ std::vector<Notification> Connection::take_notifications() {
 
 // ---- Pool -------------------------------------------------------------------------------------
 
-Pool::Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size,
-           duration connect_timeout, std::string setup)
-    : ex_(std::move(ex)), conninfo_(std::move(conninfo)), size_(std::max<std::size_t>(size, 1)),
-      connect_timeout_(connect_timeout), setup_(std::move(setup)) {
-    describe(conninfo_); // a malformed string fails here, not on first use
-}
-
 namespace {
 
-// Wakes a waiter of acquire(): its timer, set to fire now, on the timer's own executor.
-void wake(const std::shared_ptr<asio::steady_timer> &timer) {
-    asio::post(timer->get_executor(), [timer] { timer->expires_at(steady::time_point::min()); });
+// One connection for the pool, with its session setup run.
+asio::awaitable<std::unique_ptr<Connection>> open(asio::any_io_executor ex, std::string conninfo,
+                                                  duration timeout, std::string setup) {
+    auto conn = co_await Connection::connect(ex, conninfo, timeout);
+    if (!setup.empty()) {
+        auto set = conn->exec(setup, timeout);
+        const auto done = co_await std::move(set);
+        (void)done;
+    }
+    co_return conn;
 }
 
 } // namespace
 
-asio::awaitable<Pool::Lease> Pool::acquire(duration timeout) {
-    auto self = shared_from_this();
-    auto ex = co_await asio::this_coro::executor;
-    const auto deadline = steady::now() + timeout;
-    for (;;) {
-        std::shared_ptr<asio::steady_timer> waiter;
-        bool open_one = false;
-        {
-            std::lock_guard lock(mutex_);
-            if (closed_)
-                throw Error(errc::store_failure,
-                            fmt::format("postgres {}: the store is stopped", describe(conninfo_)));
-            if (!idle_.empty()) {
-                auto conn = std::move(idle_.back());
-                idle_.pop_back();
-                co_return Lease(self, std::move(conn));
-            }
-            if (open_ < size_) {
-                ++open_;
-                open_one = true;
-            } else if (steady::now() >= deadline) {
-                throw Error(errc::store_failure,
-                            fmt::format("postgres {}: all {} connections stayed busy for {}",
-                                        describe(conninfo_), size_, format_duration(timeout)));
-            } else {
-                waiter = std::make_shared<asio::steady_timer>(ex, deadline);
-                waiters_.push_back(waiter);
-            }
-        }
-        if (open_one) {
-            std::exception_ptr failure;
-            try {
-                auto conn = co_await Connection::connect(ex_, conninfo_, connect_timeout_);
-                if (!setup_.empty()) {
-                    auto set = conn->exec(setup_, connect_timeout_);
-                    const auto done = co_await std::move(set);
-                    (void)done;
-                }
-                co_return Lease(self, std::move(conn));
-            } catch (...) {
-                failure = std::current_exception();
-            }
-            std::shared_ptr<asio::steady_timer> next;
-            {
-                std::lock_guard lock(mutex_);
-                --open_;
-                if (!waiters_.empty()) {
-                    next = waiters_.front();
-                    waiters_.pop_front();
-                }
-            }
-            if (next)
-                wake(next);
-            std::rethrow_exception(failure);
-        }
-        co_await waiter->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-        std::lock_guard lock(mutex_);
-        std::erase(waiters_, waiter);
-    }
-}
-
-void Pool::give_back(std::unique_ptr<Connection> conn) {
-    std::shared_ptr<asio::steady_timer> next;
-    std::vector<std::unique_ptr<Connection>> dropped;
-    {
-        std::lock_guard lock(mutex_);
-        if (closed_ || conn->broken() || conn->in_transaction()) {
-            --open_;
-            dropped.push_back(std::move(conn));
-            if (dropped.back()->broken()) {
-                // One dead connection usually means a restarted server: the idle ones are
-                // dead too, and finding out one query at a time would fail that many calls.
-                open_ -= idle_.size();
-                for (auto &c : idle_)
-                    dropped.push_back(std::move(c));
-                idle_.clear();
-            }
-        } else {
-            idle_.push_back(std::move(conn));
-        }
-        if (!waiters_.empty()) {
-            next = waiters_.front();
-            waiters_.pop_front();
-        }
-    }
-    if (next)
-        wake(next);
-}
-
-void Pool::close() {
-    std::vector<std::unique_ptr<Connection>> dropped;
-    std::deque<std::shared_ptr<asio::steady_timer>> waiters;
-    {
-        std::lock_guard lock(mutex_);
-        closed_ = true;
-        open_ -= idle_.size();
-        dropped = std::move(idle_);
-        idle_.clear();
-        waiters.swap(waiters_);
-    }
-    for (auto &w : waiters)
-        wake(w);
-}
+Pool::Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size,
+           duration connect_timeout, std::string setup)
+    : detail::ConnectionPool<Connection>(
+          "postgres " + describe(conninfo), // a malformed string fails here, not on first use
+          size,
+          [ex = std::move(ex), conninfo, connect_timeout,
+           setup = std::move(setup)]() -> asio::awaitable<std::unique_ptr<Connection>> {
+              return open(ex, conninfo, connect_timeout, setup);
+          }) {}
 
 } // namespace asched::pg

@@ -2,6 +2,8 @@
 // io_context watches (no thread per query), every wait bounded by a deadline, and a pool.
 #pragma once
 
+#include "../core/connection_pool.hpp"
+
 #include <asched/error.hpp>
 #include <asched/time.hpp>
 
@@ -159,53 +161,13 @@ class Connection {
     std::vector<Notification> notifications_;
 };
 
-/// At most `size` connections to one server, opened when first needed. acquire() waits up to
-/// `timeout` for a free one. A broken connection returned to the pool is closed, and so are
-/// the idle ones (after a server restart they are all dead).
-class Pool : public std::enable_shared_from_this<Pool> {
+/// At most `size` connections to one server (detail::ConnectionPool). Connections are
+/// watched by `ex`. `setup`: SQL each new connection runs first (within connect_timeout), e.g.
+/// session settings; empty: none.
+class Pool : public detail::ConnectionPool<Connection> {
   public:
-    /// Connections are watched by `ex`. `setup`: SQL each new connection runs first (within
-    /// connect_timeout), e.g. session settings; empty: none.
     Pool(asio::any_io_executor ex, std::string conninfo, std::size_t size, duration connect_timeout,
          std::string setup = {});
-
-    class Lease {
-      public:
-        Lease(std::shared_ptr<Pool> pool, std::unique_ptr<Connection> conn)
-            : pool_(std::move(pool)), conn_(std::move(conn)) {}
-        Lease(Lease &&) = default;
-        Lease &operator=(Lease &&) = default;
-        ~Lease() {
-            if (pool_ && conn_)
-                pool_->give_back(std::move(conn_));
-        }
-        Connection &operator*() const { return *conn_; }
-        Connection *operator->() const { return conn_.get(); }
-
-      private:
-        std::shared_ptr<Pool> pool_;
-        std::unique_ptr<Connection> conn_;
-    };
-
-    asio::awaitable<Lease> acquire(duration timeout);
-    /// Closes the idle connections; the leased ones close when they come back.
-    void close();
-    const std::string &conninfo() const noexcept { return conninfo_; }
-
-  private:
-    void give_back(std::unique_ptr<Connection> conn);
-
-    asio::any_io_executor ex_;
-    std::string conninfo_;
-    std::size_t size_;
-    duration connect_timeout_;
-    std::string setup_;
-    std::mutex mutex_;
-    std::vector<std::unique_ptr<Connection>> idle_;
-    std::size_t open_ = 0; // idle, leased or connecting
-    std::deque<std::shared_ptr<asio::steady_timer>>
-        waiters_; // acquire() calls waiting for a connection
-    bool closed_ = false;
 };
 
 /// "host:port/dbname" for a conninfo string or URI, without credentials.
