@@ -17,6 +17,7 @@ set(backend_headers
   postgres include/asched/event_brokers/postgres_event_broker.hpp
   redis include/asched/event_brokers/redis_event_broker.hpp
   mqtt include/asched/event_brokers/mqtt_event_broker.hpp
+  mariadb include/asched/data_stores/mariadb_data_store.hpp
   admin include/asched/admin_server.hpp)
 
 # The core: every header but the backends'.
@@ -112,6 +113,9 @@ if(ASCHED_WITH_REDIS)
 endif()
 if(ASCHED_WITH_MQTT)
   asched_pkg_config(asched-mqtt asched-mqtt asched-mqtt "asched" "libmosquitto" "" "")
+endif()
+if(ASCHED_WITH_MARIADB)
+  asched_pkg_config(asched-mariadb asched-mariadb asched-mariadb "asched" "libmariadb" "" "")
 endif()
 if(ASCHED_WITH_ADMIN)
   asched_pkg_config(asched-admin asched-admin asched-admin "asched" "" "-lhttp_parser -lfmt" "")

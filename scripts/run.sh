@@ -27,13 +27,13 @@ jobs="${ASCHED_JOBS:-2}"
 build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
                 libasio-dev libhowardhinnant-date-dev libfmt-dev nlohmann-json3-dev
                 libsqlite3-dev libhiredis-dev libpq-dev libcli11-dev libhttp-parser-dev
-                libmosquitto-dev)
+                libmosquitto-dev libmariadb-dev)
 # chromium and chromium-driver: the dashboard's test in a real headless browser; spdlog: the
 # structured-logging example (optional in a user's build); faketime: R19's run of the tool
 # across a daylight-saving night; pgbouncer: R14's broker behind a pooler; mosquitto: the MQTT
-# broker's server.
+# broker's server; mariadb-server: the MariaDB store's server.
 test_packages=(libboost-test-dev clang-14 libclang-rt-14-dev clang-format-14 redis-server postgresql
-               mosquitto
+               mosquitto mariadb-server
                debootstrap chromium chromium-driver libspdlog-dev faketime pgbouncer)
 bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
 # The peers, pinned so runs compare like with like.

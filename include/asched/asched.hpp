@@ -39,6 +39,9 @@
 #if ASCHED_WITH_REDIS
 #include <asched/event_brokers/redis_event_broker.hpp>
 #endif
+#if ASCHED_WITH_MARIADB
+#include <asched/data_stores/mariadb_data_store.hpp>
+#endif
 #if ASCHED_WITH_MQTT
 #include <asched/event_brokers/mqtt_event_broker.hpp>
 #endif

@@ -1,9 +1,11 @@
 // The data-store contract: one suite, run against every store (MemoryDataStore,
 // SqliteDataStore on a temporary file, PostgresDataStore on a private PostgreSQL server with a
-// schema per test), on a manual clock. A new store joins `stores` below.
+// schema per test, MariaDbDataStore on a private MariaDB server with a database per test), on a
+// manual clock. A new store joins `stores` below.
 #include "servers.hpp"
 #include "test_support.hpp"
 
+#include <asched/data_stores/mariadb_data_store.hpp>
 #include <asched/data_stores/postgres_data_store.hpp>
 
 #include <boost/test/data/monomorphic.hpp>
@@ -16,7 +18,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char *const store_kinds[] = {"memory", "sqlite", "postgres"};
+const char *const store_kinds[] = {"memory", "sqlite", "postgres", "mariadb"};
 const auto stores = boost::unit_test::data::make(store_kinds);
 
 // One server for the whole run (initdb takes seconds); each test has a schema of its own.
@@ -30,6 +32,15 @@ std::shared_ptr<DataStore> make_postgres_store() {
         PostgresDataStoreOptions{.conninfo = postgres().conninfo(),
                                  .schema = "contract_" + std::to_string(++n),
                                  .database_clock = false});
+}
+
+std::shared_ptr<DataStore> make_mariadb_store() {
+    static int n = 0;
+    return std::make_shared<MariaDbDataStore>(
+        MariaDbDataStoreOptions{.port = test::shared_mariadb().port(),
+                                .user = "root",
+                                .database = "contract_" + std::to_string(++n),
+                                .database_clock = false});
 }
 
 struct StoreFixture : test::IoContextFixture {
@@ -63,6 +74,8 @@ struct StoreFixture : test::IoContextFixture {
         else if (kind == "sqlite")
             store = std::make_shared<SqliteDataStore>(
                 SqliteDataStoreOptions{.path = dir.path("store.db")});
+        else if (kind == "mariadb")
+            store = make_mariadb_store();
         else
             store = make_postgres_store();
         sync(store->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}));
@@ -649,7 +662,10 @@ BOOST_DATA_TEST_CASE_F(StoreFixture, check_reports_the_schema_and_a_sound_store,
     BOOST_TEST(c.backend == std::string(kind));
     BOOST_TEST(c.problems.empty(), c.problems.size() << " problem(s)");
     BOOST_TEST(c.quarantined == 0u);
-    BOOST_TEST(c.schema_version == (kind == std::string("memory") ? 0 : 4));
+    const std::string k = kind;
+    BOOST_TEST(c.schema_version == (k == "memory"    ? 0
+                                    : k == "mariadb" ? MariaDbDataStore::schema_version
+                                                     : 4));
     BOOST_TEST(c.found_version == 0); // a new store: the schema was created
     BOOST_TEST(!c.location.empty());
 }

@@ -24,6 +24,9 @@ int main() {
 #ifdef CONSUMER_REDIS
     asched::RedisEventBroker redis;
 #endif
+#ifdef CONSUMER_MARIADB
+    asched::MariaDbDataStore mariadb({.port = 1}); // Connector/C linked, not connected
+#endif
 #ifdef CONSUMER_MQTT
     asched::MqttEventBroker mqtt; // libmosquitto linked, not connected
 #endif

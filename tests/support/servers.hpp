@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <mysql.h>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
@@ -46,8 +47,10 @@ class Process {
     Process &operator=(const Process &) = delete;
     ~Process() { kill(SIGKILL); }
 
-    /// `stderr_path`: where its stderr goes (appended; default: this process's).
-    void spawn(std::vector<std::string> argv, const std::string &stderr_path = {}) {
+    /// `stderr_path`: where its stderr goes (appended; default: this process's); with
+    /// `stdout_too`, its stdout as well.
+    void spawn(std::vector<std::string> argv, const std::string &stderr_path = {},
+               bool stdout_too = false) {
         std::vector<char *> args;
         for (auto &a : argv)
             args.push_back(a.data());
@@ -57,6 +60,8 @@ class Process {
         if (!stderr_path.empty())
             posix_spawn_file_actions_addopen(&files, 2, stderr_path.c_str(),
                                              O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (!stderr_path.empty() && stdout_too)
+            posix_spawn_file_actions_adddup2(&files, 2, 1);
         const int rc = posix_spawnp(&pid_, args[0], &files, nullptr, args.data(), environ);
         posix_spawn_file_actions_destroy(&files);
         if (rc != 0)
@@ -150,6 +155,67 @@ class RedisServer : public LoopbackServer {
     }
 };
 
+/// Runs `argv` to completion; throws naming the command when it fails.
+inline void run_command(std::vector<std::string> argv) {
+    const std::string what = argv.front();
+    Process p(std::move(argv));
+    if (const int status = p.wait(); status != 0)
+        throw std::runtime_error(what + " failed with status " + std::to_string(status));
+}
+
+/// Debian's MariaDB (package mariadb-server): mariadb-install-db into a temporary directory,
+/// then mariadbd on a free loopback port (its socket in the same directory), user "root"
+/// without a password over TCP, small InnoDB files, no binary log. stop() is SIGKILL (a crash:
+/// InnoDB recovers at the next start, on the same port). Run as root, the server runs as root
+/// (`--user=root`), else as the current user.
+class MariaDbServer : public LoopbackServer {
+  public:
+    MariaDbServer()
+        : LoopbackServer("mariadbd", [](std::uint16_t port, const TempDir &dir) {
+              auto argv = server_options(dir);
+              argv.insert(argv.begin(), "/usr/sbin/mariadbd");
+              for (std::string a : std::vector<std::string>{
+                       "--port=" + std::to_string(port), "--bind-address=127.0.0.1",
+                       "--socket=" + dir.path("mariadb.sock"),
+                       "--pid-file=" + dir.path("mariadb.pid"), "--skip-log-bin",
+                       "--skip-name-resolve", "--log-error=" + dir.path("error.log"),
+                       "--max-connections=500"})
+                  argv.push_back(std::move(a));
+              return argv;
+          }) {
+        auto install = server_options(dir());
+        install.insert(install.begin(), "mariadb-install-db");
+        for (std::string a : std::vector<std::string>{"--auth-root-authentication-method=normal",
+                                                      "--skip-test-db", "--skip-name-resolve"})
+            install.push_back(std::move(a));
+        Process installer;
+        installer.spawn(install, dir().path("install.log"), true);
+        if (const int status = installer.wait(); status != 0)
+            throw std::runtime_error("mariadb-install-db failed with status " +
+                                     std::to_string(status) + ", see " + dir().path("install.log"));
+        start();
+    }
+
+  private:
+    // What the installer and the server share: where the data is and how InnoDB stores it.
+    static std::vector<std::string> server_options(const TempDir &dir) {
+        const passwd *pw = ::getpwuid(::geteuid());
+        return {"--no-defaults",
+                "--datadir=" + dir.path("data"),
+                std::string("--user=") + (pw ? pw->pw_name : "root"),
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=16M",
+                "--innodb-flush-log-at-trx-commit=2", // a process crash loses nothing
+                "--innodb-doublewrite=0"};
+    }
+};
+
+/// One MariaDB server for a whole test program; tests separate their data by database.
+inline MariaDbServer &shared_mariadb() {
+    static MariaDbServer server;
+    return server;
+}
+
 /// Debian's mosquitto (package mosquitto): anonymous, no persistence, no log, its
 /// configuration in a temporary directory.
 class MosquittoServer : public LoopbackServer {
@@ -168,14 +234,6 @@ class MosquittoServer : public LoopbackServer {
         start();
     }
 };
-
-/// Runs `argv` to completion; throws naming the command when it fails.
-inline void run_command(std::vector<std::string> argv) {
-    const std::string what = argv.front();
-    Process p(std::move(argv));
-    if (const int status = p.wait(); status != 0)
-        throw std::runtime_error(what + " failed with status " + std::to_string(status));
-}
 
 /// A PostgreSQL 15 cluster of its own: initdb into a temporary directory, the server on a
 /// free loopback port (its socket in the same directory), trust authentication for the role
@@ -366,6 +424,48 @@ class Psql {
 
   private:
     PGconn *conn_;
+};
+
+/// A blocking MariaDB connection for a test's side queries (locking a table, damaging a row,
+/// reading a ledger), as root over TCP.
+class MariaSql {
+  public:
+    explicit MariaSql(std::uint16_t port) : conn_(mysql_init(nullptr)) {
+        mysql_options(conn_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+        if (!mysql_real_connect(conn_, "127.0.0.1", "root", nullptr, nullptr, port, nullptr, 0))
+            throw std::runtime_error(std::string("mariadb: ") + mysql_error(conn_));
+    }
+    ~MariaSql() { mysql_close(conn_); }
+    MariaSql(const MariaSql &) = delete;
+    MariaSql &operator=(const MariaSql &) = delete;
+
+    /// Runs `sql`; the first column of the first row ("" without rows or for NULL).
+    std::string exec(const std::string &sql) {
+        auto all = rows(sql);
+        return all.empty() || all[0].empty() ? std::string() : all[0][0];
+    }
+    /// Every row of `sql`, each column as text ("" for NULL). Throws on an error.
+    std::vector<std::vector<std::string>> rows(const std::string &sql) {
+        if (mysql_real_query(conn_, sql.data(), sql.size()) != 0)
+            throw std::runtime_error("mariadb: " + sql.substr(0, 200) + ": " + mysql_error(conn_));
+        std::vector<std::vector<std::string>> out;
+        MYSQL_RES *res = mysql_store_result(conn_);
+        if (!res)
+            return out;
+        const unsigned n = mysql_num_fields(res);
+        while (MYSQL_ROW r = mysql_fetch_row(res)) {
+            const unsigned long *lengths = mysql_fetch_lengths(res);
+            std::vector<std::string> row;
+            for (unsigned c = 0; c < n; ++c)
+                row.emplace_back(r[c] ? std::string(r[c], lengths[c]) : std::string());
+            out.push_back(std::move(row));
+        }
+        mysql_free_result(res);
+        return out;
+    }
+
+  private:
+    MYSQL *conn_;
 };
 
 } // namespace asched::test
