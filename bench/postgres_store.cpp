@@ -6,6 +6,7 @@
 //
 // usage: bench_postgres_store CONNINFO [repetitions] [jobs]
 // (scripts/run.sh bench starts a private server and passes its connection string.)
+#include "store_bench.hpp"
 #include "store_jobs.hpp"
 
 #include <asched/asched.hpp>
@@ -24,7 +25,7 @@
 
 namespace {
 
-using steady = std::chrono::steady_clock;
+using bench::in_processes;
 
 void exec(PGconn *c, const std::string &sql) {
     PGresult *r = PQexec(c, sql.c_str());
@@ -43,29 +44,6 @@ PGconn *connect(const std::string &conninfo) {
         std::exit(1);
     }
     return c;
-}
-
-// Runs `work` in `clients` forked processes at once; the seconds until the last one ends.
-template <class F> double in_processes(int clients, F work) {
-    const auto start = steady::now();
-    std::vector<pid_t> children;
-    for (int i = 0; i < clients; ++i) {
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            work(i);
-            std::_Exit(0);
-        }
-        children.push_back(pid);
-    }
-    for (pid_t pid : children) {
-        int status = 0;
-        ::waitpid(pid, &status, 0);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            std::fprintf(stderr, "a benchmark process failed\n");
-            std::exit(1);
-        }
-    }
-    return std::chrono::duration<double>(steady::now() - start).count();
 }
 
 // Claims per second with `clients` processes, one transaction per `batch` rows (1: single-row
@@ -106,81 +84,22 @@ double raw_claims_per_second(const std::string &conninfo, int clients, std::size
     return double(n) / seconds;
 }
 
-asio::awaitable<void> fill(std::shared_ptr<asched::PostgresDataStore> store, std::size_t n,
-                           double *per_second) {
-    co_await store->start(asched::StoreContext{});
-    asched::Task task;
-    task.id = "t";
-    task.max_running_jobs = std::nullopt; // no cap: batches of 100
-    co_await store->add_task(std::move(task));
-    const auto start = steady::now();
-    auto adding =
-        bench::add_jobs_in_batches(store, n); // arguments made outside the co_await (GCC 12)
-    co_await std::move(adding);
-    *per_second = double(n) / std::chrono::duration<double>(steady::now() - start).count();
-    co_await store->stop();
-}
-
-asio::awaitable<void> drain(std::shared_ptr<asched::PostgresDataStore> store, std::string who) {
-    co_await store->start(asched::StoreContext{});
-    auto running = bench::run_all_jobs(store, std::move(who));
-    co_await std::move(running);
-    co_await store->stop();
-}
-
-template <class Op> void run(Op op) {
-    asio::io_context ioc;
-    asio::co_spawn(ioc, std::move(op), [](std::exception_ptr e) {
-        if (e)
-            std::rethrow_exception(e);
-    });
-    ioc.run();
-}
-
 std::shared_ptr<asched::PostgresDataStore> make_store(const std::string &conninfo) {
     return std::make_shared<asched::PostgresDataStore>(
         asched::PostgresDataStoreOptions{.conninfo = conninfo, .schema = "bench"});
 }
 
-struct StoreFigures {
-    double add = 0;  // jobs per second added, batches of 100
-    double jobs = 0; // jobs per second acquired (batches of 100), run and released
-};
-
-StoreFigures store_figures(const std::string &conninfo, int workers, std::size_t n) {
+bench::StoreFigures store_figures(const std::string &conninfo, int workers, std::size_t n) {
     PGconn *c = connect(conninfo);
     exec(c, "DROP SCHEMA IF EXISTS bench CASCADE");
     PQfinish(c);
-    StoreFigures f;
-    run(fill(make_store(conninfo), n, &f.add));
-    const double seconds = in_processes(
-        workers, [&](int i) { run(drain(make_store(conninfo), "worker-" + std::to_string(i))); });
+    bench::StoreFigures f;
+    bench::run(bench::fill(make_store(conninfo), n, &f.add));
+    const double seconds = in_processes(workers, [&](int i) {
+        bench::run(bench::drain(make_store(conninfo), "worker-" + std::to_string(i)));
+    });
     f.jobs = double(n) / seconds;
     return f;
-}
-
-struct Stat {
-    double median, min, max;
-};
-
-Stat stat(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return {v[v.size() / 2], v.front(), v.back()};
-}
-
-void print(const std::string &name, const char *unit, const Stat &s, int reps,
-           const std::string &baseline = {}, double peer = 0) {
-    std::printf("%-34s %12.0f %12.0f %12.0f %s\n", name.c_str(), s.median, s.min, s.max, unit);
-    if (peer > 0)
-        std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.0f,\"min\":%.0f,\"max\":%.0f,"
-                    "\"repetitions\":%d,"
-                    "\"baseline\":\"%s\",\"baseline_median\":%.0f,\"ratio\":%.3f}\n",
-                    name.c_str(), unit, s.median, s.min, s.max, reps, baseline.c_str(), peer,
-                    s.median / peer);
-    else
-        std::printf("{\"name\":\"%s\",\"unit\":\"%s\",\"median\":%.0f,\"min\":%.0f,\"max\":%.0f,"
-                    "\"repetitions\":%d}\n",
-                    name.c_str(), unit, s.median, s.min, s.max, reps);
 }
 
 } // namespace
@@ -194,31 +113,8 @@ int main(int argc, char **argv) {
     const int reps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 3;
     const std::size_t n = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 20'000;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    std::printf("%-34s %12s %12s %12s (%zu jobs, %d repetitions)\n", "figure", "median", "min",
-                "max", n, reps);
-    for (int clients : {1, 2}) {
-        std::vector<double> raw, raw_batched, add, jobs;
-        for (int r = 0; r < reps; ++r) {
-            raw.push_back(raw_claims_per_second(conninfo, clients, n, 1));
-            raw_batched.push_back(raw_claims_per_second(conninfo, clients, n, 100));
-            const auto f = store_figures(conninfo, clients, n);
-            add.push_back(f.add);
-            jobs.push_back(f.jobs);
-        }
-        const auto suffix = "_" + std::to_string(clients);
-        const auto raw_stat = stat(raw);
-        print("postgres_raw_claim" + suffix, "claims/s", raw_stat, reps);
-        if (clients == 1)
-            print("postgres_store_add_job", "jobs/s", stat(add), reps);
-        const auto jobs_stat = stat(jobs);
-        print("postgres_store_jobs" + suffix, "jobs/s", jobs_stat, reps,
-              "postgres_raw_claim" + suffix, raw_stat.median);
-        std::printf("postgres_store_jobs%s / raw claim with %d client(s): %.2f (target: above 1)\n",
-                    suffix.c_str(), clients, jobs_stat.median / raw_stat.median);
-        const auto batched_stat = stat(raw_batched);
-        print("postgres_raw_claim_batched" + suffix, "claims/s", batched_stat, reps);
-        std::printf("postgres_store_jobs%s / raw batched claim with %d client(s): %.2f (target: at "
-                    "least 0.5)\n",
-                    suffix.c_str(), clients, jobs_stat.median / batched_stat.median);
-    }
+    bench::compare_with_raw_claims(
+        "postgres", reps, n,
+        [&](int clients, int batch) { return raw_claims_per_second(conninfo, clients, n, batch); },
+        [&](int clients) { return store_figures(conninfo, clients, n); });
 }

@@ -24,6 +24,8 @@ BASELINES = {
     "sqlite_store_acquire_release": ("sqlite_raw_claim_batched", "raw SQLite claim, 100 per transaction"),
     "postgres_store_jobs_1": ("postgres_raw_claim_1", "raw SKIP LOCKED claim, 1 client"),
     "postgres_store_jobs_2": ("postgres_raw_claim_2", "raw SKIP LOCKED claim, 2 clients"),
+    "mariadb_store_jobs_1": ("mariadb_raw_claim_1", "raw MariaDB SKIP LOCKED claim, 1 client"),
+    "mariadb_store_jobs_2": ("mariadb_raw_claim_2", "raw MariaDB SKIP LOCKED claim, 2 clients"),
 }
 
 for _n in ("10k", "100k", "1M"):
@@ -129,6 +131,12 @@ def main(raw_path, out_dir):
         batched = med(f"postgres_raw_claim_batched_{clients}")
         target(f"PostgreSQL store jobs/s / raw batched claim (100 per statement), {clients} process(es)",
                ours_pg / batched if ours_pg and batched else None, ">= 0.5", lambda v: v >= 0.5)
+        ours_m, raw_m = med(f"mariadb_store_jobs_{clients}"), med(f"mariadb_raw_claim_{clients}")
+        target(f"MariaDB store jobs/s / raw single-row claim, {clients} process(es)",
+               ours_m / raw_m if ours_m and raw_m else None, "> 1", lambda v: v > 1)
+        batched_m = med(f"mariadb_raw_claim_batched_{clients}")
+        target(f"MariaDB store jobs/s / raw batched claim (100 per transaction), {clients} process(es)",
+               ours_m / batched_m if ours_m and batched_m else None, ">= 0.5", lambda v: v >= 0.5)
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "latest.jsonl"), "w") as f:

@@ -6,6 +6,8 @@
 #include <asched/asched.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
 
 #include <chrono>
 #include <memory>
@@ -55,6 +57,42 @@ inline asio::awaitable<std::size_t> run_all_jobs(std::shared_ptr<asched::DataSto
         co_await store->release_jobs(who, std::move(finished));
     }
     co_return done;
+}
+
+/// Runs `op` on an io_context of its own to its end; rethrows its failure.
+template <class Op> void run(Op op) {
+    asio::io_context ioc;
+    asio::co_spawn(ioc, std::move(op), [](std::exception_ptr e) {
+        if (e)
+            std::rethrow_exception(e);
+    });
+    ioc.run();
+}
+
+/// Starts `store`, adds task "t" (no cap) and n jobs in batches of 100; `per_second`: the rate
+/// of adding.
+inline asio::awaitable<void> fill(std::shared_ptr<asched::DataStore> store, std::size_t n,
+                                  double *per_second) {
+    asched::StoreContext context; // named: GCC 12 mishandles temporaries inside co_await
+    co_await store->start(std::move(context));
+    asched::Task task;
+    task.id = "t";
+    co_await store->add_task(std::move(task));
+    const auto start = std::chrono::steady_clock::now();
+    auto adding = add_jobs_in_batches(store, n);
+    co_await std::move(adding);
+    *per_second =
+        double(n) / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    co_await store->stop();
+}
+
+/// Starts `store` and runs every job of task "t" as `who`.
+inline asio::awaitable<void> drain(std::shared_ptr<asched::DataStore> store, std::string who) {
+    asched::StoreContext context;
+    co_await store->start(std::move(context));
+    auto running = run_all_jobs(store, std::move(who));
+    co_await std::move(running);
+    co_await store->stop();
 }
 
 } // namespace bench

@@ -35,7 +35,7 @@ build_packages=(g++ cmake ninja-build ccache pkg-config tzdata
 test_packages=(libboost-test-dev clang-14 libclang-rt-14-dev clang-format-14 redis-server postgresql
                mosquitto mariadb-server
                debootstrap chromium chromium-driver libspdlog-dev faketime pgbouncer)
-bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev)
+bench_packages=(python3 python3-apscheduler gnuplot-nox postgresql libpq-dev mariadb-server)
 # The peers, pinned so runs compare like with like.
 npm_peers=(croner@11.0.1 cron-parser@5.10.5)
 
@@ -244,6 +244,19 @@ bench)
     as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
         -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1" start > /dev/null
     run "$b/bench_postgres_store" "host=127.0.0.1 port=$pgport user=asched dbname=postgres" "$(( reps < 3 ? reps : 3 ))" "$sq"
+    # A private MariaDB (default durability settings) on a free loopback port, root over TCP.
+    mdir="$(mktemp -d)"
+    mport="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    muser="$(id -un)"
+    trap 'as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop > /dev/null 2>&1 || true; [ -f "$mdir/pid" ] && kill "$(cat "$mdir/pid")" 2> /dev/null; rm -rf "$peers" "$pgdir"' EXIT
+    mariadb-install-db --no-defaults --datadir="$mdir/data" --user="$muser" \
+        --auth-root-authentication-method=normal --skip-test-db > "$mdir/install.log" 2>&1
+    /usr/sbin/mariadbd --no-defaults --datadir="$mdir/data" --user="$muser" --port="$mport" \
+        --bind-address=127.0.0.1 --socket="$mdir/sock" --pid-file="$mdir/pid" --skip-log-bin \
+        --skip-name-resolve --innodb-buffer-pool-size=256M > "$mdir/server.log" 2>&1 &
+    for _ in $(seq 300); do mariadb-admin --host=127.0.0.1 --port="$mport" --user=root ping > /dev/null 2>&1 && break; sleep 0.1; done
+    run "$b/bench_mariadb_store" "$mport" "$(( reps < 3 ? reps : 3 ))" "$sq"
+    kill "$(cat "$mdir/pid")"; rm -rf "$mdir"
     "$py" "$here/bench/report.py" "$raw" "$here/bench/results"
     echo "== wrote bench/results/latest.md, latest.jsonl, chart.png"
     sed -n '/## Targets/,/## Figures/p' bench/results/latest.md

@@ -6,6 +6,7 @@
 #include <asched/admin_server.hpp>
 #include <asched/asched.hpp>
 #include <asched/command_task.hpp>
+#include <asched/data_stores/mariadb_data_store.hpp>
 #include <asched/data_stores/postgres_data_store.hpp>
 #include <asched/data_stores/sqlite_data_store.hpp>
 #include <asched/event_brokers/mqtt_event_broker.hpp>
@@ -96,11 +97,21 @@ std::shared_ptr<EventBroker> open_broker(const std::string &text, const std::str
 }
 
 StoreSpec open_store(const std::string &text, const std::string &schema, bool migrate) {
+    if (text.rfind("mariadb://", 0) == 0 || text.rfind("mysql://", 0) == 0) {
+        auto o = MariaDbDataStoreOptions::from_url(text);
+        o.migrate = migrate;
+        // Shown in messages: never the password.
+        const std::string shown = fmt::format(
+            "mariadb://{}{}:{}/{}", o.user.empty() ? "" : o.user + "@", o.host, o.port, o.database);
+        return {shown, std::make_shared<MariaDbDataStore>(o)};
+    }
     const auto colon = text.find(':');
     const std::string kind = text.substr(0, colon);
     const std::string rest = colon == std::string::npos ? "" : text.substr(colon + 1);
     if (colon == std::string::npos || rest.empty() || (kind != "sqlite" && kind != "postgres"))
-        throw Usage(fmt::format("--store \"{}\": expected sqlite:PATH or postgres:CONNINFO", text));
+        throw Usage(fmt::format("--store \"{}\": expected sqlite:PATH, postgres:CONNINFO or "
+                                "mariadb://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE]",
+                                text));
     if (kind == "sqlite") {
         if (!migrate && !std::filesystem::exists(rest))
             throw Error(errc::store_failure, fmt::format("--store \"{}\": no such file", text));
@@ -779,7 +790,9 @@ int main(int argc, char **argv) {
     std::string store_text;
     bool as_json = false;
     std::string zone_name = "UTC";
-    app.add_option("--store", store_text, "sqlite:PATH or postgres:CONNINFO")->required();
+    app.add_option("--store", store_text,
+                   "sqlite:PATH, postgres:CONNINFO or mariadb://[USER[:PASSWORD]@]HOST[:PORT][/DB]")
+        ->required();
     app.add_flag("--json", as_json, "print JSON for scripts instead of tables");
     app.add_option("--timezone", zone_name, "show times in this zone (default UTC)");
     std::string broker_text;

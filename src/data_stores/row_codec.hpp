@@ -244,4 +244,60 @@ inline std::string metadata_text(const Job &job) {
                                                             : job.metadata.dump();
 }
 
+// ---- batch records: rows as JSON objects, for the server-side readers of the network SQL
+// stores (PostgreSQL's jsonb_to_recordset, MariaDB's JSON_TABLE): one parameter per batch.
+
+inline nlohmann::json opt_json(const std::optional<time_point> &t) {
+    return t ? nlohmann::json(t->time_since_epoch().count()) : nlohmann::json(nullptr);
+}
+inline nlohmann::json opt_json(const std::optional<std::string> &s) {
+    return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
+}
+
+/// A job's row.
+inline nlohmann::json job_record_json(const Job &job) {
+    using nlohmann::json;
+    return json{{"id", job.id},
+                {"task_id", job.task_id},
+                {"schedule_id", opt_json(job.schedule_id)},
+                {"scheduled_fire_time", opt_json(job.scheduled_fire_time)},
+                {"jitter", job.jitter.count()},
+                {"earliest_start", job.earliest_start().time_since_epoch().count()},
+                {"start_deadline", opt_json(job.start_deadline)},
+                {"result_expiration", job.result_expiration_time.count()},
+                {"created_at", job.created_at.time_since_epoch().count()},
+                {"args", args_text(job)},
+                {"metadata", metadata_text(job)},
+                {"timeout", job.timeout ? json(job.timeout->count()) : json(nullptr)},
+                {"attempt", job.attempt},
+                {"retry", job.retry ? json(json(*job.retry).dump()) : json(nullptr)}};
+}
+
+/// The job_history row of `job`'s attempt that ended as `result` on `worker`.
+inline nlohmann::json history_record_json(const Job &job, const JobResult &result,
+                                          const std::string &worker,
+                                          const std::optional<time_point> &retry_at) {
+    return nlohmann::json{{"job_id", job.id},
+                          {"attempt", job.attempt},
+                          {"task_id", job.task_id},
+                          {"schedule_id", opt_json(job.schedule_id)},
+                          {"outcome", to_string(result.outcome)},
+                          {"scheduled_fire_time", opt_json(job.scheduled_fire_time)},
+                          {"started_at", opt_json(result.started_at)},
+                          {"finished_at", result.finished_at.time_since_epoch().count()},
+                          {"worker", worker},
+                          {"exception_type", opt_json(result.exception_type)},
+                          {"exception_message", opt_json(result.exception_message)},
+                          {"retry_at", opt_json(retry_at)}};
+}
+
+/// The results row of `job`'s `result`.
+inline nlohmann::json result_record_json(const Job &job, const JobResult &result) {
+    return nlohmann::json{{"job_id", result.job_id},
+                          {"schedule_id", opt_json(job.schedule_id)},
+                          {"scheduled_fire_time", opt_json(job.scheduled_fire_time)},
+                          {"expires_at", result.expires_at.time_since_epoch().count()},
+                          {"data", nlohmann::json(result).dump()}};
+}
+
 } // namespace asched::detail

@@ -9,7 +9,10 @@
 
 #include <asio/awaitable.hpp>
 
+#include <exception>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -23,6 +26,39 @@ inline asio::awaitable<void> publish_all(std::shared_ptr<EventBroker> broker,
     if (!broker || events.empty())
         co_return;
     co_await broker->publish_batch(std::move(events));
+}
+
+/// One try of a store operation in its own transaction: its value and the events to publish
+/// after commit, or its failure and whether running it again may succeed (a deadlock, a
+/// connection found dead before the transaction began).
+template <class R> struct Attempt {
+    std::optional<R> out;
+    std::vector<Event> events;
+    std::exception_ptr failure;
+    bool retry = false;
+};
+
+/// Runs `once(attempt)` (attempt 0, 1, ...) until it succeeds or fails for good, then
+/// publishes its events on the broker `broker()` names at that moment (none once the store
+/// has stopped) and returns its value; rethrows the last failure. Named
+/// locals and one co_return outside the loop: GCC 12 mishandles temporaries and returns around
+/// co_await.
+template <class R>
+asio::awaitable<R> run_attempts(std::function<asio::awaitable<Attempt<R>>(int)> once,
+                                std::function<std::shared_ptr<EventBroker>()> broker) {
+    Attempt<R> a;
+    for (int attempt = 0;; ++attempt) {
+        auto call = once(attempt);
+        auto outcome = co_await std::move(call);
+        a = std::move(outcome);
+        if (!a.failure || !a.retry)
+            break;
+    }
+    if (a.failure)
+        std::rethrow_exception(a.failure);
+    co_await publish_all(broker(), std::move(a.events));
+    R value = std::move(*a.out);
+    co_return value;
 }
 
 /// The result a store records for `job` when it ends at `at` without a return value

@@ -1,6 +1,6 @@
 // asched_test_node: one scheduler process for the crash, restart and cluster tests.
 //
-// usage: asched_test_node --store sqlite:PATH|postgres:CONNINFO|memory --identity ID
+// usage: asched_test_node --store sqlite:PATH|postgres:CONNINFO|mariadb://URL|memory --identity ID
 //          [--broker local|redis:PORT|postgres:CONNINFO|mqtt:PORT] [--schedules N] [--every S]
 //          [--start-at ISO] [--job-ms MS] [--lease S] [--poll MS] [--run-for S]
 //          [--ledger FILE] [--grace S] [--retry ATTEMPTS] [--cap N] [--intervals FILE]
@@ -137,6 +137,12 @@ std::shared_ptr<asched::DataStore> make_store(const std::string &spec) {
                                              .schema = "cluster",
                                              .connect_timeout = 2s,
                                              .query_timeout = 5s});
+    if (spec.rfind("mariadb://", 0) == 0) {
+        auto o = asched::MariaDbDataStoreOptions::from_url(spec);
+        o.connect_timeout = 2s;
+        o.query_timeout = 5s;
+        return std::make_shared<asched::MariaDbDataStore>(o);
+    }
     if (spec == "memory")
         return std::make_shared<asched::MemoryDataStore>();
     usage("unknown store " + spec);

@@ -1,6 +1,7 @@
 // Three scheduler processes on one PostgreSQL (reliability scenarios R1, R3/R4, R7, R8 of
-// ../shared/reference/reliability-scenarios.md, in their short CI variants). Every node runs
-// asched_test_node with the PostgreSQL store; every execution is a ledger line. Waits are
+// ../shared/reference/reliability-scenarios.md, in their short CI variants), and R1/R8 on one
+// MariaDB. Every node runs asched_test_node with the SQL store; every execution is a ledger
+// line. Waits are
 // bounded and poll for their condition.
 #include "chaos_proxy.hpp"
 #include "process_support.hpp"
@@ -28,6 +29,8 @@ using Fire = std::pair<std::string, std::int64_t>;
 
 struct Cluster {
     PostgresServer pg;
+    // Set: the nodes keep their data in this MariaDB (database "cluster") instead of pg.
+    std::optional<asched::test::MariaDbServer> maria;
     Dir dir;
     std::string ledger = dir / "ledger";
     std::string poll = "500"; // every node's --poll, in milliseconds
@@ -38,7 +41,7 @@ struct Cluster {
     std::vector<std::string> node(const std::string &id, const std::string &broker, int schedules,
                                   const std::string &run_for, const std::string &lease,
                                   const std::string &job_ms, const std::string &grace = "5") const {
-        return {"--store",     "postgres:" + pg.conninfo(),
+        return {"--store",     store(),
                 "--broker",    broker,
                 "--identity",  id,
                 "--schedules", std::to_string(schedules),
@@ -52,10 +55,25 @@ struct Cluster {
                 "--ledger",    ledger};
     }
 
-    std::map<Fire, int> count(const std::string &sql) {
+    /// The nodes' --store.
+    std::string store() const {
+        return maria ? "mariadb://root@127.0.0.1:" + std::to_string(maria->port()) + "/cluster"
+                     : "postgres:" + pg.conninfo();
+    }
+
+    /// Every row of `sql` on the nodes' database, each column as text ("" for NULL).
+    std::vector<std::vector<std::string>> rows(const std::string &sql) {
+        if (maria) {
+            asched::test::MariaSql db(maria->port());
+            return db.rows(sql);
+        }
         Psql db(pg.conninfo());
+        return db.rows(sql);
+    }
+
+    std::map<Fire, int> count(const std::string &sql) {
         std::map<Fire, int> out;
-        for (auto &row : db.rows(sql))
+        for (auto &row : rows(sql))
             ++out[{row[0], std::stoll(row[1])}];
         return out;
     }
@@ -71,16 +89,15 @@ struct Cluster {
             ++ran[{l.schedule_id, l.fire_us}];
         auto results = count("SELECT schedule_id, scheduled_fire_time FROM cluster.results");
         auto not_run = count(
-            "SELECT schedule_id, scheduled_fire_time FROM cluster.results WHERE data::jsonb ->> "
-            "'outcome' IN ('abandoned', 'cancelled', 'missed_start_deadline')");
+            std::string("SELECT schedule_id, scheduled_fire_time FROM cluster.results WHERE ") +
+            (maria ? "JSON_VALUE(data, '$.outcome')" : "data::jsonb ->> 'outcome'") +
+            " IN ('abandoned', 'cancelled', 'missed_start_deadline')");
         auto queued = count("SELECT schedule_id, scheduled_fire_time FROM cluster.jobs");
-        Psql db(pg.conninfo());
-        auto rows = db.rows(
-            "SELECT id, coalesce(last_fire_time::text, '') FROM cluster.schedules WHERE id LIKE "
-            "'s-%' ORDER BY id"); // the nodes' own (not one an operator added)
-        BOOST_TEST(rows.size() == schedules);
+        auto defined = rows("SELECT id, last_fire_time FROM cluster.schedules WHERE id LIKE "
+                            "'s-%' ORDER BY id"); // the nodes' own (not one an operator added)
+        BOOST_TEST(defined.size() == schedules);
         std::size_t fires = 0;
-        for (auto &row : rows) {
+        for (auto &row : defined) {
             BOOST_REQUIRE_MESSAGE(!row[1].empty(), "schedule " << row[0] << " never fired");
             for (std::int64_t t = start_us; t <= std::stoll(row[1]); t += every_us) {
                 const Fire key{row[0], t};
@@ -104,14 +121,17 @@ struct Cluster {
     }
 
     std::string scalar(const std::string &sql) {
-        Psql db(pg.conninfo());
-        return db.exec(sql);
+        auto all = rows(sql);
+        return all.empty() || all[0].empty() ? std::string() : all[0][0];
     }
 };
 
-// R1: 3 nodes, 100 schedules every second for 32 s; with `broker` (or none: "local").
-void herd(const std::string &broker_kind) {
+// R1: 3 nodes, 100 schedules every second for 32 s; with `broker` (or none: "local"), on
+// PostgreSQL or (`on_mariadb`) on MariaDB.
+void herd(const std::string &broker_kind, bool on_mariadb = false) {
     Cluster c;
+    if (on_mariadb)
+        c.maria.emplace();
     std::optional<RedisServer> redis;
     std::string broker = "local";
     if (broker_kind == "postgres")
@@ -143,7 +163,8 @@ void herd(const std::string &broker_kind) {
     BOOST_TEST(who.size() == 3u); // the work is shared
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
                "0");
-    BOOST_TEST_MESSAGE("R1 (" << broker_kind << "): " << fires << " fires, each exactly once");
+    BOOST_TEST_MESSAGE("R1 (" << broker_kind << (on_mariadb ? ", MariaDB" : "") << "): " << fires
+                              << " fires, each exactly once");
 }
 
 } // namespace
@@ -161,6 +182,9 @@ BOOST_AUTO_TEST_CASE(r1_three_nodes_redis_broker_every_fire_once) {
 }
 BOOST_AUTO_TEST_CASE(r1_three_nodes_mqtt_broker_every_fire_once) {
     herd("mqtt");
+}
+BOOST_AUTO_TEST_CASE(r1_three_nodes_on_mariadb_with_the_mqtt_broker_every_fire_once) {
+    herd("mqtt", true);
 }
 
 // R3/R4: the node running jobs is killed; its jobs end abandoned once, within lease + poll +
@@ -284,18 +308,33 @@ BOOST_AUTO_TEST_CASE(r7_sigterm_drains_releases_and_exits_0) {
 
 // R8: PostgreSQL crashes (stop -m immediate) for 10 s under load and comes back: no node
 // exits, all reconnect, no fire is lost or run twice.
-BOOST_AUTO_TEST_CASE(r8_postgres_restart_under_load) {
+// R8: the database goes down for 10 s under load (3 nodes, 50 schedules a second) and comes
+// back: the nodes ride it out, make up the fires inside the outage, and every fire has exactly
+// one job. On PostgreSQL with its broker, and on MariaDB with the MQTT broker.
+void database_restart_under_load(bool on_mariadb) {
     Cluster c;
-    const std::string broker = "postgres:" + c.pg.conninfo();
+    std::optional<asched::test::MosquittoServer> mosquitto;
+    std::string broker = "postgres:" + c.pg.conninfo();
+    if (on_mariadb) {
+        c.maria.emplace();
+        mosquitto.emplace();
+        broker = "mqtt:" + std::to_string(mosquitto->port());
+    }
     // Leases outlive the outage, so jobs running across it release normally afterwards.
     Node n1(c.node("n1", broker, 50, "32", "20", "5"));
     Node n2(c.node("n2", broker, 50, "32", "20", "5"));
     Node n3(c.node("n3", broker, 50, "32", "20", "5"));
     eventually([&] { return read_ledger(c.ledger).size() >= 200; }, "the cluster under load", 40s);
-    c.pg.stop();
+    if (on_mariadb)
+        c.maria->stop();
+    else
+        c.pg.stop();
     const auto down_at = now_us();
     std::this_thread::sleep_for(10s); // the scenario: the database stays down for 10 s
-    c.pg.start();
+    if (on_mariadb)
+        c.maria->start();
+    else
+        c.pg.start();
     const auto ledger_at_restart = read_ledger(c.ledger).size();
     BOOST_TEST(n1.wait(90s) == 0);
     BOOST_TEST(n2.wait(90s) == 0);
@@ -307,9 +346,17 @@ BOOST_AUTO_TEST_CASE(r8_postgres_restart_under_load) {
                    return l.fire_us > down_at + 2'000'000 && l.fire_us < down_at + 8'000'000;
                }) >= 50 * 5);
     const auto fires = c.check_every_fire_once(50);
-    BOOST_TEST_MESSAGE("R8: " << fires << " fires across a 10 s outage, each exactly once");
+    BOOST_TEST_MESSAGE("R8" << (on_mariadb ? " (MariaDB)" : "") << ": " << fires
+                            << " fires across a 10 s outage, each exactly once");
     BOOST_TEST(c.scalar("SELECT count(*) FROM cluster.schedules WHERE acquired_by IS NOT NULL") ==
                "0");
+}
+
+BOOST_AUTO_TEST_CASE(r8_postgres_restart_under_load) {
+    database_restart_under_load(false);
+}
+BOOST_AUTO_TEST_CASE(r8_mariadb_restart_under_load) {
+    database_restart_under_load(true);
 }
 
 // R9: PostgreSQL frozen (SIGSTOP to the postmaster and every backend) for two leases while

@@ -22,6 +22,7 @@
 
 namespace asched {
 
+using detail::opt_json;
 using mdb::param;
 using nlohmann::json;
 
@@ -165,13 +166,6 @@ struct Row {
     std::optional<time_point> opt_time(int c) const { return r.opt_time(row, c); }
 };
 
-json opt_json(const std::optional<time_point> &t) {
-    return t ? json(t->time_since_epoch().count()) : json(nullptr);
-}
-json opt_json(const std::optional<std::string> &s) {
-    return s ? json(*s) : json(nullptr);
-}
-
 mdb::Param ids_param(const std::vector<std::string> &ids) {
     return param(json(ids).dump());
 }
@@ -310,26 +304,11 @@ struct Session {
         if (held_slot)
             --running_delta[job.task_id];
         events.push_back(detail::released_event(job, result, scheduler_id, retry_at));
-        history.push_back(json{{"job_id", job.id},
-                               {"attempt", job.attempt},
-                               {"task_id", job.task_id},
-                               {"schedule_id", opt_json(job.schedule_id)},
-                               {"outcome", to_string(result.outcome)},
-                               {"scheduled_fire_time", opt_json(job.scheduled_fire_time)},
-                               {"started_at", opt_json(result.started_at)},
-                               {"finished_at", result.finished_at.time_since_epoch().count()},
-                               {"worker", scheduler_id},
-                               {"exception_type", opt_json(result.exception_type)},
-                               {"exception_message", opt_json(result.exception_message)},
-                               {"retry_at", opt_json(retry_at)}});
+        history.push_back(detail::history_record_json(job, result, scheduler_id, retry_at));
         if (retry_at)
             return;
         if (result.expires_at > result.finished_at)
-            results.push_back(json{{"job_id", result.job_id},
-                                   {"schedule_id", opt_json(job.schedule_id)},
-                                   {"scheduled_fire_time", opt_json(job.scheduled_fire_time)},
-                                   {"expires_at", result.expires_at.time_since_epoch().count()},
-                                   {"data", json(result).dump()}});
+            results.push_back(detail::result_record_json(job, result));
     }
 
     // The jobs read by `selected` (job columns, seq last), deleted and finished as abandoned
@@ -438,18 +417,11 @@ struct Session {
     }
 };
 
-template <class R> struct Attempt {
-    std::optional<R> out;
-    std::vector<Event> events;
-    std::exception_ptr failure;
-    bool retry = false;
-};
-
 template <class R, class Op, class... A>
-asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt, Op op,
-                                         A... args) {
+asio::awaitable<detail::Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt, Op op,
+                                                 A... args) {
     const auto timeout = impl->options.query_timeout;
-    Attempt<R> a;
+    detail::Attempt<R> a;
     auto conn = co_await impl->connections().acquire(timeout);
     Session s{*impl, *conn};
     bool began = false;
@@ -495,23 +467,12 @@ asio::awaitable<Attempt<R>> attempt_once(std::shared_ptr<Impl> impl, int attempt
 // Runs `op(session, args...)` in one transaction and publishes its events after COMMIT. A
 // deadlock, a lock wait timeout or a duplicate key from a concurrent insert runs it again; so
 // does a pooled connection found dead before the transaction began (the server restarted
-// meanwhile). Named locals and one co_return outside the loop: GCC 12 mishandles temporaries
-// and returns around co_await.
+// meanwhile).
 template <class R, class Op, class... A>
 asio::awaitable<R> transact(std::shared_ptr<Impl> impl, Op op, A... args) {
-    Attempt<R> a;
-    for (int attempt = 0;; ++attempt) {
-        auto call = attempt_once<R>(impl, attempt, op, args...);
-        auto outcome = co_await std::move(call);
-        a = std::move(outcome);
-        if (!a.failure || !a.retry)
-            break;
-    }
-    if (a.failure)
-        std::rethrow_exception(a.failure);
-    co_await detail::publish_all(impl->context.broker, std::move(a.events));
-    R value = std::move(*a.out);
-    co_return value;
+    return detail::run_attempts<R>(
+        [impl, op, args...](int attempt) { return attempt_once<R>(impl, attempt, op, args...); },
+        [impl] { return impl->context.broker; });
 }
 
 // ---- the operations ---------------------------------------------------------------------------
@@ -711,21 +672,7 @@ asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
             !fires.emplace(*job->schedule_id, job->scheduled_fire_time->time_since_epoch().count())
                  .second)
             continue;
-        records.push_back(
-            json{{"id", job->id},
-                 {"task_id", job->task_id},
-                 {"schedule_id", opt_json(job->schedule_id)},
-                 {"scheduled_fire_time", opt_json(job->scheduled_fire_time)},
-                 {"jitter", job->jitter.count()},
-                 {"earliest_start", job->earliest_start().time_since_epoch().count()},
-                 {"start_deadline", opt_json(job->start_deadline)},
-                 {"result_expiration", job->result_expiration_time.count()},
-                 {"created_at", job->created_at.time_since_epoch().count()},
-                 {"args", detail::args_text(*job)},
-                 {"metadata", detail::metadata_text(*job)},
-                 {"timeout", job->timeout ? json(job->timeout->count()) : json(nullptr)},
-                 {"attempt", job->attempt},
-                 {"retry", job->retry ? json(json(*job->retry).dump()) : json(nullptr)}});
+        records.push_back(detail::job_record_json(*job));
     }
     auto call15 = s.q(
         "INSERT INTO {S}.jobs (id, task_id, schedule_id, scheduled_fire_time, jitter, "
