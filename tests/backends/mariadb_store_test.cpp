@@ -121,6 +121,12 @@ asio::awaitable<void> start_store(std::shared_ptr<MariaDbDataStore> store,
     co_await std::move(starting);
 }
 
+asio::awaitable<bool> add_one(std::shared_ptr<MariaDbDataStore> store, Schedule s) {
+    auto adding = store->add_schedule(std::move(s), ConflictPolicy::exception);
+    const bool added = co_await std::move(adding);
+    co_return added;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(mariadb_store)
@@ -161,6 +167,34 @@ BOOST_FIXTURE_TEST_CASE(two_nodes_never_lease_the_same_job_or_schedule, MariaFix
     test::MariaSql side(server().port());
     BOOST_TEST(side.exec("SELECT COUNT(*) FROM " + database + ".job_history") == "600");
     BOOST_TEST(run(a->get_task("t")).running_jobs == 0);
+}
+
+// Two nodes add one new schedule id at the same moment with ConflictPolicy::exception: one
+// adds it, the other is told it exists (neither silently overwrites the other).
+BOOST_FIXTURE_TEST_CASE(two_nodes_adding_one_new_id_at_once_conflict_cleanly, MariaFixture) {
+    auto a = node();
+    auto b = node();
+    add_task(*a, "t");
+    int added = 0, conflicts = 0;
+    for (int round = 0; round < 20; ++round) {
+        const Schedule s = schedule(fmt::format("race-{}", round));
+        auto fa = asio::co_spawn(ioc, add_one(a, s), asio::use_future);
+        auto fb = asio::co_spawn(ioc, add_one(b, s), asio::use_future);
+        ioc.restart();
+        ioc.run_for(30s);
+        for (auto *f : {&fa, &fb}) {
+            try {
+                f->get();
+                ++added;
+            } catch (const Error &e) {
+                BOOST_TEST(e.code_value() == errc::conflicting_id, e.what());
+                ++conflicts;
+            }
+        }
+    }
+    BOOST_TEST(added == 20);
+    BOOST_TEST(conflicts == 20);
+    BOOST_TEST(run(a->get_schedules(std::nullopt)).size() == 20u);
 }
 
 BOOST_FIXTURE_TEST_CASE(the_task_cap_holds_across_nodes, MariaFixture) {

@@ -568,17 +568,20 @@ asio::awaitable<bool> op_add_schedule(Session &s, Schedule schedule, ConflictPol
         co_return false;
     }
     const std::int64_t token = co_await s.token();
+    // A new id is a plain INSERT: were another node adding the same id right now, the
+    // duplicate key runs this transaction again, which then finds the row and follows the
+    // policy.
     auto call11 = s.q(
-        "INSERT INTO {S}.schedules (id, task_id, data, paused, next_fire_time, last_fire_time, "
-        "trigger_state, acquired_by, acquired_until, lease_token) VALUES (?, ?, ?, ?, ?, ?, ?, "
-        "NULL, NULL, ?) ON DUPLICATE KEY UPDATE task_id = VALUES(task_id), data = VALUES(data), "
-        "paused = VALUES(paused), next_fire_time = VALUES(next_fire_time), last_fire_time = "
-        "VALUES(last_fire_time), trigger_state = VALUES(trigger_state), acquired_by = NULL, "
-        "acquired_until = NULL, lease_token = VALUES(lease_token)",
-        {param(schedule.id), param(schedule.task_id), param(json(schedule).dump()),
-         param(schedule.paused), param(schedule.next_fire_time), param(schedule.last_fire_time),
+        exists ? "UPDATE {S}.schedules SET task_id = ?, data = ?, paused = ?, next_fire_time = ?, "
+                 "last_fire_time = ?, trigger_state = ?, acquired_by = NULL, acquired_until = "
+                 "NULL, lease_token = ? WHERE id = ?"
+               : "INSERT INTO {S}.schedules (task_id, data, paused, next_fire_time, "
+                 "last_fire_time, trigger_state, lease_token, id, acquired_by, acquired_until) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+        {param(schedule.task_id), param(json(schedule).dump()), param(schedule.paused),
+         param(schedule.next_fire_time), param(schedule.last_fire_time),
          schedule.trigger_state.is_null() ? mdb::Param{} : param(schedule.trigger_state.dump()),
-         param(token)});
+         param(token), param(schedule.id)});
     co_await std::move(call11);
     if (!exists)
         s.events.push_back(
