@@ -77,6 +77,7 @@ inline asio::awaitable<void> fill(std::shared_ptr<asched::DataStore> store, std:
     co_await store->start(std::move(context));
     asched::Task task;
     task.id = "t";
+    task.max_running_jobs = std::nullopt; // no cap: batches of 100
     co_await store->add_task(std::move(task));
     const auto start = std::chrono::steady_clock::now();
     auto adding = add_jobs_in_batches(store, n);

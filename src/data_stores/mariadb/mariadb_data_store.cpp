@@ -150,8 +150,12 @@ const int known_version = int(migrations.size());
 #define ASCHED_IDS                                                                                 \
     "(SELECT v FROM JSON_TABLE(?, '$[*]' COLUMNS (v VARBINARY(1024) PATH '$')) AS ids_)"
 
-// A JSON array of sequence numbers (one parameter) as a table of `v`.
-#define ASCHED_SEQS "(SELECT v FROM JSON_TABLE(?, '$[*]' COLUMNS (v BIGINT PATH '$')) AS seqs_)"
+// The same as tables to join. MariaDB 10.x reads `WHERE x IN (subquery)` of a single-table
+// UPDATE or DELETE once per row of the table (no semi-join there): those statements join
+// instead, so that the list is read once and each row found by its key. (A multi-table
+// DELETE names its target unaliased: an alias there needs a default database.)
+#define ASCHED_ID_TABLE "JSON_TABLE(?, '$[*]' COLUMNS (v VARBINARY(1024) PATH '$')) AS ids_"
+#define ASCHED_SEQ_TABLE "JSON_TABLE(?, '$[*]' COLUMNS (v BIGINT PATH '$')) AS seqs_"
 
 // One row of a Result, read like a SQLite statement (what row_codec.hpp expects).
 struct Row {
@@ -321,7 +325,8 @@ struct Session {
         for (int i = 0; i < selected.rows(); ++i)
             seqs.push_back(selected.int64(i, 17));
         auto remove =
-            q("DELETE FROM {S}.jobs WHERE seq IN " ASCHED_SEQS, {param(json(seqs).dump())});
+            q("DELETE {S}.jobs FROM {S}.jobs JOIN " ASCHED_SEQ_TABLE " ON {S}.jobs.seq = seqs_.v",
+              {param(json(seqs).dump())});
         co_await std::move(remove);
         std::vector<detail::BadRow> bad;
         std::vector<Job> again;
@@ -593,9 +598,16 @@ asio::awaitable<bool> op_add_schedule(Session &s, Schedule schedule, ConflictPol
 }
 
 asio::awaitable<Unit> op_remove_schedules(Session &s, std::vector<std::string> ids) {
-    auto call12 = s.q("DELETE FROM {S}.schedules WHERE id IN " ASCHED_IDS " RETURNING id, task_id",
+    auto call12 = s.q("SELECT s.id, s.task_id FROM {S}.schedules s JOIN " ASCHED_ID_TABLE
+                      " ON s.id = ids_.v FOR UPDATE",
                       {ids_param(ids)});
     auto r = co_await std::move(call12);
+    if (r.rows() > 0) {
+        auto remove = s.q("DELETE {S}.schedules FROM {S}.schedules JOIN " ASCHED_ID_TABLE
+                          " ON {S}.schedules.id = ids_.v",
+                          {ids_param(ids)});
+        co_await std::move(remove);
+    }
     // In the order asked for.
     std::map<std::string, std::string> removed;
     for (int i = 0; i < r.rows(); ++i)
@@ -626,9 +638,9 @@ asio::awaitable<std::vector<Schedule>> op_acquire_schedules(Session &s, std::str
         ids.push_back(r.text(i, 0));
     const std::int64_t token = co_await s.token();
     auto lease_them =
-        s.q("UPDATE {S}.schedules SET acquired_by = ?, acquired_until = ?, "
-            "lease_token = ? WHERE id IN " ASCHED_IDS,
-            {param(scheduler_id), param(s.now + lease), param(token), ids_param(ids)});
+        s.q("UPDATE {S}.schedules s JOIN " ASCHED_ID_TABLE " ON s.id = ids_.v SET s.acquired_by "
+            "= ?, s.acquired_until = ?, s.lease_token = ?",
+            {ids_param(ids), param(scheduler_id), param(s.now + lease), param(token)});
     co_await std::move(lease_them);
     std::vector<detail::BadRow> bad;
     std::vector<Schedule> out;
@@ -929,16 +941,18 @@ asio::awaitable<JobAcquisition> op_acquire_jobs(Session &s, std::string schedule
             taken.push_back(std::move(c.job));
         }
         if (!missed.empty()) {
-            auto call25 = s.q("DELETE FROM {S}.jobs WHERE id IN " ASCHED_IDS, {ids_param(missed)});
+            auto call25 = s.q("DELETE {S}.jobs FROM {S}.jobs JOIN " ASCHED_ID_TABLE
+                              " ON {S}.jobs.id = ids_.v",
+                              {ids_param(missed)});
             co_await std::move(call25);
         }
         if (taken.empty())
             continue;
         const std::int64_t token = co_await s.token();
         auto call26 = s.q(
-            "UPDATE {S}.jobs SET acquired_by = ?, acquired_until = ?, lease_token = "
-            "? WHERE seq IN " ASCHED_SEQS,
-            {param(scheduler_id), param(s.now + lease), param(token), param(json(take).dump())});
+            "UPDATE {S}.jobs j JOIN " ASCHED_SEQ_TABLE " ON j.seq = seqs_.v SET j.acquired_by = "
+            "?, j.acquired_until = ?, j.lease_token = ?",
+            {param(json(take).dump()), param(scheduler_id), param(s.now + lease), param(token)});
         co_await std::move(call26);
         for (auto &job : taken) {
             job.acquired_by = scheduler_id;
@@ -979,14 +993,23 @@ asio::awaitable<std::vector<bool>> op_release_jobs(Session &s, std::string sched
     // Only the holder of the current lease may release: the fencing token decides.
     std::set<std::string> gone;
     if (!ended.empty()) {
-        auto call28 = s.q("DELETE FROM {S}.jobs WHERE acquired_by = ? AND (id, lease_token) IN "
-                          "(SELECT id, token FROM JSON_TABLE(?, '$[*]' COLUMNS (id "
-                          "VARBINARY(1024) PATH '$.id', token BIGINT PATH '$.token')) AS x) "
-                          "RETURNING id",
-                          {param(scheduler_id), param(ended.dump())});
-        auto deleted = co_await std::move(call28);
-        for (int i = 0; i < deleted.rows(); ++i)
-            gone.insert(deleted.text(i, 0));
+        auto call28 = s.q("SELECT j.id FROM {S}.jobs j JOIN JSON_TABLE(?, '$[*]' COLUMNS (id "
+                          "VARBINARY(1024) PATH '$.id', token BIGINT PATH '$.token')) AS x ON "
+                          "j.id = x.id WHERE j.acquired_by = ? AND j.lease_token = x.token FOR "
+                          "UPDATE",
+                          {param(ended.dump()), param(scheduler_id)});
+        auto held = co_await std::move(call28);
+        std::vector<std::string> ids;
+        for (int i = 0; i < held.rows(); ++i) {
+            ids.push_back(held.text(i, 0));
+            gone.insert(ids.back());
+        }
+        if (!ids.empty()) {
+            auto remove = s.q("DELETE {S}.jobs FROM {S}.jobs JOIN " ASCHED_ID_TABLE
+                              " ON {S}.jobs.id = ids_.v",
+                              {ids_param(ids)});
+            co_await std::move(remove);
+        }
     }
     if (!retried.empty()) {
         // The same row becomes the next attempt, due after its backoff.
@@ -1081,11 +1104,12 @@ asio::awaitable<std::vector<std::string>> op_extend_leases(Session &s, bool jobs
             flagged.push_back(r.text(i, 0));
     }
     if (!held.empty()) {
-        auto renew =
-            jobs ? s.q("UPDATE {S}.jobs SET acquired_until = ? WHERE id IN " ASCHED_IDS,
-                       {param(s.now + lease), ids_param(held)})
-                 : s.q("UPDATE {S}.schedules SET acquired_until = ? WHERE id IN " ASCHED_IDS,
-                       {param(s.now + lease), ids_param(held)});
+        auto renew = jobs ? s.q("UPDATE {S}.jobs j JOIN " ASCHED_ID_TABLE
+                                " ON j.id = ids_.v SET j.acquired_until = ?",
+                                {ids_param(held), param(s.now + lease)})
+                          : s.q("UPDATE {S}.schedules s JOIN " ASCHED_ID_TABLE
+                                " ON s.id = ids_.v SET s.acquired_until = ?",
+                                {ids_param(held), param(s.now + lease)});
         co_await std::move(renew);
     }
     co_return flagged;
