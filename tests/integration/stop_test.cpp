@@ -178,6 +178,12 @@ BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
     BOOST_TEST(sum == expected);
     call(s.stop());
     call(s.wait_until_stopped());
+    // Events reach a subscriber through a post to its strand, on any of the four threads: the
+    // last ones may still be queued when stop() returns (a fresh-root run under load counted
+    // 176 of 200 at this point). Wait for them, bounded; none may be lost or doubled.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (recorder->count<JobReleased>() < 200u && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms); // bounded poll for the condition
     BOOST_TEST(recorder->count<JobReleased>() == 200u);
     work.reset();
     ioc.stop();
