@@ -1,7 +1,7 @@
 // MariaDbDataStore: one MariaDB database shared by many scheduler processes.
 #pragma once
 
-#include <asched/data_store.hpp>
+#include <asched/data_stores/transacted_store.hpp>
 
 #include <chrono>
 #include <memory>
@@ -44,6 +44,10 @@ struct MariaDbDataStoreOptions {
     static MariaDbDataStoreOptions from_url(std::string_view url);
 };
 
+namespace detail {
+struct MariaDbStoreImpl; // the store's state, defined with its calls
+} // namespace detail
+
 /// Keeps tasks, schedules, jobs and results in MariaDB (10.6 or later) for a cluster of
 /// schedulers; the counterpart of PostgresDataStore, with the same guarantees.
 ///
@@ -64,7 +68,7 @@ struct MariaDbDataStoreOptions {
 ///   event. Ids are kept up to 1024 bytes.
 /// - When the server goes away, calls fail with Error(store_failure) at once or within
 ///   query_timeout; the next call connects again. The scheduler retries with backoff.
-class MariaDbDataStore final : public DataStore {
+class MariaDbDataStore final : public detail::TransactedStore<detail::MariaDbStoreImpl> {
   public:
     /// The schema version this build writes.
     static constexpr int schema_version = 1;
@@ -76,55 +80,6 @@ class MariaDbDataStore final : public DataStore {
 
     asio::awaitable<void> start(StoreContext context) override;
     asio::awaitable<void> stop() override;
-    asio::awaitable<void> add_task(Task task) override;
-    asio::awaitable<void> remove_task(std::string task_id) override;
-    asio::awaitable<Task> get_task(std::string task_id) override;
-    asio::awaitable<std::vector<Task>> get_tasks() override;
-    asio::awaitable<std::vector<Schedule>>
-    get_schedules(std::optional<std::vector<std::string>> ids) override;
-    asio::awaitable<bool> add_schedule(Schedule schedule, ConflictPolicy policy) override;
-    asio::awaitable<void> remove_schedules(std::vector<std::string> ids) override;
-    asio::awaitable<std::vector<Schedule>>
-    acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) override;
-    asio::awaitable<void> release_schedules(std::string scheduler_id,
-                                            std::vector<ScheduleRelease> releases) override;
-    asio::awaitable<std::optional<time_point>> get_next_schedule_run_time() override;
-    asio::awaitable<void> add_jobs(std::vector<Job> jobs) override;
-    asio::awaitable<std::vector<Job>>
-    get_jobs(std::optional<std::vector<std::string>> ids) override;
-    asio::awaitable<JobAcquisition> acquire_jobs(std::string scheduler_id, duration lease,
-                                                 std::size_t limit,
-                                                 std::vector<std::string> task_ids) override;
-    asio::awaitable<std::vector<bool>> release_jobs(std::string scheduler_id,
-                                                    std::vector<JobRelease> releases) override;
-    asio::awaitable<std::optional<JobResult>> get_job_result(std::string job_id) override;
-    asio::awaitable<JobStatus> get_job_status(std::string job_id) override;
-    asio::awaitable<void> extend_acquired_schedule_leases(std::string scheduler_id,
-                                                          std::vector<std::string> ids,
-                                                          duration lease) override;
-    asio::awaitable<std::vector<std::string>>
-    extend_acquired_job_leases(std::string scheduler_id, std::vector<std::string> ids,
-                               duration lease) override;
-    asio::awaitable<JobCancellation> cancel_job(std::string job_id,
-                                                std::string scheduler_id) override;
-    asio::awaitable<JobHistoryPage> get_job_history(JobHistoryFilter filter) override;
-    asio::awaitable<std::size_t> prune_history(time_point before) override;
-    asio::awaitable<void> register_worker(WorkerInfo worker, duration lease,
-                                          std::optional<std::string> replaces) override;
-    asio::awaitable<bool> renew_worker(WorkerInfo worker, duration lease) override;
-    asio::awaitable<void> unregister_worker(std::string identity, std::string boot_id) override;
-    asio::awaitable<std::vector<WorkerInfo>> get_workers() override;
-    asio::awaitable<void> reap_abandoned_jobs(std::string scheduler_id) override;
-    asio::awaitable<void> cleanup() override;
-    asio::awaitable<StoreCheck> check() override;
-    /// With database_clock: the database's clock minus this node's, measured by every
-    /// transaction; zero without it.
-    duration clock_offset() const noexcept override;
-
-    struct Impl;
-
-  private:
-    std::shared_ptr<Impl> impl_;
 };
 
 } // namespace asched

@@ -6,6 +6,7 @@
 #include "../../mdb/mdb.hpp"
 #include "../row_codec.hpp"
 #include "../store_util.hpp"
+#include "../transacted_store.hpp"
 
 #include <asched/data_stores/mariadb_data_store.hpp>
 #include <asched/policies.hpp>
@@ -188,46 +189,17 @@ std::uint64_t fnv1a(std::string_view s) {
 
 } // namespace
 
-struct MariaDbDataStore::Impl {
-    MariaDbDataStoreOptions options;
-    std::string schema; // quoted identifier
-    std::string where;  // host:port/database, for messages
-    std::shared_ptr<mdb::Pool> pool;
-    StoreContext context;
+struct detail::MariaDbStoreImpl : detail::SqlStoreState<MariaDbDataStoreOptions, mdb::Pool> {
+    MariaDbStoreImpl() : SqlStoreState("mariadb") {}
 
-    std::mutex sql_mutex;
-    std::unordered_map<const char *, std::string> sql_cache;
-    detail::NewerRows newer;
-    std::atomic<int> found_version{0};
-    std::atomic<std::int64_t> clock_offset_us{0};
-
-    // `text` with {S} replaced by the database; cached per literal.
-    const std::string &sql(const char *text) {
-        std::lock_guard lock(sql_mutex);
-        auto [it, fresh] = sql_cache.try_emplace(text);
-        if (fresh) {
-            std::string s = text;
-            for (std::size_t at; (at = s.find("{S}")) != std::string::npos;)
-                s.replace(at, 3, schema);
-            it->second = std::move(s);
-        }
-        return it->second;
-    }
-
-    void log(LogLevel level, std::string message) const {
-        context.logger.log(level, std::move(message));
-    }
-
-    mdb::Pool &connections() {
-        if (!pool)
-            throw Error(errc::store_failure, fmt::format("mariadb store {} is not started", where));
-        return *pool;
-    }
+    // Runs `op(session, args...)` in one transaction: TransactedStore's calls.
+    template <class Op, class... A>
+    static auto run(std::shared_ptr<MariaDbStoreImpl> impl, Op op, A... args);
 };
 
 namespace {
 
-using Impl = MariaDbDataStore::Impl;
+using Impl = detail::MariaDbStoreImpl;
 
 struct Session;
 asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
@@ -479,6 +451,16 @@ asio::awaitable<R> transact(std::shared_ptr<Impl> impl, Op op, A... args) {
         [impl, op, args...](int attempt) { return attempt_once<R>(impl, attempt, op, args...); },
         [impl] { return impl->context.broker; });
 }
+
+} // namespace
+
+template <class Op, class... A>
+auto detail::MariaDbStoreImpl::run(std::shared_ptr<MariaDbStoreImpl> impl, Op op, A... args) {
+    using R = typename std::invoke_result_t<Op, Session &, A &...>::value_type;
+    return transact<R>(std::move(impl), op, std::move(args)...);
+}
+
+namespace {
 
 // ---- the operations ---------------------------------------------------------------------------
 
@@ -1499,7 +1481,7 @@ MariaDbDataStoreOptions MariaDbDataStoreOptions::from_url(std::string_view url) 
 }
 
 MariaDbDataStore::MariaDbDataStore(MariaDbDataStoreOptions options)
-    : impl_(std::make_shared<Impl>()) {
+    : TransactedStore(std::make_shared<Impl>()) {
     mdb::check_identifier(options.database, "mariadb store: option 'database'");
     if (options.pool_size < 1)
         throw Error(errc::invalid_argument, "mariadb store: option 'pool_size' must be at least 1");
@@ -1561,197 +1543,6 @@ asio::awaitable<void> MariaDbDataStore::stop() {
     co_return;
 }
 
-asio::awaitable<void> MariaDbDataStore::add_task(Task task) {
-    auto call = transact<Unit>(impl_, &op_add_task, std::move(task));
-    co_await std::move(call);
-}
-
-asio::awaitable<void> MariaDbDataStore::remove_task(std::string task_id) {
-    auto call = transact<Unit>(impl_, &op_remove_task, std::move(task_id));
-    co_await std::move(call);
-}
-
-asio::awaitable<Task> MariaDbDataStore::get_task(std::string task_id) {
-    std::optional<std::string> id = task_id;
-    auto call = transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(id));
-    auto found = co_await std::move(call);
-    if (found.empty())
-        throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
-    co_return std::move(found.front());
-}
-
-asio::awaitable<std::vector<Task>> MariaDbDataStore::get_tasks() {
-    std::optional<std::string> all;
-    auto call = transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(all));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<std::vector<Schedule>>
-MariaDbDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
-    auto call = transact<std::vector<Schedule>>(impl_, &op_get_schedules, std::move(ids));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<bool> MariaDbDataStore::add_schedule(Schedule schedule, ConflictPolicy policy) {
-    auto call = transact<bool>(impl_, &op_add_schedule, std::move(schedule), policy);
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void> MariaDbDataStore::remove_schedules(std::vector<std::string> ids) {
-    auto call = transact<Unit>(impl_, &op_remove_schedules, std::move(ids));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<Schedule>>
-MariaDbDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
-    auto call = transact<std::vector<Schedule>>(impl_, &op_acquire_schedules,
-                                                std::move(scheduler_id), lease, limit);
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void> MariaDbDataStore::release_schedules(std::string scheduler_id,
-                                                          std::vector<ScheduleRelease> releases) {
-    auto call =
-        transact<Unit>(impl_, &op_release_schedules, std::move(scheduler_id), std::move(releases));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::optional<time_point>> MariaDbDataStore::get_next_schedule_run_time() {
-    auto call = transact<std::optional<time_point>>(impl_, &op_next_schedule_run_time);
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void> MariaDbDataStore::add_jobs(std::vector<Job> jobs) {
-    auto call = transact<Unit>(impl_, &op_add_jobs, std::move(jobs));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<Job>>
-MariaDbDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
-    auto call = transact<std::vector<Job>>(impl_, &op_get_jobs, std::move(ids));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<JobAcquisition> MariaDbDataStore::acquire_jobs(std::string scheduler_id,
-                                                               duration lease, std::size_t limit,
-                                                               std::vector<std::string> task_ids) {
-    auto call = transact<JobAcquisition>(impl_, &op_acquire_jobs, std::move(scheduler_id), lease,
-                                         limit, std::move(task_ids));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<std::vector<bool>>
-MariaDbDataStore::release_jobs(std::string scheduler_id, std::vector<JobRelease> releases) {
-    auto call = transact<std::vector<bool>>(impl_, &op_release_jobs, std::move(scheduler_id),
-                                            std::move(releases));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<std::optional<JobResult>> MariaDbDataStore::get_job_result(std::string job_id) {
-    auto call = transact<std::optional<JobResult>>(impl_, &op_get_job_result, std::move(job_id));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<JobStatus> MariaDbDataStore::get_job_status(std::string job_id) {
-    auto call = transact<JobStatus>(impl_, &op_get_job_status, std::move(job_id));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void>
-MariaDbDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
-                                                  std::vector<std::string> ids, duration lease) {
-    auto call = transact<std::vector<std::string>>(impl_, &op_extend_leases, false,
-                                                   std::move(scheduler_id), std::move(ids), lease);
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<std::string>>
-MariaDbDataStore::extend_acquired_job_leases(std::string scheduler_id, std::vector<std::string> ids,
-                                             duration lease) {
-    auto call = transact<std::vector<std::string>>(impl_, &op_extend_leases, true,
-                                                   std::move(scheduler_id), std::move(ids), lease);
-    auto flagged = co_await std::move(call);
-    co_return flagged;
-}
-
-asio::awaitable<JobHistoryPage> MariaDbDataStore::get_job_history(JobHistoryFilter filter) {
-    detail::check_history_filter(filter);
-    std::pair<std::int64_t, std::int64_t> before{INT64_MAX, INT64_MAX};
-    if (filter.cursor)
-        before = detail::parse_history_cursor(*filter.cursor); // a bad cursor: before any I/O
-    auto call = transact<JobHistoryPage>(impl_, &op_get_job_history, std::move(filter), before);
-    auto page = co_await std::move(call);
-    co_return page;
-}
-
-asio::awaitable<std::size_t> MariaDbDataStore::prune_history(time_point before) {
-    auto call = transact<std::size_t>(impl_, &op_prune_history, before);
-    auto n = co_await std::move(call);
-    co_return n;
-}
-
-asio::awaitable<JobCancellation> MariaDbDataStore::cancel_job(std::string job_id,
-                                                              std::string scheduler_id) {
-    auto call = transact<JobCancellation>(impl_, &op_cancel_job, std::move(job_id),
-                                          std::move(scheduler_id));
-    auto out = co_await std::move(call);
-    co_return out;
-}
-
-asio::awaitable<void> MariaDbDataStore::register_worker(WorkerInfo worker, duration lease,
-                                                        std::optional<std::string> replaces) {
-    auto call =
-        transact<Unit>(impl_, &op_register_worker, std::move(worker), lease, std::move(replaces));
-    co_await std::move(call);
-}
-
-asio::awaitable<bool> MariaDbDataStore::renew_worker(WorkerInfo worker, duration lease) {
-    auto call = transact<bool>(impl_, &op_renew_worker, std::move(worker), lease);
-    const bool ok = co_await std::move(call);
-    co_return ok;
-}
-
-asio::awaitable<void> MariaDbDataStore::unregister_worker(std::string identity,
-                                                          std::string boot_id) {
-    auto call =
-        transact<Unit>(impl_, &op_unregister_worker, std::move(identity), std::move(boot_id));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<WorkerInfo>> MariaDbDataStore::get_workers() {
-    auto call = transact<std::vector<WorkerInfo>>(impl_, &op_get_workers);
-    auto out = co_await std::move(call);
-    co_return out;
-}
-
-duration MariaDbDataStore::clock_offset() const noexcept {
-    return duration(impl_->clock_offset_us.load(std::memory_order_relaxed));
-}
-
-asio::awaitable<StoreCheck> MariaDbDataStore::check() {
-    auto call = transact<StoreCheck>(impl_, &op_check);
-    auto out = co_await std::move(call);
-    co_return out;
-}
-
-asio::awaitable<void> MariaDbDataStore::reap_abandoned_jobs(std::string scheduler_id) {
-    auto call = transact<Unit>(impl_, &op_reap_abandoned_jobs, std::move(scheduler_id));
-    co_await std::move(call);
-}
-
-asio::awaitable<void> MariaDbDataStore::cleanup() {
-    auto call = transact<Unit>(impl_, &op_cleanup);
-    co_await std::move(call);
-}
+template class detail::TransactedStore<detail::MariaDbStoreImpl>;
 
 } // namespace asched

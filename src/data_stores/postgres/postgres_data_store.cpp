@@ -4,6 +4,7 @@
 #include "../../pq/pg.hpp"
 #include "../row_codec.hpp"
 #include "../store_util.hpp"
+#include "../transacted_store.hpp"
 
 #include <asched/data_stores/postgres_data_store.hpp>
 #include <asched/policies.hpp>
@@ -170,49 +171,17 @@ struct Unit {};
 
 } // namespace
 
-struct PostgresDataStore::Impl {
-    PostgresDataStoreOptions options;
-    std::string schema; // quoted identifier
-    std::string where;  // host:port/db, for messages
-    std::shared_ptr<pg::Pool> pool;
-    StoreContext context;
+struct detail::PostgresStoreImpl : detail::SqlStoreState<PostgresDataStoreOptions, pg::Pool> {
+    PostgresStoreImpl() : SqlStoreState("postgres") {}
 
-    std::mutex sql_mutex;
-    std::unordered_map<const char *, std::string> sql_cache;
-    detail::NewerRows newer;           // rows a newer asched wrote: skipped, never quarantined
-    std::atomic<int> found_version{0}; // the schema version start() found, before migrating
-    // The database's clock minus the context clock, in microseconds, as the last transaction
-    // that read the database's now() measured it (from the middle of its round trip).
-    std::atomic<std::int64_t> clock_offset_us{0};
-
-    // `text` with {S} replaced by the schema; cached per literal.
-    const std::string &sql(const char *text) {
-        std::lock_guard lock(sql_mutex);
-        auto [it, fresh] = sql_cache.try_emplace(text);
-        if (fresh) {
-            std::string s = text;
-            for (std::size_t at; (at = s.find("{S}")) != std::string::npos;)
-                s.replace(at, 3, schema);
-            it->second = std::move(s);
-        }
-        return it->second;
-    }
-
-    void log(LogLevel level, std::string message) const {
-        context.logger.log(level, std::move(message));
-    }
-
-    pg::Pool &connections() {
-        if (!pool)
-            throw Error(errc::store_failure,
-                        fmt::format("postgres store {} is not started", where));
-        return *pool;
-    }
+    // Runs `op(session, args...)` in one transaction: TransactedStore's calls.
+    template <class Op, class... A>
+    static auto run(std::shared_ptr<PostgresStoreImpl> impl, Op op, A... args);
 };
 
 namespace {
 
-using Impl = PostgresDataStore::Impl;
+using Impl = detail::PostgresStoreImpl;
 
 struct Session;
 asio::awaitable<std::set<std::string>> insert_jobs(Session &s,
@@ -439,6 +408,16 @@ asio::awaitable<R> transact(std::shared_ptr<Impl> impl, Op op, A... args) {
         [impl, op, args...](int attempt) { return attempt_once<R>(impl, attempt, op, args...); },
         [impl] { return impl->context.broker; });
 }
+
+} // namespace
+
+template <class Op, class... A>
+auto detail::PostgresStoreImpl::run(std::shared_ptr<PostgresStoreImpl> impl, Op op, A... args) {
+    using R = typename std::invoke_result_t<Op, Session &, A &...>::value_type;
+    return transact<R>(std::move(impl), op, std::move(args)...);
+}
+
+namespace {
 
 // ---- the operations ---------------------------------------------------------------------------
 
@@ -974,12 +953,18 @@ asio::awaitable<JobStatus> op_get_job_status(Session &s, std::string job_id) {
     co_return out;
 }
 
-// `sql` renews the leases and returns, per row renewed, its id and whether a cancellation was
-// requested; the ids with the flag are returned.
-asio::awaitable<std::vector<std::string>> op_extend_leases(Session &s, const char *sql,
+// Renews the leases of `ids` held by `scheduler_id` and not yet expired (another node may
+// hold an expired one by now); returns the jobs among them with a cancellation requested.
+asio::awaitable<std::vector<std::string>> op_extend_leases(Session &s, bool jobs,
                                                            std::string scheduler_id,
                                                            std::vector<std::string> ids,
                                                            duration lease) {
+    const char *sql = jobs ? "UPDATE {S}.jobs SET acquired_until = $3 WHERE id = ANY($1::text[]) "
+                             "AND acquired_by = $2 AND acquired_until > $4 "
+                             "RETURNING id, cancel_requested"
+                           : "UPDATE {S}.schedules SET acquired_until = $3 WHERE id = "
+                             "ANY($1::text[]) AND acquired_by = $2 AND acquired_until > $4 "
+                             "RETURNING id, false";
     auto call31 =
         s.q(sql, {pg::text_array(ids), param(scheduler_id), param(s.now + lease), param(s.now)});
     auto r = co_await std::move(call31);
@@ -1260,7 +1245,7 @@ asio::awaitable<Unit> op_migrate(Session &s) {
 } // namespace
 
 PostgresDataStore::PostgresDataStore(PostgresDataStoreOptions options)
-    : impl_(std::make_shared<Impl>()) {
+    : TransactedStore(std::make_shared<Impl>()) {
     pg::check_identifier(options.schema, "postgres store: option 'schema'");
     impl_->where = pg::describe(options.conninfo);
     impl_->schema = pg::identifier(options.schema);
@@ -1303,204 +1288,6 @@ asio::awaitable<void> PostgresDataStore::stop() {
     co_return;
 }
 
-asio::awaitable<void> PostgresDataStore::add_task(Task task) {
-    auto call = transact<Unit>(impl_, &op_add_task, std::move(task));
-    co_await std::move(call);
-}
-
-asio::awaitable<void> PostgresDataStore::remove_task(std::string task_id) {
-    auto call = transact<Unit>(impl_, &op_remove_task, std::move(task_id));
-    co_await std::move(call);
-}
-
-asio::awaitable<Task> PostgresDataStore::get_task(std::string task_id) {
-    std::optional<std::string> id = task_id;
-    auto call = transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(id));
-    auto found = co_await std::move(call);
-    if (found.empty())
-        throw Error(errc::task_lookup, fmt::format("task '{}' not found", task_id));
-    co_return std::move(found.front());
-}
-
-asio::awaitable<std::vector<Task>> PostgresDataStore::get_tasks() {
-    std::optional<std::string> all;
-    auto call = transact<std::vector<Task>>(impl_, &op_get_tasks, std::move(all));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<std::vector<Schedule>>
-PostgresDataStore::get_schedules(std::optional<std::vector<std::string>> ids) {
-    auto call = transact<std::vector<Schedule>>(impl_, &op_get_schedules, std::move(ids));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<bool> PostgresDataStore::add_schedule(Schedule schedule, ConflictPolicy policy) {
-    auto call = transact<bool>(impl_, &op_add_schedule, std::move(schedule), policy);
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void> PostgresDataStore::remove_schedules(std::vector<std::string> ids) {
-    auto call = transact<Unit>(impl_, &op_remove_schedules, std::move(ids));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<Schedule>>
-PostgresDataStore::acquire_schedules(std::string scheduler_id, duration lease, std::size_t limit) {
-    auto call = transact<std::vector<Schedule>>(impl_, &op_acquire_schedules,
-                                                std::move(scheduler_id), lease, limit);
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void> PostgresDataStore::release_schedules(std::string scheduler_id,
-                                                           std::vector<ScheduleRelease> releases) {
-    auto call =
-        transact<Unit>(impl_, &op_release_schedules, std::move(scheduler_id), std::move(releases));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::optional<time_point>> PostgresDataStore::get_next_schedule_run_time() {
-    auto call = transact<std::optional<time_point>>(impl_, &op_next_schedule_run_time);
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void> PostgresDataStore::add_jobs(std::vector<Job> jobs) {
-    auto call = transact<Unit>(impl_, &op_add_jobs, std::move(jobs));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<Job>>
-PostgresDataStore::get_jobs(std::optional<std::vector<std::string>> ids) {
-    auto call = transact<std::vector<Job>>(impl_, &op_get_jobs, std::move(ids));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<JobAcquisition> PostgresDataStore::acquire_jobs(std::string scheduler_id,
-                                                                duration lease, std::size_t limit,
-                                                                std::vector<std::string> task_ids) {
-    auto call = transact<JobAcquisition>(impl_, &op_acquire_jobs, std::move(scheduler_id), lease,
-                                         limit, std::move(task_ids));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<std::vector<bool>>
-PostgresDataStore::release_jobs(std::string scheduler_id, std::vector<JobRelease> releases) {
-    auto call = transact<std::vector<bool>>(impl_, &op_release_jobs, std::move(scheduler_id),
-                                            std::move(releases));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<std::optional<JobResult>> PostgresDataStore::get_job_result(std::string job_id) {
-    auto call = transact<std::optional<JobResult>>(impl_, &op_get_job_result, std::move(job_id));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<JobStatus> PostgresDataStore::get_job_status(std::string job_id) {
-    auto call = transact<JobStatus>(impl_, &op_get_job_status, std::move(job_id));
-    auto value = co_await std::move(call);
-    co_return value;
-}
-
-asio::awaitable<void>
-PostgresDataStore::extend_acquired_schedule_leases(std::string scheduler_id,
-                                                   std::vector<std::string> ids, duration lease) {
-    // An expired lease is not renewed: another node may hold the row by now.
-    const char *sql = "UPDATE {S}.schedules SET acquired_until = $3 WHERE id = ANY($1::text[]) AND "
-                      "acquired_by = $2 "
-                      "AND acquired_until > $4 RETURNING id, false";
-    auto call = transact<std::vector<std::string>>(impl_, &op_extend_leases, sql,
-                                                   std::move(scheduler_id), std::move(ids), lease);
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<std::string>>
-PostgresDataStore::extend_acquired_job_leases(std::string scheduler_id,
-                                              std::vector<std::string> ids, duration lease) {
-    const char *sql = "UPDATE {S}.jobs SET acquired_until = $3 WHERE id = ANY($1::text[]) AND "
-                      "acquired_by = $2 AND "
-                      "acquired_until > $4 RETURNING id, cancel_requested";
-    auto call = transact<std::vector<std::string>>(impl_, &op_extend_leases, sql,
-                                                   std::move(scheduler_id), std::move(ids), lease);
-    auto flagged = co_await std::move(call);
-    co_return flagged;
-}
-
-asio::awaitable<JobHistoryPage> PostgresDataStore::get_job_history(JobHistoryFilter filter) {
-    detail::check_history_filter(filter);
-    std::pair<std::int64_t, std::int64_t> before{INT64_MAX, INT64_MAX};
-    if (filter.cursor)
-        before = detail::parse_history_cursor(*filter.cursor); // a bad cursor: before any I/O
-    auto call = transact<JobHistoryPage>(impl_, &op_get_job_history, std::move(filter), before);
-    auto page = co_await std::move(call);
-    co_return page;
-}
-
-asio::awaitable<std::size_t> PostgresDataStore::prune_history(time_point before) {
-    auto call = transact<std::size_t>(impl_, &op_prune_history, before);
-    auto n = co_await std::move(call);
-    co_return n;
-}
-
-asio::awaitable<JobCancellation> PostgresDataStore::cancel_job(std::string job_id,
-                                                               std::string scheduler_id) {
-    auto call = transact<JobCancellation>(impl_, &op_cancel_job, std::move(job_id),
-                                          std::move(scheduler_id));
-    auto out = co_await std::move(call);
-    co_return out;
-}
-
-asio::awaitable<void> PostgresDataStore::register_worker(WorkerInfo worker, duration lease,
-                                                         std::optional<std::string> replaces) {
-    auto call =
-        transact<Unit>(impl_, &op_register_worker, std::move(worker), lease, std::move(replaces));
-    co_await std::move(call);
-}
-
-asio::awaitable<bool> PostgresDataStore::renew_worker(WorkerInfo worker, duration lease) {
-    auto call = transact<bool>(impl_, &op_renew_worker, std::move(worker), lease);
-    const bool ok = co_await std::move(call);
-    co_return ok;
-}
-
-asio::awaitable<void> PostgresDataStore::unregister_worker(std::string identity,
-                                                           std::string boot_id) {
-    auto call =
-        transact<Unit>(impl_, &op_unregister_worker, std::move(identity), std::move(boot_id));
-    co_await std::move(call);
-}
-
-asio::awaitable<std::vector<WorkerInfo>> PostgresDataStore::get_workers() {
-    auto call = transact<std::vector<WorkerInfo>>(impl_, &op_get_workers);
-    auto out = co_await std::move(call);
-    co_return out;
-}
-
-duration PostgresDataStore::clock_offset() const noexcept {
-    return duration(impl_->clock_offset_us.load(std::memory_order_relaxed));
-}
-
-asio::awaitable<StoreCheck> PostgresDataStore::check() {
-    auto call = transact<StoreCheck>(impl_, &op_check);
-    auto out = co_await std::move(call);
-    co_return out;
-}
-
-asio::awaitable<void> PostgresDataStore::reap_abandoned_jobs(std::string scheduler_id) {
-    auto call = transact<Unit>(impl_, &op_reap_abandoned_jobs, std::move(scheduler_id));
-    co_await std::move(call);
-}
-
-asio::awaitable<void> PostgresDataStore::cleanup() {
-    auto call = transact<Unit>(impl_, &op_cleanup);
-    co_await std::move(call);
-}
+template class detail::TransactedStore<detail::PostgresStoreImpl>;
 
 } // namespace asched
