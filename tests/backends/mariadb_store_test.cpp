@@ -3,6 +3,7 @@
 // another session, migrations run by two nodes at once, hostile values, poison rows, URLs.
 #include "fixture.hpp"
 #include "servers.hpp"
+#include "store_nodes.hpp"
 #include "test_support.hpp"
 
 #include <asched/data_stores/mariadb_data_store.hpp>
@@ -13,6 +14,8 @@
 
 using namespace asched;
 using namespace std::chrono_literals;
+using test::drain_jobs;
+using test::drain_schedules;
 
 namespace {
 
@@ -20,22 +23,13 @@ test::MariaDbServer &server() {
     return test::shared_mariadb();
 }
 
-struct MariaFixture {
-    asio::io_context ioc;
-    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
+struct MariaFixture : test::StoreNodes<MariaDbDataStore> {
     std::string database;
-    std::vector<std::shared_ptr<MariaDbDataStore>> nodes;
 
     MariaFixture() {
         static int n = 0;
         database = "store_" + std::to_string(++n);
     }
-    ~MariaFixture() {
-        for (auto &node : nodes)
-            run(node->stop());
-    }
-
-    template <class T> T run(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
 
     MariaDbDataStoreOptions options(bool database_clock = false) const {
         MariaDbDataStoreOptions o;
@@ -46,28 +40,8 @@ struct MariaFixture {
         return o;
     }
 
-    std::shared_ptr<MariaDbDataStore> node(MariaDbDataStoreOptions o) {
-        auto store = std::make_shared<MariaDbDataStore>(o);
-        run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
-        nodes.push_back(store);
-        return store;
-    }
+    std::shared_ptr<MariaDbDataStore> node(MariaDbDataStoreOptions o) { return start_node(o); }
     std::shared_ptr<MariaDbDataStore> node() { return node(options()); }
-
-    void add_task(DataStore &store, std::string id, std::optional<int> cap = std::nullopt) {
-        Task t;
-        t.id = std::move(id);
-        t.max_running_jobs = cap;
-        run(store.add_task(t));
-    }
-
-    Job job(std::string task = "t") {
-        Job j;
-        j.id = make_uuid();
-        j.task_id = std::move(task);
-        j.created_at = clock->now();
-        return j;
-    }
 
     Schedule schedule(std::string id) {
         Schedule s;
@@ -79,39 +53,6 @@ struct MariaFixture {
         return s;
     }
 };
-
-asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<MariaDbDataStore> store,
-                                                     std::string who, std::size_t batch) {
-    std::vector<std::string> got;
-    std::vector<std::string> tasks{"t"};
-    for (;;) {
-        auto acq = co_await store->acquire_jobs(who, 30s, batch, tasks);
-        if (acq.jobs.empty())
-            co_return got;
-        std::vector<JobRelease> done;
-        for (auto &j : acq.jobs) {
-            got.push_back(j.id);
-            JobResult r;
-            r.job_id = j.id;
-            r.task_id = j.task_id;
-            r.outcome = JobOutcome::success;
-            done.push_back({j, r});
-        }
-        co_await store->release_jobs(who, std::move(done));
-    }
-}
-
-asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<MariaDbDataStore> store,
-                                                          std::string who) {
-    std::vector<std::string> got;
-    for (;;) {
-        auto leased = co_await store->acquire_schedules(who, 30s, 7);
-        if (leased.empty())
-            co_return got;
-        for (auto &s : leased)
-            got.push_back(s.id);
-    }
-}
 
 asio::awaitable<void> start_store(std::shared_ptr<MariaDbDataStore> store,
                                   std::shared_ptr<ManualClock> clock) {

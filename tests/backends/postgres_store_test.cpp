@@ -2,6 +2,7 @@
 // database's clock, the per-task cap across nodes, outages, a frozen server, the schema guard.
 #include "fixture.hpp"
 #include "servers.hpp"
+#include "store_nodes.hpp"
 #include "test_support.hpp"
 
 #include <asched/data_stores/postgres_data_store.hpp>
@@ -13,6 +14,8 @@
 
 using namespace asched;
 using namespace std::chrono_literals;
+using test::drain_jobs;
+using test::drain_schedules;
 
 namespace {
 
@@ -20,30 +23,18 @@ test::PostgresServer &server() {
     return test::shared_postgres();
 }
 
-struct PgFixture {
-    asio::io_context ioc;
-    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(test::t0);
+struct PgFixture : test::StoreNodes<PostgresDataStore> {
     std::string schema;
-    std::vector<std::shared_ptr<PostgresDataStore>> nodes;
 
     PgFixture() {
         static int n = 0;
         schema = "store_" + std::to_string(++n);
     }
-    ~PgFixture() {
-        for (auto &node : nodes)
-            run(node->stop());
-    }
-
-    template <class T> T run(asio::awaitable<T> op) { return test::run(ioc, std::move(op)); }
 
     std::shared_ptr<PostgresDataStore> node(PostgresDataStoreOptions options = {}) {
         options.conninfo = server().conninfo();
         options.schema = schema;
-        auto store = std::make_shared<PostgresDataStore>(options);
-        run(store->start(StoreContext{nullptr, clock, Logger{LogLevel::off, {}}}));
-        nodes.push_back(store);
-        return store;
+        return start_node(std::move(options));
     }
 
     PostgresDataStoreOptions manual_clock() {
@@ -51,57 +42,7 @@ struct PgFixture {
         o.database_clock = false;
         return o;
     }
-
-    void add_task(DataStore &store, std::string id, std::optional<int> cap = std::nullopt) {
-        Task t;
-        t.id = std::move(id);
-        t.max_running_jobs = cap;
-        run(store.add_task(t));
-    }
-
-    Job job(std::string task = "t") {
-        Job j;
-        j.id = make_uuid();
-        j.task_id = std::move(task);
-        j.created_at = clock->now();
-        return j;
-    }
 };
-
-// Acquires jobs in batches of `batch` until none are left; the ids acquired, in order.
-asio::awaitable<std::vector<std::string>> drain_jobs(std::shared_ptr<PostgresDataStore> store,
-                                                     std::string who, std::size_t batch) {
-    std::vector<std::string> got;
-    std::vector<std::string> tasks{"t"};
-    for (;;) {
-        auto acq = co_await store->acquire_jobs(who, 30s, batch, tasks);
-        if (acq.jobs.empty())
-            co_return got;
-        std::vector<JobRelease> done;
-        for (auto &j : acq.jobs) {
-            got.push_back(j.id);
-            JobResult r;
-            r.job_id = j.id;
-            r.task_id = j.task_id;
-            r.outcome = JobOutcome::success;
-            done.push_back({j, r});
-        }
-        co_await store->release_jobs(who, std::move(done));
-    }
-}
-
-asio::awaitable<std::vector<std::string>> drain_schedules(std::shared_ptr<PostgresDataStore> store,
-                                                          std::string who) {
-    std::vector<std::string> got;
-    for (;;) {
-        auto leased = co_await store->acquire_schedules(who, 30s, 7);
-        if (leased.empty())
-            co_return got;
-        for (auto &s : leased)
-            got.push_back(s.id);
-        // Held, not released: a second lease of any of them would be a double fire.
-    }
-}
 
 // A scheduler on PostgreSQL, real clock: the server goes away for a while and comes back.
 asio::awaitable<void> health_goes_degraded_and_back(asio::io_context *ioc, test::Recorder *recorder,
