@@ -1,5 +1,5 @@
 // What the process executor and command tasks share: a child's exit as an Asio wait (pidfd),
-// the words for a wait status, and output made safe for JSON.
+// the words for a wait status, and a job's process group.
 #pragma once
 
 #include <asio/any_io_executor.hpp>
@@ -15,8 +15,15 @@ namespace asched::detail {
 int open_pidfd(pid_t pid);
 /// "exited with status 3", "killed by signal 11 (Segmentation fault)".
 std::string describe_wait_status(int status);
-/// Waits until the child behind `pidfd` has exited, then reaps it; returns its wait status.
-/// Cancellation: none (the caller kills the child to end the wait).
-asio::awaitable<int> wait_child(pid_t pid, int pidfd);
+/// Waits until the child behind `pidfd` has exited, without reaping it: while the child is a
+/// zombie its pid, which is its process group's id, cannot be reused, so signalling the group
+/// stays safe until reap_child(). Cancellation: none (the caller kills the child to end it).
+asio::awaitable<void> wait_exit(pid_t pid, int pidfd);
+/// Reaps an exited child; returns its wait status.
+int reap_child(pid_t pid);
+/// Whether any process of group `pgid` is still running (zombies do not count).
+bool process_group_alive(pid_t pgid);
+/// Sends `sig` to every process of group `pgid`.
+void signal_group(pid_t pgid, int sig);
 
 } // namespace asched::detail

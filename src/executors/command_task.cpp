@@ -1,15 +1,18 @@
-// command_task: posix_spawn (safe with threads, no shell), pipes read by Asio, the exit seen
-// through a pidfd, SIGTERM then SIGKILL on cancel or timeout.
+// command_task: posix_spawn (safe with threads, no shell) into a process group of its own, pipes
+// read by Asio, the exit seen through a pidfd, SIGTERM then SIGKILL to the whole group on cancel
+// or timeout; the job ends when no process of its group is left.
 #include "../core/text.hpp"
 #include "child_process.hpp"
 
 #include <asched/command_task.hpp>
 #include <asched/error.hpp>
 
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -32,20 +35,23 @@ struct Output {
     bool truncated = false;
 };
 
+// Everything here, the watchers included, runs on one strand: the main loop reads the flags the
+// watchers set, and a watcher's wake-up must not fall between the loop's check and its wait.
 struct Child {
-    explicit Child(const asio::any_io_executor &ex)
+    explicit Child(const asio::strand<asio::any_io_executor> &ex)
         : done(ex, steady::time_point::max()), out_pipe(ex), err_pipe(ex) {}
-    pid_t pid = -1;
-    int status = 0;
+    ~Child() {
+        if (pidfd >= 0)
+            ::close(pidfd);
+    }
+    pid_t pid = -1; // also the id of the job's process group
+    int pidfd = -1;
     bool exited = false;
-    int remaining = 3; // stdout, stderr, exit
+    int pipes_open = 2;
     Output out, err;
     asio::steady_timer done;
     asio::posix::stream_descriptor out_pipe, err_pipe;
-    void one_done() {
-        if (--remaining == 0)
-            done.cancel();
-    }
+    void wake() { done.cancel(); }
 };
 
 asio::awaitable<void> read_pipe(std::shared_ptr<Child> child, asio::posix::stream_descriptor *pipe_,
@@ -65,23 +71,33 @@ asio::awaitable<void> read_pipe(std::shared_ptr<Child> child, asio::posix::strea
     }
 }
 
-asio::awaitable<void> reap(std::shared_ptr<Child> child, int pidfd) {
-    child->status = co_await detail::wait_child(child->pid, pidfd);
-    child->exited = true;
-    child->done.cancel(); // the main loop starts the pipes' last second
+asio::awaitable<void> await_exit(std::shared_ptr<Child> child) {
+    co_await detail::wait_exit(child->pid, child->pidfd);
 }
 
-// Runs one of the child's three watchers; its end is counted whatever happens.
-void watch(const asio::any_io_executor &ex, std::shared_ptr<Child> child,
-           asio::awaitable<void> op) {
-    asio::co_spawn(ex, std::move(op), [child](std::exception_ptr) { child->one_done(); });
+// Runs one of the child's watchers on the strand; `ended` runs there too, whatever happens.
+template <class Ended>
+void watch(const asio::strand<asio::any_io_executor> &strand, asio::awaitable<void> op,
+           Ended ended) {
+    asio::co_spawn(strand, std::move(op),
+                   asio::bind_executor(strand, [ended](std::exception_ptr) { ended(); }));
+}
+
+// exec takes C strings: a NUL would cut the value short without a word.
+void refuse_nul(const std::string &value, const std::string &field) {
+    if (const auto at = value.find('\0'); at != std::string::npos)
+        throw Error(errc::invalid_argument,
+                    fmt::format("command_task: field '{}': NUL byte at position {} in \"{}\"",
+                                field, at, detail::valid_utf8(value.substr(0, at))));
 }
 
 std::vector<std::string> full_argv(const CommandOptions &o, const nlohmann::json &args) {
     std::vector<std::string> argv = o.argv;
     if (args.is_array())
-        for (const auto &a : args)
+        for (const auto &a : args) {
             argv.push_back(a.is_string() ? a.get<std::string>() : a.dump());
+            refuse_nul(argv.back(), fmt::format("args[{}]", argv.size() - o.argv.size() - 1));
+        }
     return argv;
 }
 
@@ -123,10 +139,11 @@ std::string last_kib(const std::string &s) {
     return detail::valid_utf8(s.size() > n ? s.substr(s.size() - n) : s);
 }
 
-asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions> o,
-                                            nlohmann::json args) {
-    auto ex = co_await asio::this_coro::executor;
-    // Cancellation is handled here: it kills the child, then the output is still collected.
+asio::awaitable<nlohmann::json> run_on_strand(asio::strand<asio::any_io_executor> strand,
+                                              std::shared_ptr<const CommandOptions> o,
+                                              nlohmann::json args) {
+    // Cancellation is handled here: it kills the group, then the output is still collected.
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
     co_await asio::this_coro::throw_if_cancelled(false);
     auto argv = full_argv(*o, args);
     auto env = full_env(o->env);
@@ -138,6 +155,9 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, out.write, 1);
     posix_spawn_file_actions_adddup2(&actions, err.write, 2);
+    // Nothing of the service (its listeners, the admin endpoint's, its database sockets) may
+    // outlive a cancel in an orphaned grandchild: the child gets 0, 1 and 2 only.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     if (o->cwd)
         posix_spawn_file_actions_addchdir_np(&actions, o->cwd->c_str());
     posix_spawnattr_t attr;
@@ -147,8 +167,10 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    auto child = std::make_shared<Child>(ex);
+    posix_spawnattr_setpgroup(&attr, 0); // a group of its own: `sh -c 'a | b'` ends as a whole
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETPGROUP);
+    auto child = std::make_shared<Child>(strand);
     const int rc =
         ::posix_spawnp(&child->pid, argv_p[0], &actions, &attr, argv_p.data(), env_p.data());
     posix_spawn_file_actions_destroy(&actions);
@@ -162,62 +184,87 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
                     fmt::format("command '{}'{}: cannot start: {}", o->argv[0],
                                 o->cwd ? fmt::format(" in '{}'", *o->cwd) : "", std::strerror(rc)));
     }
-    const int pidfd = detail::open_pidfd(child->pid);
+    child->pidfd = detail::open_pidfd(child->pid);
     child->out_pipe.assign(out.read);
     child->err_pipe.assign(err.read);
-    watch(ex, child, read_pipe(child, &child->out_pipe, &child->out, o->output_limit));
-    watch(ex, child, read_pipe(child, &child->err_pipe, &child->err, o->output_limit));
-    watch(ex, child, reap(child, pidfd));
+    auto pipe_done = [child] {
+        --child->pipes_open;
+        child->wake();
+    };
+    watch(strand, read_pipe(child, &child->out_pipe, &child->out, o->output_limit), pipe_done);
+    watch(strand, read_pipe(child, &child->err_pipe, &child->err, o->output_limit), pipe_done);
+    watch(strand, await_exit(child), [child] {
+        child->exited = true;
+        child->wake();
+    });
 
+    const pid_t group = child->pid;
+    const auto grace = std::chrono::duration_cast<steady::duration>(o->kill_grace);
+    // While the group runs on after its leader exited, it is looked for this often.
+    constexpr auto group_poll = std::chrono::milliseconds(20);
     const auto started = steady::now();
-    std::optional<steady::time_point> kill_at, exited_at;
-    bool cancelled = false, timed_out = false;
-    while (child->remaining > 0) {
+    std::optional<steady::time_point> kill_at, gone_at;
+    bool killed = false, cancelled = false, timed_out = false;
+    int status = 0;
+    for (;;) {
+        const auto now = steady::now();
+        if (child->exited && !gone_at) {
+            if (!detail::process_group_alive(group)) {
+                gone_at = now;
+                status = detail::reap_child(child->pid); // the group's id is free from here
+            } else if (!kill_at) {
+                // The leader is done; what it left running in its group is ended with it.
+                detail::signal_group(group, SIGTERM);
+                kill_at = now + grace;
+            }
+        }
+        if (gone_at && child->pipes_open == 0)
+            break;
         auto wake = steady::time_point::max();
         if (o->timeout && !kill_at)
             wake = started + std::chrono::duration_cast<steady::duration>(*o->timeout);
-        if (kill_at)
-            wake = *kill_at;
-        if (child->exited) {
-            // A grandchild may keep the pipes open: the output ends a second after the exit.
-            if (!exited_at)
-                exited_at = steady::now();
-            if (steady::now() >= *exited_at + std::chrono::seconds(1)) {
+        if (kill_at && !killed)
+            wake = std::min(wake, *kill_at);
+        if (child->exited && !gone_at)
+            wake = std::min(wake, now + group_poll);
+        if (gone_at) {
+            // Only a process that left the group can still hold the pipes: a second, then
+            // the output ends.
+            if (now >= *gone_at + std::chrono::seconds(1)) {
                 child->out_pipe.close();
                 child->err_pipe.close();
             }
-            wake = std::min(wake, *exited_at + std::chrono::seconds(1));
+            wake = std::min(wake, *gone_at + std::chrono::seconds(1));
         }
         child->done.expires_at(wake);
         co_await child->done.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-        if (child->remaining == 0)
-            break;
         const auto cs = co_await asio::this_coro::cancellation_state;
         const bool cancel_now = cs.cancelled() != asio::cancellation_type::none;
         const bool timeout_now = o->timeout && steady::now() - started >= *o->timeout;
-        if (!kill_at && (cancel_now || timeout_now)) {
+        if (!gone_at && !cancelled && !timed_out && (cancel_now || timeout_now)) {
             cancelled = cancel_now;
             timed_out = !cancel_now;
-            ::kill(child->pid, SIGTERM);
-            kill_at = steady::now() + std::chrono::duration_cast<steady::duration>(o->kill_grace);
-            co_await asio::this_coro::reset_cancellation_state();
+            detail::signal_group(group, SIGTERM);
+            if (!kill_at)
+                kill_at = steady::now() + grace;
+            co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
             co_await asio::this_coro::throw_if_cancelled(false);
-        } else if (kill_at && steady::now() >= *kill_at) {
-            ::kill(child->pid, SIGKILL);
-            kill_at = steady::time_point::max();
+        } else if (!gone_at && kill_at && !killed && steady::now() >= *kill_at) {
+            detail::signal_group(group, SIGKILL);
+            killed = true;
         }
     }
-    const std::string status = detail::describe_wait_status(child->status);
+    const std::string described = detail::describe_wait_status(status);
     if (cancelled)
         throw Error(errc::job_cancelled,
-                    fmt::format("command '{}': cancelled, {}", o->argv[0], status));
+                    fmt::format("command '{}': cancelled, {}", o->argv[0], described));
     if (timed_out)
         throw Error(errc::job_failed,
                     fmt::format("command '{}': timed out after {}, {}", o->argv[0],
-                                format_duration(*o->timeout), status));
-    if (!WIFEXITED(child->status) || WEXITSTATUS(child->status) != 0)
-        throw Error(errc::job_failed, fmt::format("command '{}' {}; stderr: {}", o->argv[0], status,
-                                                  last_kib(child->err.bytes)));
+                                format_duration(*o->timeout), described));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        throw Error(errc::job_failed, fmt::format("command '{}' {}; stderr: {}", o->argv[0],
+                                                  described, last_kib(child->err.bytes)));
     co_return nlohmann::json{{"exit_status", 0},
                              {"stdout", detail::valid_utf8(std::move(child->out.bytes))},
                              {"stderr", detail::valid_utf8(std::move(child->err.bytes))},
@@ -225,11 +272,34 @@ asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions
                              {"stderr_truncated", child->err.truncated}};
 }
 
+asio::awaitable<nlohmann::json> run_command(std::shared_ptr<const CommandOptions> o,
+                                            nlohmann::json args) {
+    // The job's cancellation reaches the strand's coroutine through co_spawn.
+    auto strand = asio::make_strand(co_await asio::this_coro::executor);
+    auto op = run_on_strand(strand, std::move(o), std::move(args));
+    auto result = co_await asio::co_spawn(strand, std::move(op), asio::use_awaitable);
+    co_return result;
+}
+
 } // namespace
 
 std::shared_ptr<const TaskFunction> command_task(CommandOptions options) {
     if (options.argv.empty() || options.argv[0].empty())
         throw Error(errc::invalid_argument, "command_task: field 'argv': must name a program");
+    for (std::size_t i = 0; i < options.argv.size(); ++i)
+        refuse_nul(options.argv[i], fmt::format("argv[{}]", i));
+    for (const auto &[name, value] : options.env) {
+        if (name.empty() || name.find('=') != std::string::npos)
+            throw Error(errc::invalid_argument,
+                        fmt::format("command_task: field 'env': name \"{}\" {}",
+                                    detail::valid_utf8(name),
+                                    name.empty() ? "is empty"
+                                                 : "contains '=' (it would set another variable)"));
+        refuse_nul(name, "env");
+        refuse_nul(value, fmt::format("env[{}]", detail::valid_utf8(name)));
+    }
+    if (options.cwd)
+        refuse_nul(*options.cwd, "cwd");
     auto o = std::make_shared<const CommandOptions>(std::move(options));
     auto fn = std::make_shared<TaskFunction>();
     fn->is_coroutine = true;

@@ -1,5 +1,6 @@
 // ProcessExecutor: a single-threaded fork server (forked before any thread exists) forks one
-// child per job; frames of JSON cross a socket pair: 4 bytes of length, then the text.
+// child per job, in a process group of its own that is signalled and awaited as a whole; frames
+// of JSON cross a socket pair: 4 bytes of length, then the text.
 #include "child_process.hpp"
 
 #include <asched/error.hpp>
@@ -104,13 +105,16 @@ struct ChildRecord {
     int out = -1; // the child's result pipe
     int pidfd = -1;
     std::string buffer;
+    bool exited = false; // the child is a zombie, not reaped while its group runs on
     std::optional<steady::time_point> kill_at;
+    bool killed = false;
 };
 
 // In the job's child: run the task, write {"value"} or {"error"} to `out`, exit.
 [[noreturn]] void run_child(const ProcessTasks &tasks, const json &request, int out,
                             const ProcessExecutorOptions &options) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::setpgid(0, 0); // the server does it too: whichever runs first, the group exists
     default_signals();
     if (options.memory_limit_bytes) {
         rlimit lim{*options.memory_limit_bytes, *options.memory_limit_bytes};
@@ -196,19 +200,30 @@ void drain_pipe(ChildRecord &c) {
     }
 }
 
+// Only 0, 1, 2 and `keep` stay open: the host's listeners and database sockets must not live
+// on in a job's orphaned grandchild.
+void close_other_descriptors(int keep) {
+    if (keep > 3)
+        ::close_range(3, static_cast<unsigned>(keep) - 1, 0);
+    ::close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
+}
+
 [[noreturn]] void serve(int sock, const ProcessTasks &tasks,
                         const ProcessExecutorOptions &options) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     default_signals();
     ::signal(SIGPIPE, SIG_IGN);
+    close_other_descriptors(sock);
     std::map<std::uint64_t, ChildRecord> children;
     auto kill_all_and_exit = [&]() {
         for (auto &[tag, c] : children)
-            ::kill(c.pid, SIGKILL);
+            detail::signal_group(c.pid, SIGKILL);
         for (auto &[tag, c] : children)
             ::waitpid(c.pid, nullptr, 0);
         ::_exit(0);
     };
+    // While a group runs on after its leader exited, it is looked for this often.
+    constexpr int group_poll_ms = 20;
     for (;;) {
         std::vector<pollfd> fds{{sock, POLLIN, 0}};
         std::vector<std::uint64_t> owner{0};
@@ -219,9 +234,13 @@ void drain_pipe(ChildRecord &c) {
                 fds.push_back({c.out, POLLIN, 0});
                 owner.push_back(tag);
             }
-            fds.push_back({c.pidfd, POLLIN, 0});
-            owner.push_back(tag);
-            if (c.kill_at) {
+            if (!c.exited) {
+                fds.push_back({c.pidfd, POLLIN, 0});
+                owner.push_back(tag);
+            } else {
+                timeout = timeout < 0 ? group_poll_ms : std::min(timeout, group_poll_ms);
+            }
+            if (c.kill_at && !c.killed) {
                 const auto ms =
                     std::chrono::duration_cast<std::chrono::milliseconds>(*c.kill_at - now).count();
                 const int t = static_cast<int>(std::max<long long>(0, ms));
@@ -243,7 +262,7 @@ void drain_pipe(ChildRecord &c) {
             if (request.contains("cancel")) {
                 const auto tag = request["cancel"].get<std::uint64_t>();
                 if (auto it = children.find(tag); it != children.end() && !it->second.kill_at) {
-                    ::kill(it->second.pid, SIGTERM);
+                    detail::signal_group(it->second.pid, SIGTERM);
                     it->second.kill_at =
                         steady::now() +
                         std::chrono::duration_cast<steady::duration>(options.kill_grace);
@@ -260,16 +279,12 @@ void drain_pipe(ChildRecord &c) {
                 }
                 const pid_t pid = ::fork();
                 if (pid == 0) {
-                    ::close(sock);
-                    ::close(p[0]);
-                    for (auto &[t, other] : children) {
-                        if (other.out >= 0)
-                            ::close(other.out);
-                        ::close(other.pidfd);
-                    }
+                    close_other_descriptors(p[1]);
                     run_child(tasks, request, p[1], options);
                 }
                 ::close(p[1]);
+                if (pid > 0)
+                    ::setpgid(pid, pid);
                 if (pid < 0) {
                     ::close(p[0]);
                     write_full(sock, frame(json{{"tag", c.tag},
@@ -294,30 +309,46 @@ void drain_pipe(ChildRecord &c) {
             if (fds[i].fd == c.out) {
                 drain_pipe(c);
             } else if (fds[i].fd == c.pidfd) {
-                int status = 0;
-                if (::waitpid(c.pid, &status, WNOHANG) != c.pid)
-                    continue;
-                while (c.out >= 0) { // the child is gone: what it wrote is all there
+                // Seen, not reaped: while the zombie stands, its pid (the group's id) cannot be
+                // reused, so the group can still be signalled safely.
+                siginfo_t info{};
+                if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) ==
+                        0 &&
+                    info.si_pid == c.pid)
+                    c.exited = true;
+            }
+        }
+        const auto later = steady::now();
+        for (auto it = children.begin(); it != children.end();) {
+            ChildRecord &c = it->second;
+            if (c.exited && !detail::process_group_alive(c.pid)) {
+                const int status = detail::reap_child(c.pid);
+                while (c.out >= 0) { // the group is gone: what the child wrote is all there
                     const auto before = c.buffer.size();
                     drain_pipe(c);
                     if (c.out >= 0 && c.buffer.size() == before) {
-                        ::close(c.out); // a grandchild holds the pipe: stop here
+                        ::close(c.out); // a process that left the group holds it: stop here
                         c.out = -1;
                     }
                 }
                 ::close(c.pidfd);
                 const bool sent = write_full(sock, frame(outcome(c, status)));
-                children.erase(it);
+                it = children.erase(it);
                 if (!sent)
                     kill_all_and_exit();
+                continue;
             }
+            if (c.exited && !c.kill_at) {
+                // The job's child is done; what it left running in its group ends with it.
+                detail::signal_group(c.pid, SIGTERM);
+                c.kill_at =
+                    later + std::chrono::duration_cast<steady::duration>(options.kill_grace);
+            } else if (c.kill_at && !c.killed && later >= *c.kill_at) {
+                detail::signal_group(c.pid, SIGKILL);
+                c.killed = true;
+            }
+            ++it;
         }
-        const auto later = steady::now();
-        for (auto &[tag, c] : children)
-            if (c.kill_at && later >= *c.kill_at) {
-                ::kill(c.pid, SIGKILL);
-                c.kill_at = steady::time_point::max();
-            }
     }
 }
 

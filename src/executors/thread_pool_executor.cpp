@@ -1,4 +1,6 @@
 // ThreadPoolExecutor: a post per job; the callable's exception is its result.
+#include "current_job.hpp"
+
 #include <asched/error.hpp>
 #include <asched/job_executors/thread_pool_executor.hpp>
 
@@ -9,6 +11,13 @@
 #include <algorithm>
 
 namespace asched {
+namespace {
+thread_local const JobContext *running_here = nullptr;
+} // namespace
+
+const JobContext *detail::current_blocking_job() noexcept {
+    return running_here;
+}
 
 struct ThreadPoolExecutor::Impl {
     explicit Impl(std::size_t n) : pool(n) {}
@@ -35,11 +44,13 @@ void ThreadPoolExecutor::execute(JobRun run, JobCompletion done) {
                [f = &run.function, c = &run.context, a = &run.args, done = std::move(done)] {
                    nlohmann::json value;
                    std::exception_ptr error;
+                   running_here = c;
                    try {
                        value = f->blocking(*c, *a);
                    } catch (...) {
                        error = std::current_exception();
                    }
+                   running_here = nullptr;
                    done(std::move(error), std::move(value));
                });
 }

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -48,11 +49,32 @@ int sleep_long() {
 asio::awaitable<int> co_twice(int x) {
     co_return 2 * x;
 }
+// A job that leaves processes in its group: a shell with a background sleep it waits for.
+int tree() {
+    return std::system("sh -c 'sleep 30 & wait'");
+}
+// What the job's child inherited, besides 0, 1 and 2: "fd -> target" for each.
+std::vector<std::string> inherited_fds() {
+    std::vector<std::string> out;
+    DIR *dir = ::opendir("/proc/self/fd");
+    while (const dirent *e = ::readdir(dir)) {
+        const int fd = std::atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd <= 2 || fd == ::dirfd(dir))
+            continue;
+        char target[256] = {};
+        const std::string link = std::string("/proc/self/fd/") + e->d_name;
+        (void)!::readlink(link.c_str(), target, sizeof target - 1);
+        out.push_back(std::string(e->d_name) + " -> " + target);
+    }
+    ::closedir(dir);
+    return out;
+}
 
 ProcessTasks process_tasks() {
     ProcessTasks t;
     t.add("add", add).add("segfault", segfault).add("abort", abort_now).add("exit3", exit_3);
     t.add("hog", hog).add("sleep", sleep_long).add("co_twice", co_twice);
+    t.add("tree", tree).add("fds", inherited_fds);
     return t;
 }
 
@@ -99,6 +121,8 @@ asio::awaitable<void> register_process_tasks(AsyncScheduler &s) {
     co_await s.add_task("hog", hog, in_process);
     co_await s.add_task("sleep", sleep_long, in_process);
     co_await s.add_task("co_twice", co_twice, in_process);
+    co_await s.add_task("tree", tree, in_process);
+    co_await s.add_task("fds", inherited_fds, in_process);
 }
 
 asio::awaitable<void> crashing_tasks(AsyncScheduler &s) {
@@ -194,6 +218,52 @@ asio::awaitable<void> timeout_and_cancel_kill_the_child(AsyncScheduler &s) {
                               "cancelled child gone");
     JobOptions two{.args = {2, 3}};
     BOOST_TEST((co_await s.run_job("add", two)) == 5);
+}
+
+// A process job's whole group ends with it (timeout, cancel, stop), and its child inherits no
+// descriptor of the host but its result pipe.
+asio::awaitable<void> a_process_job_ends_with_its_tree(AsyncScheduler &s) {
+    co_await register_process_tasks(s);
+    co_await s.start_in_background();
+    const pid_t server = Launched::executor->server_pid();
+    nlohmann::json none = nlohmann::json::array();
+    std::string fds_task = "fds";
+    auto fds = co_await run_to_result(s, fds_task, none);
+    BOOST_REQUIRE(fds.outcome == JobOutcome::success);
+    BOOST_TEST(fds.return_value.size() == 1u, fds.return_value.dump());
+    BOOST_TEST(fds.return_value[0].get<std::string>().find("pipe:") != std::string::npos);
+
+    for (const std::string how : {"timeout", "cancel", "stop"}) {
+        BOOST_TEST_CONTEXT("ended by " << how) {
+            JobOptions o{.result_expiration_time = 1h};
+            if (how == "timeout")
+                o.timeout = 500ms;
+            auto id = co_await s.add_job("tree", o);
+            // The child, the shell and its sleep: the child is the group's leader.
+            pid_t group = 0;
+            co_await test::eventually(
+                [&] {
+                    auto kids = test::children_of(server);
+                    group = kids.empty() ? 0 : kids.front();
+                    return group && test::group_members(group).size() >= 3;
+                },
+                "the job's tree running");
+            if (how == "cancel") {
+                const auto c = co_await s.cancel_job(id);
+                BOOST_TEST((c == JobCancellation::requested));
+            } else if (how == "stop") {
+                co_await s.stop();
+                co_await s.wait_until_stopped();
+            }
+            auto r = co_await s.get_job_result(id, how != "stop");
+            BOOST_REQUIRE(r);
+            BOOST_TEST(to_string(r->outcome) ==
+                       (how == "timeout" ? "timed_out" : std::string("cancelled")));
+            // The job ended only once its tree was gone: nothing of it runs on.
+            BOOST_TEST(test::group_members(group).empty(),
+                       "left: " << test::group_members(group).size());
+        }
+    }
 }
 
 // ---- command tasks -----------------------------------------------------------------------
@@ -300,6 +370,89 @@ asio::awaitable<void> cancel_a_command(AsyncScheduler &s) {
     BOOST_TEST(r->exception_message.has_value());
 }
 
+pid_t read_pid(const std::string &path) {
+    std::ifstream in(path);
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+}
+
+// A command's whole tree ends with its job, however the job ends: cancel, the job's timeout,
+// the command's own timeout, stop; `sh -c '... & wait'` and a pipeline. The child inherits only
+// 0, 1 and 2: the test's listener can be bound again while the command still runs.
+asio::awaitable<void> a_command_ends_with_its_tree(AsyncScheduler &s) {
+    test::TempDir dir;
+    const std::string mark = dir.path("pgid");
+    TaskOptions many{.max_running_jobs = unlimited};
+    const std::string tree = "echo $$ > " + mark + "; sleep 30 & wait";
+    const std::string pipeline = "echo $$ > " + mark + "; sleep 30 | sleep 31";
+    auto tree_fn = command_task({.argv = {"sh", "-c", tree}, .kill_grace = 2s});
+    auto pipeline_fn = command_task({.argv = {"sh", "-c", pipeline}, .kill_grace = 2s});
+    auto own_timeout = command_task({.argv = {"sh", "-c", tree}, .timeout = 300ms});
+    auto fds = command_task({.argv = {"sh", "-c", "ls /proc/$$/fd"}});
+    co_await s.add_task_function("tree", tree_fn, many);
+    co_await s.add_task_function("pipeline", pipeline_fn, many);
+    co_await s.add_task_function("own_timeout", own_timeout, many);
+    co_await s.add_task_function("fds", fds, many);
+    co_await s.start_in_background();
+
+    asio::ip::tcp::acceptor listener(co_await asio::this_coro::executor,
+                                     {asio::ip::make_address("127.0.0.1"), 0});
+    const auto endpoint = listener.local_endpoint();
+    nlohmann::json none = nlohmann::json::array();
+    std::string fds_task = "fds";
+    auto listed = co_await run_to_result(s, fds_task, none);
+    BOOST_TEST(listed.return_value["stdout"] == "0\n1\n2\n");
+
+    struct Case {
+        std::string task, how, outcome;
+    };
+    const std::vector<Case> cases{
+        {"tree", "cancel", "cancelled"},         {"pipeline", "cancel", "cancelled"},
+        {"tree", "job timeout", "timed_out"},    {"pipeline", "job timeout", "timed_out"},
+        {"own_timeout", "own timeout", "error"}, {"pipeline", "stop", "cancelled"}};
+    for (const auto &c : cases) {
+        BOOST_TEST_CONTEXT(c.task << " ended by " << c.how) {
+            std::filesystem::remove(mark);
+            JobOptions o{.result_expiration_time = 1h};
+            if (c.how == "job timeout")
+                o.timeout = 300ms;
+            auto id = co_await s.add_job(c.task, o);
+            pid_t group = 0;
+            co_await test::eventually(
+                [&] {
+                    group = read_pid(mark);
+                    return group > 0 && test::group_members(group).size() >= 2;
+                },
+                "the command's tree running");
+            if (listener.is_open()) {
+                // The running command holds nothing of ours: the port can be bound again.
+                listener.close();
+                asio::ip::tcp::acceptor again(co_await asio::this_coro::executor);
+                again.open(endpoint.protocol());
+                std::error_code ec;
+                again.bind(endpoint, ec);
+                BOOST_TEST(!ec, "bind again: " << ec.message());
+            }
+            if (c.how == "cancel") {
+                const auto how = co_await s.cancel_job(id);
+                BOOST_TEST((how == JobCancellation::requested));
+            } else if (c.how == "stop") {
+                co_await s.stop();
+                co_await s.wait_until_stopped();
+            }
+            auto r = co_await s.get_job_result(id, c.how != "stop");
+            BOOST_REQUIRE(r);
+            BOOST_TEST(to_string(r->outcome) == c.outcome);
+            if (c.how == "own timeout")
+                BOOST_TEST(r->exception_message->find("timed out") != std::string::npos);
+            // The job ended only once its tree was gone.
+            BOOST_TEST(test::group_members(group).empty(), test::group_members(group).size()
+                                                               << " of its processes left");
+        }
+    }
+}
+
 } // namespace
 
 BOOST_TEST_GLOBAL_FIXTURE(Launched);
@@ -322,6 +475,12 @@ BOOST_AUTO_TEST_CASE(a_process_job_times_out_or_is_cancelled_and_its_child_kille
     asio::io_context ioc;
     AsyncScheduler s(ioc, options());
     test::run(ioc, timeout_and_cancel_kill_the_child(s), 60s);
+}
+
+BOOST_AUTO_TEST_CASE(a_process_job_ends_with_its_whole_process_tree) {
+    asio::io_context ioc;
+    AsyncScheduler s(ioc, options());
+    test::run(ioc, a_process_job_ends_with_its_tree(s), 60s);
 }
 
 BOOST_AUTO_TEST_CASE(process_executor_needs_a_single_thread) {
@@ -351,6 +510,12 @@ BOOST_AUTO_TEST_CASE(cancelling_a_command_kills_it) {
     asio::io_context ioc;
     AsyncScheduler s(ioc, options());
     test::run(ioc, cancel_a_command(s), 60s);
+}
+
+BOOST_AUTO_TEST_CASE(a_command_job_ends_with_its_whole_process_tree) {
+    asio::io_context ioc;
+    AsyncScheduler s(ioc, options());
+    test::run(ioc, a_command_ends_with_its_tree(s), 60s);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

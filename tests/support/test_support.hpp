@@ -96,7 +96,9 @@ T run(asio::io_context &ioc, asio::awaitable<T> op,
 }
 
 /// The live (not zombie) children of `parent`, read from /proc.
-inline std::vector<pid_t> children_of(pid_t parent) {
+/// The live (not zombie) processes whose /proc stat field `field` (1: the parent, 2: the
+/// process group) is `value`.
+inline std::vector<pid_t> processes_where(int field, pid_t value) {
     std::vector<pid_t> out;
     for (const auto &entry : std::filesystem::directory_iterator("/proc")) {
         const auto name = entry.path().filename().string();
@@ -105,18 +107,27 @@ inline std::vector<pid_t> children_of(pid_t parent) {
         std::ifstream stat(entry.path() / "stat");
         std::string line;
         std::getline(stat, line);
-        // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after the last ')'.
         const auto close = line.rfind(')');
         if (close == std::string::npos)
             continue;
         std::istringstream rest(line.substr(close + 1));
         char state = 0;
-        pid_t ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == parent && state != 'Z')
+        pid_t ppid = 0, pgrp = 0;
+        rest >> state >> ppid >> pgrp;
+        if ((field == 1 ? ppid : pgrp) == value && state != 'Z' && state != 'X')
             out.push_back(std::stoi(name));
     }
     return out;
+}
+
+inline std::vector<pid_t> children_of(pid_t parent) {
+    return processes_where(1, parent);
+}
+
+/// The live processes of process group `pgid`.
+inline std::vector<pid_t> group_members(pid_t pgid) {
+    return processes_where(2, pgid);
 }
 
 /// A fresh directory under the system temp dir, removed with everything in it at scope exit.
