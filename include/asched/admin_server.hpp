@@ -3,6 +3,7 @@
 #pragma once
 
 #include <asched/async_scheduler.hpp>
+#include <asched/logger.hpp>
 #include <asched/time.hpp>
 
 #include <asio/awaitable.hpp>
@@ -13,13 +14,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace asched {
 
 struct AdminServerOptions {
     /// The address to listen on. The default takes connections from this host only; a
     /// loopback listener also refuses requests whose Host header names another host (DNS
-    /// rebinding).
+    /// rebinding). Any other address needs a token, or allow_unauthenticated and
+    /// allowed_hosts: start() refuses it otherwise.
     std::string address = "127.0.0.1";
     /// 0: a free port chosen by the system (local_endpoint() tells which).
     std::uint16_t port = 0;
@@ -27,13 +30,25 @@ struct AdminServerOptions {
     /// `Authorization: Bearer <token>`; reads stay open. Unset: anyone who can connect may
     /// change schedules (fine on loopback for one user, not on a shared host).
     std::optional<std::string> token;
+    /// A listener that is not on loopback may run without a token only when this says so
+    /// (start() then logs a warning): anyone who reaches the port may change schedules.
+    bool allow_unauthenticated = false;
+    /// Host header values (a name or address, with or without ":PORT") this server answers to
+    /// on a listener that is not on loopback; any other gets 403 (DNS rebinding). Empty: every
+    /// Host, which start() allows only with a token.
+    std::vector<std::string> allowed_hosts;
     std::size_t max_header_bytes = 8 * 1024; ///< request line and headers: 431 beyond
     std::size_t max_body_bytes = 64 * 1024;  ///< 413 beyond
     /// A request must arrive whole within this time of its first byte, and an idle
     /// keep-alive connection is closed after it (408 for a request cut short).
     duration read_timeout = std::chrono::seconds(10);
+    /// An answer must be written within this time, or its connection is closed (a client that
+    /// stops reading must not hold a connection slot).
+    duration write_timeout = std::chrono::seconds(10);
     /// Connections served at once; one more is answered 503 and closed.
     std::size_t max_connections = 64;
+    /// Where start()'s warning and the accept loop's trouble (out of file descriptors) go.
+    Logger logger;
     /// Recent results shown by the dashboard (GET /api/overview).
     std::size_t recent_results = 50;
 };
@@ -64,7 +79,8 @@ class AdminServer {
     AdminServer &operator=(const AdminServer &) = delete;
 
     /// Binds and listens; throws Error(invalid_argument) naming the address and port when it
-    /// cannot. Connections are then served until stop().
+    /// cannot, and for a listener off loopback without a token (unless allow_unauthenticated
+    /// and allowed_hosts say so). Connections are then served until stop().
     asio::awaitable<void> start();
     /// Closes the listener and every connection, and waits until their handlers ended.
     asio::awaitable<void> stop();

@@ -187,6 +187,31 @@ bool loopback_host(std::string_view host) {
     return !ec && a.is_loopback();
 }
 
+// The Host header's name, without a port ("[::1]:80" -> "::1", "Example.org:80" -> "example.org").
+std::string host_name(std::string_view host) {
+    std::string_view name = host;
+    if (!name.empty() && name.front() == '[') {
+        const auto end = name.find(']');
+        name = end == std::string_view::npos ? name.substr(1) : name.substr(1, end - 1);
+    } else {
+        name = name.substr(0, name.find(':'));
+    }
+    std::string out(name);
+    for (auto &c : out)
+        c = char(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+bool allowed_host(std::string_view host, const std::vector<std::string> &allowed) {
+    if (allowed.empty())
+        return true;
+    const std::string name = host_name(host);
+    for (const auto &a : allowed)
+        if (host_name(a) == name)
+            return true;
+    return false;
+}
+
 bool same_text(std::string_view a, std::string_view b) {
     // Compares every byte whatever the first difference, so timing tells nothing of the token.
     unsigned diff = a.size() == b.size() ? 0 : 1;
@@ -338,12 +363,23 @@ struct AdminServer::State : std::enable_shared_from_this<State> {
 
 namespace {
 
-asio::awaitable<void> write_response(std::shared_ptr<tcp::socket> socket, Response response,
+// False when the answer could not be written whole within write_timeout: the caller closes
+// the connection (a peer that stopped reading, or left without a word, holds no slot).
+asio::awaitable<bool> write_response(std::shared_ptr<AdminServer::State> st,
+                                     std::shared_ptr<tcp::socket> socket, Response response,
                                      bool keep_alive) {
     const std::string bytes = serialize(response, keep_alive);
-    auto [ec, n] = co_await asio::async_write(*socket, asio::buffer(bytes), tuple_awaitable);
+    asio::steady_timer timer(st->strand);
+    timer.expires_after(st->options.write_timeout);
+    auto write = asio::async_write(*socket, asio::buffer(bytes), tuple_awaitable);
+    auto wait = timer.async_wait(tuple_awaitable);
+    auto either = std::move(write) || std::move(wait);
+    auto result = co_await std::move(either);
+    if (result.index() == 1)
+        co_return false;
+    const auto [ec, n] = std::get<0>(result);
     (void)n;
-    (void)ec; // the peer left: nothing to tell it
+    co_return !ec;
 }
 
 asio::awaitable<void> serve_connection(std::shared_ptr<AdminServer::State> st, std::uint64_t id,
@@ -387,14 +423,14 @@ asio::awaitable<void> serve_connection(std::shared_ptr<AdminServer::State> st, s
                 auto answer =
                     error_response(408, fmt::format("the request did not arrive within {}",
                                                     format_duration(st->options.read_timeout)));
-                co_await write_response(socket, std::move(answer), false);
+                co_await write_response(st, socket, std::move(answer), false);
             }
             break;
         }
         if (parser.error()) {
             if (!ended) {
                 auto answer = error_response(parser.error()->status, parser.error()->reason);
-                co_await write_response(socket, std::move(answer), false);
+                co_await write_response(st, socket, std::move(answer), false);
             }
             break;
         }
@@ -403,8 +439,8 @@ asio::awaitable<void> serve_connection(std::shared_ptr<AdminServer::State> st, s
         auto &request = parser.request();
         auto answer = co_await st->route(request);
         const bool keep_alive = request.keep_alive && !st->stopping;
-        co_await write_response(socket, std::move(answer), keep_alive);
-        if (!keep_alive)
+        const bool written = co_await write_response(st, socket, std::move(answer), keep_alive);
+        if (!written || !keep_alive)
             break;
     }
     std::error_code ignored;
@@ -414,18 +450,44 @@ asio::awaitable<void> serve_connection(std::shared_ptr<AdminServer::State> st, s
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<AdminServer::State> st) {
+    // Out of descriptors, accept() fails at once and again: wait before the next try (up to a
+    // second), and say so once per episode.
+    auto backoff = std::chrono::milliseconds(0);
+    asio::steady_timer pause(st->strand);
     for (;;) {
         auto socket = std::make_shared<tcp::socket>(st->strand);
         auto [ec] = co_await st->acceptor.async_accept(*socket, tuple_awaitable);
         if (st->stopping || ec == asio::error::operation_aborted)
             break;
+        if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+            ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+            if (backoff.count() == 0)
+                st->options.logger.log(
+                    LogLevel::error,
+                    fmt::format("admin server on {}:{}: cannot accept connections: {}; trying "
+                                "again, less often, until it can",
+                                st->endpoint.address().to_string(), st->endpoint.port(),
+                                ec.message()));
+            backoff = std::min(std::max(backoff * 2, std::chrono::milliseconds(10)),
+                               std::chrono::milliseconds(1000));
+            pause.expires_after(backoff);
+            auto [waited] = co_await pause.async_wait(tuple_awaitable);
+            (void)waited;
+            if (st->stopping)
+                break;
+            continue;
+        }
         if (ec)
             continue; // a connection that failed before it was accepted
+        if (backoff.count() > 0) {
+            st->options.logger.log(LogLevel::info, "admin server: accepting connections again");
+            backoff = std::chrono::milliseconds(0);
+        }
         if (st->connections.size() >= st->options.max_connections) {
             auto answer =
                 error_response(503, fmt::format("this server serves {} connections at once",
                                                 st->options.max_connections));
-            co_await write_response(socket, std::move(answer), false);
+            co_await write_response(st, socket, std::move(answer), false);
             std::error_code ignored;
             socket->close(ignored);
             continue;
@@ -444,6 +506,10 @@ asio::awaitable<Response> AdminServer::State::route(admin::HttpRequest &r) {
     if (loopback && !loopback_host(r.header("host")))
         co_return error_response(
             403, fmt::format("Host '{}' is not this loopback server's name", r.header("host")));
+    if (!loopback && !allowed_host(r.header("host"), options.allowed_hosts))
+        co_return error_response(
+            403,
+            fmt::format("Host '{}' is not among this server's allowed hosts", r.header("host")));
     try {
         if (!r.segments.empty() && r.segments[0] == "api") {
             auto answer = co_await route_api(r);
@@ -658,6 +724,8 @@ AdminServer::AdminServer(AsyncScheduler &scheduler, AdminServerOptions options)
         throw Error(errc::invalid_argument, "admin server: max_connections must be positive");
     if (state_->options.token && state_->options.token->empty())
         throw Error(errc::invalid_argument, "admin server: token must not be empty when set");
+    if (state_->options.write_timeout <= duration::zero())
+        throw Error(errc::invalid_argument, "admin server: write_timeout must be positive");
 }
 
 AdminServer::~AdminServer() {
@@ -687,6 +755,22 @@ asio::awaitable<void> do_start(std::shared_ptr<AdminServer::State> st) {
         throw Error(errc::invalid_argument,
                     fmt::format("admin server: address '{}' is not an IP address: {}",
                                 st->options.address, ec.message()));
+    if (!address.is_loopback() && !st->options.token) {
+        // Without a token, whoever reaches the port (or a page that rebinds a name to it) may
+        // pause, remove and cancel.
+        if (!st->options.allow_unauthenticated || st->options.allowed_hosts.empty())
+            throw Error(errc::invalid_argument,
+                        fmt::format("admin server: address '{}' is not loopback and no token is "
+                                    "set: set a token (asched serve: $ASCHED_ADMIN_TOKEN), or "
+                                    "allow_unauthenticated with allowed_hosts "
+                                    "(--allow-unauthenticated --allowed-host NAME)",
+                                    st->options.address));
+        st->options.logger.log(
+            LogLevel::warning,
+            fmt::format("admin server: listening on {} without a token: anyone who reaches it "
+                        "may change schedules",
+                        st->options.address));
+    }
     const tcp::endpoint wanted(address, st->options.port);
     st->acceptor.open(wanted.protocol(), ec);
     if (!ec)

@@ -670,7 +670,8 @@ struct WorkerArgs {
 int run_worker(const StoreSpec &store, const WorkerArgs &w) {
     if (w.tasks.empty())
         throw Usage("worker: give at least one --task NAME='program args...'");
-    std::vector<std::pair<std::string, std::vector<std::string>>> commands;
+    // Every command is checked (command_task's own rules included) before a store is opened.
+    std::vector<std::pair<std::string, std::shared_ptr<const TaskFunction>>> commands;
     for (const auto &t : w.tasks) {
         const auto eq = t.find('=');
         if (eq == std::string::npos || eq == 0)
@@ -678,7 +679,11 @@ int run_worker(const StoreSpec &store, const WorkerArgs &w) {
         auto argv = split_words(t.substr(eq + 1), fmt::format("--task \"{}\"", t));
         if (argv.empty())
             throw Usage(fmt::format("--task \"{}\": the command is empty", t));
-        commands.emplace_back(t.substr(0, eq), std::move(argv));
+        try {
+            commands.emplace_back(t.substr(0, eq), command_task({.argv = std::move(argv)}));
+        } catch (const Error &e) {
+            throw Usage(fmt::format("--task \"{}\": {}", t, e.what()));
+        }
     }
     sigset_t signals = block_stop_signals();
 
@@ -694,10 +699,10 @@ int run_worker(const StoreSpec &store, const WorkerArgs &w) {
         throw Usage(fmt::format("--poll-interval {}: must be positive", w.poll_interval));
     o.poll_interval = from_seconds(w.poll_interval);
     Scheduler s(o);
-    for (auto &[name, argv] : commands) {
+    for (auto &[name, fn] : commands) {
         TaskOptions t;
         t.max_running_jobs = w.max_running > 0 ? std::optional<int>(w.max_running) : unlimited;
-        s.add_task_function(name, command_task({.argv = argv}), t);
+        s.add_task_function(name, fn, t);
     }
     s.start_in_background();
     std::cerr << fmt::format("asched worker: '{}' runs {} task(s) on {}\n", s.async().identity(),
@@ -721,6 +726,8 @@ int run_worker(const StoreSpec &store, const WorkerArgs &w) {
 struct ServeArgs {
     std::string listen = "127.0.0.1:8080";
     std::string token_env = "ASCHED_ADMIN_TOKEN";
+    bool allow_unauthenticated = false;
+    std::vector<std::string> allowed_hosts;
 };
 
 // --listen ADDRESS:PORT, with an IPv6 address in brackets ([::1]:8080); port 0: a free one.
@@ -762,6 +769,12 @@ int run_serve(const StoreSpec &store, const ServeArgs &a,
     options.port = listen.second;
     if (const char *token = std::getenv(a.token_env.c_str()); token && *token)
         options.token = token;
+    options.allow_unauthenticated = a.allow_unauthenticated;
+    options.allowed_hosts = a.allowed_hosts;
+    options.logger.level = LogLevel::warning;
+    options.logger.sink = [](LogLevel, std::string_view message) {
+        std::cerr << "asched serve: " << message << "\n";
+    };
     sigset_t signals = block_stop_signals();
     Scheduler s(scheduler_options(store));
     AdminServer server(s.async(), options);
@@ -810,7 +823,9 @@ int main(int argc, char **argv) {
                    "(default asched_events on PostgreSQL, asched.events on Redis, asched on MQTT)");
 
     std::function<int(Scheduler &, const Output &)> action;
-    bool migrate = true;
+    // Only `store migrate` and `worker` create or migrate a store: every other command refuses a
+    // missing one by name (a mistyped path or --schema must not leave an empty store behind).
+    bool migrate = false;
     bool worker = false;
 
     auto *tasks = app.add_subcommand("tasks", "the tasks workers registered");
@@ -942,6 +957,7 @@ int main(int argc, char **argv) {
             action = [](Scheduler &s, const Output &o) { return store_check(s, o); };
         });
     store->add_subcommand("migrate", "create or migrate the schema to this build's")->callback([&] {
+        migrate = true;
         action = [](Scheduler &s, const Output &o) { return store_migrate(s, o), 0; };
     });
 
@@ -955,7 +971,10 @@ int main(int argc, char **argv) {
                            "jobs this worker runs at once (default 100)");
     worker_cmd->add_option("--poll-interval", worker_args.poll_interval,
                            "seconds between looks at the store without a broker event (default 5)");
-    worker_cmd->callback([&] { worker = true; });
+    worker_cmd->callback([&] {
+        worker = true;
+        migrate = true;
+    });
 
     ServeArgs serve_args;
     bool serve = false;
@@ -967,6 +986,11 @@ int main(int argc, char **argv) {
     serve_cmd->add_option("--token-env", serve_args.token_env,
                           "the environment variable whose value, when set, is the bearer token "
                           "that changes need (default ASCHED_ADMIN_TOKEN)");
+    serve_cmd->add_flag("--allow-unauthenticated", serve_args.allow_unauthenticated,
+                        "serve an address off loopback without a token (needs --allowed-host)");
+    serve_cmd->add_option("--allowed-host", serve_args.allowed_hosts,
+                          "a Host header value accepted off loopback (repeatable; a request "
+                          "naming another host gets 403)");
     serve_cmd->callback([&] {
         serve = true;
         migrate = false; // a mistyped path is refused, not created as an empty store

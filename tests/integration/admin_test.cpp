@@ -8,6 +8,9 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 using namespace asched;
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -367,6 +370,109 @@ BOOST_FIXTURE_TEST_CASE(healthz_says_503_and_why_when_the_store_fails, AdminFixt
     BOOST_TEST(get("/api/overview").data()["health"]["status"] == "degraded");
     hooks->reads_fail = false;
     BOOST_TEST(get("/healthz").status == 200);
+}
+
+// 100 clients pipeline requests for large answers and then stop reading, their sockets left
+// open (a peer gone without a word): each write has a deadline, so every slot comes free and
+// /healthz answers again.
+BOOST_FIXTURE_TEST_CASE(clients_that_stop_reading_hold_no_slot, AdminFixture) {
+    AdminServerOptions o;
+    o.write_timeout = 300ms;
+    serve(o);
+    std::string burst;
+    for (int i = 0; i < 200; ++i)
+        burst += "GET /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    std::vector<std::unique_ptr<asio::ip::tcp::socket>> stuck;
+    for (int i = 0; i < 100; ++i) {
+        auto c = std::make_unique<asio::ip::tcp::socket>(ioc);
+        c->open(asio::ip::tcp::v4());
+        c->set_option(asio::socket_base::receive_buffer_size(4096));
+        c->connect(at());
+        c->non_blocking(true);
+        std::error_code ec;
+        asio::write(*c, asio::buffer(burst), ec); // what fits; the rest never matters
+        stuck.push_back(std::move(c));
+    }
+    // Bounded: the slots free themselves after the write deadline.
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (status != 200 && std::chrono::steady_clock::now() < deadline) {
+        status = get("/healthz").status;
+        if (status != 200)
+            ioc.run_for(50ms);
+    }
+    BOOST_TEST(status == 200);
+}
+
+BOOST_FIXTURE_TEST_CASE(off_loopback_needs_a_token_or_a_named_host, AdminFixture) {
+    AdminServer open_to_all(s(), AdminServerOptions{.address = "0.0.0.0"});
+    try {
+        run(open_to_all.start());
+        BOOST_FAIL("a listener off loopback started without a token");
+    } catch (const Error &e) {
+        BOOST_TEST(std::string(e.what()).find("address '0.0.0.0' is not loopback and no token") !=
+                       std::string::npos,
+                   e.what());
+    }
+    run(open_to_all.stop());
+    std::vector<std::string> warnings;
+    AdminServerOptions named{.address = "0.0.0.0"};
+    named.allow_unauthenticated = true;
+    named.allowed_hosts = {"ops.example"};
+    named.logger.sink = [&](LogLevel, std::string_view m) { warnings.emplace_back(m); };
+    serve(named);
+    BOOST_TEST(warnings.size() == 1u);
+    const asio::ip::tcp::endpoint here(asio::ip::make_address("127.0.0.1"), at().port());
+    const auto rebound = run(call(here, "GET /api/schedules HTTP/1.1\r\nHost: attacker.example\r\n"
+                                        "Connection: close\r\n\r\n"));
+    BOOST_TEST(rebound.status == 403);
+    const auto named_ok = run(call(here, "GET /healthz HTTP/1.1\r\nHost: OPS.example:8080\r\n"
+                                         "Connection: close\r\n\r\n"));
+    BOOST_TEST(named_ok.status == 200);
+}
+
+// Out of file descriptors, the accept loop waits and says so once, then serves again.
+BOOST_FIXTURE_TEST_CASE(out_of_descriptors_the_accept_loop_backs_off, AdminFixture) {
+    std::vector<std::string> log;
+    AdminServerOptions o;
+    o.logger.sink = [&](LogLevel, std::string_view m) { log.emplace_back(m); };
+    serve(o);
+    asio::ip::tcp::socket client(ioc);
+    client.open(asio::ip::tcp::v4());
+    // A low soft limit for the moment, so that taking every descriptor left is quick.
+    rlimit before{};
+    ::getrlimit(RLIMIT_NOFILE, &before);
+    const int probe = ::dup(0);
+    ::close(probe);
+    rlimit low = before;
+    low.rlim_cur = static_cast<rlim_t>(probe) + 64;
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    std::vector<int> filler;
+    for (;;) { // take every descriptor left
+        const int fd = ::dup(0);
+        if (fd < 0)
+            break;
+        filler.push_back(fd);
+    }
+    client.connect(at()); // the kernel completes it; accept() has no descriptor to give
+    ioc.run_for(300ms);
+    for (int fd : filler)
+        ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &before);
+    BOOST_TEST(filler.size() > 10u);
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    asio::write(client, asio::buffer(req));
+    std::string raw;
+    std::array<char, 1024> chunk;
+    std::optional<Reply> reply;
+    while (!(reply = take_reply(raw)))
+        raw.append(chunk.data(),
+                   run(client.async_read_some(asio::buffer(chunk), asio::use_awaitable)));
+    BOOST_TEST(reply->status == 200);
+    BOOST_REQUIRE(log.size() == 2u);
+    BOOST_TEST(log[0].find("cannot accept connections: Too many open files") != std::string::npos,
+               log[0]);
+    BOOST_TEST(log[1] == "admin server: accepting connections again");
 }
 
 BOOST_AUTO_TEST_CASE(a_port_in_use_is_named) {
