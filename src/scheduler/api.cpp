@@ -424,6 +424,13 @@ asio::awaitable<nlohmann::json> do_run_job(std::shared_ptr<SchedulerState> self,
                     fmt::format("run_job of task '{}': field 'wait_timeout': must be positive, "
                                 "got {}",
                                 task_id, format_duration(*wait_bound)));
+    if (self->run_state == RunState::stopped)
+        // Nothing here would run the job or wake the wait: it would hang without a word.
+        throw Error(errc::not_running,
+                    fmt::format("run_job of task '{}': this scheduler is not started (call "
+                                "start_in_background() first, or add_job() to leave the job to "
+                                "other nodes)",
+                                task_id));
     const auto id = co_await do_add_job(self, task_id, std::move(options));
     std::optional<JobResult> result;
     bool gave_up = false;

@@ -1,12 +1,19 @@
 // Scheduler: runs an AsyncScheduler on a private io_context thread and blocks on futures.
+#include "../executors/current_job.hpp"
+#include "scheduler_state.hpp"
+
+#include <asched/error.hpp>
 #include <asched/scheduler.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -85,12 +92,33 @@ struct Scheduler::Impl {
     }
 };
 
+namespace {
+
+// The job of `s` this thread runs, if any: waiting for `s` to stop from it can never end.
+const JobContext *own_job(const AsyncScheduler &s) {
+    const JobContext *job = detail::current_blocking_job();
+    if (job && job->scheduler &&
+        detail::SchedulerAccess::state_of(*job->scheduler) == detail::SchedulerAccess::state_of(s))
+        return job;
+    return nullptr;
+}
+
+} // namespace
+
 Scheduler::Scheduler(AsyncSchedulerOptions options) : impl_(std::make_unique<Impl>()) {
     impl_->scheduler.emplace(impl_->context.get_executor(), options);
     impl_->thread = std::thread([this] { impl_->context.run(); });
 }
 
 Scheduler::~Scheduler() {
+    if (const JobContext *job = own_job(*impl_->scheduler)) {
+        // Stopping waits for this very job: the destructor would never return.
+        std::fprintf(stderr,
+                     "asched: ~Scheduler() called from one of this scheduler's own jobs (job '%s' "
+                     "of task '%s'): it would wait for that job for ever\n",
+                     job->job_id.c_str(), job->task_id.c_str());
+        std::abort();
+    }
     try {
         if (impl_->scheduler->state() != RunState::stopped) {
             impl_->call(impl_->scheduler->stop());
@@ -202,6 +230,12 @@ void Scheduler::stop() {
     impl_->call(impl_->scheduler->stop());
 }
 void Scheduler::wait_until_stopped() {
+    if (const JobContext *job = own_job(*impl_->scheduler))
+        throw Error(errc::not_running,
+                    fmt::format("Scheduler::wait_until_stopped() called from one of this "
+                                "scheduler's own jobs (job '{}' of task '{}'): stopping waits for "
+                                "that job, so this would never return",
+                                job->job_id, job->task_id));
     impl_->call(impl_->scheduler->wait_until_stopped());
 }
 void Scheduler::cleanup() {

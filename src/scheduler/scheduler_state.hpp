@@ -57,6 +57,9 @@ struct SchedulerAccess {
     static AsyncScheduler borrow(std::shared_ptr<SchedulerState> state) {
         return AsyncScheduler(std::move(state), true);
     }
+    static const SchedulerState *state_of(const AsyncScheduler &s) noexcept {
+        return s.state_.get();
+    }
 };
 
 /// A job from its start until its release has committed (or was given up).

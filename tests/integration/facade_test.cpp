@@ -6,6 +6,40 @@ using namespace std::chrono_literals;
 
 BOOST_AUTO_TEST_SUITE(facade)
 
+// Calls that could never finish fail at once, saying why, instead of hanging.
+BOOST_AUTO_TEST_CASE(calls_that_could_never_finish_say_so) {
+    auto o = test::SchedulerFixture::base_options();
+    o.clock = std::make_shared<SystemClock>();
+    Scheduler s(o);
+    s.add_task("mul", [](int a, int b) { return a * b; });
+    try {
+        s.run_job("mul", {.args = {6, 7}});
+        BOOST_FAIL("run_job on a scheduler never started returned");
+    } catch (const Error &e) {
+        BOOST_TEST(e.code_value() == errc::not_running);
+        BOOST_TEST(std::string(e.what()).find("run_job of task 'mul': this scheduler is not "
+                                              "started") != std::string::npos,
+                   e.what());
+    }
+    // A thread-pool job that stops its own scheduler and then waits for the stop.
+    std::string refused;
+    s.add_task("stop_self", [&s, &refused] {
+        s.stop();
+        try {
+            s.wait_until_stopped();
+        } catch (const Error &e) {
+            refused = e.what();
+        }
+        return 0;
+    });
+    s.start_in_background();
+    s.add_job("stop_self");
+    s.wait_until_stopped();
+    BOOST_TEST(refused.find("wait_until_stopped() called from one of this scheduler's own jobs") !=
+                   std::string::npos,
+               refused);
+}
+
 BOOST_AUTO_TEST_CASE(blocking_operations) {
     auto clock = std::make_shared<ManualClock>(test::t0);
     auto o = test::SchedulerFixture::base_options();

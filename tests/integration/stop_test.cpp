@@ -2,6 +2,8 @@
 // the scope-bound form, and a multi-threaded io_context.
 #include "fixture.hpp"
 
+#include <asched/command_task.hpp>
+
 using namespace asched;
 using namespace std::chrono_literals;
 using test::eventually;
@@ -189,6 +191,76 @@ BOOST_AUTO_TEST_CASE(multi_threaded_io_context) {
     ioc.stop();
     for (auto &t : threads)
         t.join();
+}
+
+// Command tasks on four threads: the watchers of a child (its pipes, its exit) and the job's
+// loop share one strand; before they did, ThreadSanitizer saw them race and a wake-up could be
+// lost (`true` then took a second). Run under ThreadSanitizer by the test command.
+BOOST_AUTO_TEST_CASE(command_tasks_on_a_multi_threaded_io_context) {
+    asio::io_context ioc(4);
+    auto o = SchedulerFixture::base_options();
+    o.clock = std::make_shared<SystemClock>();
+    AsyncScheduler s(ioc, o);
+    auto work = asio::make_work_guard(ioc);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i)
+        threads.emplace_back([&] { ioc.run(); });
+    auto call = [&](auto op) { return asio::co_spawn(ioc, std::move(op), asio::use_future).get(); };
+    call(s.add_task_function("true", command_task({.argv = {"true"}}),
+                             {.max_running_jobs = unlimited}));
+    call(s.add_task_function("echo", command_task({.argv = {"echo"}}),
+                             {.max_running_jobs = unlimited}));
+    call(s.start_in_background());
+    std::vector<std::future<nlohmann::json>> results;
+    const auto began = std::chrono::steady_clock::now();
+    for (int i = 0; i < 24; ++i)
+        results.push_back(asio::co_spawn(ioc, s.run_job(i % 2 ? "true" : "echo", {.args = {i}}),
+                                         asio::use_future));
+    for (int i = 0; i < 24; ++i) {
+        const auto r = results[static_cast<std::size_t>(i)].get();
+        BOOST_TEST(r["exit_status"] == 0);
+        if (i % 2 == 0)
+            BOOST_TEST(r["stdout"] == std::to_string(i) + "\n");
+    }
+    BOOST_TEST_MESSAGE("24 command jobs on 4 threads: "
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - began)
+                              .count()
+                       << " ms");
+    // An argument with a NUL byte would be cut short by exec: the job fails, naming it.
+    auto bad = asio::co_spawn(ioc, s.run_job("echo", {.args = {std::string("a\0b", 3)}}),
+                              asio::use_future);
+    try {
+        bad.get();
+        BOOST_FAIL("a NUL byte in an argument was accepted");
+    } catch (const std::exception &e) {
+        BOOST_TEST(std::string(e.what()).find("field 'args[0]': NUL byte at position 1") !=
+                       std::string::npos,
+                   e.what());
+    }
+    call(s.stop());
+    call(s.wait_until_stopped());
+    work.reset();
+    ioc.stop();
+    for (auto &t : threads)
+        t.join();
+}
+
+BOOST_AUTO_TEST_CASE(command_task_refuses_what_exec_would_mangle) {
+    auto refused = [](CommandOptions o, const std::string &needle) {
+        try {
+            command_task(std::move(o));
+            BOOST_ERROR("accepted: " << needle);
+        } catch (const Error &e) {
+            BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos, e.what());
+        }
+    };
+    refused({.argv = {"echo", std::string("x\0y", 3)}}, "field 'argv[1]': NUL byte at position 1");
+    refused({.argv = {"env"}, .env = {{"A=B", "1"}}}, "field 'env': name \"A=B\" contains '='");
+    refused({.argv = {"env"}, .env = {{"", "1"}}}, "field 'env': name \"\" is empty");
+    refused({.argv = {"env"}, .env = {{"A", std::string("1\0", 2)}}},
+            "field 'env[A]': NUL byte at position 1");
+    refused({.argv = {"pwd"}, .cwd = std::string("/tmp\0x", 6)}, "field 'cwd': NUL byte");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
