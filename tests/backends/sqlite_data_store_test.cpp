@@ -188,6 +188,57 @@ BOOST_AUTO_TEST_CASE(a_version_1_file_is_migrated_and_keeps_its_jobs) {
     BOOST_TEST(sync(store->get_workers()).empty());
 }
 
+// A store that may not migrate (the asched tool's read commands) opens and reads while another
+// process holds the write lock: WAL readers need none. Its busy timeout is a minute, so
+// waiting on the writer would fail the bounded run below.
+BOOST_AUTO_TEST_CASE(a_reader_that_may_not_migrate_never_waits_on_a_writer) {
+    {
+        auto store = open();
+        Task t;
+        t.id = "t";
+        sync(store->add_task(t));
+        sync(store->stop());
+    }
+    sqlite3 *writer = nullptr;
+    BOOST_REQUIRE(sqlite3_open(path.c_str(), &writer) == SQLITE_OK);
+    BOOST_REQUIRE(sqlite3_exec(writer, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    auto reader = std::make_shared<SqliteDataStore>(
+        SqliteDataStoreOptions{.path = path, .busy_timeout = 60s, .migrate = false});
+    asio::io_context ioc;
+    const auto began = std::chrono::steady_clock::now();
+    test::run(ioc, reader->start(StoreContext{broker, clock, Logger{LogLevel::off, {}}}), 20s);
+    const auto tasks = test::run(ioc, reader->get_tasks(), 20s);
+    BOOST_TEST(tasks.size() == 1u);
+    BOOST_TEST((std::chrono::steady_clock::now() - began < 20s));
+    test::run(ioc, reader->stop(), 20s);
+    sqlite3_exec(writer, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(writer);
+}
+
+// The file, its WAL and its SHM deleted under a running store: every write is refused, naming
+// the path, instead of going into the unlinked inode (lost at exit).
+BOOST_AUTO_TEST_CASE(a_deleted_file_is_noticed_and_never_written) {
+    auto store = open();
+    Task t;
+    t.id = "t";
+    sync(store->add_task(t));
+    for (const char *suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(path + suffix);
+    Task u;
+    u.id = "u";
+    try {
+        sync(store->add_task(u));
+        BOOST_FAIL("a write into a deleted file was accepted");
+    } catch (const Error &e) {
+        BOOST_TEST(e.code_value() == errc::store_failure);
+        BOOST_TEST(std::string(e.what()).find("'" + path + "' was deleted or replaced") !=
+                       std::string::npos,
+                   e.what());
+    }
+    BOOST_TEST(!std::filesystem::exists(path));
+    sync(store->stop());
+}
+
 BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused) {
     open();
     raw_sql(path, "UPDATE asched_meta SET value = 99 WHERE key = 'schema_version'");

@@ -97,7 +97,8 @@ void Statement::reset() {
     sqlite3_clear_bindings(stmt_);
 }
 
-Connection::Connection(const std::string &path, std::chrono::milliseconds busy_timeout) {
+Connection::Connection(const std::string &path, std::chrono::milliseconds busy_timeout)
+    : path_(path) {
     const int rc =
         sqlite3_open_v2(path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -143,6 +144,22 @@ void Connection::exec(const char *sql) {
 
 Transaction::Transaction(Connection &db, Kind kind) : db_(db) {
     db_.exec(kind == Kind::immediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+    if (kind != Kind::immediate)
+        return;
+    // A file unlinked (or replaced) under an open connection still takes writes, into an
+    // inode nobody else sees, lost at exit; peers on a new file at the path would run every
+    // schedule again. Checked under the write lock, before anything is written.
+    int moved = 0;
+    if (sqlite3_file_control(db_.handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+        moved) {
+        sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        open_ = false;
+        throw Error(errc::store_failure,
+                    fmt::format("sqlite: '{}' was deleted or replaced while this process had it "
+                                "open: nothing more is written to it (restart to open the file "
+                                "now at that path)",
+                                db_.path()));
+    }
 }
 
 Transaction::~Transaction() {

@@ -78,9 +78,11 @@ class Connection {
     /// Runs one or more statements without results.
     void exec(const char *sql);
     sqlite3 *handle() const noexcept { return db_; }
+    const std::string &path() const noexcept { return path_; }
 
   private:
     sqlite3 *db_ = nullptr;
+    std::string path_;
     std::unordered_map<const char *, sqlite3_stmt *> cache_;
 };
 

@@ -261,7 +261,10 @@ struct SqliteDataStore::Impl {
         conn->exec(options.synchronous_full ? "PRAGMA synchronous = FULL"
                                             : "PRAGMA synchronous = NORMAL");
         conn->exec("PRAGMA cache_size = -16384"); // 16 MiB of page cache
-        Transaction tx(*conn, Transaction::Kind::immediate);
+        // A store that may not migrate only reads here: in WAL mode that needs no write lock,
+        // so a reader (the asched tool's lists, store check) never waits on a writer.
+        Transaction tx(*conn, options.migrate ? Transaction::Kind::immediate
+                                              : Transaction::Kind::deferred);
         refuse_foreign(true); // again, now that no other process can be half-way through
         int version = 0;
         {
@@ -293,7 +296,8 @@ struct SqliteDataStore::Impl {
                 .exec();
             detail::fault_point("store.migrating"); // a crash here: the transaction rolls back
         }
-        conn->exec(fmt::format("PRAGMA application_id = {}", application_id).c_str());
+        if (options.migrate) // unmigrated files were refused above: it is set already
+            conn->exec(fmt::format("PRAGMA application_id = {}", application_id).c_str());
         tx.commit();
         db = std::move(conn);
     }
@@ -617,14 +621,18 @@ asio::awaitable<std::pair<R, std::vector<Event>>> on_db(std::shared_ptr<SqliteDa
             // the release: ASan caught a stopping caller's io_context gone by then.) The
             // exception moves along too: its last reference must drop on the caller's thread,
             // which may still read it (libstdc++'s reference count is invisible to TSan).
-            std::optional handing_over(
-                asio::prefer(work.get_executor(), asio::execution::outstanding_work.tracked));
-            asio::dispatch(*handing_over, [handler = std::move(handler), error = std::move(error),
-                                           out = std::move(out), work = std::move(work)]() mutable {
-                handler(error, std::move(out));
-                work.reset();
-            });
-            handing_over.reset();
+            // (A plain local in its own block, destroyed right after dispatch returns: GCC 12
+            // warned, in Release, that a std::optional holding it might be read uninitialised.)
+            {
+                auto handing_over =
+                    asio::prefer(work.get_executor(), asio::execution::outstanding_work.tracked);
+                asio::dispatch(handing_over,
+                               [handler = std::move(handler), error = std::move(error),
+                                out = std::move(out), work = std::move(work)]() mutable {
+                                   handler(error, std::move(out));
+                                   work.reset();
+                               });
+            }
         });
     };
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
