@@ -246,10 +246,17 @@ BOOST_AUTO_TEST_CASE(store_check_and_migrate) {
     Cli cli;
     const std::string db = cli.dir / "asched.db";
     cli.store = "sqlite:" + db;
-    // check never creates or migrates.
+    // check never creates or migrates, nor does any command but `store migrate` and `worker`.
     Ran r = cli({"store", "check"});
     BOOST_TEST(r.status == 1);
     BOOST_TEST(r.err.find("no such file") != std::string::npos);
+    for (const std::vector<std::string> &read :
+         {std::vector<std::string>{"schedules", "list"}, {"jobs", "list"}, {"tasks", "list"}}) {
+        r = cli(read);
+        BOOST_TEST(r.status == 1, read[0] << ": " << r.status);
+        BOOST_TEST(r.err.find("no such file") != std::string::npos, r.err);
+    }
+    BOOST_TEST(!std::filesystem::exists(db), "a read command created " << db);
     {
         sqlite3 *raw = nullptr;
         BOOST_REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
@@ -309,25 +316,26 @@ BOOST_AUTO_TEST_CASE(r12_a_store_this_user_cannot_write_is_refused_at_start) {
     // A copy of the tool where nobody may run it: the build tree may sit under /root (0700).
     const std::string tool = cli.dir / "asched";
     fs::copy_file(ASCHED_CLI, tool);
-    const auto as_nobody = [&](const std::string &store) {
+    const auto as_nobody = [&](const std::string &store, const std::string &command,
+                               const std::string &sub) {
         Ran r;
         const std::string out = cli.dir / "out", err = cli.dir / "err";
-        r.status =
-            wait_exit(spawn_program({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                     tool, "--store", store, "schedules", "list"},
-                                    out, err),
-                      60s);
+        r.status = wait_exit(spawn_program({"setpriv", "--reuid=65534", "--regid=65534",
+                                            "--clear-groups", tool, "--store", store, command, sub},
+                                           out, err),
+                             60s);
         r.err = slurp(err);
         return r;
     };
-    Ran r = as_nobody("sqlite:" + db);
+    Ran r = as_nobody("sqlite:" + db, "schedules", "list");
     BOOST_TEST(r.status == 1);
     BOOST_TEST(r.err.find("'" + db +
                           "' is read-only for this process (uid 65534): asched "
                           "writes leases, jobs and results to it") != std::string::npos,
                r.err);
     const std::string fresh = cli.dir / "new.db";
-    r = as_nobody("sqlite:" + fresh);
+    // Only `store migrate` (and `worker`) would create it; the directory says no.
+    r = as_nobody("sqlite:" + fresh, "store", "migrate");
     BOOST_TEST(r.status == 1);
     BOOST_TEST(r.err.find("its directory '" + cli.dir.path.string() +
                           "' is not writable for this process (uid 65534)") != std::string::npos,
