@@ -75,7 +75,12 @@ fresh_root_demo() {
     if [ ! -x "$base/bin/bash" ]; then
         echo "== making a Debian 12 minbase root once in $base (debootstrap)"
         rm -rf --one-file-system "$base.partial"
-        debootstrap --variant=minbase bookworm "$base.partial" http://deb.debian.org/debian \
+        # The mirror this machine's own apt uses: deb822 "URIs:", else a one-line "deb URL".
+        local mirror
+        mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+        [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+        [ -n "$mirror" ] || { echo "no Debian mirror in this machine's apt sources"; return 1; }
+        debootstrap --variant=minbase bookworm "$base.partial" "$mirror" \
             > /tmp/asched-debootstrap.log 2>&1 || { tail -20 /tmp/asched-debootstrap.log; return 1; }
         mv "$base.partial" "$base"
     fi
@@ -110,6 +115,13 @@ fresh_root_demo() {
     trap - EXIT
     if [ "$status" -ne 0 ] || ! grep -q "asched demo: stopped cleanly" "$log"; then
         echo "== the demo command failed in a fresh Debian 12 root (rc $status)"
+        return 1
+    fi
+    # The demo's Release build is a new user's first screen: it must be as warning-free as the
+    # -Werror test build (the compiler cache replays a cached object's warnings too).
+    if grep -q "warning:" "$log"; then
+        grep -m 20 "warning:" "$log"
+        echo "== the demo command's Release build printed warnings (log: $log)"
         return 1
     fi
 }

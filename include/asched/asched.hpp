@@ -1,9 +1,11 @@
-// The whole public API in one include: the core, and the backends this build has (their
-// libraries must still be linked: asched::sqlite, asched::postgres, asched::redis).
+// The whole public API in one include: the core (command tasks and the process executor
+// included), and the components this build has (their libraries must still be linked:
+// asched::sqlite, asched::postgres, asched::redis, asched::mariadb, asched::mqtt, asched::admin).
 #pragma once
 
 #include <asched/async_scheduler.hpp>
 #include <asched/clock.hpp>
+#include <asched/command_task.hpp>
 #include <asched/config.hpp>
 #include <asched/data_store.hpp>
 #include <asched/data_stores/memory_data_store.hpp>
@@ -14,6 +16,7 @@
 #include <asched/job_context.hpp>
 #include <asched/job_executor.hpp>
 #include <asched/job_executors/inline_executor.hpp>
+#include <asched/job_executors/process_executor.hpp>
 #include <asched/job_executors/thread_pool_executor.hpp>
 #include <asched/logger.hpp>
 #include <asched/model.hpp>
@@ -44,4 +47,7 @@
 #endif
 #if ASCHED_WITH_MQTT
 #include <asched/event_brokers/mqtt_event_broker.hpp>
+#endif
+#if ASCHED_WITH_ADMIN
+#include <asched/admin_server.hpp>
 #endif

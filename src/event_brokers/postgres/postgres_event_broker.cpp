@@ -104,9 +104,11 @@ asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
     const std::string listen = "LISTEN " + pg::identifier(self->options.channel);
     bool first = true;
     while (!self->stopping) {
+        bool connected = false; // a connection that never came up was not "lost"
         try {
             auto listener = co_await open(self);
             self->listener = std::move(listener);
+            connected = true;
             co_await self->listener->exec(listen, self->options.heartbeat_timeout);
             self->is_listening = true;
             if (!first)
@@ -159,10 +161,11 @@ asio::awaitable<void> listen_loop(std::shared_ptr<State> self) {
             }
         } catch (const std::exception &e) {
             if (!self->stopping)
-                self->log(
-                    LogLevel::warning,
-                    fmt::format("postgres broker: listening at {} lost ({}); reconnecting in {} ms",
-                                self->where, e.what(), delay.count()));
+                self->log(LogLevel::warning,
+                          fmt::format("postgres broker: {} {} ({}); {} in {} ms",
+                                      connected ? "listening at" : "cannot connect to", self->where,
+                                      connected ? std::string("lost: ") + e.what() : e.what(),
+                                      connected ? "reconnecting" : "trying again", delay.count()));
         }
         self->is_listening = false;
         self->listener.reset();
