@@ -8,6 +8,7 @@
 #include <asio/use_future.hpp>
 #include <fmt/format.h>
 
+#include <thread>
 #include <unistd.h>
 
 namespace asched::test::scenarios {
@@ -749,26 +750,47 @@ inline asio::awaitable<void> a_schedule_runs_now(SchedulerFixture *f) {
     BOOST_TEST(error_code_of(e) == int(errc::schedule_lookup));
 }
 
-// run_job's own wait bound: no worker runs the job (the scheduler is not started).
+// run_job on a scheduler that is not started fails at once (nothing would run the job or end
+// the wait); on a started one, its own wait bound gives up on a job that cannot start yet (its
+// task's only slot is taken), which stays queued and runs later.
 inline asio::awaitable<void> run_job_gives_up_waiting(SchedulerFixture *f) {
     auto &s = f->s();
+    auto gate = std::make_shared<std::atomic<bool>>(false);
     co_await s.add_task("add", [](int a, int b) { return a + b; });
-    JobOptions bounded{.args = {1, 2}, .wait_timeout = 200ms};
+    co_await s.add_task("gated", [gate] {
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (!*gate && std::chrono::steady_clock::now() < give_up)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1)); // bounded: the test opens it
+        return 0;
+    });
+    JobOptions unstarted{.args = {1, 2}, .wait_timeout = 200ms};
+    std::exception_ptr refused;
+    try {
+        co_await s.run_job("add", unstarted);
+    } catch (...) {
+        refused = std::current_exception();
+    }
+    BOOST_TEST(error_code_of(refused) == int(errc::not_running));
+    BOOST_TEST((co_await s.get_jobs()).empty()); // refused before anything was queued
+
+    co_await s.start_in_background();
+    co_await s.add_job("gated");
+    co_await eventually([f] { return f->recorder->of<JobAcquired>().size() == 1; },
+                        "the first gated job runs");
+    JobOptions bounded{.wait_timeout = 200ms};
     std::exception_ptr e;
     std::string message;
     try {
-        co_await s.run_job("add", bounded);
+        co_await s.run_job("gated", bounded);
     } catch (const std::exception &ex) {
         e = std::current_exception();
         message = ex.what();
     }
     BOOST_TEST(error_code_of(e) == int(errc::wait_timed_out));
     BOOST_TEST(mentions(message, "no result within 200ms"), message);
-    // The job is still queued and runs once a worker starts.
-    auto jobs = co_await s.get_jobs();
-    BOOST_TEST(jobs.size() == 1u);
-    co_await s.start_in_background();
-    co_await eventually([f] { return f->released(JobOutcome::success) == 1; }, "it ran");
+    // The job is still queued and runs once the slot is free.
+    *gate = true;
+    co_await eventually([f] { return f->released(JobOutcome::success) == 2; }, "both ran");
 }
 
 // Retries with backoff on the manual clock: attempts 1 and 2 fail, 3 succeeds; JobContext
