@@ -58,8 +58,11 @@ asio::awaitable<void> wait_exit(pid_t pid, int pidfd) {
 }
 
 int reap_child(pid_t pid) {
+    // WNOHANG: the exit was seen already, so this returns at once; and where the host ignores
+    // SIGCHLD (children reaped by the kernel), a blocking wait would hang until every child of
+    // the process ended.
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
+    while (::waitpid(pid, &status, WNOHANG) < 0) {
         if (errno != EINTR)
             return 0;
     }

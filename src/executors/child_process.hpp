@@ -19,7 +19,8 @@ std::string describe_wait_status(int status);
 /// zombie its pid, which is its process group's id, cannot be reused, so signalling the group
 /// stays safe until reap_child(). Cancellation: none (the caller kills the child to end it).
 asio::awaitable<void> wait_exit(pid_t pid, int pidfd);
-/// Reaps an exited child; returns its wait status.
+/// Reaps a child whose exit wait_exit() saw, without blocking; returns its wait status (0 when
+/// the kernel reaped it already: a host that ignores SIGCHLD).
 int reap_child(pid_t pid);
 /// Whether any process of group `pgid` is still running (zombies do not count).
 bool process_group_alive(pid_t pgid);
