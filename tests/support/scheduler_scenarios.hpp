@@ -757,12 +757,14 @@ inline asio::awaitable<void> run_job_gives_up_waiting(SchedulerFixture *f) {
     auto &s = f->s();
     auto gate = std::make_shared<std::atomic<bool>>(false);
     co_await s.add_task("add", [](int a, int b) { return a + b; });
-    co_await s.add_task("gated", [gate] {
+    // A named local: a capturing lambda built inside co_await is the GCC 12 double free.
+    auto gated = [gate] {
         const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (!*gate && std::chrono::steady_clock::now() < give_up)
             std::this_thread::sleep_for(std::chrono::milliseconds(1)); // bounded: the test opens it
         return 0;
-    });
+    };
+    co_await s.add_task("gated", gated);
     JobOptions unstarted{.args = {1, 2}, .wait_timeout = 200ms};
     std::exception_ptr refused;
     try {
